@@ -1,0 +1,229 @@
+//! Extractors that turn every malformed request into the API's one error shape, and the
+//! caller context ([`Caller`], [`ProjectScope`]) every authenticated route starts from.
+
+use axum::{
+    extract::{
+        FromRequest, FromRequestParts,
+        rejection::{JsonRejection, PathRejection, QueryRejection},
+    },
+    http::{StatusCode, request::Parts},
+};
+use serde::Deserialize;
+
+use crate::{
+    app::AppState,
+    auth::{Principal, PrincipalKind, keys},
+    error::{ApiError, ApiResult},
+    events::EventContext,
+    store::{PageRequest, StoreError, orgs::Project},
+};
+
+/// `axum::Json`, with rejections in Herald's error shape.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct Json<T>(pub T);
+
+/// `axum::extract::Query`, with rejections in Herald's error shape.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct Query<T>(pub T);
+
+/// `axum::extract::Path`, with rejections in Herald's error shape.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct Path<T>(pub T);
+
+impl<T: serde::Serialize> axum::response::IntoResponse for Json<T> {
+    fn into_response(self) -> axum::response::Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection {
+            JsonRejection::JsonSyntaxError(e) => {
+                ApiError::bad_request("invalid_json", e.body_text())
+            }
+            JsonRejection::JsonDataError(e) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_error",
+                e.body_text(),
+            ),
+            JsonRejection::MissingJsonContentType(_) => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as JSON with `Content-Type: application/json`",
+            ),
+            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the request body is larger than this server accepts",
+            ),
+            other => ApiError::bad_request("invalid_body", other.body_text()),
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::bad_request("invalid_query", rejection.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        ApiError::bad_request("invalid_path", rejection.body_text())
+    }
+}
+
+/// `page` and `limit` of a list request, validated: `page` from 1, `limit` 1..=100 (20).
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct Paging {
+    pub page: Option<u32>,
+    pub limit: Option<u32>,
+}
+
+pub const MAX_LIMIT: u32 = 100;
+pub const DEFAULT_LIMIT: u32 = 20;
+
+impl Paging {
+    pub fn request(self) -> ApiResult<PageRequest> {
+        let page = self.page.unwrap_or(1);
+        let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
+        if page == 0 {
+            return Err(ApiError::bad_request("invalid_query", "page starts at 1"));
+        }
+        if !(1..=MAX_LIMIT).contains(&limit) {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!("limit must be between 1 and {MAX_LIMIT}"),
+            ));
+        }
+        Ok(PageRequest { page, limit })
+    }
+}
+
+/// An authenticated caller, with the request's id for the events it causes.
+pub struct Caller {
+    pub principal: Principal,
+    pub request_id: Option<String>,
+}
+
+impl Caller {
+    pub fn events(&self) -> EventContext {
+        EventContext {
+            request_id: self.request_id.clone(),
+            actor: Some(self.principal.actor()),
+        }
+    }
+}
+
+fn header<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    parts.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Caller> {
+        let request_id = header(parts, "x-request-id").map(str::to_owned);
+        let token = match (header(parts, "x-api-key"), header(parts, "authorization")) {
+            (Some(key), _) => key.trim(),
+            (None, Some(auth)) => match auth.split_once(' ') {
+                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+                _ => {
+                    return Err(ApiError::unauthorized(
+                        "the Authorization header must be `Bearer <token>`",
+                    ));
+                }
+            },
+            (None, None) => {
+                return Err(ApiError::unauthorized(
+                    "missing credentials: send `X-API-Key: <key>` or `Authorization: Bearer <key or token>`",
+                ));
+            }
+        };
+        let principal = if keys::looks_like_api_key(token) {
+            state.keys.authenticate(&state.store, token).await?
+        } else {
+            authenticate_jwt(state, token).await?
+        };
+        Ok(Caller {
+            principal,
+            request_id,
+        })
+    }
+}
+
+async fn authenticate_jwt(state: &AppState, token: &str) -> ApiResult<Principal> {
+    let claims = state
+        .jwt
+        .verify(token)
+        .ok_or_else(|| ApiError::unauthorized("invalid or expired token"))?;
+    // The account may have been deleted since the token was issued.
+    let admin = match state.store.get_admin_user(&claims.sub).await {
+        Ok(admin) => admin,
+        Err(StoreError::NotFound(_)) => {
+            return Err(ApiError::unauthorized("invalid or expired token"));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(Principal {
+        kind: PrincipalKind::Admin { id: admin.id },
+        organization_id: Some(admin.organization_id),
+        project_id: None,
+        scopes: vec!["admin".into()],
+    })
+}
+
+/// A caller acting inside one project: the key's own project, or the one named by the
+/// `X-Project-Id` header (required for organization-level and instance credentials).
+pub struct ProjectScope {
+    pub caller: Caller,
+    pub project_id: String,
+}
+
+impl ProjectScope {
+    pub fn require(&self, scope: &str) -> ApiResult<()> {
+        self.caller.principal.require(scope)
+    }
+
+    pub fn events(&self) -> EventContext {
+        self.caller.events()
+    }
+}
+
+impl FromRequestParts<AppState> for ProjectScope {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<ProjectScope> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        let named = header(parts, "x-project-id")
+            .map(str::trim)
+            .filter(|s| !s.is_empty());
+        let project_id = match (&caller.principal.project_id, named) {
+            (Some(own), None) => own.clone(),
+            (Some(own), Some(named)) if own == named => own.clone(),
+            (Some(_), Some(_)) => return Err(ApiError::not_found("project")),
+            (None, None) => {
+                return Err(ApiError::bad_request(
+                    "project_required",
+                    "this credential is not bound to one project: name the project with the `X-Project-Id` header",
+                ));
+            }
+            (None, Some(named)) => {
+                let project: Project = match state.store.get_project(named).await {
+                    Ok(project) => project,
+                    Err(StoreError::NotFound(_)) => return Err(ApiError::not_found("project")),
+                    Err(e) => return Err(e.into()),
+                };
+                if !caller.principal.reaches_project(&project) {
+                    return Err(ApiError::not_found("project"));
+                }
+                project.id
+            }
+        };
+        Ok(ProjectScope { caller, project_id })
+    }
+}

@@ -1,0 +1,150 @@
+//! The HTTP surface under `/api/v1`: one module per resource, each handler thin (extract,
+//! check scope, call `domain`, shape the answer).
+
+pub mod extract;
+mod sessions;
+mod tenancy;
+mod users;
+mod versions;
+mod worlds;
+
+use axum::{
+    Router,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use serde::Serialize;
+
+use crate::{
+    app::AppState,
+    error::ApiError,
+    store::{Page, PageRequest},
+};
+
+/// One page of a list: the items and where they stand in the whole.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PageBody<T> {
+    pub items: Vec<T>,
+    pub page: u32,
+    pub limit: u32,
+    pub total: i64,
+    pub total_pages: i64,
+}
+
+impl<T> PageBody<T> {
+    pub fn new<U>(page: Page<U>, req: PageRequest, map: impl FnMut(U) -> T) -> Self {
+        let limit = i64::from(req.limit);
+        PageBody {
+            items: page.items.into_iter().map(map).collect(),
+            page: req.page,
+            limit: req.limit,
+            total: page.total,
+            total_pages: (page.total + limit - 1) / limit,
+        }
+    }
+}
+
+/// `201 Created` with a JSON body.
+pub fn created<T: Serialize>(body: T) -> Response {
+    (StatusCode::CREATED, axum::Json(body)).into_response()
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/auth/login", post(sessions::login))
+        .route("/auth/refresh", post(sessions::refresh))
+        .route("/me", get(sessions::me))
+        .route(
+            "/organizations",
+            get(tenancy::list_orgs).post(tenancy::create_org),
+        )
+        .route(
+            "/organizations/{id}",
+            get(tenancy::get_org)
+                .put(tenancy::update_org)
+                .patch(tenancy::update_org)
+                .delete(tenancy::delete_org),
+        )
+        .route(
+            "/projects",
+            get(tenancy::list_projects).post(tenancy::create_project),
+        )
+        .route(
+            "/projects/{id}",
+            get(tenancy::get_project)
+                .put(tenancy::update_project)
+                .patch(tenancy::update_project)
+                .delete(tenancy::delete_project),
+        )
+        .route(
+            "/projects/{id}/secret-key/regenerate",
+            post(tenancy::regenerate_secret),
+        )
+        .route(
+            "/api-keys",
+            get(tenancy::list_keys).post(tenancy::create_key),
+        )
+        .route(
+            "/api-keys/{id}",
+            get(tenancy::get_key).delete(tenancy::revoke_key),
+        )
+        .route(
+            "/admin-users",
+            get(tenancy::list_admins).post(tenancy::create_admin),
+        )
+        .route(
+            "/admin-users/{id}",
+            axum::routing::delete(tenancy::delete_admin),
+        )
+        .route("/users", get(users::list).post(users::create))
+        .route(
+            "/users/{id}",
+            get(users::get)
+                .put(users::update)
+                .patch(users::update)
+                .delete(users::delete),
+        )
+        .route("/users/{id}/login", post(users::login))
+        .route("/game-worlds", get(worlds::list).post(worlds::create))
+        .route(
+            "/game-worlds/{id}",
+            get(worlds::get)
+                .put(worlds::update)
+                .patch(worlds::update)
+                .delete(worlds::delete),
+        )
+        .route(
+            "/game-worlds/{id}/maintenance",
+            axum::routing::put(worlds::maintenance),
+        )
+        .route(
+            "/client-versions",
+            get(versions::list).post(versions::create),
+        )
+        .route("/client-versions/lookup", get(versions::lookup))
+        .route(
+            "/client-versions/{id}",
+            get(versions::get)
+                .put(versions::update)
+                .patch(versions::update)
+                .delete(versions::delete),
+        )
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "route_not_found",
+        "no such route; see docs/API.md for the routes",
+    )
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method",
+    )
+}

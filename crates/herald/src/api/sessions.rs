@@ -1,0 +1,47 @@
+use serde::Serialize;
+
+use super::extract::{Caller, Json};
+use crate::{
+    app::State,
+    auth::PrincipalKind,
+    domain::session::{self, Login, Refresh, Tokens},
+    error::ApiResult,
+};
+
+pub async fn login(s: State, Json(input): Json<Login>) -> ApiResult<Json<Tokens>> {
+    Ok(Json(
+        session::login(&s.store, &s.jwt, &s.config.auth, input).await?,
+    ))
+}
+
+pub async fn refresh(s: State, Json(input): Json<Refresh>) -> ApiResult<Json<Tokens>> {
+    Ok(Json(
+        session::refresh(&s.store, &s.jwt, &s.config.auth, input).await?,
+    ))
+}
+
+/// Who the presented credential is: handy to check a key or token.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Me {
+    kind: &'static str,
+    id: String,
+    organization_id: Option<String>,
+    project_id: Option<String>,
+    scopes: Vec<String>,
+}
+
+pub async fn me(caller: Caller) -> Json<Me> {
+    let p = caller.principal;
+    let (kind, id) = match p.kind {
+        PrincipalKind::ApiKey { id } => ("api_key", id),
+        PrincipalKind::Admin { id } => ("admin", id),
+    };
+    Json(Me {
+        kind,
+        id,
+        organization_id: p.organization_id,
+        project_id: p.project_id,
+        scopes: p.scopes,
+    })
+}

@@ -1,0 +1,148 @@
+//! Assembles the server: shared state, the router with its middleware, and serving with
+//! graceful shutdown.
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{Router, extract::DefaultBodyLimit, http::HeaderName};
+use tokio::net::TcpListener;
+use tower_http::{
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    timeout::TimeoutLayer,
+    trace::TraceLayer,
+};
+
+use crate::{
+    api,
+    auth::{KeyCache, jwt::JwtKeys, keys},
+    config::Config,
+    domain::bootstrap::{self, Bootstrapped},
+    store::Store,
+};
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub config: Config,
+    pub store: Store,
+    pub keys: KeyCache,
+    pub jwt: JwtKeys,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// Handlers take `s: State` and reach `s.store`, `s.config`, ...
+pub type State = axum::extract::State<AppState>;
+
+impl AppState {
+    /// Builds the state over a migrated store. The JWT key comes from the config, or is
+    /// generated once and shared through the database.
+    pub async fn new(config: Config, store: Store) -> anyhow::Result<AppState> {
+        let secret = if config.auth.jwt_secret.is_empty() {
+            store
+                .setting_or_insert("jwt_secret", &keys::random_token(48))
+                .await?
+        } else {
+            config.auth.jwt_secret.clone()
+        };
+        let keys = KeyCache::new(Duration::from_secs(config.auth.key_cache_ttl_secs));
+        Ok(AppState(Arc::new(Inner {
+            jwt: JwtKeys::new(secret.as_bytes()),
+            keys,
+            store,
+            config,
+        })))
+    }
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+pub fn router(state: AppState) -> Router {
+    let config = &state.config;
+    Router::new()
+        .nest("/api/v1", api::router())
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .fallback(api::not_found)
+        .method_not_allowed_fallback(api::method_not_allowed)
+        .layer(DefaultBodyLimit::max(config.http.body_limit_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(config.http.request_timeout_secs),
+        ))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+            let request_id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id)
+        }))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .with_state(state)
+}
+
+/// A server ready to run: bound, migrated, bootstrapped.
+pub struct Server {
+    pub listener: TcpListener,
+    pub state: AppState,
+    /// Set on the very first start only: the defaults created and the admin key to show.
+    pub bootstrapped: Option<Bootstrapped>,
+}
+
+impl Server {
+    pub async fn build(config: Config) -> anyhow::Result<Server> {
+        let store = Store::connect(&config).await?;
+        store.migrate().await?;
+        let bootstrapped = bootstrap::bootstrap(&store).await?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+        let state = AppState::new(config, store).await?;
+        Ok(Server {
+            listener,
+            state,
+            bootstrapped,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests
+    /// finish.
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let store = self.state.store.clone();
+        axum::serve(self.listener, router(self.state))
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        store.close().await;
+        Ok(())
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

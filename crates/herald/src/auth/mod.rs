@@ -1,0 +1,211 @@
+//! Who is calling: API keys and admin JWTs become a [`Principal`], which carries the caller's
+//! reach (instance, organization or project) and scopes. Handlers ask it before acting.
+
+pub mod jwt;
+pub mod keys;
+pub mod password;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use chrono::TimeDelta;
+
+use crate::{
+    error::{ApiError, ApiResult},
+    store::{Store, StoreError, api_keys::ApiKey, orgs::Project},
+};
+
+/// Every scope a key may hold. `admin` implies all of them; `x:write` implies `x:read`.
+pub const SCOPES: &[&str] = &[
+    "admin",
+    "users:read",
+    "users:write",
+    "worlds:read",
+    "worlds:write",
+    "versions:read",
+    "versions:write",
+    "webhooks:read",
+    "webhooks:write",
+    "events:read",
+    "events:publish",
+    "chat:read",
+    "chat:write",
+    "metrics:read",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PrincipalKind {
+    ApiKey { id: String },
+    Admin { id: String },
+}
+
+/// The authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub kind: PrincipalKind,
+    /// `None` for an instance key, which reaches every organization.
+    pub organization_id: Option<String>,
+    /// `Some` for a key bound to one project.
+    pub project_id: Option<String>,
+    pub scopes: Vec<String>,
+}
+
+impl Principal {
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| {
+            s == "admin"
+                || s == scope
+                || (scope.ends_with(":read")
+                    && s.strip_suffix(":write")
+                        .is_some_and(|p| Some(p) == scope.strip_suffix(":read")))
+        })
+    }
+
+    /// 403 unless the caller holds `scope`.
+    pub fn require(&self, scope: &str) -> ApiResult<()> {
+        if self.has_scope(scope) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "this credential lacks the scope `{scope}`"
+            )))
+        }
+    }
+
+    /// How events name this caller: `key:<id>` or `admin:<id>`.
+    pub fn actor(&self) -> String {
+        match &self.kind {
+            PrincipalKind::ApiKey { id } => format!("key:{id}"),
+            PrincipalKind::Admin { id } => format!("admin:{id}"),
+        }
+    }
+
+    pub fn is_instance(&self) -> bool {
+        self.organization_id.is_none()
+    }
+
+    /// Whether the caller may act on organization `org_id` as a whole (not just one project).
+    pub fn reaches_organization(&self, org_id: &str) -> bool {
+        self.project_id.is_none()
+            && self
+                .organization_id
+                .as_deref()
+                .is_none_or(|own| own == org_id)
+    }
+
+    /// Whether the caller may act inside `project`.
+    pub fn reaches_project(&self, project: &Project) -> bool {
+        match (&self.organization_id, &self.project_id) {
+            (_, Some(own)) => own == &project.id,
+            (Some(org), None) => org == &project.organization_id,
+            (None, None) => true,
+        }
+    }
+}
+
+/// API keys looked up recently, so a busy key costs no database read per request.
+pub struct KeyCache {
+    ttl: Duration,
+    entries: Mutex<HashMap<String, (Arc<ApiKey>, Instant)>>,
+}
+
+/// How often `last_used_at` is written for a busy key.
+const TOUCH_EVERY: TimeDelta = TimeDelta::seconds(60);
+
+impl KeyCache {
+    pub fn new(ttl: Duration) -> Self {
+        KeyCache {
+            ttl,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn get(&self, id: &str) -> Option<Arc<ApiKey>> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries
+            .get(id)
+            .filter(|(_, at)| at.elapsed() < self.ttl)
+            .map(|(k, _)| k.clone())
+    }
+
+    fn put(&self, key: Arc<ApiKey>) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() > 100_000 {
+            entries.retain(|_, (_, at)| at.elapsed() < self.ttl);
+        }
+        entries.insert(key.id.clone(), (key, Instant::now()));
+    }
+
+    /// Forgets a key (after it was revoked on this node).
+    pub fn invalidate(&self, id: &str) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+    }
+
+    /// Verifies a presented API key and returns its principal. Unknown id and wrong secret
+    /// give the same answer, so a caller learns nothing about which keys exist.
+    pub async fn authenticate(&self, store: &Store, presented: &str) -> ApiResult<Principal> {
+        let invalid = || ApiError::unauthorized("invalid API key");
+        let (id, secret) = keys::parse(presented).ok_or_else(invalid)?;
+        let key = match self.get(id) {
+            Some(key) => key,
+            None => {
+                let key = match store.get_api_key(id).await {
+                    Ok(key) => Arc::new(key),
+                    Err(StoreError::NotFound(_)) => return Err(invalid()),
+                    Err(e) => return Err(e.into()),
+                };
+                self.put(key.clone());
+                key
+            }
+        };
+        if !keys::verify(secret, &key.secret_hash) {
+            return Err(invalid());
+        }
+        if key.revoked_at.is_some() {
+            return Err(ApiError::unauthorized("this API key has been revoked"));
+        }
+        let now = crate::store::now();
+        if key.last_used_at.is_none_or(|at| now - at > TOUCH_EVERY) {
+            store.touch_api_key(&key.id, now).await?;
+            let mut touched = (*key).clone();
+            touched.last_used_at = Some(now);
+            self.put(Arc::new(touched));
+        }
+        Ok(Principal {
+            kind: PrincipalKind::ApiKey { id: key.id.clone() },
+            organization_id: key.organization_id.clone(),
+            project_id: key.project_id.clone(),
+            scopes: key.scopes.0.clone(),
+        })
+    }
+}
+
+/// Checks that `scopes` are known and that `granter` may hand each of them out.
+pub fn check_grantable(granter: &Principal, scopes: &[String]) -> ApiResult<()> {
+    if scopes.is_empty() {
+        return Err(ApiError::invalid_field("scopes", "give at least one scope"));
+    }
+    for scope in scopes {
+        if !SCOPES.contains(&scope.as_str()) {
+            return Err(ApiError::invalid_field(
+                "scopes",
+                format!(
+                    "unknown scope `{scope}`; known scopes: {}",
+                    SCOPES.join(", ")
+                ),
+            ));
+        }
+        if !granter.has_scope(scope) {
+            return Err(ApiError::forbidden(format!(
+                "you cannot grant the scope `{scope}`, which you lack"
+            )));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,335 @@
+//! The `herald` command line: run the server, migrate, and manage keys and admin accounts
+//! straight in the database (for first set-up and recovery, when no key is at hand).
+
+use std::{io::BufRead, path::PathBuf, process::ExitCode};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::{
+    app::{Server, shutdown_signal},
+    auth,
+    config::{Config, LogFormat},
+    domain::tenancy,
+    events::EventContext,
+    store::{PageRequest, Store, StoreError},
+};
+
+#[derive(Parser)]
+#[command(name = "herald", version, about = "Self-hosted game-platform backend")]
+struct Cli {
+    /// TOML config file (default: ./herald.toml if it exists). Env: HERALD_CONFIG.
+    #[arg(long, global = true, env = "HERALD_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (migrates the database first).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Manage admin accounts (password login).
+    #[command(subcommand)]
+    Admins(AdminsCommand),
+    /// Print the version.
+    Version,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key and print it (shown once).
+    Create(CreateKey),
+    /// List keys (never their secrets).
+    List {
+        /// Organization id or slug (default: all).
+        #[arg(long)]
+        org: Option<String>,
+    },
+    /// Revoke a key by id.
+    Revoke { id: String },
+}
+
+#[derive(Args)]
+struct CreateKey {
+    /// Organization id or slug (default: the `default` organization).
+    #[arg(long)]
+    org: Option<String>,
+    /// Bind the key to this project id.
+    #[arg(long, conflicts_with = "instance")]
+    project: Option<String>,
+    /// An instance key: reaches every organization (can create organizations).
+    #[arg(long)]
+    instance: bool,
+    /// Comma-separated scopes, e.g. `users:read,worlds:write` or `admin`.
+    #[arg(long, value_delimiter = ',', default_value = "admin")]
+    scopes: Vec<String>,
+    #[arg(long, default_value = "cli key")]
+    name: String,
+}
+
+#[derive(Subcommand)]
+enum AdminsCommand {
+    /// Create an admin account. The password is read from HERALD_ADMIN_PASSWORD or stdin.
+    Create {
+        #[arg(long)]
+        email: String,
+        /// Organization id or slug (default: the `default` organization).
+        #[arg(long)]
+        org: Option<String>,
+        #[arg(long, default_value = "admin")]
+        role: String,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Version = cli.command {
+        println!("herald {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: invalid configuration: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HERALD_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match config.log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Pretty => builder.try_init(),
+    };
+}
+
+async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let store = Store::connect(config).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => serve(config).await,
+        Command::Migrate => {
+            open_store(&config).await?;
+            println!(
+                "migrations applied ({})",
+                config
+                    .effective_database_url()
+                    .split(':')
+                    .next()
+                    .unwrap_or("?")
+            );
+            Ok(())
+        }
+        Command::Keys(cmd) => keys(cmd, &open_store(&config).await?).await,
+        Command::Admins(cmd) => admins(cmd, &open_store(&config).await?).await,
+        Command::Version => Ok(()),
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let server = Server::build(config).await?;
+    let addr = server.local_addr()?;
+    let base = format!("http://{addr}");
+    match &server.bootstrapped {
+        Some(b) => {
+            // Printed to stdout once, never logged: the only copy of the key.
+            println!(
+                "Herald first start: created organization `default` ({}) and project `default` ({}).",
+                b.organization.id, b.project.id
+            );
+            println!(
+                "Admin API key for project `default` (shown once, store it now):\n\n    {}\n",
+                b.key_value
+            );
+            println!(
+                "Try it:  curl -H 'X-API-Key: {}' {base}/api/v1/users",
+                b.key_value
+            );
+            println!(
+                "More keys (e.g. an organization-level one): herald keys create --scopes admin"
+            );
+        }
+        None => println!("Need an admin key? Run: herald keys create --scopes admin"),
+    }
+    tracing::info!(%addr, backend = server.state.store.backend_name(), "Herald listening");
+    println!("Herald listening on {base}");
+    server.run(shutdown_signal()).await
+}
+
+/// An organization by id or slug; `None` means `default`.
+async fn find_org(store: &Store, org: Option<&str>) -> anyhow::Result<String> {
+    let wanted = org.unwrap_or("default");
+    match store.get_organization(wanted).await {
+        Ok(o) => return Ok(o.id),
+        Err(StoreError::NotFound(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(store
+        .get_organization_by_slug(wanted)
+        .await
+        .map_err(|_| anyhow::anyhow!("no organization `{wanted}`"))?
+        .id)
+}
+
+fn cli_events() -> EventContext {
+    EventContext {
+        request_id: None,
+        actor: Some("cli".into()),
+    }
+}
+
+async fn keys(cmd: KeysCommand, store: &Store) -> anyhow::Result<()> {
+    match cmd {
+        KeysCommand::Create(args) => {
+            for scope in &args.scopes {
+                anyhow::ensure!(
+                    auth::SCOPES.contains(&scope.as_str()),
+                    "unknown scope `{scope}`; known: {}",
+                    auth::SCOPES.join(", ")
+                );
+            }
+            let (org, project) = if args.instance {
+                (None, None)
+            } else if let Some(project) = &args.project {
+                let p = store
+                    .get_project(project)
+                    .await
+                    .map_err(|_| anyhow::anyhow!("no project `{project}`"))?;
+                (Some(p.organization_id), Some(p.id))
+            } else {
+                (Some(find_org(store, args.org.as_deref()).await?), None)
+            };
+            let (key, value) = tenancy::new_api_key(args.name, org, project, args.scopes);
+            store.insert_api_key(&cli_events(), &key).await?;
+            let reach = match (&key.organization_id, &key.project_id) {
+                (None, _) => "instance".to_string(),
+                (Some(o), None) => format!("organization {o}"),
+                (Some(_), Some(p)) => format!("project {p}"),
+            };
+            eprintln!(
+                "created key {} ({reach}; scopes {}). Shown once:",
+                key.id,
+                key.scopes.0.join(",")
+            );
+            println!("{value}");
+        }
+        KeysCommand::List { org } => {
+            let org = match org {
+                Some(o) => Some(find_org(store, Some(&o)).await?),
+                None => None,
+            };
+            let mut page = 1;
+            println!(
+                "{:<16}  {:<10}  {:<36}  {:<24}  NAME",
+                "ID", "STATE", "PROJECT", "SCOPES"
+            );
+            loop {
+                let keys = store
+                    .list_api_keys(org.as_deref(), None, PageRequest { page, limit: 100 })
+                    .await?;
+                for k in &keys.items {
+                    let state = if k.revoked_at.is_some() {
+                        "revoked"
+                    } else {
+                        "active"
+                    };
+                    let project =
+                        k.project_id
+                            .as_deref()
+                            .unwrap_or(if k.organization_id.is_some() {
+                                "(organization)"
+                            } else {
+                                "(instance)"
+                            });
+                    println!(
+                        "{:<16}  {:<10}  {:<36}  {:<24}  {}",
+                        k.id,
+                        state,
+                        project,
+                        k.scopes.0.join(","),
+                        k.name
+                    );
+                }
+                if i64::from(page) * 100 >= keys.total {
+                    break;
+                }
+                page += 1;
+            }
+        }
+        KeysCommand::Revoke { id } => {
+            store
+                .revoke_api_key(&cli_events(), &id)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot revoke `{id}`: {e}"))?;
+            println!(
+                "revoked {id} (running servers stop accepting it within auth.key_cache_ttl_secs)"
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn admins(cmd: AdminsCommand, store: &Store) -> anyhow::Result<()> {
+    match cmd {
+        AdminsCommand::Create { email, org, role } => {
+            let org = find_org(store, org.as_deref()).await?;
+            let password = match std::env::var("HERALD_ADMIN_PASSWORD") {
+                Ok(p) => p,
+                Err(_) => {
+                    eprintln!("password (one line on stdin):");
+                    let mut line = String::new();
+                    std::io::stdin().lock().read_line(&mut line)?;
+                    line.trim_end_matches(['\r', '\n']).to_owned()
+                }
+            };
+            let admin =
+                tenancy::new_admin_user(&org, &email, &password, Some(role)).map_err(|e| {
+                    let details: Vec<String> = e
+                        .details
+                        .iter()
+                        .map(|d| format!("{}: {}", d.field, d.message))
+                        .collect();
+                    anyhow::anyhow!("{} {}", e.message, details.join("; "))
+                })?;
+            store.insert_admin_user(&cli_events(), &admin).await?;
+            println!(
+                "created admin {} ({}) in organization {org}",
+                admin.email, admin.id
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,10 @@
+//! Domain logic in plain functions: validation, defaults, read-modify-write with retries,
+//! and which events a change implies. Handlers call these; these call the store.
+
+pub mod bootstrap;
+pub mod session;
+pub mod tenancy;
+pub mod users;
+pub mod validate;
+pub mod versions;
+pub mod worlds;

@@ -1,0 +1,225 @@
+//! Game worlds and maintenance mode.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use sqlx::types::Json;
+
+use super::validate::{Checks, nullable};
+use crate::{
+    error::ApiResult,
+    events::{EventContext, types},
+    store::{self, Store, StoreError, worlds::GameWorld},
+};
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewWorld {
+    pub world_id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub visible: Option<bool>,
+    pub display_order: Option<i64>,
+    pub tags: Option<Vec<String>>,
+    /// Start in maintenance (the seed sends `maintenance: false`).
+    pub maintenance: Option<bool>,
+    pub maintenance_message: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorldPatch {
+    pub world_id: Option<String>,
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub description: Option<Option<String>>,
+    pub visible: Option<bool>,
+    pub display_order: Option<i64>,
+    pub tags: Option<Vec<String>>,
+    pub maintenance: Option<bool>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub maintenance_message: Option<Option<String>>,
+}
+
+/// `PUT /game-worlds/{id}/maintenance`. `starts_at`/`ends_at` are accepted in either case.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MaintenanceChange {
+    pub enabled: bool,
+    pub message: Option<String>,
+    pub messages: Option<BTreeMap<String, String>>,
+    #[serde(alias = "starts_at")]
+    pub starts_at: Option<DateTime<Utc>>,
+    #[serde(alias = "ends_at")]
+    pub ends_at: Option<DateTime<Utc>>,
+}
+
+fn check_world(w: &GameWorld) -> ApiResult<()> {
+    let mut c = Checks::default();
+    c.ident("worldId", &w.world_id, 64, &[]);
+    c.text("name", &w.name, 1, 100);
+    c.opt_text("description", w.description.as_deref(), 1000);
+    if w.tags.0.len() > 20 {
+        c.fail("tags", "at most 20 tags");
+    }
+    for tag in &w.tags.0 {
+        c.ident("tags", tag, 32, &[':']);
+    }
+    c.opt_text("maintenanceMessage", w.maintenance_message.as_deref(), 2000);
+    for (lang, text) in &w.maintenance_messages.0 {
+        c.ident("messages", lang, 16, &[]);
+        c.text(&format!("messages.{lang}"), text, 1, 2000);
+    }
+    if let (Some(start), Some(end)) = (w.maintenance_starts_at, w.maintenance_ends_at) {
+        if end <= start {
+            c.fail("endsAt", "must be after startsAt");
+        }
+    }
+    c.finish()
+}
+
+/// The events a change from `before` to `after` implies: `world.updated`, plus the
+/// maintenance transition if the switch flipped.
+fn change_events(before: &GameWorld, after: &GameWorld) -> Vec<&'static str> {
+    let mut events = vec![types::WORLD_UPDATED];
+    match (before.maintenance, after.maintenance) {
+        (false, true) => events.push(types::WORLD_MAINTENANCE_STARTED),
+        (true, false) => events.push(types::WORLD_MAINTENANCE_ENDED),
+        _ => {}
+    }
+    events
+}
+
+pub async fn create(
+    store: &Store,
+    ctx: &EventContext,
+    project_id: &str,
+    input: NewWorld,
+) -> ApiResult<GameWorld> {
+    let now = store::now();
+    let world = GameWorld {
+        id: store::new_id(),
+        project_id: project_id.to_owned(),
+        world_id: input.world_id,
+        name: input.name,
+        description: input.description,
+        visible: input.visible.unwrap_or(true),
+        display_order: input.display_order.unwrap_or(0),
+        tags: Json(input.tags.unwrap_or_default()),
+        maintenance: input.maintenance.unwrap_or(false),
+        maintenance_message: input.maintenance_message,
+        maintenance_messages: Json(BTreeMap::new()),
+        maintenance_starts_at: None,
+        maintenance_ends_at: None,
+        created_at: now,
+        updated_at: now,
+    };
+    check_world(&world)?;
+    let mut events = vec![types::WORLD_CREATED];
+    if world.maintenance {
+        events.push(types::WORLD_MAINTENANCE_STARTED);
+    }
+    store.insert_world(ctx, &world, &events).await?;
+    Ok(world)
+}
+
+/// Reads the world, applies `change`, and writes it with the implied events; retried when a
+/// concurrent update got there first.
+async fn modify(
+    store: &Store,
+    ctx: &EventContext,
+    project_id: &str,
+    id: &str,
+    change: impl Fn(&mut GameWorld),
+) -> ApiResult<GameWorld> {
+    loop {
+        let current = store.get_world(project_id, id).await?;
+        let mut world = current.clone();
+        change(&mut world);
+        check_world(&world)?;
+        world.updated_at =
+            store::now().max(current.updated_at + chrono::TimeDelta::microseconds(1));
+        let events = change_events(&current, &world);
+        match store
+            .update_world(ctx, &world, current.updated_at, &events)
+            .await
+        {
+            Err(StoreError::Stale) => continue,
+            other => other?,
+        }
+        return Ok(world);
+    }
+}
+
+pub async fn update(
+    store: &Store,
+    ctx: &EventContext,
+    project_id: &str,
+    id: &str,
+    patch: WorldPatch,
+) -> ApiResult<GameWorld> {
+    modify(store, ctx, project_id, id, |w| {
+        if let Some(v) = &patch.world_id {
+            w.world_id = v.clone();
+        }
+        if let Some(v) = &patch.name {
+            w.name = v.clone();
+        }
+        if let Some(v) = &patch.description {
+            w.description = v.clone();
+        }
+        if let Some(v) = patch.visible {
+            w.visible = v;
+        }
+        if let Some(v) = patch.display_order {
+            w.display_order = v;
+        }
+        if let Some(v) = &patch.tags {
+            w.tags = Json(v.clone());
+        }
+        if let Some(v) = patch.maintenance {
+            w.maintenance = v;
+        }
+        if let Some(v) = &patch.maintenance_message {
+            w.maintenance_message = v.clone();
+        }
+    })
+    .await
+}
+
+/// Switches maintenance on (with message and optional window) or off (clearing them).
+pub async fn set_maintenance(
+    store: &Store,
+    ctx: &EventContext,
+    project_id: &str,
+    id: &str,
+    change: MaintenanceChange,
+) -> ApiResult<GameWorld> {
+    modify(store, ctx, project_id, id, |w| {
+        w.maintenance = change.enabled;
+        if change.enabled {
+            w.maintenance_message = change.message.clone();
+            w.maintenance_messages = Json(change.messages.clone().unwrap_or_default());
+            w.maintenance_starts_at = change.starts_at.map(store::truncate);
+            w.maintenance_ends_at = change.ends_at.map(store::truncate);
+        } else {
+            w.maintenance_message = None;
+            w.maintenance_messages = Json(BTreeMap::new());
+            w.maintenance_starts_at = None;
+            w.maintenance_ends_at = None;
+        }
+    })
+    .await
+}
+
+pub async fn delete(
+    store: &Store,
+    ctx: &EventContext,
+    project_id: &str,
+    id: &str,
+) -> ApiResult<GameWorld> {
+    // Accept the worldId too, like the other routes.
+    let world = store.get_world(project_id, id).await?;
+    Ok(store.delete_world(ctx, project_id, &world.id).await?)
+}

@@ -1,0 +1,121 @@
+//! Events: what every change writes to the outbox, and the catalog of built-in types.
+//!
+//! An event is recorded by the store in the same transaction as its change (see
+//! `store::events`); delivering it (webhooks, sockets) happens later, from the outbox.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+/// Who caused a change and under which request: carried into every event it writes.
+#[derive(Debug, Clone, Default)]
+pub struct EventContext {
+    pub request_id: Option<String>,
+    /// `key:<id>`, `admin:<id>` or `system`.
+    pub actor: Option<String>,
+}
+
+impl EventContext {
+    pub fn system() -> Self {
+        EventContext {
+            request_id: None,
+            actor: Some("system".into()),
+        }
+    }
+}
+
+/// An event about to be written to the outbox.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub id: String,
+    pub organization_id: Option<String>,
+    pub project_id: Option<String>,
+    pub event_type: &'static str,
+    pub resource_type: &'static str,
+    pub resource_id: String,
+    pub data: Value,
+    pub request_id: Option<String>,
+    pub actor: Option<String>,
+    pub occurred_at: DateTime<Utc>,
+}
+
+impl NewEvent {
+    /// An event about one resource, carrying its new state (or, for deletions, its last).
+    pub fn about(
+        ctx: &EventContext,
+        event_type: &'static str,
+        scope: (Option<&str>, Option<&str>),
+        resource_type: &'static str,
+        resource_id: &str,
+        state: &impl Serialize,
+    ) -> Self {
+        NewEvent {
+            id: crate::store::new_id(),
+            organization_id: scope.0.map(str::to_owned),
+            project_id: scope.1.map(str::to_owned),
+            event_type,
+            resource_type,
+            resource_id: resource_id.to_owned(),
+            data: serde_json::to_value(state).unwrap_or(Value::Null),
+            request_id: ctx.request_id.clone(),
+            actor: ctx.actor.clone(),
+            occurred_at: crate::store::now(),
+        }
+    }
+}
+
+/// The built-in event types. Custom types are registered per project (events API).
+pub mod types {
+    pub const ORGANIZATION_CREATED: &str = "organization.created";
+    pub const ORGANIZATION_UPDATED: &str = "organization.updated";
+    pub const ORGANIZATION_DELETED: &str = "organization.deleted";
+    pub const PROJECT_CREATED: &str = "project.created";
+    pub const PROJECT_UPDATED: &str = "project.updated";
+    pub const PROJECT_DELETED: &str = "project.deleted";
+    pub const PROJECT_SECRET_KEY_REGENERATED: &str = "project.secret_key_regenerated";
+    pub const API_KEY_CREATED: &str = "api_key.created";
+    pub const API_KEY_REVOKED: &str = "api_key.revoked";
+    pub const ADMIN_USER_CREATED: &str = "admin_user.created";
+    pub const ADMIN_USER_DELETED: &str = "admin_user.deleted";
+    pub const USER_CREATED: &str = "user.created";
+    pub const USER_UPDATED: &str = "user.updated";
+    pub const USER_DELETED: &str = "user.deleted";
+    pub const USER_LOGIN: &str = "user.login";
+    pub const PLAYER_UPDATE: &str = "player.update";
+    pub const WORLD_CREATED: &str = "world.created";
+    pub const WORLD_UPDATED: &str = "world.updated";
+    pub const WORLD_DELETED: &str = "world.deleted";
+    pub const WORLD_MAINTENANCE_STARTED: &str = "world.maintenance_started";
+    pub const WORLD_MAINTENANCE_ENDED: &str = "world.maintenance_ended";
+    pub const CLIENT_VERSION_CREATED: &str = "client_version.created";
+    pub const CLIENT_VERSION_UPDATED: &str = "client_version.updated";
+    pub const CLIENT_VERSION_DELETED: &str = "client_version.deleted";
+
+    /// Every built-in type, for the catalog and the docs.
+    pub const ALL: &[&str] = &[
+        ORGANIZATION_CREATED,
+        ORGANIZATION_UPDATED,
+        ORGANIZATION_DELETED,
+        PROJECT_CREATED,
+        PROJECT_UPDATED,
+        PROJECT_DELETED,
+        PROJECT_SECRET_KEY_REGENERATED,
+        API_KEY_CREATED,
+        API_KEY_REVOKED,
+        ADMIN_USER_CREATED,
+        ADMIN_USER_DELETED,
+        USER_CREATED,
+        USER_UPDATED,
+        USER_DELETED,
+        USER_LOGIN,
+        PLAYER_UPDATE,
+        WORLD_CREATED,
+        WORLD_UPDATED,
+        WORLD_DELETED,
+        WORLD_MAINTENANCE_STARTED,
+        WORLD_MAINTENANCE_ENDED,
+        CLIENT_VERSION_CREATED,
+        CLIENT_VERSION_UPDATED,
+        CLIENT_VERSION_DELETED,
+    ];
+}

@@ -1,0 +1,11 @@
+//! Herald: a self-hosted game-platform backend. See `docs/ARCHITECTURE.md` for the map.
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod events;
+pub mod store;

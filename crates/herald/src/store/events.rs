@@ -1,0 +1,79 @@
+//! The outbox table: written inside the transaction of the change that caused the event.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::types::Json;
+
+use super::{Store, StoreResult, with_pool};
+
+pub(crate) const INSERT_EVENT: &str = "INSERT INTO events \
+    (id, organization_id, project_id, type, resource_type, resource_id, data, request_id, actor, occurred_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+
+/// Inserts `$event` (a `&NewEvent`) through `$conn` (a transaction), as part of its change.
+macro_rules! insert_event {
+    ($conn:expr, $event:expr) => {{
+        let e: &$crate::events::NewEvent = $event;
+        sqlx::query($crate::store::events::INSERT_EVENT)
+            .bind(&e.id)
+            .bind(&e.organization_id)
+            .bind(&e.project_id)
+            .bind(e.event_type)
+            .bind(e.resource_type)
+            .bind(&e.resource_id)
+            .bind(sqlx::types::Json(&e.data))
+            .bind(&e.request_id)
+            .bind(&e.actor)
+            .bind(e.occurred_at)
+            .execute($conn)
+            .await
+    }};
+}
+pub(crate) use insert_event;
+
+/// An event as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EventRow {
+    pub seq: i64,
+    pub id: String,
+    pub organization_id: Option<String>,
+    pub project_id: Option<String>,
+    #[sqlx(rename = "type")]
+    pub event_type: String,
+    pub resource_type: Option<String>,
+    pub resource_id: Option<String>,
+    pub data: Json<Value>,
+    pub request_id: Option<String>,
+    pub actor: Option<String>,
+    pub occurred_at: DateTime<Utc>,
+}
+
+impl Store {
+    /// Events about one resource, oldest first.
+    pub async fn events_for_resource(
+        &self,
+        resource_type: &str,
+        resource_id: &str,
+    ) -> StoreResult<Vec<EventRow>> {
+        with_pool!(self, read, |pool| {
+            Ok(sqlx::query_as::<_, EventRow>(
+                "SELECT seq, id, organization_id, project_id, type, resource_type, resource_id, data, \
+                 request_id, actor, occurred_at FROM events \
+                 WHERE resource_type = $1 AND resource_id = $2 ORDER BY seq",
+            )
+            .bind(resource_type)
+            .bind(resource_id)
+            .fetch_all(pool)
+            .await?)
+        })
+    }
+
+    /// How many events the outbox holds in all.
+    pub async fn count_events(&self) -> StoreResult<i64> {
+        with_pool!(self, read, |pool| {
+            Ok(sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM events")
+                .fetch_one(pool)
+                .await?)
+        })
+    }
+}

@@ -1,0 +1,342 @@
+//! Storage: one [`Store`] over two backends, SQLite (embedded default) and PostgreSQL.
+//!
+//! Both backends run the same SQL text: every statement here is written in the common subset
+//! (`$n` parameters, `RETURNING`, `ON CONFLICT`, window functions), and the [`with_pool!`]
+//! macro expands each query once per backend, so there is one implementation to test, not two.
+//! Only the migrations differ (column types), and they live side by side in `migrations/`.
+//!
+//! Every write that changes a resource also inserts its outbox event ([`events`]) inside the
+//! same transaction: a change is never visible without its event, nor an event without its
+//! change.
+
+pub mod api_keys;
+pub mod auth;
+pub mod events;
+pub mod orgs;
+pub mod users;
+pub mod versions;
+pub mod worlds;
+
+use std::{str::FromStr, sync::Arc, time::Duration};
+
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use sqlx::{
+    postgres::{PgPool, PgPoolOptions},
+    sqlite::{
+        SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    },
+};
+
+use crate::config::Config;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    /// An optimistic update lost a race: re-read and retry.
+    #[error("the resource changed while it was being updated")]
+    Stale,
+    #[error("database unavailable: {0}")]
+    Unavailable(sqlx::Error),
+    #[error(transparent)]
+    Db(sqlx::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        match err {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                StoreError::Unavailable(err)
+            }
+            other => StoreError::Db(other),
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Maps a unique-key violation to [`StoreError::Conflict`] with `message`.
+pub(crate) fn conflict_on_unique(message: &str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
+    move |err| match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::Conflict(message.to_string())
+        }
+        _ => StoreError::from(err),
+    }
+}
+
+pub enum Backend {
+    /// SQLite admits one writer at a time, so writes get a pool of one connection (they queue
+    /// in Herald instead of spinning on `SQLITE_BUSY`) and reads get their own pool.
+    Sqlite {
+        read: SqlitePool,
+        write: SqlitePool,
+    },
+    Postgres(PgPool),
+}
+
+#[derive(Clone)]
+pub struct Store {
+    backend: Arc<Backend>,
+}
+
+/// Runs `$body` with `$pool` bound to the backend's pool (`read` or `write`). The body is
+/// expanded once per backend, so the same query text and binds serve both.
+macro_rules! with_pool {
+    ($store:expr, read, |$pool:ident| $body:expr) => {
+        match $store.backend() {
+            $crate::store::Backend::Sqlite { read: $pool, .. } => $body,
+            $crate::store::Backend::Postgres($pool) => $body,
+        }
+    };
+    ($store:expr, write, |$pool:ident| $body:expr) => {
+        match $store.backend() {
+            $crate::store::Backend::Sqlite { write: $pool, .. } => $body,
+            $crate::store::Backend::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use with_pool;
+
+impl Store {
+    /// Connects to the configured database (creating the SQLite file and its directory if
+    /// needed). Does not migrate: call [`Store::migrate`].
+    pub async fn connect(config: &Config) -> anyhow::Result<Store> {
+        let url = config.effective_database_url();
+        let acquire = Duration::from_secs(config.database.acquire_timeout_secs);
+        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let pool = PgPoolOptions::new()
+                .max_connections(config.database.max_connections)
+                .acquire_timeout(acquire)
+                .connect(&url)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL: {e}"))?;
+            Backend::Postgres(pool)
+        } else if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(&url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true);
+            if let Some(parent) = options.get_filename().parent() {
+                if !parent.as_os_str().is_empty() {
+                    std::fs::create_dir_all(parent)?;
+                }
+            }
+            let write = SqlitePoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(acquire)
+                .connect_with(options.clone())
+                .await?;
+            let read = SqlitePoolOptions::new()
+                .max_connections(config.database.max_connections)
+                .acquire_timeout(acquire)
+                .connect_with(options.read_only(true))
+                .await?;
+            Backend::Sqlite { read, write }
+        } else {
+            anyhow::bail!("database_url must start with sqlite: or postgres://, got {url:?}");
+        };
+        Ok(Store {
+            backend: Arc::new(backend),
+        })
+    }
+
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend() {
+            Backend::Sqlite { .. } => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Applies pending migrations. Safe to run on several nodes at once (sqlx takes a lock).
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        match self.backend() {
+            Backend::Sqlite { write, .. } => {
+                sqlx::migrate!("./migrations/sqlite").run(write).await?
+            }
+            Backend::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
+        }
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        match self.backend() {
+            Backend::Sqlite { read, write } => {
+                read.close().await;
+                write.close().await;
+            }
+            Backend::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+/// The current time at the precision both backends store (microseconds), so a value read
+/// back equals the value written.
+pub fn now() -> DateTime<Utc> {
+    truncate(Utc::now())
+}
+
+pub fn truncate(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.duration_trunc(TimeDelta::microseconds(1)).unwrap_or(t)
+}
+
+/// A new resource id: a UUIDv7, so ids sort by creation time.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Page request: `page` counts from 1.
+#[derive(Debug, Clone, Copy)]
+pub struct PageRequest {
+    pub page: u32,
+    pub limit: u32,
+}
+
+impl PageRequest {
+    pub fn offset(&self) -> i64 {
+        i64::from(self.page.saturating_sub(1)) * i64::from(self.limit)
+    }
+}
+
+#[derive(Debug)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: i64,
+}
+
+/// A row plus the `COUNT(*) OVER ()` total of its query, so one statement answers both the
+/// page and the paging info.
+#[derive(sqlx::FromRow)]
+pub(crate) struct Counted<T> {
+    #[sqlx(flatten)]
+    pub row: T,
+    pub total_count: i64,
+}
+
+/// Escapes `%`, `_` and `\` for a `LIKE ... ESCAPE '\'` pattern, lower-cased, wrapped in `%`.
+pub(crate) fn contains_pattern(q: &str) -> String {
+    let mut out = String::with_capacity(q.len() + 2);
+    out.push('%');
+    for c in q.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+/// Fetches one page of `$row`s: `SELECT * $from_where ORDER BY $order LIMIT .. OFFSET ..`
+/// with `$binds` as `$1..$n`. Limit and offset are integers Herald computed, never input.
+macro_rules! fetch_page {
+    ($store:expr, $row:ty, $from_where:expr, $order:expr, $binds:expr, $page:expr) => {{
+        let from_where: String = $from_where;
+        let binds: Vec<String> = $binds;
+        let page: $crate::store::PageRequest = $page;
+        let sql = format!(
+            "SELECT *, COUNT(*) OVER () AS total_count {from_where} ORDER BY {} LIMIT {} OFFSET {}",
+            $order,
+            page.limit,
+            page.offset()
+        );
+        let count_sql = format!("SELECT COUNT(*) {from_where}");
+        $crate::store::with_pool!($store, read, |pool| {
+            let mut query =
+                sqlx::query_as::<_, $crate::store::Counted<$row>>(sqlx::AssertSqlSafe(sql));
+            for b in &binds {
+                query = query.bind(b.clone());
+            }
+            let rows = query.fetch_all(pool).await?;
+            let total = match rows.first() {
+                Some(first) => first.total_count,
+                None if page.offset() == 0 => 0,
+                // Past the last page: the window count has no row to ride on.
+                None => {
+                    let mut count = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(count_sql));
+                    for b in &binds {
+                        count = count.bind(b.clone());
+                    }
+                    count.fetch_one(pool).await?
+                }
+            };
+            Ok($crate::store::Page {
+                items: rows.into_iter().map(|r| r.row).collect(),
+                total,
+            })
+        })
+    }};
+}
+pub(crate) use fetch_page;
+
+/// Builds a `WHERE` clause with numbered parameters, shared by the list queries.
+#[derive(Default)]
+pub(crate) struct Filter {
+    clauses: Vec<String>,
+    pub binds: Vec<String>,
+}
+
+impl Filter {
+    /// Adds `clause`, where `?` stands for the next parameter (each `?` binds `value` again).
+    pub fn push(&mut self, clause: &str, value: impl Into<String>) {
+        let value = value.into();
+        let mut out = String::new();
+        for (i, part) in clause.split('?').enumerate() {
+            if i > 0 {
+                self.binds.push(value.clone());
+                out.push_str(&format!("${}", self.binds.len()));
+            }
+            out.push_str(part);
+        }
+        self.clauses.push(out);
+    }
+
+    /// Adds a condition that takes no parameter.
+    pub fn raw(&mut self, clause: &str) {
+        self.clauses.push(clause.to_owned());
+    }
+
+    /// The conditions joined with `AND` (`1 = 1` when there are none).
+    pub fn sql(&self) -> String {
+        if self.clauses.is_empty() {
+            return "1 = 1".into();
+        }
+        self.clauses.join(" AND ")
+    }
+}
+
+/// Runs `$body` in a write transaction (`$tx`), then inserts each event of `$events` (an
+/// iterator of `&NewEvent`) in that same transaction, and commits. Evaluates to
+/// `StoreResult<()>`; the body's own value is dropped.
+macro_rules! write_with_events {
+    ($store:expr, $events:expr, |$tx:ident| $body:expr) => {
+        $crate::store::with_pool!($store, write, |pool| {
+            let mut $tx = pool.begin().await?;
+            $body;
+            for event in $events {
+                $crate::store::events::insert_event!(&mut *$tx, event)?;
+            }
+            $tx.commit().await?;
+            Ok::<(), $crate::store::StoreError>(())
+        })
+    };
+}
+pub(crate) use write_with_events;
+
+/// Fails with [`StoreError::Stale`] when an optimistic update matched no row: the resource
+/// changed (or vanished) since it was read. Callers re-read and try again.
+pub(crate) fn expect_one_row(rows_affected: u64) -> StoreResult<()> {
+    if rows_affected == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Stale)
+    }
+}

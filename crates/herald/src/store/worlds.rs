@@ -1,0 +1,231 @@
+//! Game worlds and their maintenance state.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::types::Json;
+
+use super::{
+    Filter, Page, PageRequest, Store, StoreError, StoreResult, conflict_on_unique, expect_one_row,
+    fetch_page, with_pool, write_with_events,
+};
+use crate::events::{EventContext, NewEvent, types};
+
+#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GameWorld {
+    pub id: String,
+    #[serde(skip)]
+    pub project_id: String,
+    pub world_id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub visible: bool,
+    pub display_order: i64,
+    pub tags: Json<Vec<String>>,
+    /// Maintenance switched on by an operator (see [`GameWorld::in_maintenance`]).
+    pub maintenance: bool,
+    pub maintenance_message: Option<String>,
+    /// Per-language messages, keyed by language code.
+    pub maintenance_messages: Json<BTreeMap<String, String>>,
+    pub maintenance_starts_at: Option<DateTime<Utc>>,
+    pub maintenance_ends_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl GameWorld {
+    /// Whether players are kept out at `now`: maintenance is on and `now` is inside its window
+    /// (an open end counts as unbounded).
+    pub fn in_maintenance(&self, now: DateTime<Utc>) -> bool {
+        self.maintenance
+            && self.maintenance_starts_at.is_none_or(|start| start <= now)
+            && self.maintenance_ends_at.is_none_or(|end| now < end)
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct WorldFilter {
+    pub visible: Option<bool>,
+    pub maintenance: Option<bool>,
+    pub tag: Option<String>,
+}
+
+const WORLD_ID_TAKEN: &str = "a game world with this worldId already exists in the project";
+
+pub fn world_event(ctx: &EventContext, event_type: &'static str, world: &GameWorld) -> NewEvent {
+    NewEvent::about(
+        ctx,
+        event_type,
+        (None, Some(&world.project_id)),
+        "world",
+        &world.id,
+        world,
+    )
+}
+
+impl Store {
+    pub async fn insert_world(
+        &self,
+        ctx: &EventContext,
+        world: &GameWorld,
+        event_types: &[&'static str],
+    ) -> StoreResult<()> {
+        let events: Vec<NewEvent> = event_types
+            .iter()
+            .map(|t| world_event(ctx, t, world))
+            .collect();
+        write_with_events!(self, &events, |tx| {
+            sqlx::query(
+                "INSERT INTO game_worlds (id, project_id, world_id, name, description, visible, display_order, tags, \
+                 maintenance, maintenance_message, maintenance_messages, maintenance_starts_at, maintenance_ends_at, \
+                 created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+            )
+            .bind(&world.id)
+            .bind(&world.project_id)
+            .bind(&world.world_id)
+            .bind(&world.name)
+            .bind(&world.description)
+            .bind(world.visible)
+            .bind(world.display_order)
+            .bind(&world.tags)
+            .bind(world.maintenance)
+            .bind(&world.maintenance_message)
+            .bind(&world.maintenance_messages)
+            .bind(world.maintenance_starts_at)
+            .bind(world.maintenance_ends_at)
+            .bind(world.created_at)
+            .bind(world.updated_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(conflict_on_unique(WORLD_ID_TAKEN))?
+        })?;
+        Ok(())
+    }
+
+    /// A world by its id or, failing that, by its `worldId`.
+    pub async fn get_world(
+        &self,
+        project_id: &str,
+        id_or_world_id: &str,
+    ) -> StoreResult<GameWorld> {
+        with_pool!(self, read, |pool| {
+            sqlx::query_as::<_, GameWorld>(
+                "SELECT * FROM game_worlds WHERE project_id = $1 AND (id = $2 OR world_id = $2) \
+                 ORDER BY CASE WHEN id = $2 THEN 0 ELSE 1 END LIMIT 1",
+            )
+            .bind(project_id)
+            .bind(id_or_world_id)
+            .fetch_optional(pool)
+            .await?
+            .ok_or(StoreError::NotFound("game world"))
+        })
+    }
+
+    pub async fn list_worlds(
+        &self,
+        project_id: &str,
+        f: &WorldFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<GameWorld>> {
+        let mut filter = Filter::default();
+        filter.push("project_id = ?", project_id);
+        if let Some(visible) = f.visible {
+            filter.raw(if visible {
+                "visible = TRUE"
+            } else {
+                "visible = FALSE"
+            });
+        }
+        if let Some(maintenance) = f.maintenance {
+            filter.raw(if maintenance {
+                "maintenance = TRUE"
+            } else {
+                "maintenance = FALSE"
+            });
+        }
+        if let Some(tag) = &f.tag {
+            // Tags are a JSON array of plain strings (validated: no quotes or escapes), so the
+            // quoted tag appears verbatim in the array's text on both backends.
+            filter.push(
+                "lower(CAST(tags AS TEXT)) LIKE ? ESCAPE '\\'",
+                super::contains_pattern(&format!("\"{tag}\"")),
+            );
+        }
+        fetch_page!(
+            self,
+            GameWorld,
+            format!("FROM game_worlds WHERE {}", filter.sql()),
+            "display_order, created_at, id",
+            filter.binds,
+            page
+        )
+    }
+
+    pub async fn update_world(
+        &self,
+        ctx: &EventContext,
+        world: &GameWorld,
+        read_at: DateTime<Utc>,
+        event_types: &[&'static str],
+    ) -> StoreResult<()> {
+        let events: Vec<NewEvent> = event_types
+            .iter()
+            .map(|t| world_event(ctx, t, world))
+            .collect();
+        write_with_events!(self, &events, |tx| {
+            let done = sqlx::query(
+                "UPDATE game_worlds SET world_id = $1, name = $2, description = $3, visible = $4, display_order = $5, \
+                 tags = $6, maintenance = $7, maintenance_message = $8, maintenance_messages = $9, \
+                 maintenance_starts_at = $10, maintenance_ends_at = $11, updated_at = $12 \
+                 WHERE id = $13 AND project_id = $14 AND updated_at = $15",
+            )
+            .bind(&world.world_id)
+            .bind(&world.name)
+            .bind(&world.description)
+            .bind(world.visible)
+            .bind(world.display_order)
+            .bind(&world.tags)
+            .bind(world.maintenance)
+            .bind(&world.maintenance_message)
+            .bind(&world.maintenance_messages)
+            .bind(world.maintenance_starts_at)
+            .bind(world.maintenance_ends_at)
+            .bind(world.updated_at)
+            .bind(&world.id)
+            .bind(&world.project_id)
+            .bind(read_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(conflict_on_unique(WORLD_ID_TAKEN))?;
+            expect_one_row(done.rows_affected())?
+        })?;
+        Ok(())
+    }
+
+    pub async fn delete_world(
+        &self,
+        ctx: &EventContext,
+        project_id: &str,
+        id: &str,
+    ) -> StoreResult<GameWorld> {
+        with_pool!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let world = sqlx::query_as::<_, GameWorld>(
+                "DELETE FROM game_worlds WHERE project_id = $1 AND id = $2 RETURNING *",
+            )
+            .bind(project_id)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound("game world"))?;
+            super::events::insert_event!(
+                &mut *tx,
+                &world_event(ctx, types::WORLD_DELETED, &world)
+            )?;
+            tx.commit().await?;
+            Ok(world)
+        })
+    }
+}
