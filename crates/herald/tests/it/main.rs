@@ -1,0 +1,13 @@
+//! Integration tests: each drives the real HTTP server (bound on a loopback port) over a
+//! fresh database, once on SQLite and once on PostgreSQL (see `common::both_backends!`).
+
+mod common;
+
+mod auth_matrix;
+mod cli;
+mod errors;
+mod outbox;
+mod tenancy;
+mod users;
+mod versions;
+mod worlds;
