@@ -45,19 +45,12 @@ impl AppState {
     /// generated once and shared through the database.
     pub async fn new(config: Config, store: Store) -> anyhow::Result<AppState> {
         let secret = if config.auth.jwt_secret.is_empty() {
-            store
-                .setting_or_insert("jwt_secret", &keys::random_token(48))
-                .await?
+            store.setting_or_insert("jwt_secret", &keys::random_token(48)).await?
         } else {
             config.auth.jwt_secret.clone()
         };
         let keys = KeyCache::new(Duration::from_secs(config.auth.key_cache_ttl_secs));
-        Ok(AppState(Arc::new(Inner {
-            jwt: JwtKeys::new(secret.as_bytes()),
-            keys,
-            store,
-            config,
-        })))
+        Ok(AppState(Arc::new(Inner { jwt: JwtKeys::new(secret.as_bytes()), keys, store, config })))
     }
 }
 
@@ -101,11 +94,7 @@ impl Server {
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
         let state = AppState::new(config, store).await?;
-        Ok(Server {
-            listener,
-            state,
-            bootstrapped,
-        })
+        Ok(Server { listener, state, bootstrapped })
     }
 
     pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
@@ -114,14 +103,9 @@ impl Server {
 
     /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests
     /// finish.
-    pub async fn run(
-        self,
-        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let store = self.state.store.clone();
-        axum::serve(self.listener, router(self.state))
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        axum::serve(self.listener, router(self.state)).with_graceful_shutdown(shutdown).await?;
         store.close().await;
         Ok(())
     }

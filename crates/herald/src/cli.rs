@@ -100,10 +100,7 @@ pub fn main() -> ExitCode {
         }
     };
     init_tracing(&config);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -123,9 +120,7 @@ fn init_tracing(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HERALD_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match config.log.format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Pretty => builder.try_init(),
@@ -143,14 +138,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Serve => serve(config).await,
         Command::Migrate => {
             open_store(&config).await?;
-            println!(
-                "migrations applied ({})",
-                config
-                    .effective_database_url()
-                    .split(':')
-                    .next()
-                    .unwrap_or("?")
-            );
+            println!("migrations applied ({})", config.effective_database_url().split(':').next().unwrap_or("?"));
             Ok(())
         }
         Command::Keys(cmd) => keys(cmd, &open_store(&config).await?).await,
@@ -170,17 +158,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 "Herald first start: created organization `default` ({}) and project `default` ({}).",
                 b.organization.id, b.project.id
             );
-            println!(
-                "Admin API key for project `default` (shown once, store it now):\n\n    {}\n",
-                b.key_value
-            );
-            println!(
-                "Try it:  curl -H 'X-API-Key: {}' {base}/api/v1/users",
-                b.key_value
-            );
-            println!(
-                "More keys (e.g. an organization-level one): herald keys create --scopes admin"
-            );
+            println!("Admin API key for project `default` (shown once, store it now):\n\n    {}\n", b.key_value);
+            println!("Try it:  curl -H 'X-API-Key: {}' {base}/api/v1/users", b.key_value);
+            println!("More keys (e.g. an organization-level one): herald keys create --scopes admin");
         }
         None => println!("Need an admin key? Run: herald keys create --scopes admin"),
     }
@@ -197,18 +177,11 @@ async fn find_org(store: &Store, org: Option<&str>) -> anyhow::Result<String> {
         Err(StoreError::NotFound(_)) => {}
         Err(e) => return Err(e.into()),
     }
-    Ok(store
-        .get_organization_by_slug(wanted)
-        .await
-        .map_err(|_| anyhow::anyhow!("no organization `{wanted}`"))?
-        .id)
+    Ok(store.get_organization_by_slug(wanted).await.map_err(|_| anyhow::anyhow!("no organization `{wanted}`"))?.id)
 }
 
 fn cli_events() -> EventContext {
-    EventContext {
-        request_id: None,
-        actor: Some("cli".into()),
-    }
+    EventContext { request_id: None, actor: Some("cli".into()) }
 }
 
 async fn keys(cmd: KeysCommand, store: &Store) -> anyhow::Result<()> {
@@ -224,10 +197,7 @@ async fn keys(cmd: KeysCommand, store: &Store) -> anyhow::Result<()> {
             let (org, project) = if args.instance {
                 (None, None)
             } else if let Some(project) = &args.project {
-                let p = store
-                    .get_project(project)
-                    .await
-                    .map_err(|_| anyhow::anyhow!("no project `{project}`"))?;
+                let p = store.get_project(project).await.map_err(|_| anyhow::anyhow!("no project `{project}`"))?;
                 (Some(p.organization_id), Some(p.id))
             } else {
                 (Some(find_org(store, args.org.as_deref()).await?), None)
@@ -239,11 +209,7 @@ async fn keys(cmd: KeysCommand, store: &Store) -> anyhow::Result<()> {
                 (Some(o), None) => format!("organization {o}"),
                 (Some(_), Some(p)) => format!("project {p}"),
             };
-            eprintln!(
-                "created key {} ({reach}; scopes {}). Shown once:",
-                key.id,
-                key.scopes.0.join(",")
-            );
+            eprintln!("created key {} ({reach}; scopes {}). Shown once:", key.id, key.scopes.0.join(","));
             println!("{value}");
         }
         KeysCommand::List { org } => {
@@ -252,36 +218,17 @@ async fn keys(cmd: KeysCommand, store: &Store) -> anyhow::Result<()> {
                 None => None,
             };
             let mut page = 1;
-            println!(
-                "{:<16}  {:<10}  {:<36}  {:<24}  NAME",
-                "ID", "STATE", "PROJECT", "SCOPES"
-            );
+            println!("{:<16}  {:<10}  {:<36}  {:<24}  NAME", "ID", "STATE", "PROJECT", "SCOPES");
             loop {
-                let keys = store
-                    .list_api_keys(org.as_deref(), None, PageRequest { page, limit: 100 })
-                    .await?;
+                let keys = store.list_api_keys(org.as_deref(), None, PageRequest { page, limit: 100 }).await?;
                 for k in &keys.items {
-                    let state = if k.revoked_at.is_some() {
-                        "revoked"
+                    let state = if k.revoked_at.is_some() { "revoked" } else { "active" };
+                    let project = k.project_id.as_deref().unwrap_or(if k.organization_id.is_some() {
+                        "(organization)"
                     } else {
-                        "active"
-                    };
-                    let project =
-                        k.project_id
-                            .as_deref()
-                            .unwrap_or(if k.organization_id.is_some() {
-                                "(organization)"
-                            } else {
-                                "(instance)"
-                            });
-                    println!(
-                        "{:<16}  {:<10}  {:<36}  {:<24}  {}",
-                        k.id,
-                        state,
-                        project,
-                        k.scopes.0.join(","),
-                        k.name
-                    );
+                        "(instance)"
+                    });
+                    println!("{:<16}  {:<10}  {:<36}  {:<24}  {}", k.id, state, project, k.scopes.0.join(","), k.name);
                 }
                 if i64::from(page) * 100 >= keys.total {
                     break;
@@ -290,13 +237,8 @@ async fn keys(cmd: KeysCommand, store: &Store) -> anyhow::Result<()> {
             }
         }
         KeysCommand::Revoke { id } => {
-            store
-                .revoke_api_key(&cli_events(), &id)
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot revoke `{id}`: {e}"))?;
-            println!(
-                "revoked {id} (running servers stop accepting it within auth.key_cache_ttl_secs)"
-            );
+            store.revoke_api_key(&cli_events(), &id).await.map_err(|e| anyhow::anyhow!("cannot revoke `{id}`: {e}"))?;
+            println!("revoked {id} (running servers stop accepting it within auth.key_cache_ttl_secs)");
         }
     }
     Ok(())
@@ -315,20 +257,12 @@ async fn admins(cmd: AdminsCommand, store: &Store) -> anyhow::Result<()> {
                     line.trim_end_matches(['\r', '\n']).to_owned()
                 }
             };
-            let admin =
-                tenancy::new_admin_user(&org, &email, &password, Some(role)).map_err(|e| {
-                    let details: Vec<String> = e
-                        .details
-                        .iter()
-                        .map(|d| format!("{}: {}", d.field, d.message))
-                        .collect();
-                    anyhow::anyhow!("{} {}", e.message, details.join("; "))
-                })?;
+            let admin = tenancy::new_admin_user(&org, &email, &password, Some(role)).map_err(|e| {
+                let details: Vec<String> = e.details.iter().map(|d| format!("{}: {}", d.field, d.message)).collect();
+                anyhow::anyhow!("{} {}", e.message, details.join("; "))
+            })?;
             store.insert_admin_user(&cli_events(), &admin).await?;
-            println!(
-                "created admin {} ({}) in organization {org}",
-                admin.email, admin.id
-            );
+            println!("created admin {} ({}) in organization {org}", admin.email, admin.id);
         }
     }
     Ok(())

@@ -92,19 +92,13 @@ impl Default for Config {
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        DatabaseConfig {
-            max_connections: 16,
-            acquire_timeout_secs: 10,
-        }
+        DatabaseConfig { max_connections: 16, acquire_timeout_secs: 10 }
     }
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig {
-            body_limit_bytes: 1024 * 1024,
-            request_timeout_secs: 30,
-        }
+        HttpConfig { body_limit_bytes: 1024 * 1024, request_timeout_secs: 30 }
     }
 }
 
@@ -121,10 +115,7 @@ impl Default for AuthConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig {
-            format: LogFormat::Pretty,
-            level: "info".into(),
-        }
+        LogConfig { format: LogFormat::Pretty, level: "info".into() }
     }
 }
 
@@ -135,11 +126,7 @@ impl Config {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         match file {
             Some(path) => {
-                anyhow::ensure!(
-                    path.exists(),
-                    "config file {} does not exist",
-                    path.display()
-                );
+                anyhow::ensure!(path.exists(), "config file {} does not exist", path.display());
                 figment = figment.merge(Toml::file(path));
             }
             None => figment = figment.merge(Toml::file("herald.toml")),
@@ -155,5 +142,50 @@ impl Config {
         } else {
             self.database_url.clone()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(prefix: &str, value: &serde_json::Value, out: &mut Vec<String>) {
+        match value.as_object() {
+            Some(map) => {
+                for (k, v) in map {
+                    let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    keys(&key, v, out);
+                }
+            }
+            None => out.push(prefix.to_string()),
+        }
+    }
+
+    /// docs/CONFIG.md lists every setting the struct has.
+    #[test]
+    fn config_reference_documents_every_key() {
+        let doc = include_str!("../../../docs/CONFIG.md");
+        let mut all = Vec::new();
+        keys("", &serde_json::to_value(Config::default()).expect("serializes"), &mut all);
+        assert!(all.len() > 10);
+        for key in all {
+            assert!(doc.contains(&format!("| `{key}` |")), "docs/CONFIG.md does not document `{key}`");
+        }
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's test Jail returns its own large error type
+    fn env_overrides_file_and_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("herald.toml", "listen = \"127.0.0.1:9000\"\n[database]\nmax_connections = 3\n")?;
+            jail.set_env("HERALD_DATABASE__MAX_CONNECTIONS", "7");
+            let config = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(config.listen.port(), 9000);
+            assert_eq!(config.database.max_connections, 7);
+            assert_eq!(config.http.body_limit_bytes, 1024 * 1024);
+            jail.create_file("bad.toml", "lisen = \"x\"")?;
+            assert!(Config::load(Some(std::path::Path::new("bad.toml"))).is_err(), "unknown keys are rejected");
+            Ok(())
+        });
     }
 }

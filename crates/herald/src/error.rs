@@ -20,10 +20,7 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        FieldError {
-            field: field.into(),
-            message: message.into(),
-        }
+        FieldError { field: field.into(), message: message.into() }
     }
 }
 
@@ -42,13 +39,7 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-            details: Vec::new(),
-            retry_after_secs: None,
-        }
+        ApiError { status, code, message: message.into(), details: Vec::new(), retry_after_secs: None }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -61,14 +52,7 @@ impl ApiError {
             [one] => format!("{}: {}", one.field, one.message),
             _ => format!("{} fields are invalid; see details", details.len()),
         };
-        ApiError {
-            details,
-            ..Self::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "validation_error",
-                message,
-            )
-        }
+        ApiError { details, ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_error", message) }
     }
 
     pub fn invalid_field(field: &str, message: impl Into<String>) -> Self {
@@ -84,11 +68,7 @@ impl ApiError {
     }
 
     pub fn not_found(what: &str) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("{what} not found"),
-        )
+        Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
     }
 
     pub fn conflict(message: impl Into<String>) -> Self {
@@ -99,11 +79,7 @@ impl ApiError {
     pub fn internal(err: impl Into<anyhow::Error>) -> Self {
         let err = err.into();
         tracing::error!(error = format!("{err:#}"), "internal error");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            "internal server error",
-        )
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal server error")
     }
 }
 
@@ -113,17 +89,11 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(what) => ApiError::not_found(what),
             StoreError::Conflict(message) => ApiError::conflict(message),
             // Domain code retries stale updates; one reaching here lost too many races.
-            StoreError::Stale => {
-                ApiError::conflict("the resource changed while it was being updated; retry")
-            }
+            StoreError::Stale => ApiError::conflict("the resource changed while it was being updated; retry"),
             StoreError::Unavailable(e) => {
                 tracing::error!(error = %e, "database unavailable");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "database unavailable, try again",
-                )
-                .with_retry_after(1)
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "database unavailable, try again")
+                    .with_retry_after(1)
             }
             StoreError::Db(e) => ApiError::internal(e),
         }
@@ -144,9 +114,7 @@ impl IntoResponse for ApiError {
         });
         let mut response = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after_secs {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

@@ -42,14 +42,10 @@ impl<T: serde::Serialize> axum::response::IntoResponse for Json<T> {
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         match rejection {
-            JsonRejection::JsonSyntaxError(e) => {
-                ApiError::bad_request("invalid_json", e.body_text())
+            JsonRejection::JsonSyntaxError(e) => ApiError::bad_request("invalid_json", e.body_text()),
+            JsonRejection::JsonDataError(e) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_error", e.body_text())
             }
-            JsonRejection::JsonDataError(e) => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "validation_error",
-                e.body_text(),
-            ),
             JsonRejection::MissingJsonContentType(_) => ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
@@ -95,10 +91,7 @@ impl Paging {
             return Err(ApiError::bad_request("invalid_query", "page starts at 1"));
         }
         if !(1..=MAX_LIMIT).contains(&limit) {
-            return Err(ApiError::bad_request(
-                "invalid_query",
-                format!("limit must be between 1 and {MAX_LIMIT}"),
-            ));
+            return Err(ApiError::bad_request("invalid_query", format!("limit must be between 1 and {MAX_LIMIT}")));
         }
         Ok(PageRequest { page, limit })
     }
@@ -112,10 +105,7 @@ pub struct Caller {
 
 impl Caller {
     pub fn events(&self) -> EventContext {
-        EventContext {
-            request_id: self.request_id.clone(),
-            actor: Some(self.principal.actor()),
-        }
+        EventContext { request_id: self.request_id.clone(), actor: Some(self.principal.actor()) }
     }
 }
 
@@ -133,9 +123,7 @@ impl FromRequestParts<AppState> for Caller {
             (None, Some(auth)) => match auth.split_once(' ') {
                 Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
                 _ => {
-                    return Err(ApiError::unauthorized(
-                        "the Authorization header must be `Bearer <token>`",
-                    ));
+                    return Err(ApiError::unauthorized("the Authorization header must be `Bearer <token>`"));
                 }
             },
             (None, None) => {
@@ -149,18 +137,12 @@ impl FromRequestParts<AppState> for Caller {
         } else {
             authenticate_jwt(state, token).await?
         };
-        Ok(Caller {
-            principal,
-            request_id,
-        })
+        Ok(Caller { principal, request_id })
     }
 }
 
 async fn authenticate_jwt(state: &AppState, token: &str) -> ApiResult<Principal> {
-    let claims = state
-        .jwt
-        .verify(token)
-        .ok_or_else(|| ApiError::unauthorized("invalid or expired token"))?;
+    let claims = state.jwt.verify(token).ok_or_else(|| ApiError::unauthorized("invalid or expired token"))?;
     // The account may have been deleted since the token was issued.
     let admin = match state.store.get_admin_user(&claims.sub).await {
         Ok(admin) => admin,
@@ -199,9 +181,7 @@ impl FromRequestParts<AppState> for ProjectScope {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<ProjectScope> {
         let caller = Caller::from_request_parts(parts, state).await?;
-        let named = header(parts, "x-project-id")
-            .map(str::trim)
-            .filter(|s| !s.is_empty());
+        let named = header(parts, "x-project-id").map(str::trim).filter(|s| !s.is_empty());
         let project_id = match (&caller.principal.project_id, named) {
             (Some(own), None) => own.clone(),
             (Some(own), Some(named)) if own == named => own.clone(),

@@ -56,21 +56,12 @@ pub fn router() -> Router<AppState> {
         .route("/auth/login", post(sessions::login))
         .route("/auth/refresh", post(sessions::refresh))
         .route("/me", get(sessions::me))
-        .route(
-            "/organizations",
-            get(tenancy::list_orgs).post(tenancy::create_org),
-        )
+        .route("/organizations", get(tenancy::list_orgs).post(tenancy::create_org))
         .route(
             "/organizations/{id}",
-            get(tenancy::get_org)
-                .put(tenancy::update_org)
-                .patch(tenancy::update_org)
-                .delete(tenancy::delete_org),
+            get(tenancy::get_org).put(tenancy::update_org).patch(tenancy::update_org).delete(tenancy::delete_org),
         )
-        .route(
-            "/projects",
-            get(tenancy::list_projects).post(tenancy::create_project),
-        )
+        .route("/projects", get(tenancy::list_projects).post(tenancy::create_project))
         .route(
             "/projects/{id}",
             get(tenancy::get_project)
@@ -78,73 +69,29 @@ pub fn router() -> Router<AppState> {
                 .patch(tenancy::update_project)
                 .delete(tenancy::delete_project),
         )
-        .route(
-            "/projects/{id}/secret-key/regenerate",
-            post(tenancy::regenerate_secret),
-        )
-        .route(
-            "/api-keys",
-            get(tenancy::list_keys).post(tenancy::create_key),
-        )
-        .route(
-            "/api-keys/{id}",
-            get(tenancy::get_key).delete(tenancy::revoke_key),
-        )
-        .route(
-            "/admin-users",
-            get(tenancy::list_admins).post(tenancy::create_admin),
-        )
-        .route(
-            "/admin-users/{id}",
-            axum::routing::delete(tenancy::delete_admin),
-        )
+        .route("/projects/{id}/secret-key/regenerate", post(tenancy::regenerate_secret))
+        .route("/api-keys", get(tenancy::list_keys).post(tenancy::create_key))
+        .route("/api-keys/{id}", get(tenancy::get_key).delete(tenancy::revoke_key))
+        .route("/admin-users", get(tenancy::list_admins).post(tenancy::create_admin))
+        .route("/admin-users/{id}", axum::routing::delete(tenancy::delete_admin))
         .route("/users", get(users::list).post(users::create))
-        .route(
-            "/users/{id}",
-            get(users::get)
-                .put(users::update)
-                .patch(users::update)
-                .delete(users::delete),
-        )
+        .route("/users/{id}", get(users::get).put(users::update).patch(users::update).delete(users::delete))
         .route("/users/{id}/login", post(users::login))
         .route("/game-worlds", get(worlds::list).post(worlds::create))
-        .route(
-            "/game-worlds/{id}",
-            get(worlds::get)
-                .put(worlds::update)
-                .patch(worlds::update)
-                .delete(worlds::delete),
-        )
-        .route(
-            "/game-worlds/{id}/maintenance",
-            axum::routing::put(worlds::maintenance),
-        )
-        .route(
-            "/client-versions",
-            get(versions::list).post(versions::create),
-        )
+        .route("/game-worlds/{id}", get(worlds::get).put(worlds::update).patch(worlds::update).delete(worlds::delete))
+        .route("/game-worlds/{id}/maintenance", axum::routing::put(worlds::maintenance))
+        .route("/client-versions", get(versions::list).post(versions::create))
         .route("/client-versions/lookup", get(versions::lookup))
         .route(
             "/client-versions/{id}",
-            get(versions::get)
-                .put(versions::update)
-                .patch(versions::update)
-                .delete(versions::delete),
+            get(versions::get).put(versions::update).patch(versions::update).delete(versions::delete),
         )
 }
 
 pub async fn not_found() -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "route_not_found",
-        "no such route; see docs/API.md for the routes",
-    )
+    ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "no such route; see docs/API.md for the routes")
 }
 
 pub async fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "this route does not take that method",
-    )
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
 }

@@ -9,15 +9,11 @@ use crate::{
 };
 
 pub async fn login(s: State, Json(input): Json<Login>) -> ApiResult<Json<Tokens>> {
-    Ok(Json(
-        session::login(&s.store, &s.jwt, &s.config.auth, input).await?,
-    ))
+    Ok(Json(session::login(&s.store, &s.jwt, &s.config.auth, input).await?))
 }
 
 pub async fn refresh(s: State, Json(input): Json<Refresh>) -> ApiResult<Json<Tokens>> {
-    Ok(Json(
-        session::refresh(&s.store, &s.jwt, &s.config.auth, input).await?,
-    ))
+    Ok(Json(session::refresh(&s.store, &s.jwt, &s.config.auth, input).await?))
 }
 
 /// Who the presented credential is: handy to check a key or token.
@@ -37,11 +33,5 @@ pub async fn me(caller: Caller) -> Json<Me> {
         PrincipalKind::ApiKey { id } => ("api_key", id),
         PrincipalKind::Admin { id } => ("admin", id),
     };
-    Json(Me {
-        kind,
-        id,
-        organization_id: p.organization_id,
-        project_id: p.project_id,
-        scopes: p.scopes,
-    })
+    Json(Me { kind, id, organization_id: p.organization_id, project_id: p.project_id, scopes: p.scopes })
 }

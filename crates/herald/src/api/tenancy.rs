@@ -36,37 +36,19 @@ pub async fn list_orgs(
 ) -> ApiResult<Json<PageBody<Organization>>> {
     let p = &caller.principal;
     p.require("admin")?;
-    let req = Paging {
-        page: q.page,
-        limit: q.limit,
-    }
-    .request()?;
-    let page = s
-        .store
-        .list_organizations(p.organization_id.as_deref(), req)
-        .await?;
+    let req = Paging { page: q.page, limit: q.limit }.request()?;
+    let page = s.store.list_organizations(p.organization_id.as_deref(), req).await?;
     Ok(Json(PageBody::new(page, req, |o| o)))
 }
 
-pub async fn create_org(
-    s: State,
-    caller: Caller,
-    Json(input): Json<NewOrganization>,
-) -> ApiResult<Response> {
-    let org =
-        tenancy::create_organization(&s.store, &caller.principal, &caller.events(), input).await?;
+pub async fn create_org(s: State, caller: Caller, Json(input): Json<NewOrganization>) -> ApiResult<Response> {
+    let org = tenancy::create_organization(&s.store, &caller.principal, &caller.events(), input).await?;
     Ok(created(org))
 }
 
-pub async fn get_org(
-    s: State,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Organization>> {
+pub async fn get_org(s: State, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Organization>> {
     caller.principal.require("admin")?;
-    Ok(Json(
-        tenancy::reachable_organization(&s.store, &caller.principal, &id).await?,
-    ))
+    Ok(Json(tenancy::reachable_organization(&s.store, &caller.principal, &id).await?))
 }
 
 pub async fn update_org(
@@ -75,24 +57,13 @@ pub async fn update_org(
     Path(id): Path<String>,
     Json(patch): Json<NamePatch>,
 ) -> ApiResult<Json<Organization>> {
-    Ok(Json(
-        tenancy::update_organization(&s.store, &caller.principal, &caller.events(), &id, patch)
-            .await?,
-    ))
+    Ok(Json(tenancy::update_organization(&s.store, &caller.principal, &caller.events(), &id, patch).await?))
 }
 
-pub async fn delete_org(
-    s: State,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Organization>> {
+pub async fn delete_org(s: State, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Organization>> {
     caller.principal.require("admin")?;
     let org = tenancy::reachable_organization(&s.store, &caller.principal, &id).await?;
-    Ok(Json(
-        s.store
-            .delete_organization(&caller.events(), &org.id)
-            .await?,
-    ))
+    Ok(Json(s.store.delete_organization(&caller.events(), &org.id).await?))
 }
 
 /// A project's details, with its secret key (the GameTalk `X-Secret-Key`).
@@ -107,10 +78,7 @@ pub struct ProjectDetails {
 impl From<Project> for ProjectDetails {
     fn from(project: Project) -> Self {
         let secret_key = project.secret_key.clone();
-        ProjectDetails {
-            project,
-            secret_key,
-        }
+        ProjectDetails { project, secret_key }
     }
 }
 
@@ -121,11 +89,7 @@ pub async fn list_projects(
 ) -> ApiResult<Json<PageBody<Project>>> {
     let p = &caller.principal;
     p.require("admin")?;
-    let req = Paging {
-        page: q.page,
-        limit: q.limit,
-    }
-    .request()?;
+    let req = Paging { page: q.page, limit: q.limit }.request()?;
     let org = match (&p.organization_id, q.organization_id.as_deref()) {
         (Some(own), Some(named)) if own != named => {
             return Err(ApiError::not_found("organization"));
@@ -133,34 +97,18 @@ pub async fn list_projects(
         (Some(own), _) => Some(own.as_str()),
         (None, named) => named,
     };
-    let page = s
-        .store
-        .list_projects(org, p.project_id.as_deref(), req)
-        .await?;
+    let page = s.store.list_projects(org, p.project_id.as_deref(), req).await?;
     Ok(Json(PageBody::new(page, req, |p| p)))
 }
 
-pub async fn create_project(
-    s: State,
-    caller: Caller,
-    Json(input): Json<NewProject>,
-) -> ApiResult<Response> {
-    let project =
-        tenancy::create_project(&s.store, &caller.principal, &caller.events(), input).await?;
+pub async fn create_project(s: State, caller: Caller, Json(input): Json<NewProject>) -> ApiResult<Response> {
+    let project = tenancy::create_project(&s.store, &caller.principal, &caller.events(), input).await?;
     Ok(created(ProjectDetails::from(project)))
 }
 
-pub async fn get_project(
-    s: State,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> ApiResult<Json<ProjectDetails>> {
+pub async fn get_project(s: State, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<ProjectDetails>> {
     caller.principal.require("admin")?;
-    Ok(Json(
-        tenancy::reachable_project(&s.store, &caller.principal, &id)
-            .await?
-            .into(),
-    ))
+    Ok(Json(tenancy::reachable_project(&s.store, &caller.principal, &id).await?.into()))
 }
 
 pub async fn update_project(
@@ -169,67 +117,30 @@ pub async fn update_project(
     Path(id): Path<String>,
     Json(patch): Json<NamePatch>,
 ) -> ApiResult<Json<ProjectDetails>> {
-    let project = tenancy::modify_project(
-        &s.store,
-        &caller.principal,
-        &caller.events(),
-        &id,
-        false,
-        patch,
-    )
-    .await?;
+    let project = tenancy::modify_project(&s.store, &caller.principal, &caller.events(), &id, false, patch).await?;
     Ok(Json(project.into()))
 }
 
-pub async fn regenerate_secret(
-    s: State,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> ApiResult<Json<ProjectDetails>> {
-    let project = tenancy::modify_project(
-        &s.store,
-        &caller.principal,
-        &caller.events(),
-        &id,
-        true,
-        NamePatch::default(),
-    )
-    .await?;
+pub async fn regenerate_secret(s: State, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<ProjectDetails>> {
+    let project =
+        tenancy::modify_project(&s.store, &caller.principal, &caller.events(), &id, true, NamePatch::default()).await?;
     Ok(Json(project.into()))
 }
 
-pub async fn delete_project(
-    s: State,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Project>> {
+pub async fn delete_project(s: State, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Project>> {
     let p = &caller.principal;
     p.require("admin")?;
     if p.project_id.is_some() {
-        return Err(ApiError::forbidden(
-            "a project key cannot delete projects; use an organization-level credential",
-        ));
+        return Err(ApiError::forbidden("a project key cannot delete projects; use an organization-level credential"));
     }
     let project = tenancy::reachable_project(&s.store, p, &id).await?;
-    Ok(Json(
-        s.store
-            .delete_project(&caller.events(), &project.id)
-            .await?,
-    ))
+    Ok(Json(s.store.delete_project(&caller.events(), &project.id).await?))
 }
 
-pub async fn list_keys(
-    s: State,
-    caller: Caller,
-    Query(q): Query<OrgPageQuery>,
-) -> ApiResult<Json<PageBody<ApiKey>>> {
+pub async fn list_keys(s: State, caller: Caller, Query(q): Query<OrgPageQuery>) -> ApiResult<Json<PageBody<ApiKey>>> {
     let p = &caller.principal;
     p.require("admin")?;
-    let req = Paging {
-        page: q.page,
-        limit: q.limit,
-    }
-    .request()?;
+    let req = Paging { page: q.page, limit: q.limit }.request()?;
     let org = match (&p.organization_id, q.organization_id.as_deref()) {
         (Some(own), Some(named)) if own != named => {
             return Err(ApiError::not_found("organization"));
@@ -237,35 +148,20 @@ pub async fn list_keys(
         (Some(own), _) => Some(own.as_str()),
         (None, named) => named,
     };
-    let page = s
-        .store
-        .list_api_keys(org, p.project_id.as_deref(), req)
-        .await?;
+    let page = s.store.list_api_keys(org, p.project_id.as_deref(), req).await?;
     Ok(Json(PageBody::new(page, req, |k| k)))
 }
 
-pub async fn create_key(
-    s: State,
-    caller: Caller,
-    Json(input): Json<NewApiKey>,
-) -> ApiResult<Response> {
-    Ok(created(
-        tenancy::create_api_key(&s.store, &caller.principal, &caller.events(), input).await?,
-    ))
+pub async fn create_key(s: State, caller: Caller, Json(input): Json<NewApiKey>) -> ApiResult<Response> {
+    Ok(created(tenancy::create_api_key(&s.store, &caller.principal, &caller.events(), input).await?))
 }
 
 pub async fn get_key(s: State, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<ApiKey>> {
-    Ok(Json(
-        tenancy::reachable_key(&s.store, &caller.principal, &id).await?,
-    ))
+    Ok(Json(tenancy::reachable_key(&s.store, &caller.principal, &id).await?))
 }
 
 /// Revokes the key (it stays listed, with `revokedAt`).
-pub async fn revoke_key(
-    s: State,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> ApiResult<Json<ApiKey>> {
+pub async fn revoke_key(s: State, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<ApiKey>> {
     let key = tenancy::reachable_key(&s.store, &caller.principal, &id).await?;
     let revoked = s.store.revoke_api_key(&caller.events(), &key.id).await?;
     s.keys.invalidate(&key.id);
@@ -277,43 +173,23 @@ pub async fn list_admins(
     caller: Caller,
     Query(q): Query<OrgPageQuery>,
 ) -> ApiResult<Json<PageBody<AdminUser>>> {
-    let req = Paging {
-        page: q.page,
-        limit: q.limit,
-    }
-    .request()?;
-    let org =
-        tenancy::target_organization(&s.store, &caller.principal, q.organization_id.as_deref())
-            .await?;
+    let req = Paging { page: q.page, limit: q.limit }.request()?;
+    let org = tenancy::target_organization(&s.store, &caller.principal, q.organization_id.as_deref()).await?;
     let page = s.store.list_admin_users(&org, req).await?;
     Ok(Json(PageBody::new(page, req, |a| a)))
 }
 
-pub async fn create_admin(
-    s: State,
-    caller: Caller,
-    Json(input): Json<NewAdminUser>,
-) -> ApiResult<Response> {
-    let org = tenancy::target_organization(
-        &s.store,
-        &caller.principal,
-        input.organization_id.as_deref(),
-    )
-    .await?;
-    let admin = tokio::task::spawn_blocking(move || {
-        tenancy::new_admin_user(&org, &input.email, &input.password, input.role)
-    })
-    .await
-    .map_err(ApiError::internal)??;
+pub async fn create_admin(s: State, caller: Caller, Json(input): Json<NewAdminUser>) -> ApiResult<Response> {
+    let org = tenancy::target_organization(&s.store, &caller.principal, input.organization_id.as_deref()).await?;
+    let admin =
+        tokio::task::spawn_blocking(move || tenancy::new_admin_user(&org, &input.email, &input.password, input.role))
+            .await
+            .map_err(ApiError::internal)??;
     s.store.insert_admin_user(&caller.events(), &admin).await?;
     Ok(created(admin))
 }
 
-pub async fn delete_admin(
-    s: State,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> ApiResult<Json<AdminUser>> {
+pub async fn delete_admin(s: State, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<AdminUser>> {
     let p = &caller.principal;
     p.require("admin")?;
     let admin = match s.store.get_admin_user(&id).await {
@@ -321,9 +197,5 @@ pub async fn delete_admin(
         Ok(_) | Err(StoreError::NotFound(_)) => return Err(ApiError::not_found("admin user")),
         Err(e) => return Err(e.into()),
     };
-    Ok(Json(
-        s.store
-            .delete_admin_user(&caller.events(), &admin.organization_id, &admin.id)
-            .await?,
-    ))
+    Ok(Json(s.store.delete_admin_user(&caller.events(), &admin.organization_id, &admin.id).await?))
 }

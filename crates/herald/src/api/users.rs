@@ -22,49 +22,28 @@ pub struct ListQuery {
     q: Option<String>,
 }
 
-pub async fn list(
-    s: State,
-    scope: ProjectScope,
-    Query(q): Query<ListQuery>,
-) -> ApiResult<Json<PageBody<User>>> {
+pub async fn list(s: State, scope: ProjectScope, Query(q): Query<ListQuery>) -> ApiResult<Json<PageBody<User>>> {
     scope.require("users:read")?;
-    let req = Paging {
-        page: q.page,
-        limit: q.limit,
-    }
-    .request()?;
-    if let Some(status) = &q.status {
-        if !users::STATUSES.contains(&status.as_str()) {
-            return Err(ApiError::bad_request(
-                "invalid_query",
-                format!("status must be one of: {}", users::STATUSES.join(", ")),
-            ));
-        }
-    }
-    if q.q.as_ref().is_some_and(|q| q.chars().count() > 100) {
+    let req = Paging { page: q.page, limit: q.limit }.request()?;
+    if let Some(status) = &q.status
+        && !users::STATUSES.contains(&status.as_str())
+    {
         return Err(ApiError::bad_request(
             "invalid_query",
-            "q must be at most 100 characters",
+            format!("status must be one of: {}", users::STATUSES.join(", ")),
         ));
     }
-    let filter = UserFilter {
-        role: q.role,
-        status: q.status,
-        q: q.q.filter(|q| !q.is_empty()),
-    };
+    if q.q.as_ref().is_some_and(|q| q.chars().count() > 100) {
+        return Err(ApiError::bad_request("invalid_query", "q must be at most 100 characters"));
+    }
+    let filter = UserFilter { role: q.role, status: q.status, q: q.q.filter(|q| !q.is_empty()) };
     let page = s.store.list_users(&scope.project_id, &filter, req).await?;
     Ok(Json(PageBody::new(page, req, |u| u)))
 }
 
-pub async fn create(
-    s: State,
-    scope: ProjectScope,
-    Json(input): Json<NewUser>,
-) -> ApiResult<Response> {
+pub async fn create(s: State, scope: ProjectScope, Json(input): Json<NewUser>) -> ApiResult<Response> {
     scope.require("users:write")?;
-    Ok(created(
-        users::create(&s.store, &scope.events(), &scope.project_id, input).await?,
-    ))
+    Ok(created(users::create(&s.store, &scope.events(), &scope.project_id, input).await?))
 }
 
 pub async fn get(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<User>> {
@@ -79,28 +58,16 @@ pub async fn update(
     Json(patch): Json<UserPatch>,
 ) -> ApiResult<Json<User>> {
     scope.require("users:write")?;
-    Ok(Json(
-        users::update(&s.store, &scope.events(), &scope.project_id, &id, patch).await?,
-    ))
+    Ok(Json(users::update(&s.store, &scope.events(), &scope.project_id, &id, patch).await?))
 }
 
-pub async fn delete(
-    s: State,
-    scope: ProjectScope,
-    Path(id): Path<String>,
-) -> ApiResult<Json<User>> {
+pub async fn delete(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<User>> {
     scope.require("users:write")?;
-    Ok(Json(
-        s.store
-            .delete_user(&scope.events(), &scope.project_id, &id)
-            .await?,
-    ))
+    Ok(Json(s.store.delete_user(&scope.events(), &scope.project_id, &id).await?))
 }
 
 /// A game server reports that the player signed in.
 pub async fn login(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<User>> {
     scope.require("users:write")?;
-    Ok(Json(
-        users::record_login(&s.store, &scope.events(), &scope.project_id, &id).await?,
-    ))
+    Ok(Json(users::record_login(&s.store, &scope.events(), &scope.project_id, &id).await?))
 }

@@ -28,51 +28,28 @@ pub async fn list(
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<PageBody<ClientVersion>>> {
     scope.require("versions:read")?;
-    let req = Paging {
-        page: q.page,
-        limit: q.limit,
+    let req = Paging { page: q.page, limit: q.limit }.request()?;
+    if let Some(status) = &q.status
+        && !versions::STATUSES.contains(&status.as_str())
+    {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("status must be one of: {}", versions::STATUSES.join(", ")),
+        ));
     }
-    .request()?;
-    if let Some(status) = &q.status {
-        if !versions::STATUSES.contains(&status.as_str()) {
-            return Err(ApiError::bad_request(
-                "invalid_query",
-                format!("status must be one of: {}", versions::STATUSES.join(", ")),
-            ));
-        }
-    }
-    let filter = VersionFilter {
-        channel: q.channel,
-        sub_channel: q.sub_channel,
-        status: q.status,
-    };
-    let page = s
-        .store
-        .list_client_versions(&scope.project_id, &filter, req)
-        .await?;
+    let filter = VersionFilter { channel: q.channel, sub_channel: q.sub_channel, status: q.status };
+    let page = s.store.list_client_versions(&scope.project_id, &filter, req).await?;
     Ok(Json(PageBody::new(page, req, |v| v)))
 }
 
-pub async fn create(
-    s: State,
-    scope: ProjectScope,
-    Json(input): Json<NewVersion>,
-) -> ApiResult<Response> {
+pub async fn create(s: State, scope: ProjectScope, Json(input): Json<NewVersion>) -> ApiResult<Response> {
     scope.require("versions:write")?;
-    Ok(created(
-        versions::create(&s.store, &scope.events(), &scope.project_id, input).await?,
-    ))
+    Ok(created(versions::create(&s.store, &scope.events(), &scope.project_id, input).await?))
 }
 
-pub async fn get(
-    s: State,
-    scope: ProjectScope,
-    Path(id): Path<String>,
-) -> ApiResult<Json<ClientVersion>> {
+pub async fn get(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<ClientVersion>> {
     scope.require("versions:read")?;
-    Ok(Json(
-        s.store.get_client_version(&scope.project_id, &id).await?,
-    ))
+    Ok(Json(s.store.get_client_version(&scope.project_id, &id).await?))
 }
 
 pub async fn update(
@@ -82,22 +59,12 @@ pub async fn update(
     Json(patch): Json<VersionPatch>,
 ) -> ApiResult<Json<ClientVersion>> {
     scope.require("versions:write")?;
-    Ok(Json(
-        versions::update(&s.store, &scope.events(), &scope.project_id, &id, patch).await?,
-    ))
+    Ok(Json(versions::update(&s.store, &scope.events(), &scope.project_id, &id, patch).await?))
 }
 
-pub async fn delete(
-    s: State,
-    scope: ProjectScope,
-    Path(id): Path<String>,
-) -> ApiResult<Json<ClientVersion>> {
+pub async fn delete(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<ClientVersion>> {
     scope.require("versions:write")?;
-    Ok(Json(
-        s.store
-            .delete_client_version(&scope.events(), &scope.project_id, &id)
-            .await?,
-    ))
+    Ok(Json(s.store.delete_client_version(&scope.events(), &scope.project_id, &id).await?))
 }
 
 #[derive(Deserialize)]
@@ -108,11 +75,7 @@ pub struct LookupQuery {
     version: Option<String>,
 }
 
-pub async fn lookup(
-    s: State,
-    scope: ProjectScope,
-    Query(q): Query<LookupQuery>,
-) -> ApiResult<Json<LookupAnswer>> {
+pub async fn lookup(s: State, scope: ProjectScope, Query(q): Query<LookupQuery>) -> ApiResult<Json<LookupAnswer>> {
     scope.require("versions:read")?;
     let (Some(channel), Some(version)) = (q.channel, q.version) else {
         return Err(ApiError::bad_request(
@@ -121,14 +84,5 @@ pub async fn lookup(
         ));
     };
     let sub_channel = q.sub_channel.unwrap_or_default();
-    Ok(Json(
-        versions::lookup(
-            &s.store,
-            &scope.project_id,
-            &channel,
-            &sub_channel,
-            &version,
-        )
-        .await?,
-    ))
+    Ok(Json(versions::lookup(&s.store, &scope.project_id, &channel, &sub_channel, &version).await?))
 }

@@ -24,10 +24,7 @@ pub struct WorldView {
 impl From<GameWorld> for WorldView {
     fn from(world: GameWorld) -> Self {
         let in_maintenance = world.in_maintenance(store::now());
-        WorldView {
-            world,
-            in_maintenance,
-        }
+        WorldView { world, in_maintenance }
     }
 }
 
@@ -41,52 +38,29 @@ pub struct ListQuery {
     tag: Option<String>,
 }
 
-pub async fn list(
-    s: State,
-    scope: ProjectScope,
-    Query(q): Query<ListQuery>,
-) -> ApiResult<Json<PageBody<WorldView>>> {
+pub async fn list(s: State, scope: ProjectScope, Query(q): Query<ListQuery>) -> ApiResult<Json<PageBody<WorldView>>> {
     scope.require("worlds:read")?;
-    let req = Paging {
-        page: q.page,
-        limit: q.limit,
-    }
-    .request()?;
-    let filter = WorldFilter {
-        visible: q.visible,
-        maintenance: q.maintenance,
-        tag: q.tag,
-    };
+    let req = Paging { page: q.page, limit: q.limit }.request()?;
+    let filter = WorldFilter { visible: q.visible, maintenance: q.maintenance, tag: q.tag };
     if let Some(tag) = &filter.tag {
         let mut c = crate::domain::validate::Checks::default();
         c.ident("tag", tag, 32, &[':']);
-        c.finish()
-            .map_err(|e| crate::error::ApiError::bad_request("invalid_query", e.message))?;
+        c.finish().map_err(|e| crate::error::ApiError::bad_request("invalid_query", e.message))?;
     }
     let page = s.store.list_worlds(&scope.project_id, &filter, req).await?;
     Ok(Json(PageBody::new(page, req, WorldView::from)))
 }
 
-pub async fn create(
-    s: State,
-    scope: ProjectScope,
-    Json(input): Json<NewWorld>,
-) -> ApiResult<Response> {
+pub async fn create(s: State, scope: ProjectScope, Json(input): Json<NewWorld>) -> ApiResult<Response> {
     scope.require("worlds:write")?;
     let world = worlds::create(&s.store, &scope.events(), &scope.project_id, input).await?;
     Ok(created(WorldView::from(world)))
 }
 
 /// `{id}` is the world's id or its `worldId`.
-pub async fn get(
-    s: State,
-    scope: ProjectScope,
-    Path(id): Path<String>,
-) -> ApiResult<Json<WorldView>> {
+pub async fn get(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<WorldView>> {
     scope.require("worlds:read")?;
-    Ok(Json(
-        s.store.get_world(&scope.project_id, &id).await?.into(),
-    ))
+    Ok(Json(s.store.get_world(&scope.project_id, &id).await?.into()))
 }
 
 pub async fn update(
@@ -96,11 +70,7 @@ pub async fn update(
     Json(patch): Json<WorldPatch>,
 ) -> ApiResult<Json<WorldView>> {
     scope.require("worlds:write")?;
-    Ok(Json(
-        worlds::update(&s.store, &scope.events(), &scope.project_id, &id, patch)
-            .await?
-            .into(),
-    ))
+    Ok(Json(worlds::update(&s.store, &scope.events(), &scope.project_id, &id, patch).await?.into()))
 }
 
 pub async fn maintenance(
@@ -110,22 +80,10 @@ pub async fn maintenance(
     Json(change): Json<MaintenanceChange>,
 ) -> ApiResult<Json<WorldView>> {
     scope.require("worlds:write")?;
-    Ok(Json(
-        worlds::set_maintenance(&s.store, &scope.events(), &scope.project_id, &id, change)
-            .await?
-            .into(),
-    ))
+    Ok(Json(worlds::set_maintenance(&s.store, &scope.events(), &scope.project_id, &id, change).await?.into()))
 }
 
-pub async fn delete(
-    s: State,
-    scope: ProjectScope,
-    Path(id): Path<String>,
-) -> ApiResult<Json<WorldView>> {
+pub async fn delete(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<WorldView>> {
     scope.require("worlds:write")?;
-    Ok(Json(
-        worlds::delete(&s.store, &scope.events(), &scope.project_id, &id)
-            .await?
-            .into(),
-    ))
+    Ok(Json(worlds::delete(&s.store, &scope.events(), &scope.project_id, &id).await?.into()))
 }

@@ -27,19 +27,11 @@ impl JwtKeys {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 5;
         validation.set_required_spec_claims(&["exp", "sub"]);
-        JwtKeys {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
-            validation,
-        }
+        JwtKeys { encoding: EncodingKey::from_secret(secret), decoding: DecodingKey::from_secret(secret), validation }
     }
 
     pub fn issue(&self, claims: &Claims) -> anyhow::Result<String> {
-        Ok(jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
-            claims,
-            &self.encoding,
-        )?)
+        Ok(jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)?)
     }
 
     /// The claims of a valid, unexpired access token; `None` otherwise.

@@ -30,9 +30,7 @@ pub fn parse(presented: &str) -> Option<(&str, &str)> {
     }
     let (id, tail) = rest.split_at(ID_LEN);
     let secret = tail.strip_prefix('_')?;
-    id.bytes()
-        .all(|b| b.is_ascii_hexdigit())
-        .then_some((id, secret))
+    id.bytes().all(|b| b.is_ascii_hexdigit()).then_some((id, secret))
 }
 
 pub fn looks_like_api_key(token: &str) -> bool {

@@ -59,8 +59,7 @@ impl Principal {
             s == "admin"
                 || s == scope
                 || (scope.ends_with(":read")
-                    && s.strip_suffix(":write")
-                        .is_some_and(|p| Some(p) == scope.strip_suffix(":read")))
+                    && s.strip_suffix(":write").is_some_and(|p| Some(p) == scope.strip_suffix(":read")))
         })
     }
 
@@ -69,9 +68,7 @@ impl Principal {
         if self.has_scope(scope) {
             Ok(())
         } else {
-            Err(ApiError::forbidden(format!(
-                "this credential lacks the scope `{scope}`"
-            )))
+            Err(ApiError::forbidden(format!("this credential lacks the scope `{scope}`")))
         }
     }
 
@@ -89,11 +86,7 @@ impl Principal {
 
     /// Whether the caller may act on organization `org_id` as a whole (not just one project).
     pub fn reaches_organization(&self, org_id: &str) -> bool {
-        self.project_id.is_none()
-            && self
-                .organization_id
-                .as_deref()
-                .is_none_or(|own| own == org_id)
+        self.project_id.is_none() && self.organization_id.as_deref().is_none_or(|own| own == org_id)
     }
 
     /// Whether the caller may act inside `project`.
@@ -117,18 +110,12 @@ const TOUCH_EVERY: TimeDelta = TimeDelta::seconds(60);
 
 impl KeyCache {
     pub fn new(ttl: Duration) -> Self {
-        KeyCache {
-            ttl,
-            entries: Mutex::new(HashMap::new()),
-        }
+        KeyCache { ttl, entries: Mutex::new(HashMap::new()) }
     }
 
     fn get(&self, id: &str) -> Option<Arc<ApiKey>> {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries
-            .get(id)
-            .filter(|(_, at)| at.elapsed() < self.ttl)
-            .map(|(k, _)| k.clone())
+        entries.get(id).filter(|(_, at)| at.elapsed() < self.ttl).map(|(k, _)| k.clone())
     }
 
     fn put(&self, key: Arc<ApiKey>) {
@@ -141,10 +128,7 @@ impl KeyCache {
 
     /// Forgets a key (after it was revoked on this node).
     pub fn invalidate(&self, id: &str) {
-        self.entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
     }
 
     /// Verifies a presented API key and returns its principal. Unknown id and wrong secret
@@ -195,16 +179,11 @@ pub fn check_grantable(granter: &Principal, scopes: &[String]) -> ApiResult<()> 
         if !SCOPES.contains(&scope.as_str()) {
             return Err(ApiError::invalid_field(
                 "scopes",
-                format!(
-                    "unknown scope `{scope}`; known scopes: {}",
-                    SCOPES.join(", ")
-                ),
+                format!("unknown scope `{scope}`; known scopes: {}", SCOPES.join(", ")),
             ));
         }
         if !granter.has_scope(scope) {
-            return Err(ApiError::forbidden(format!(
-                "you cannot grant the scope `{scope}`, which you lack"
-            )));
+            return Err(ApiError::forbidden(format!("you cannot grant the scope `{scope}`, which you lack")));
         }
     }
     Ok(())

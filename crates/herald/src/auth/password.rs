@@ -15,11 +15,8 @@ pub fn hash(password: &str) -> anyhow::Result<String> {
 
 /// Whether `password` matches `stored` (a PHC string). Malformed hashes never match.
 pub fn verify(password: &str, stored: &str) -> bool {
-    PasswordHash::new(stored).is_ok_and(|parsed| {
-        Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok()
-    })
+    PasswordHash::new(stored)
+        .is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
 }
 
 /// A hash of a random password, so a login for an unknown email costs the same time as one

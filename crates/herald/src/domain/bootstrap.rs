@@ -25,15 +25,8 @@ pub async fn bootstrap(store: &Store) -> anyhow::Result<Option<Bootstrapped>> {
         Some(project.id.clone()),
         vec!["admin".into()],
     );
-    if store
-        .bootstrap(&EventContext::system(), &organization, &project, &key)
-        .await?
-    {
-        Ok(Some(Bootstrapped {
-            organization,
-            project,
-            key_value,
-        }))
+    if store.bootstrap(&EventContext::system(), &organization, &project, &key).await? {
+        Ok(Some(Bootstrapped { organization, project, key_value }))
     } else {
         Ok(None)
     }

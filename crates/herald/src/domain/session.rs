@@ -40,36 +40,19 @@ fn bad_login() -> ApiError {
     ApiError::unauthorized("wrong email or password")
 }
 
-pub async fn login(
-    store: &Store,
-    jwt: &JwtKeys,
-    cfg: &AuthConfig,
-    input: Login,
-) -> ApiResult<Tokens> {
-    let admin = store
-        .find_admin_by_email(&input.email.trim().to_lowercase())
-        .await?;
+pub async fn login(store: &Store, jwt: &JwtKeys, cfg: &AuthConfig, input: Login) -> ApiResult<Tokens> {
+    let admin = store.find_admin_by_email(&input.email.trim().to_lowercase()).await?;
     // Verify against a dummy hash for unknown emails so timing does not reveal accounts.
-    let stored = admin
-        .as_ref()
-        .map_or(password::dummy_hash(), |a| a.password_hash.as_str())
-        .to_owned();
+    let stored = admin.as_ref().map_or(password::dummy_hash(), |a| a.password_hash.as_str()).to_owned();
     let pw = input.password;
-    let ok = tokio::task::spawn_blocking(move || password::verify(&pw, &stored))
-        .await
-        .map_err(ApiError::internal)?;
+    let ok = tokio::task::spawn_blocking(move || password::verify(&pw, &stored)).await.map_err(ApiError::internal)?;
     match admin {
         Some(admin) if ok => issue(store, jwt, cfg, admin).await,
         _ => Err(bad_login()),
     }
 }
 
-pub async fn refresh(
-    store: &Store,
-    jwt: &JwtKeys,
-    cfg: &AuthConfig,
-    input: Refresh,
-) -> ApiResult<Tokens> {
+pub async fn refresh(store: &Store, jwt: &JwtKeys, cfg: &AuthConfig, input: Refresh) -> ApiResult<Tokens> {
     let invalid = || ApiError::unauthorized("invalid or expired refresh token");
     let (id, secret) = input.refresh_token.split_once('.').ok_or_else(invalid)?;
     let token = store.get_refresh_token(id).await?.ok_or_else(invalid)?;
@@ -81,24 +64,14 @@ pub async fn refresh(
         return Err(invalid());
     }
     if !store.use_refresh_token(&token.id, now).await? {
-        store
-            .revoke_refresh_tokens_of(&token.admin_user_id, now)
-            .await?;
+        store.revoke_refresh_tokens_of(&token.admin_user_id, now).await?;
         return Err(invalid());
     }
-    let admin = store
-        .get_admin_user(&token.admin_user_id)
-        .await
-        .map_err(|_| invalid())?;
+    let admin = store.get_admin_user(&token.admin_user_id).await.map_err(|_| invalid())?;
     issue(store, jwt, cfg, admin).await
 }
 
-async fn issue(
-    store: &Store,
-    jwt: &JwtKeys,
-    cfg: &AuthConfig,
-    admin: AdminUser,
-) -> ApiResult<Tokens> {
+async fn issue(store: &Store, jwt: &JwtKeys, cfg: &AuthConfig, admin: AdminUser) -> ApiResult<Tokens> {
     let now = store::now();
     let ttl = i64::try_from(cfg.access_token_ttl_secs).unwrap_or(i64::MAX / 2);
     let claims = Claims {
@@ -111,9 +84,7 @@ async fn issue(
     };
     let access_token = jwt.issue(&claims).map_err(ApiError::internal)?;
     let secret = keys::random_token(32);
-    let refresh_ttl = TimeDelta::seconds(
-        i64::try_from(cfg.refresh_token_ttl_secs).unwrap_or(i64::MAX / 2_000_000),
-    );
+    let refresh_ttl = TimeDelta::seconds(i64::try_from(cfg.refresh_token_ttl_secs).unwrap_or(i64::MAX / 2_000_000));
     let token = RefreshToken {
         id: store::new_id(),
         admin_user_id: admin.id.clone(),
@@ -129,9 +100,6 @@ async fn issue(
         expires_in: cfg.access_token_ttl_secs,
         refresh_token: format!("{}.{secret}", token.id),
         refresh_expires_in: cfg.refresh_token_ttl_secs,
-        admin: AdminUser {
-            last_login_at: Some(now),
-            ..admin
-        },
+        admin: AdminUser { last_login_at: Some(now), ..admin },
     })
 }

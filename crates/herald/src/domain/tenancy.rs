@@ -8,10 +8,7 @@ use crate::{
     auth::{self, Principal, keys},
     error::{ApiError, ApiResult},
     events::EventContext,
-    store::{
-        self, Store, StoreError, api_keys::ApiKey, auth::AdminUser, orgs::Organization,
-        orgs::Project,
-    },
+    store::{self, Store, StoreError, api_keys::ApiKey, auth::AdminUser, orgs::Organization, orgs::Project},
 };
 
 #[derive(Debug, Deserialize)]
@@ -42,14 +39,9 @@ fn check_named(name: &str, slug: &str) -> ApiResult<()> {
     c.text("name", name, 1, 100);
     if slug.is_empty()
         || slug.len() > 64
-        || !slug
-            .chars()
-            .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-')
+        || !slug.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-')
     {
-        c.fail(
-            "slug",
-            "must be 1 to 64 characters of lower-case letters, digits and `-`",
-        );
+        c.fail("slug", "must be 1 to 64 characters of lower-case letters, digits and `-`");
     }
     c.finish()
 }
@@ -57,34 +49,18 @@ fn check_named(name: &str, slug: &str) -> ApiResult<()> {
 fn slug_for(name: &str, slug: Option<String>) -> String {
     slug.unwrap_or_else(|| {
         let s = slugify(name);
-        if s.is_empty() {
-            keys::random_token(6)
-                .to_lowercase()
-                .replace(['_', '-'], "x")
-        } else {
-            s
-        }
+        if s.is_empty() { keys::random_token(6).to_lowercase().replace(['_', '-'], "x") } else { s }
     })
 }
 
 pub fn new_organization(name: String, slug: Option<String>) -> ApiResult<Organization> {
     let now = store::now();
-    let org = Organization {
-        id: store::new_id(),
-        slug: slug_for(&name, slug),
-        name,
-        created_at: now,
-        updated_at: now,
-    };
+    let org = Organization { id: store::new_id(), slug: slug_for(&name, slug), name, created_at: now, updated_at: now };
     check_named(&org.name, &org.slug)?;
     Ok(org)
 }
 
-pub fn new_project(
-    organization_id: &str,
-    name: String,
-    slug: Option<String>,
-) -> ApiResult<Project> {
+pub fn new_project(organization_id: &str, name: String, slug: Option<String>) -> ApiResult<Project> {
     let now = store::now();
     let project = Project {
         id: store::new_id(),
@@ -108,9 +84,7 @@ pub async fn create_organization(
 ) -> ApiResult<Organization> {
     caller.require("admin")?;
     if !caller.is_instance() {
-        return Err(ApiError::forbidden(
-            "only instance credentials can create organizations",
-        ));
+        return Err(ApiError::forbidden("only instance credentials can create organizations"));
     }
     let org = new_organization(input.name, input.slug)?;
     store.insert_organization(ctx, &org).await?;
@@ -118,11 +92,7 @@ pub async fn create_organization(
 }
 
 /// The organization `id`, if the caller reaches it as a whole; 404 otherwise.
-pub async fn reachable_organization(
-    store: &Store,
-    caller: &Principal,
-    id: &str,
-) -> ApiResult<Organization> {
+pub async fn reachable_organization(store: &Store, caller: &Principal, id: &str) -> ApiResult<Organization> {
     if !caller.reaches_organization(id) {
         return Err(ApiError::not_found("organization"));
     }
@@ -148,10 +118,7 @@ pub async fn update_organization(
         }
         check_named(&org.name, &org.slug)?;
         org.updated_at = store::now().max(current.updated_at + chrono::TimeDelta::microseconds(1));
-        match store
-            .update_organization(ctx, &org, current.updated_at)
-            .await
-        {
+        match store.update_organization(ctx, &org, current.updated_at).await {
             Err(StoreError::Stale) => continue,
             other => other?,
         }
@@ -176,9 +143,7 @@ pub async fn create_project(
 ) -> ApiResult<Project> {
     caller.require("admin")?;
     if caller.project_id.is_some() {
-        return Err(ApiError::forbidden(
-            "a project key cannot create projects; use an organization-level credential",
-        ));
+        return Err(ApiError::forbidden("a project key cannot create projects; use an organization-level credential"));
     }
     let org_id = match (&caller.organization_id, input.organization_id) {
         (Some(own), None) => own.clone(),
@@ -186,10 +151,7 @@ pub async fn create_project(
         (Some(_), Some(_)) => return Err(ApiError::not_found("organization")),
         (None, Some(named)) => store.get_organization(&named).await?.id,
         (None, None) => {
-            return Err(ApiError::invalid_field(
-                "organizationId",
-                "instance credentials must name the organization",
-            ));
+            return Err(ApiError::invalid_field("organizationId", "instance credentials must name the organization"));
         }
     };
     let project = new_project(&org_id, input.name, input.slug)?;
@@ -217,17 +179,12 @@ pub async fn modify_project(
             project.slug = slug.clone();
         }
         check_named(&project.name, &project.slug)?;
-        project.updated_at =
-            store::now().max(current.updated_at + chrono::TimeDelta::microseconds(1));
+        project.updated_at = store::now().max(current.updated_at + chrono::TimeDelta::microseconds(1));
         let written = if regenerate_secret {
             project.secret_key = keys::random_token(24);
-            store
-                .regenerate_project_secret(ctx, &project, current.updated_at)
-                .await
+            store.regenerate_project_secret(ctx, &project, current.updated_at).await
         } else {
-            store
-                .update_project(ctx, &project, current.updated_at)
-                .await
+            store.update_project(ctx, &project, current.updated_at).await
         };
         match written {
             Err(StoreError::Stale) => continue,
@@ -357,10 +314,7 @@ pub fn new_admin_user(
     let mut c = Checks::default();
     c.email("email", &email);
     if password.chars().count() < MIN_PASSWORD_CHARS || password.len() > 1024 {
-        c.fail(
-            "password",
-            format!("must be {MIN_PASSWORD_CHARS} to 1024 characters long"),
-        );
+        c.fail("password", format!("must be {MIN_PASSWORD_CHARS} to 1024 characters long"));
     }
     c.one_of("role", &role, ADMIN_ROLES);
     c.finish()?;
@@ -379,25 +333,18 @@ pub fn new_admin_user(
 
 /// The organization an organization-wide action of `caller` applies to (`named` for
 /// instance callers).
-pub async fn target_organization(
-    store: &Store,
-    caller: &Principal,
-    named: Option<&str>,
-) -> ApiResult<String> {
+pub async fn target_organization(store: &Store, caller: &Principal, named: Option<&str>) -> ApiResult<String> {
     caller.require("admin")?;
     if caller.project_id.is_some() {
-        return Err(ApiError::forbidden(
-            "this needs an organization-level credential",
-        ));
+        return Err(ApiError::forbidden("this needs an organization-level credential"));
     }
     match (&caller.organization_id, named) {
         (Some(own), None) => Ok(own.clone()),
         (Some(own), Some(named)) if own == named => Ok(own.clone()),
         (Some(_), Some(_)) => Err(ApiError::not_found("organization")),
         (None, Some(named)) => Ok(store.get_organization(named).await?.id),
-        (None, None) => Err(ApiError::bad_request(
-            "invalid_query",
-            "instance credentials must name the organizationId",
-        )),
+        (None, None) => {
+            Err(ApiError::bad_request("invalid_query", "instance credentials must name the organizationId"))
+        }
     }
 }

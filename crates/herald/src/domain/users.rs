@@ -64,10 +64,7 @@ fn check_user(user: &User) -> ApiResult<()> {
     if !user.metadata.0.is_object() {
         c.fail("metadata", "must be a JSON object");
     } else if user.metadata.0.to_string().len() > MAX_METADATA_BYTES {
-        c.fail(
-            "metadata",
-            format!("must be at most {MAX_METADATA_BYTES} bytes as JSON"),
-        );
+        c.fail("metadata", format!("must be at most {MAX_METADATA_BYTES} bytes as JSON"));
     }
     c.finish()
 }
@@ -78,20 +75,13 @@ pub fn check_role(c: &mut Checks, role: &str) {
     if role.is_empty()
         || role.len() > 32
         || !role.starts_with(|ch: char| ch.is_ascii_lowercase())
-        || !role
-            .chars()
-            .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_')
+        || !role.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_')
     {
         c.fail("role", "must be a lower-case word of up to 32 characters (letters, digits, `_`), e.g. `player`");
     }
 }
 
-pub async fn create(
-    store: &Store,
-    ctx: &EventContext,
-    project_id: &str,
-    input: NewUser,
-) -> ApiResult<User> {
+pub async fn create(store: &Store, ctx: &EventContext, project_id: &str, input: NewUser) -> ApiResult<User> {
     let now = store::now();
     let user = User {
         project_id: project_id.to_owned(),
@@ -102,11 +92,7 @@ pub async fn create(
         avatar_url: input.avatar_url,
         role: input.role.unwrap_or_else(|| "player".into()),
         status: input.status.unwrap_or_else(|| "active".into()),
-        metadata: Json(
-            input
-                .metadata
-                .unwrap_or_else(|| Value::Object(Default::default())),
-        ),
+        metadata: Json(input.metadata.unwrap_or_else(|| Value::Object(Default::default()))),
         created_at: now,
         updated_at: now,
         last_login_at: None,
@@ -167,10 +153,7 @@ pub async fn update(
         if user.last_login_at.is_some() && user.last_login_at != current.last_login_at {
             events.push(types::USER_LOGIN);
         }
-        match store
-            .update_user(ctx, &user, current.updated_at, &events)
-            .await
-        {
+        match store.update_user(ctx, &user, current.updated_at, &events).await {
             Err(StoreError::Stale) => continue,
             other => other?,
         }
@@ -179,15 +162,7 @@ pub async fn update(
 }
 
 /// Records a sign-in now: sets `lastLoginAt` and emits `user.login`.
-pub async fn record_login(
-    store: &Store,
-    ctx: &EventContext,
-    project_id: &str,
-    id: &str,
-) -> ApiResult<User> {
-    let patch = UserPatch {
-        last_login_at: Some(Some(store::now())),
-        ..Default::default()
-    };
+pub async fn record_login(store: &Store, ctx: &EventContext, project_id: &str, id: &str) -> ApiResult<User> {
+    let patch = UserPatch { last_login_at: Some(Some(store::now())), ..Default::default() };
     update(store, ctx, project_id, id, patch).await
 }

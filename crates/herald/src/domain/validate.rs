@@ -14,8 +14,7 @@ pub struct Checks {
 pub const IDENT_CHARS: &str = "letters, digits, `_`, `-`, `.`";
 
 fn is_ident(s: &str, extra: &[char]) -> bool {
-    s.chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') || extra.contains(&c))
+    s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') || extra.contains(&c))
 }
 
 impl Checks {
@@ -34,10 +33,7 @@ impl Checks {
             }
         } else if min > 0 && value.trim().is_empty() {
             self.fail(field, "must not be blank");
-        } else if value
-            .chars()
-            .any(|c| c.is_control() && c != '\n' && c != '\t')
-        {
+        } else if value.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
             self.fail(field, "must not contain control characters");
         }
     }
@@ -72,20 +68,13 @@ impl Checks {
 
     pub fn url(&mut self, field: &str, value: &str) {
         match url::Url::parse(value) {
-            Ok(u)
-                if (u.scheme() == "http" || u.scheme() == "https")
-                    && u.host().is_some()
-                    && value.len() <= 2048 => {}
+            Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some() && value.len() <= 2048 => {}
             _ => self.fail(field, "must be an http(s) URL of at most 2048 characters"),
         }
     }
 
     pub fn finish(self) -> ApiResult<()> {
-        if self.errors.is_empty() {
-            Ok(())
-        } else {
-            Err(ApiError::validation(self.errors))
-        }
+        if self.errors.is_empty() { Ok(()) } else { Err(ApiError::validation(self.errors)) }
     }
 }
 
@@ -105,9 +94,7 @@ pub fn is_email(s: &str) -> bool {
     s.len() <= 254
         && !local.is_empty()
         && local.len() <= 64
-        && local
-            .chars()
-            .all(|c| !c.is_whitespace() && !c.is_control() && c != '@' && c != ',')
+        && local.chars().all(|c| !c.is_whitespace() && !c.is_control() && c != '@' && c != ',')
         && domain.contains('.')
         && domain.split('.').all(domain_label)
 }
@@ -141,24 +128,10 @@ mod tests {
 
     #[test]
     fn emails() {
-        for ok in [
-            "a@b.co",
-            "player@example.com",
-            "first.last+tag@sub.example.org",
-        ] {
+        for ok in ["a@b.co", "player@example.com", "first.last+tag@sub.example.org"] {
             assert!(is_email(ok), "{ok}");
         }
-        for bad in [
-            "",
-            "a",
-            "a@",
-            "@b.co",
-            "a@b",
-            "a b@c.com",
-            "a@b..com",
-            "a@-b.com",
-            "a@b.com@c.com",
-        ] {
+        for bad in ["", "a", "a@", "@b.co", "a@b", "a b@c.com", "a@b..com", "a@-b.com", "a@b.com@c.com"] {
             assert!(!is_email(bad), "{bad}");
         }
     }

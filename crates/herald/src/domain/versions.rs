@@ -11,13 +11,7 @@ use crate::{
     store::{self, Store, StoreError, versions::ClientVersion},
 };
 
-pub const STATUSES: &[&str] = &[
-    "online",
-    "offline",
-    "recommended_update",
-    "forced_update",
-    "maintenance",
-];
+pub const STATUSES: &[&str] = &["online", "offline", "recommended_update", "forced_update", "maintenance"];
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -112,10 +106,7 @@ pub async fn update(
         }
         check_version(&v)?;
         v.updated_at = store::now().max(current.updated_at + chrono::TimeDelta::microseconds(1));
-        match store
-            .update_client_version(ctx, &v, current.updated_at)
-            .await
-        {
+        match store.update_client_version(ctx, &v, current.updated_at).await {
             Err(StoreError::Stale) => continue,
             other => other?,
         }
@@ -127,17 +118,10 @@ pub async fn update(
 /// numbers, others as text, so `1.10.0` > `1.9.2` and `1.2.3.4` works (builds are not
 /// always semver).
 pub fn compare_versions(a: &str, b: &str) -> Ordering {
-    let parts = |s: &str| {
-        s.split(['.', '-', '+'])
-            .map(str::to_owned)
-            .collect::<Vec<_>>()
-    };
+    let parts = |s: &str| s.split(['.', '-', '+']).map(str::to_owned).collect::<Vec<_>>();
     let (pa, pb) = (parts(a), parts(b));
     for i in 0..pa.len().max(pb.len()) {
-        let (x, y) = (
-            pa.get(i).map(String::as_str).unwrap_or("0"),
-            pb.get(i).map(String::as_str).unwrap_or("0"),
-        );
+        let (x, y) = (pa.get(i).map(String::as_str).unwrap_or("0"), pb.get(i).map(String::as_str).unwrap_or("0"));
         let ord = match (x.parse::<u64>(), y.parse::<u64>()) {
             (Ok(nx), Ok(ny)) => nx.cmp(&ny),
             _ => x.cmp(y),
@@ -180,9 +164,7 @@ pub async fn lookup(
     sub_channel: &str,
     version: &str,
 ) -> ApiResult<LookupAnswer> {
-    let all = store
-        .client_versions_of_channel(project_id, channel, sub_channel)
-        .await?;
+    let all = store.client_versions_of_channel(project_id, channel, sub_channel).await?;
     let latest = all
         .iter()
         .filter(|v| v.status == "online" || v.status == "recommended_update")
@@ -195,9 +177,7 @@ pub async fn lookup(
         Some("maintenance") => "maintenance",
         Some(_) => "unavailable",
         None => match latest {
-            Some(l) if compare_versions(&l.version, version) == Ordering::Greater => {
-                "update_required"
-            }
+            Some(l) if compare_versions(&l.version, version) == Ordering::Greater => "update_required",
             _ => "unavailable",
         },
     };
@@ -209,9 +189,7 @@ pub async fn lookup(
         status: this.map(|v| v.status.clone()),
         action,
         latest_version: latest.map(|l| l.version.clone()),
-        update_url: this
-            .and_then(|v| v.update_url.clone())
-            .or_else(|| latest.and_then(|l| l.update_url.clone())),
+        update_url: this.and_then(|v| v.update_url.clone()).or_else(|| latest.and_then(|l| l.update_url.clone())),
         notes: this.and_then(|v| v.notes.clone()),
     })
 }

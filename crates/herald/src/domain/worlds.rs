@@ -71,10 +71,10 @@ fn check_world(w: &GameWorld) -> ApiResult<()> {
         c.ident("messages", lang, 16, &[]);
         c.text(&format!("messages.{lang}"), text, 1, 2000);
     }
-    if let (Some(start), Some(end)) = (w.maintenance_starts_at, w.maintenance_ends_at) {
-        if end <= start {
-            c.fail("endsAt", "must be after startsAt");
-        }
+    if let (Some(start), Some(end)) = (w.maintenance_starts_at, w.maintenance_ends_at)
+        && end <= start
+    {
+        c.fail("endsAt", "must be after startsAt");
     }
     c.finish()
 }
@@ -91,12 +91,7 @@ fn change_events(before: &GameWorld, after: &GameWorld) -> Vec<&'static str> {
     events
 }
 
-pub async fn create(
-    store: &Store,
-    ctx: &EventContext,
-    project_id: &str,
-    input: NewWorld,
-) -> ApiResult<GameWorld> {
+pub async fn create(store: &Store, ctx: &EventContext, project_id: &str, input: NewWorld) -> ApiResult<GameWorld> {
     let now = store::now();
     let world = GameWorld {
         id: store::new_id(),
@@ -138,13 +133,9 @@ async fn modify(
         let mut world = current.clone();
         change(&mut world);
         check_world(&world)?;
-        world.updated_at =
-            store::now().max(current.updated_at + chrono::TimeDelta::microseconds(1));
+        world.updated_at = store::now().max(current.updated_at + chrono::TimeDelta::microseconds(1));
         let events = change_events(&current, &world);
-        match store
-            .update_world(ctx, &world, current.updated_at, &events)
-            .await
-        {
+        match store.update_world(ctx, &world, current.updated_at, &events).await {
             Err(StoreError::Stale) => continue,
             other => other?,
         }
@@ -213,12 +204,7 @@ pub async fn set_maintenance(
     .await
 }
 
-pub async fn delete(
-    store: &Store,
-    ctx: &EventContext,
-    project_id: &str,
-    id: &str,
-) -> ApiResult<GameWorld> {
+pub async fn delete(store: &Store, ctx: &EventContext, project_id: &str, id: &str) -> ApiResult<GameWorld> {
     // Accept the worldId too, like the other routes.
     let world = store.get_world(project_id, id).await?;
     Ok(store.delete_world(ctx, project_id, &world.id).await?)

@@ -17,10 +17,7 @@ pub struct EventContext {
 
 impl EventContext {
     pub fn system() -> Self {
-        EventContext {
-            request_id: None,
-            actor: Some("system".into()),
-        }
+        EventContext { request_id: None, actor: Some("system".into()) }
     }
 }
 

@@ -5,10 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::types::Json;
 
-use super::{
-    Filter, Page, PageRequest, Store, StoreError, StoreResult, fetch_page, with_pool,
-    write_with_events,
-};
+use super::{Filter, Page, PageRequest, Store, StoreError, StoreResult, fetch_page, with_pool, write_with_events};
 use crate::events::{EventContext, NewEvent, types};
 
 #[derive(Debug, Clone, sqlx::FromRow, Serialize)]
@@ -91,14 +88,7 @@ impl Store {
         if let Some(project) = project_id {
             filter.push("project_id = ?", project);
         }
-        fetch_page!(
-            self,
-            ApiKey,
-            format!("FROM api_keys WHERE {}", filter.sql()),
-            "created_at, id",
-            filter.binds,
-            page
-        )
+        fetch_page!(self, ApiKey, format!("FROM api_keys WHERE {}", filter.sql()), "created_at, id", filter.binds, page)
     }
 
     /// Marks a key revoked (idempotent: revoking twice keeps the first time).
@@ -123,11 +113,7 @@ impl Store {
     /// Records that a key was used at `at` (callers throttle this: it is not per request).
     pub async fn touch_api_key(&self, id: &str, at: DateTime<Utc>) -> StoreResult<()> {
         with_pool!(self, write, |pool| {
-            sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2")
-                .bind(at)
-                .bind(id)
-                .execute(pool)
-                .await?;
+            sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2").bind(at).bind(id).execute(pool).await?;
             Ok(())
         })
     }

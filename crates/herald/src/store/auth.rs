@@ -4,8 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{
-    Page, PageRequest, Store, StoreError, StoreResult, conflict_on_unique, fetch_page, with_pool,
-    write_with_events,
+    Page, PageRequest, Store, StoreError, StoreResult, conflict_on_unique, fetch_page, with_pool, write_with_events,
 };
 use crate::events::{EventContext, NewEvent, types};
 
@@ -34,22 +33,11 @@ pub struct RefreshToken {
 }
 
 fn admin_event(ctx: &EventContext, event_type: &'static str, admin: &AdminUser) -> NewEvent {
-    NewEvent::about(
-        ctx,
-        event_type,
-        (Some(&admin.organization_id), None),
-        "admin_user",
-        &admin.id,
-        admin,
-    )
+    NewEvent::about(ctx, event_type, (Some(&admin.organization_id), None), "admin_user", &admin.id, admin)
 }
 
 impl Store {
-    pub async fn insert_admin_user(
-        &self,
-        ctx: &EventContext,
-        admin: &AdminUser,
-    ) -> StoreResult<()> {
+    pub async fn insert_admin_user(&self, ctx: &EventContext, admin: &AdminUser) -> StoreResult<()> {
         let event = admin_event(ctx, types::ADMIN_USER_CREATED, admin);
         write_with_events!(self, [&event], |tx| {
             sqlx::query(
@@ -82,20 +70,14 @@ impl Store {
 
     pub async fn find_admin_by_email(&self, email: &str) -> StoreResult<Option<AdminUser>> {
         with_pool!(self, read, |pool| {
-            Ok(
-                sqlx::query_as::<_, AdminUser>("SELECT * FROM admin_users WHERE email = $1")
-                    .bind(email)
-                    .fetch_optional(pool)
-                    .await?,
-            )
+            Ok(sqlx::query_as::<_, AdminUser>("SELECT * FROM admin_users WHERE email = $1")
+                .bind(email)
+                .fetch_optional(pool)
+                .await?)
         })
     }
 
-    pub async fn list_admin_users(
-        &self,
-        organization_id: &str,
-        page: PageRequest,
-    ) -> StoreResult<Page<AdminUser>> {
+    pub async fn list_admin_users(&self, organization_id: &str, page: PageRequest) -> StoreResult<Page<AdminUser>> {
         fetch_page!(
             self,
             AdminUser,
@@ -122,10 +104,7 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?
             .ok_or(StoreError::NotFound("admin user"))?;
-            super::events::insert_event!(
-                &mut *tx,
-                &admin_event(ctx, types::ADMIN_USER_DELETED, &admin)
-            )?;
+            super::events::insert_event!(&mut *tx, &admin_event(ctx, types::ADMIN_USER_DELETED, &admin))?;
             tx.commit().await?;
             Ok(admin)
         })
@@ -158,35 +137,27 @@ impl Store {
 
     pub async fn get_refresh_token(&self, id: &str) -> StoreResult<Option<RefreshToken>> {
         with_pool!(self, read, |pool| {
-            Ok(
-                sqlx::query_as::<_, RefreshToken>("SELECT * FROM refresh_tokens WHERE id = $1")
-                    .bind(id)
-                    .fetch_optional(pool)
-                    .await?,
-            )
+            Ok(sqlx::query_as::<_, RefreshToken>("SELECT * FROM refresh_tokens WHERE id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await?)
         })
     }
 
     /// Marks a refresh token used; false if it was already used (a replay).
     pub async fn use_refresh_token(&self, id: &str, at: DateTime<Utc>) -> StoreResult<bool> {
         with_pool!(self, write, |pool| {
-            let done = sqlx::query(
-                "UPDATE refresh_tokens SET used_at = $1 WHERE id = $2 AND used_at IS NULL",
-            )
-            .bind(at)
-            .bind(id)
-            .execute(pool)
-            .await?;
+            let done = sqlx::query("UPDATE refresh_tokens SET used_at = $1 WHERE id = $2 AND used_at IS NULL")
+                .bind(at)
+                .bind(id)
+                .execute(pool)
+                .await?;
             Ok(done.rows_affected() == 1)
         })
     }
 
     /// Revokes every refresh token of an admin (used when a token is replayed).
-    pub async fn revoke_refresh_tokens_of(
-        &self,
-        admin_user_id: &str,
-        at: DateTime<Utc>,
-    ) -> StoreResult<()> {
+    pub async fn revoke_refresh_tokens_of(&self, admin_user_id: &str, at: DateTime<Utc>) -> StoreResult<()> {
         with_pool!(self, write, |pool| {
             sqlx::query("UPDATE refresh_tokens SET used_at = coalesce(used_at, $1) WHERE admin_user_id = $2")
                 .bind(at)
@@ -201,19 +172,15 @@ impl Store {
     /// the database gets the same answer, whoever got there first.
     pub async fn setting_or_insert(&self, key: &str, value: &str) -> StoreResult<String> {
         with_pool!(self, write, |pool| {
-            sqlx::query(
-                "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
-            )
-            .bind(key)
-            .bind(value)
-            .execute(pool)
-            .await?;
-            Ok(
-                sqlx::query_scalar::<_, String>("SELECT value FROM settings WHERE key = $1")
-                    .bind(key)
-                    .fetch_one(pool)
-                    .await?,
-            )
+            sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+                .bind(key)
+                .bind(value)
+                .execute(pool)
+                .await?;
+            Ok(sqlx::query_scalar::<_, String>("SELECT value FROM settings WHERE key = $1")
+                .bind(key)
+                .fetch_one(pool)
+                .await?)
         })
     }
 

@@ -50,11 +50,7 @@ pub struct EventRow {
 
 impl Store {
     /// Events about one resource, oldest first.
-    pub async fn events_for_resource(
-        &self,
-        resource_type: &str,
-        resource_id: &str,
-    ) -> StoreResult<Vec<EventRow>> {
+    pub async fn events_for_resource(&self, resource_type: &str, resource_id: &str) -> StoreResult<Vec<EventRow>> {
         with_pool!(self, read, |pool| {
             Ok(sqlx::query_as::<_, EventRow>(
                 "SELECT seq, id, organization_id, project_id, type, resource_type, resource_id, data, \
@@ -71,9 +67,7 @@ impl Store {
     /// How many events the outbox holds in all.
     pub async fn count_events(&self) -> StoreResult<i64> {
         with_pool!(self, read, |pool| {
-            Ok(sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM events")
-                .fetch_one(pool)
-                .await?)
+            Ok(sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM events").fetch_one(pool).await?)
         })
     }
 }

@@ -22,9 +22,7 @@ use std::{str::FromStr, sync::Arc, time::Duration};
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use sqlx::{
     postgres::{PgPool, PgPoolOptions},
-    sqlite::{
-        SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-    },
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous},
 };
 
 use crate::config::Config;
@@ -47,9 +45,7 @@ pub enum StoreError {
 impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> Self {
         match err {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-                StoreError::Unavailable(err)
-            }
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => StoreError::Unavailable(err),
             other => StoreError::Db(other),
         }
     }
@@ -60,9 +56,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// Maps a unique-key violation to [`StoreError::Conflict`] with `message`.
 pub(crate) fn conflict_on_unique(message: &str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
     move |err| match &err {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            StoreError::Conflict(message.to_string())
-        }
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(message.to_string()),
         _ => StoreError::from(err),
     }
 }
@@ -121,10 +115,10 @@ impl Store {
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true);
-            if let Some(parent) = options.get_filename().parent() {
-                if !parent.as_os_str().is_empty() {
-                    std::fs::create_dir_all(parent)?;
-                }
+            if let Some(parent) = options.get_filename().parent()
+                && !parent.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(parent)?;
             }
             let write = SqlitePoolOptions::new()
                 .max_connections(1)
@@ -140,9 +134,7 @@ impl Store {
         } else {
             anyhow::bail!("database_url must start with sqlite: or postgres://, got {url:?}");
         };
-        Ok(Store {
-            backend: Arc::new(backend),
-        })
+        Ok(Store { backend: Arc::new(backend) })
     }
 
     pub fn backend(&self) -> &Backend {
@@ -159,9 +151,7 @@ impl Store {
     /// Applies pending migrations. Safe to run on several nodes at once (sqlx takes a lock).
     pub async fn migrate(&self) -> anyhow::Result<()> {
         match self.backend() {
-            Backend::Sqlite { write, .. } => {
-                sqlx::migrate!("./migrations/sqlite").run(write).await?
-            }
+            Backend::Sqlite { write, .. } => sqlx::migrate!("./migrations/sqlite").run(write).await?,
             Backend::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
         }
         Ok(())
@@ -250,8 +240,7 @@ macro_rules! fetch_page {
         );
         let count_sql = format!("SELECT COUNT(*) {from_where}");
         $crate::store::with_pool!($store, read, |pool| {
-            let mut query =
-                sqlx::query_as::<_, $crate::store::Counted<$row>>(sqlx::AssertSqlSafe(sql));
+            let mut query = sqlx::query_as::<_, $crate::store::Counted<$row>>(sqlx::AssertSqlSafe(sql));
             for b in &binds {
                 query = query.bind(b.clone());
             }
@@ -268,10 +257,7 @@ macro_rules! fetch_page {
                     count.fetch_one(pool).await?
                 }
             };
-            Ok($crate::store::Page {
-                items: rows.into_iter().map(|r| r.row).collect(),
-                total,
-            })
+            Ok($crate::store::Page { items: rows.into_iter().map(|r| r.row).collect(), total })
         })
     }};
 }
@@ -334,9 +320,5 @@ pub(crate) use write_with_events;
 /// Fails with [`StoreError::Stale`] when an optimistic update matched no row: the resource
 /// changed (or vanished) since it was read. Callers re-read and try again.
 pub(crate) fn expect_one_row(rows_affected: u64) -> StoreResult<()> {
-    if rows_affected == 1 {
-        Ok(())
-    } else {
-        Err(StoreError::Stale)
-    }
+    if rows_affected == 1 { Ok(()) } else { Err(StoreError::Stale) }
 }

@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{
-    Filter, Page, PageRequest, Store, StoreError, StoreResult, conflict_on_unique, expect_one_row,
-    fetch_page, with_pool, write_with_events,
+    Filter, Page, PageRequest, Store, StoreError, StoreResult, conflict_on_unique, expect_one_row, fetch_page,
+    with_pool, write_with_events,
 };
 use crate::events::{EventContext, NewEvent, types};
 
@@ -76,29 +76,13 @@ macro_rules! insert_project {
 pub(crate) use insert_project;
 
 pub(crate) const ORG_SLUG_TAKEN: &str = "an organization with this slug already exists";
-pub(crate) const PROJECT_SLUG_TAKEN: &str =
-    "a project with this slug already exists in the organization";
+pub(crate) const PROJECT_SLUG_TAKEN: &str = "a project with this slug already exists in the organization";
 
-pub(crate) fn org_event(
-    ctx: &EventContext,
-    event_type: &'static str,
-    org: &Organization,
-) -> NewEvent {
-    NewEvent::about(
-        ctx,
-        event_type,
-        (Some(&org.id), None),
-        "organization",
-        &org.id,
-        org,
-    )
+pub(crate) fn org_event(ctx: &EventContext, event_type: &'static str, org: &Organization) -> NewEvent {
+    NewEvent::about(ctx, event_type, (Some(&org.id), None), "organization", &org.id, org)
 }
 
-pub(crate) fn project_event(
-    ctx: &EventContext,
-    event_type: &'static str,
-    project: &Project,
-) -> NewEvent {
+pub(crate) fn project_event(ctx: &EventContext, event_type: &'static str, project: &Project) -> NewEvent {
     NewEvent::about(
         ctx,
         event_type,
@@ -110,11 +94,7 @@ pub(crate) fn project_event(
 }
 
 impl Store {
-    pub async fn insert_organization(
-        &self,
-        ctx: &EventContext,
-        org: &Organization,
-    ) -> StoreResult<()> {
+    pub async fn insert_organization(&self, ctx: &EventContext, org: &Organization) -> StoreResult<()> {
         let event = org_event(ctx, types::ORGANIZATION_CREATED, org);
         write_with_events!(self, [&event], |tx| insert_org!(&mut *tx, org)?)?;
         Ok(())
@@ -131,11 +111,7 @@ impl Store {
     }
 
     /// Organizations, optionally only `only` (the one an organization-level caller may see).
-    pub async fn list_organizations(
-        &self,
-        only: Option<&str>,
-        page: PageRequest,
-    ) -> StoreResult<Page<Organization>> {
+    pub async fn list_organizations(&self, only: Option<&str>, page: PageRequest) -> StoreResult<Page<Organization>> {
         let mut filter = Filter::default();
         if let Some(id) = only {
             filter.push("id = ?", id);
@@ -158,49 +134,41 @@ impl Store {
     ) -> StoreResult<()> {
         let event = org_event(ctx, types::ORGANIZATION_UPDATED, org);
         write_with_events!(self, [&event], |tx| {
-            let done = sqlx::query("UPDATE organizations SET name = $1, slug = $2, updated_at = $3 WHERE id = $4 AND updated_at = $5")
-                .bind(&org.name)
-                .bind(&org.slug)
-                .bind(org.updated_at)
-                .bind(&org.id)
-                .bind(read_at)
-                .execute(&mut *tx)
-                .await
-                .map_err(conflict_on_unique(ORG_SLUG_TAKEN))?;
+            let done = sqlx::query(
+                "UPDATE organizations SET name = $1, slug = $2, updated_at = $3 WHERE id = $4 AND updated_at = $5",
+            )
+            .bind(&org.name)
+            .bind(&org.slug)
+            .bind(org.updated_at)
+            .bind(&org.id)
+            .bind(read_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(conflict_on_unique(ORG_SLUG_TAKEN))?;
             expect_one_row(done.rows_affected())?
         })?;
         Ok(())
     }
 
     /// Deletes an organization that has no projects left (409 otherwise).
-    pub async fn delete_organization(
-        &self,
-        ctx: &EventContext,
-        id: &str,
-    ) -> StoreResult<Organization> {
+    pub async fn delete_organization(&self, ctx: &EventContext, id: &str) -> StoreResult<Organization> {
         with_pool!(self, write, |pool| {
             let mut tx = pool.begin().await?;
-            let projects: i64 =
-                sqlx::query_scalar("SELECT COUNT(*) FROM projects WHERE organization_id = $1")
-                    .bind(id)
-                    .fetch_one(&mut *tx)
-                    .await?;
+            let projects: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM projects WHERE organization_id = $1")
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
             if projects > 0 {
                 return Err(StoreError::Conflict(format!(
                     "the organization still has {projects} project(s); delete them first"
                 )));
             }
-            let org = sqlx::query_as::<_, Organization>(
-                "DELETE FROM organizations WHERE id = $1 RETURNING *",
-            )
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(StoreError::NotFound("organization"))?;
-            super::events::insert_event!(
-                &mut *tx,
-                &org_event(ctx, types::ORGANIZATION_DELETED, &org)
-            )?;
+            let org = sqlx::query_as::<_, Organization>("DELETE FROM organizations WHERE id = $1 RETURNING *")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(StoreError::NotFound("organization"))?;
+            super::events::insert_event!(&mut *tx, &org_event(ctx, types::ORGANIZATION_DELETED, &org))?;
             tx.commit().await?;
             Ok(org)
         })
@@ -208,11 +176,7 @@ impl Store {
 
     pub async fn count_organizations(&self) -> StoreResult<i64> {
         with_pool!(self, read, |pool| {
-            Ok(
-                sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM organizations")
-                    .fetch_one(pool)
-                    .await?,
-            )
+            Ok(sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM organizations").fetch_one(pool).await?)
         })
     }
 
@@ -272,8 +236,7 @@ impl Store {
         project: &Project,
         read_at: DateTime<Utc>,
     ) -> StoreResult<()> {
-        self.write_project(ctx, types::PROJECT_UPDATED, project, read_at)
-            .await
+        self.write_project(ctx, types::PROJECT_UPDATED, project, read_at).await
     }
 
     pub async fn regenerate_project_secret(
@@ -282,8 +245,7 @@ impl Store {
         project: &Project,
         read_at: DateTime<Utc>,
     ) -> StoreResult<()> {
-        self.write_project(ctx, types::PROJECT_SECRET_KEY_REGENERATED, project, read_at)
-            .await
+        self.write_project(ctx, types::PROJECT_SECRET_KEY_REGENERATED, project, read_at).await
     }
 
     async fn write_project(
@@ -317,16 +279,12 @@ impl Store {
     pub async fn delete_project(&self, ctx: &EventContext, id: &str) -> StoreResult<Project> {
         with_pool!(self, write, |pool| {
             let mut tx = pool.begin().await?;
-            let project =
-                sqlx::query_as::<_, Project>("DELETE FROM projects WHERE id = $1 RETURNING *")
-                    .bind(id)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .ok_or(StoreError::NotFound("project"))?;
-            super::events::insert_event!(
-                &mut *tx,
-                &project_event(ctx, types::PROJECT_DELETED, &project)
-            )?;
+            let project = sqlx::query_as::<_, Project>("DELETE FROM projects WHERE id = $1 RETURNING *")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(StoreError::NotFound("project"))?;
+            super::events::insert_event!(&mut *tx, &project_event(ctx, types::PROJECT_DELETED, &project))?;
             tx.commit().await?;
             Ok(project)
         })

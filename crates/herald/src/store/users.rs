@@ -6,8 +6,8 @@ use serde_json::Value;
 use sqlx::types::Json;
 
 use super::{
-    Filter, Page, PageRequest, Store, StoreError, StoreResult, conflict_on_unique,
-    contains_pattern, expect_one_row, fetch_page, with_pool, write_with_events,
+    Filter, Page, PageRequest, Store, StoreError, StoreResult, conflict_on_unique, contains_pattern, expect_one_row,
+    fetch_page, with_pool, write_with_events,
 };
 use crate::events::{EventContext, NewEvent, types};
 
@@ -42,14 +42,7 @@ const USER_ID_TAKEN: &str = "a user with this id already exists in the project";
 
 /// The outbox event for `user` (its organization is implied by the project).
 pub fn user_event(ctx: &EventContext, event_type: &'static str, user: &User) -> NewEvent {
-    NewEvent::about(
-        ctx,
-        event_type,
-        (None, Some(&user.project_id)),
-        "user",
-        &user.id,
-        user,
-    )
+    NewEvent::about(ctx, event_type, (None, Some(&user.project_id)), "user", &user.id, user)
 }
 
 impl Store {
@@ -102,12 +95,7 @@ impl Store {
         })
     }
 
-    pub async fn list_users(
-        &self,
-        project_id: &str,
-        f: &UserFilter,
-        page: PageRequest,
-    ) -> StoreResult<Page<User>> {
+    pub async fn list_users(&self, project_id: &str, f: &UserFilter, page: PageRequest) -> StoreResult<Page<User>> {
         let mut filter = Filter::default();
         filter.push("project_id = ?", project_id);
         if let Some(role) = &f.role {
@@ -123,14 +111,7 @@ impl Store {
                 contains_pattern(q),
             );
         }
-        fetch_page!(
-            self,
-            User,
-            format!("FROM users WHERE {}", filter.sql()),
-            "created_at, id",
-            filter.binds,
-            page
-        )
+        fetch_page!(self, User, format!("FROM users WHERE {}", filter.sql()), "created_at, id", filter.binds, page)
     }
 
     /// Writes `user` if it is unchanged since `read_at`, with one event per `event_types`.
@@ -141,10 +122,7 @@ impl Store {
         read_at: DateTime<Utc>,
         event_types: &[&'static str],
     ) -> StoreResult<()> {
-        let events: Vec<NewEvent> = event_types
-            .iter()
-            .map(|t| user_event(ctx, t, user))
-            .collect();
+        let events: Vec<NewEvent> = event_types.iter().map(|t| user_event(ctx, t, user)).collect();
         write_with_events!(self, &events, |tx| {
             let done = sqlx::query(
                 "UPDATE users SET username = $1, email = $2, display_name = $3, avatar_url = $4, role = $5, \
@@ -171,22 +149,15 @@ impl Store {
         Ok(())
     }
 
-    pub async fn delete_user(
-        &self,
-        ctx: &EventContext,
-        project_id: &str,
-        id: &str,
-    ) -> StoreResult<User> {
+    pub async fn delete_user(&self, ctx: &EventContext, project_id: &str, id: &str) -> StoreResult<User> {
         with_pool!(self, write, |pool| {
             let mut tx = pool.begin().await?;
-            let user = sqlx::query_as::<_, User>(
-                "DELETE FROM users WHERE project_id = $1 AND id = $2 RETURNING *",
-            )
-            .bind(project_id)
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(StoreError::NotFound("user"))?;
+            let user = sqlx::query_as::<_, User>("DELETE FROM users WHERE project_id = $1 AND id = $2 RETURNING *")
+                .bind(project_id)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(StoreError::NotFound("user"))?;
             super::events::insert_event!(&mut *tx, &user_event(ctx, types::USER_DELETED, &user))?;
             tx.commit().await?;
             Ok(user)

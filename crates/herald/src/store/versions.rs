@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{
-    Filter, Page, PageRequest, Store, StoreError, StoreResult, conflict_on_unique, expect_one_row,
-    fetch_page, with_pool, write_with_events,
+    Filter, Page, PageRequest, Store, StoreError, StoreResult, conflict_on_unique, expect_one_row, fetch_page,
+    with_pool, write_with_events,
 };
 use crate::events::{EventContext, NewEvent, types};
 
@@ -35,22 +35,11 @@ pub struct VersionFilter {
 const VERSION_TAKEN: &str = "this version is already registered for the channel and subChannel";
 
 fn version_event(ctx: &EventContext, event_type: &'static str, v: &ClientVersion) -> NewEvent {
-    NewEvent::about(
-        ctx,
-        event_type,
-        (None, Some(&v.project_id)),
-        "client_version",
-        &v.id,
-        v,
-    )
+    NewEvent::about(ctx, event_type, (None, Some(&v.project_id)), "client_version", &v.id, v)
 }
 
 impl Store {
-    pub async fn insert_client_version(
-        &self,
-        ctx: &EventContext,
-        v: &ClientVersion,
-    ) -> StoreResult<()> {
+    pub async fn insert_client_version(&self, ctx: &EventContext, v: &ClientVersion) -> StoreResult<()> {
         let event = version_event(ctx, types::CLIENT_VERSION_CREATED, v);
         write_with_events!(self, [&event], |tx| {
             sqlx::query(
@@ -74,20 +63,14 @@ impl Store {
         Ok(())
     }
 
-    pub async fn get_client_version(
-        &self,
-        project_id: &str,
-        id: &str,
-    ) -> StoreResult<ClientVersion> {
+    pub async fn get_client_version(&self, project_id: &str, id: &str) -> StoreResult<ClientVersion> {
         with_pool!(self, read, |pool| {
-            sqlx::query_as::<_, ClientVersion>(
-                "SELECT * FROM client_versions WHERE project_id = $1 AND id = $2",
-            )
-            .bind(project_id)
-            .bind(id)
-            .fetch_optional(pool)
-            .await?
-            .ok_or(StoreError::NotFound("client version"))
+            sqlx::query_as::<_, ClientVersion>("SELECT * FROM client_versions WHERE project_id = $1 AND id = $2")
+                .bind(project_id)
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+                .ok_or(StoreError::NotFound("client version"))
         })
     }
 
@@ -183,10 +166,7 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?
             .ok_or(StoreError::NotFound("client version"))?;
-            super::events::insert_event!(
-                &mut *tx,
-                &version_event(ctx, types::CLIENT_VERSION_DELETED, &v)
-            )?;
+            super::events::insert_event!(&mut *tx, &version_event(ctx, types::CLIENT_VERSION_DELETED, &v))?;
             tx.commit().await?;
             Ok(v)
         })

@@ -7,8 +7,8 @@ use serde::Serialize;
 use sqlx::types::Json;
 
 use super::{
-    Filter, Page, PageRequest, Store, StoreError, StoreResult, conflict_on_unique, expect_one_row,
-    fetch_page, with_pool, write_with_events,
+    Filter, Page, PageRequest, Store, StoreError, StoreResult, conflict_on_unique, expect_one_row, fetch_page,
+    with_pool, write_with_events,
 };
 use crate::events::{EventContext, NewEvent, types};
 
@@ -55,14 +55,7 @@ pub struct WorldFilter {
 const WORLD_ID_TAKEN: &str = "a game world with this worldId already exists in the project";
 
 pub fn world_event(ctx: &EventContext, event_type: &'static str, world: &GameWorld) -> NewEvent {
-    NewEvent::about(
-        ctx,
-        event_type,
-        (None, Some(&world.project_id)),
-        "world",
-        &world.id,
-        world,
-    )
+    NewEvent::about(ctx, event_type, (None, Some(&world.project_id)), "world", &world.id, world)
 }
 
 impl Store {
@@ -72,10 +65,7 @@ impl Store {
         world: &GameWorld,
         event_types: &[&'static str],
     ) -> StoreResult<()> {
-        let events: Vec<NewEvent> = event_types
-            .iter()
-            .map(|t| world_event(ctx, t, world))
-            .collect();
+        let events: Vec<NewEvent> = event_types.iter().map(|t| world_event(ctx, t, world)).collect();
         write_with_events!(self, &events, |tx| {
             sqlx::query(
                 "INSERT INTO game_worlds (id, project_id, world_id, name, description, visible, display_order, tags, \
@@ -105,11 +95,7 @@ impl Store {
     }
 
     /// A world by its id or, failing that, by its `worldId`.
-    pub async fn get_world(
-        &self,
-        project_id: &str,
-        id_or_world_id: &str,
-    ) -> StoreResult<GameWorld> {
+    pub async fn get_world(&self, project_id: &str, id_or_world_id: &str) -> StoreResult<GameWorld> {
         with_pool!(self, read, |pool| {
             sqlx::query_as::<_, GameWorld>(
                 "SELECT * FROM game_worlds WHERE project_id = $1 AND (id = $2 OR world_id = $2) \
@@ -132,26 +118,15 @@ impl Store {
         let mut filter = Filter::default();
         filter.push("project_id = ?", project_id);
         if let Some(visible) = f.visible {
-            filter.raw(if visible {
-                "visible = TRUE"
-            } else {
-                "visible = FALSE"
-            });
+            filter.raw(if visible { "visible = TRUE" } else { "visible = FALSE" });
         }
         if let Some(maintenance) = f.maintenance {
-            filter.raw(if maintenance {
-                "maintenance = TRUE"
-            } else {
-                "maintenance = FALSE"
-            });
+            filter.raw(if maintenance { "maintenance = TRUE" } else { "maintenance = FALSE" });
         }
         if let Some(tag) = &f.tag {
             // Tags are a JSON array of plain strings (validated: no quotes or escapes), so the
             // quoted tag appears verbatim in the array's text on both backends.
-            filter.push(
-                "lower(CAST(tags AS TEXT)) LIKE ? ESCAPE '\\'",
-                super::contains_pattern(&format!("\"{tag}\"")),
-            );
+            filter.push("lower(CAST(tags AS TEXT)) LIKE ? ESCAPE '\\'", super::contains_pattern(&format!("\"{tag}\"")));
         }
         fetch_page!(
             self,
@@ -170,10 +145,7 @@ impl Store {
         read_at: DateTime<Utc>,
         event_types: &[&'static str],
     ) -> StoreResult<()> {
-        let events: Vec<NewEvent> = event_types
-            .iter()
-            .map(|t| world_event(ctx, t, world))
-            .collect();
+        let events: Vec<NewEvent> = event_types.iter().map(|t| world_event(ctx, t, world)).collect();
         write_with_events!(self, &events, |tx| {
             let done = sqlx::query(
                 "UPDATE game_worlds SET world_id = $1, name = $2, description = $3, visible = $4, display_order = $5, \
@@ -204,26 +176,17 @@ impl Store {
         Ok(())
     }
 
-    pub async fn delete_world(
-        &self,
-        ctx: &EventContext,
-        project_id: &str,
-        id: &str,
-    ) -> StoreResult<GameWorld> {
+    pub async fn delete_world(&self, ctx: &EventContext, project_id: &str, id: &str) -> StoreResult<GameWorld> {
         with_pool!(self, write, |pool| {
             let mut tx = pool.begin().await?;
-            let world = sqlx::query_as::<_, GameWorld>(
-                "DELETE FROM game_worlds WHERE project_id = $1 AND id = $2 RETURNING *",
-            )
-            .bind(project_id)
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(StoreError::NotFound("game world"))?;
-            super::events::insert_event!(
-                &mut *tx,
-                &world_event(ctx, types::WORLD_DELETED, &world)
-            )?;
+            let world =
+                sqlx::query_as::<_, GameWorld>("DELETE FROM game_worlds WHERE project_id = $1 AND id = $2 RETURNING *")
+                    .bind(project_id)
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or(StoreError::NotFound("game world"))?;
+            super::events::insert_event!(&mut *tx, &world_event(ctx, types::WORLD_DELETED, &world))?;
             tx.commit().await?;
             Ok(world)
         })

@@ -3,6 +3,8 @@
 //! PostgreSQL tests need `HERALD_TEST_PG_URL` (a server where the test may create databases);
 //! `scripts/test.sh` starts one and sets it. Without it they fail, unless
 //! `HERALD_TEST_SKIP_PG=1` says to skip them on purpose.
+// A toolbox: not every test module uses every helper.
+#![allow(dead_code)]
 
 use std::path::PathBuf;
 
@@ -42,24 +44,19 @@ pub async fn fresh_pg_database() -> Option<String> {
         ),
     };
     let name = format!("herald_test_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = sqlx::PgConnection::connect(&base)
-        .await
-        .expect("connect to the test PostgreSQL");
+    let mut conn = sqlx::PgConnection::connect(&base).await.expect("connect to the test PostgreSQL");
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&mut conn)
         .await
         .expect("create test database");
-    let (prefix, _) = base
-        .rsplit_once('/')
-        .expect("HERALD_TEST_PG_URL ends with /dbname");
+    let (prefix, _) = base.rsplit_once('/').expect("HERALD_TEST_PG_URL ends with /dbname");
     Some(format!("{prefix}/{name}"))
 }
 
 /// A test config on `backend` (a temp dir for SQLite, a fresh database for PostgreSQL).
 pub async fn test_config(backend: Backend, dir: &std::path::Path) -> Option<Config> {
-    let mut config = Config::default();
-    config.listen = "127.0.0.1:0".parse().expect("addr");
-    config.data_dir = PathBuf::from(dir);
+    let mut config =
+        Config { listen: "127.0.0.1:0".parse().expect("addr"), data_dir: PathBuf::from(dir), ..Config::default() };
     config.database.max_connections = 8;
     if backend == Backend::Postgres {
         config.database_url = fresh_pg_database().await?;
@@ -79,15 +76,8 @@ impl TestApp {
         tweak(&mut config);
         let server = Server::build(config.clone()).await.expect("server starts");
         let addr = server.local_addr().expect("bound");
-        let boot = server
-            .bootstrapped
-            .as_ref()
-            .expect("a fresh database bootstraps");
-        let (key, org_id, project_id) = (
-            boot.key_value.clone(),
-            boot.organization.id.clone(),
-            boot.project.id.clone(),
-        );
+        let boot = server.bootstrapped.as_ref().expect("a fresh database bootstraps");
+        let (key, org_id, project_id) = (boot.key_value.clone(), boot.organization.id.clone(), boot.project.id.clone());
         let store = server.state.store.clone();
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(server.run(async {
@@ -146,17 +136,9 @@ impl TestApp {
 
     /// Creates a key through the API with the bootstrap key; returns `(id, value)`.
     pub async fn create_key(&self, scopes: &[&str]) -> (String, String) {
-        let (status, body) = self
-            .post(
-                "/api/v1/api-keys",
-                json!({"name": "test", "scopes": scopes}),
-            )
-            .await;
+        let (status, body) = self.post("/api/v1/api-keys", json!({"name": "test", "scopes": scopes})).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
-        (
-            body["id"].as_str().expect("id").into(),
-            body["keyValue"].as_str().expect("keyValue").into(),
-        )
+        (body["id"].as_str().expect("id").into(), body["keyValue"].as_str().expect("keyValue").into())
     }
 
     /// An organization-level admin key for the default organization, made as the CLI does.
@@ -167,25 +149,14 @@ impl TestApp {
             None,
             vec!["admin".into()],
         );
-        self.store
-            .insert_api_key(&Default::default(), &key)
-            .await
-            .expect("insert key");
+        self.store.insert_api_key(&Default::default(), &key).await.expect("insert key");
         value
     }
 
     /// An instance key (reaches every organization), made as the CLI does.
     pub async fn instance_key(&self) -> String {
-        let (key, value) = herald::domain::tenancy::new_api_key(
-            "instance".into(),
-            None,
-            None,
-            vec!["admin".into()],
-        );
-        self.store
-            .insert_api_key(&Default::default(), &key)
-            .await
-            .expect("insert key");
+        let (key, value) = herald::domain::tenancy::new_api_key("instance".into(), None, None, vec!["admin".into()]);
+        self.store.insert_api_key(&Default::default(), &key).await.expect("insert key");
         value
     }
 
@@ -193,11 +164,8 @@ impl TestApp {
     /// `(project id, key)`.
     pub async fn other_project(&self) -> (String, String) {
         let org_key = self.org_admin_key().await;
-        let (status, project) = send(
-            self.with_key(&org_key, Method::POST, "/api/v1/projects")
-                .json(&json!({"name": "Other Game"})),
-        )
-        .await;
+        let (status, project) =
+            send(self.with_key(&org_key, Method::POST, "/api/v1/projects").json(&json!({"name": "Other Game"}))).await;
         assert_eq!(status, StatusCode::CREATED, "{project}");
         let project_id = project["id"].as_str().expect("id").to_string();
         let (status, key) = send(
@@ -206,10 +174,7 @@ impl TestApp {
         )
         .await;
         assert_eq!(status, StatusCode::CREATED, "{key}");
-        (
-            project_id,
-            key["keyValue"].as_str().expect("key").to_string(),
-        )
+        (project_id, key["keyValue"].as_str().expect("key").to_string())
     }
 
     /// Event types recorded for one resource, oldest first.
@@ -240,30 +205,19 @@ pub async fn send(req: RequestBuilder) -> (StatusCode, Value) {
     let body = if bytes.is_empty() {
         Value::Null
     } else {
-        serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
     };
     (status, body)
 }
 
 /// Asserts the API's error shape with `code`, and returns the message.
 #[track_caller]
-pub fn assert_error(
-    status: StatusCode,
-    body: &Value,
-    want_status: StatusCode,
-    want_code: &str,
-) -> String {
+pub fn assert_error(status: StatusCode, body: &Value, want_status: StatusCode, want_code: &str) -> String {
     assert_eq!(status, want_status, "body: {body}");
     assert_eq!(body["error"]["code"], want_code, "body: {body}");
-    let message = body["error"]["message"]
-        .as_str()
-        .expect("error.message is a string");
+    let message = body["error"]["message"].as_str().expect("error.message is a string");
     assert!(!message.is_empty(), "error message must say what to fix");
-    assert!(
-        body["error"]["details"].is_array(),
-        "error.details is an array: {body}"
-    );
+    assert!(body["error"]["details"].is_array(), "error.details is an array: {body}");
     message.to_string()
 }
 

@@ -26,68 +26,33 @@ async fn malformed_json_names_the_problem(app: TestApp) {
 
 async fn oversized_body_is_413(app: TestApp) {
     let big = "x".repeat(1024 * 1024 + 10);
-    let (status, body) = app
-        .post(
-            "/api/v1/users",
-            json!({"username": "big", "metadata": {"blob": big}}),
-        )
-        .await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
-    );
+    let (status, body) = app.post("/api/v1/users", json!({"username": "big", "metadata": {"blob": big}})).await;
+    assert_error(status, &body, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
     let (_, list) = app.get("/api/v1/users").await;
     assert_eq!(list["total"], 0);
 }
 
 async fn wrong_content_type_is_415(app: TestApp) {
-    let (status, body) = send(
-        app.req(Method::POST, "/api/v1/users")
-            .header("content-type", "text/plain")
-            .body("{\"username\":\"x\"}"),
-    )
-    .await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "unsupported_media_type",
-    );
+    let (status, body) =
+        send(app.req(Method::POST, "/api/v1/users").header("content-type", "text/plain").body("{\"username\":\"x\"}"))
+            .await;
+    assert_error(status, &body, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
 }
 
 async fn unknown_route_and_method(app: TestApp) {
     let (status, body) = app.get("/api/v1/nothing-here").await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "route_not_found");
     let (status, body) = send(app.req(Method::PATCH, "/api/v1/game-worlds")).await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-    );
+    assert_error(status, &body, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
 }
 
 async fn request_id_is_echoed_or_generated(app: TestApp) {
-    let resp = app
-        .req(Method::GET, "/api/v1/users")
-        .header("X-Request-Id", "trace-abc-123")
-        .send()
-        .await
-        .expect("send");
+    let resp =
+        app.req(Method::GET, "/api/v1/users").header("X-Request-Id", "trace-abc-123").send().await.expect("send");
     assert_eq!(resp.headers()["x-request-id"], "trace-abc-123");
-    let resp = app
-        .anon(Method::GET, "/api/v1/users")
-        .send()
-        .await
-        .expect("send");
+    let resp = app.anon(Method::GET, "/api/v1/users").send().await.expect("send");
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
-    let generated = resp
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .expect("x-request-id");
+    let generated = resp.headers().get("x-request-id").and_then(|v| v.to_str().ok()).expect("x-request-id");
     assert_eq!(generated.len(), 36, "a generated UUID: {generated}");
     // The request id lands in the events the request causes.
     let (_, user) = send(
@@ -96,10 +61,6 @@ async fn request_id_is_echoed_or_generated(app: TestApp) {
             .json(&json!({"username": "rid"})),
     )
     .await;
-    let events = app
-        .store
-        .events_for_resource("user", user["id"].as_str().expect("id"))
-        .await
-        .expect("events");
+    let events = app.store.events_for_resource("user", user["id"].as_str().expect("id")).await.expect("events");
     assert_eq!(events[0].request_id.as_deref(), Some("req-for-event"));
 }

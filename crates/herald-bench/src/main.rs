@@ -1,0 +1,142 @@
+//! `herald-bench`: drives one scenario against a running Herald for a fixed time over N
+//! keep-alive HTTP/1.1 connections and prints throughput and latency percentiles as JSON.
+//!
+//! Hand-written rather than `oha`/`wrk` because the write scenario needs a distinct body per
+//! request (usernames are unique) and because it keeps the numbers reproducible from
+//! `cargo run` alone.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use clap::{Parser, ValueEnum};
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, client::conn::http1};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Scenario {
+    /// `GET /api/v1/game-worlds` (first page of 20).
+    GetWorlds,
+    /// `POST /api/v1/users` with a new username each time.
+    PostUsers,
+}
+
+#[derive(Parser)]
+struct Args {
+    /// Herald's address, e.g. 127.0.0.1:8080.
+    #[arg(long)]
+    addr: String,
+    /// An API key with the scopes the scenario needs.
+    #[arg(long, env = "HERALD_BENCH_KEY")]
+    key: String,
+    #[arg(long, value_enum)]
+    scenario: Scenario,
+    /// Concurrent connections (each keeps one request in flight).
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    /// Seconds to run after a 1 s warm-up.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+}
+
+struct Totals {
+    ok: AtomicU64,
+    failed: AtomicU64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let totals = Arc::new(Totals { ok: AtomicU64::new(0), failed: AtomicU64::new(0) });
+    let warmup_end = Instant::now() + Duration::from_secs(1);
+    let end = warmup_end + Duration::from_secs(args.seconds);
+    let mut workers = Vec::new();
+    for worker in 0..args.connections {
+        let (addr, key, scenario, totals) = (args.addr.clone(), args.key.clone(), args.scenario, totals.clone());
+        workers.push(tokio::spawn(
+            async move { run_worker(worker, &addr, &key, scenario, warmup_end, end, &totals).await },
+        ));
+    }
+    let mut histogram = Histogram::<u64>::new(3)?;
+    for w in workers {
+        histogram.add(w.await??)?;
+    }
+    let ok = totals.ok.load(Ordering::Relaxed);
+    let failed = totals.failed.load(Ordering::Relaxed);
+    let secs = args.seconds as f64;
+    println!(
+        "{}",
+        serde_json::json!({
+            "requests": ok + failed,
+            "failed": failed,
+            "requests_per_s": (ok as f64 / secs).round(),
+            "p50_ms": histogram.value_at_quantile(0.50) as f64 / 1000.0,
+            "p99_ms": histogram.value_at_quantile(0.99) as f64 / 1000.0,
+            "max_ms": histogram.max() as f64 / 1000.0,
+            "connections": args.connections,
+            "seconds": args.seconds,
+        })
+    );
+    anyhow::ensure!(failed == 0, "{failed} requests failed");
+    Ok(())
+}
+
+async fn run_worker(
+    worker: usize,
+    addr: &str,
+    key: &str,
+    scenario: Scenario,
+    warmup_end: Instant,
+    end: Instant,
+    totals: &Totals,
+) -> anyhow::Result<Histogram<u64>> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (mut sender, conn) = http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let mut histogram = Histogram::<u64>::new(3)?;
+    let mut n: u64 = 0;
+    loop {
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        n += 1;
+        let builder = Request::builder().header("host", addr).header("x-api-key", key);
+        let request = match scenario {
+            Scenario::GetWorlds => builder.method("GET").uri("/api/v1/game-worlds").body(Full::new(Bytes::new()))?,
+            Scenario::PostUsers => {
+                let body =
+                    format!(r#"{{"username":"bench_{worker}_{n}_{}","email":"b{n}@example.com"}}"#, std::process::id());
+                builder
+                    .method("POST")
+                    .uri("/api/v1/users")
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from(body)))?
+            }
+        };
+        sender.ready().await?;
+        let started = Instant::now();
+        let response = sender.send_request(request).await?;
+        let status = response.status();
+        response.into_body().collect().await?;
+        let elapsed = started.elapsed();
+        if started >= warmup_end {
+            if status.is_success() {
+                totals.ok.fetch_add(1, Ordering::Relaxed);
+            } else {
+                totals.failed.fetch_add(1, Ordering::Relaxed);
+            }
+            histogram.record(elapsed.as_micros() as u64)?;
+        }
+    }
+    Ok(histogram)
+}
