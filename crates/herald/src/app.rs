@@ -17,6 +17,7 @@ use crate::{
     config::Config,
     domain::bootstrap::{self, Bootstrapped},
     store::Store,
+    webhooks::{Clock, dispatcher::Dispatcher, sender::Sender},
 };
 
 /// What every handler can reach. Cheap to clone.
@@ -28,6 +29,9 @@ pub struct Inner {
     pub store: Store,
     pub keys: KeyCache,
     pub jwt: JwtKeys,
+    /// Sends webhook requests (shared by the dispatcher and the endpoint test route).
+    pub sender: Sender,
+    pub clock: Clock,
 }
 
 impl std::ops::Deref for AppState {
@@ -43,14 +47,15 @@ pub type State = axum::extract::State<AppState>;
 impl AppState {
     /// Builds the state over a migrated store. The JWT key comes from the config, or is
     /// generated once and shared through the database.
-    pub async fn new(config: Config, store: Store) -> anyhow::Result<AppState> {
+    pub async fn new(config: Config, store: Store, clock: Clock) -> anyhow::Result<AppState> {
         let secret = if config.auth.jwt_secret.is_empty() {
             store.setting_or_insert("jwt_secret", &keys::random_token(48)).await?
         } else {
             config.auth.jwt_secret.clone()
         };
         let keys = KeyCache::new(Duration::from_secs(config.auth.key_cache_ttl_secs));
-        Ok(AppState(Arc::new(Inner { jwt: JwtKeys::new(secret.as_bytes()), keys, store, config })))
+        let sender = Sender::new(&config.webhooks)?;
+        Ok(AppState(Arc::new(Inner { jwt: JwtKeys::new(secret.as_bytes()), keys, store, config, sender, clock })))
     }
 }
 
@@ -87,13 +92,18 @@ pub struct Server {
 
 impl Server {
     pub async fn build(config: Config) -> anyhow::Result<Server> {
+        Self::build_with(config, Clock::System).await
+    }
+
+    /// Like [`Server::build`], with the clock the dispatcher schedules by (tests move it by hand).
+    pub async fn build_with(config: Config, clock: Clock) -> anyhow::Result<Server> {
         let store = Store::connect(&config).await?;
         store.migrate().await?;
         let bootstrapped = bootstrap::bootstrap(&store).await?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
-        let state = AppState::new(config, store).await?;
+        let state = AppState::new(config, store, clock).await?;
         Ok(Server { listener, state, bootstrapped })
     }
 
@@ -101,13 +111,25 @@ impl Server {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests
-    /// finish.
+    /// Serves (and, if configured, dispatches webhooks) until `shutdown` resolves, then stops
+    /// accepting, lets in-flight requests and deliveries finish, and closes the database.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let store = self.state.store.clone();
-        axum::serve(self.listener, router(self.state)).with_graceful_shutdown(shutdown).await?;
-        store.close().await;
-        Ok(())
+        let state = self.state.clone();
+        let dispatcher = state.config.webhooks.dispatcher.then(|| {
+            Dispatcher::new(
+                state.store.clone(),
+                state.sender.clone(),
+                state.config.webhooks.clone(),
+                state.clock.clone(),
+            )
+            .spawn()
+        });
+        let served = axum::serve(self.listener, router(self.state)).with_graceful_shutdown(shutdown).await;
+        if let Some(d) = dispatcher {
+            d.shutdown().await;
+        }
+        state.store.close().await;
+        Ok(served?)
     }
 }
 

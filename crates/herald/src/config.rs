@@ -24,6 +24,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub auth: AuthConfig,
     pub log: LogConfig,
+    pub webhooks: WebhooksConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -69,6 +70,72 @@ pub struct LogConfig {
     pub level: String,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// `development`: `http://` and loopback/private targets allowed. `production`: only
+    /// `https://`, and targets resolving to loopback, private, link-local or metadata
+    /// addresses are refused (unless `allow_networks` covers them), at registration and again
+    /// at connect time.
+    pub profile: WebhookProfile,
+    /// CIDR blocks the production profile may deliver to anyway, e.g. `["10.1.2.0/24"]`.
+    pub allow_networks: Vec<String>,
+    /// Whether this node runs the delivery dispatcher.
+    pub dispatcher: bool,
+    /// Delay before each retry, in seconds: after the first failed attempt, the first entry.
+    /// When they are used up the delivery is marked failed.
+    pub retry_schedule_secs: Vec<u64>,
+    /// Random spread of each retry delay, as a fraction (0.1 = +/-10%).
+    pub retry_jitter: f64,
+    /// Longest `Retry-After` (on 429/503) honoured, in seconds.
+    pub retry_after_cap_secs: u64,
+    /// An endpoint failing with no success for this long is disabled.
+    pub disable_after_failing_secs: u64,
+    /// Request timeout when an endpoint sets none, in milliseconds (endpoints may set up to 30000).
+    pub default_timeout_ms: u32,
+    /// Deliveries in flight on this node at once.
+    pub max_in_flight: usize,
+    /// Deliveries in flight to one endpoint at once (so a slow one cannot starve the others).
+    pub max_in_flight_per_endpoint: usize,
+    /// Events fanned out / deliveries claimed per database round trip.
+    pub batch_size: i64,
+    /// How long a claimed delivery stays reserved for this node; if the node dies, another
+    /// claims it after this.
+    pub lease_secs: u64,
+    /// How often an idle dispatcher looks for work written by other nodes, in milliseconds.
+    pub poll_interval_ms: u64,
+    /// Finished deliveries and their attempts are deleted after this many days.
+    pub retention_days: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookProfile {
+    Development,
+    Production,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        WebhooksConfig {
+            profile: WebhookProfile::Development,
+            allow_networks: Vec::new(),
+            dispatcher: true,
+            retry_schedule_secs: vec![60, 5 * 60, 30 * 60, 2 * 3600, 24 * 3600],
+            retry_jitter: 0.1,
+            retry_after_cap_secs: 3600,
+            disable_after_failing_secs: 5 * 24 * 3600,
+            default_timeout_ms: 3000,
+            max_in_flight: 512,
+            max_in_flight_per_endpoint: 64,
+            batch_size: 500,
+            lease_secs: 60,
+            poll_interval_ms: 250,
+            retention_days: 30,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -86,6 +153,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             auth: AuthConfig::default(),
             log: LogConfig::default(),
+            webhooks: WebhooksConfig::default(),
         }
     }
 }

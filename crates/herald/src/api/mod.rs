@@ -1,11 +1,13 @@
 //! The HTTP surface under `/api/v1`: one module per resource, each handler thin (extract,
 //! check scope, call `domain`, shape the answer).
 
+pub mod events;
 pub mod extract;
 mod sessions;
 mod tenancy;
 mod users;
 mod versions;
+mod webhooks;
 mod worlds;
 
 use axum::{
@@ -86,6 +88,28 @@ pub fn router() -> Router<AppState> {
             "/client-versions/{id}",
             get(versions::get).put(versions::update).patch(versions::update).delete(versions::delete),
         )
+        .route("/event-types", get(events::list_types).post(events::create_type))
+        .route(
+            "/event-types/{name}",
+            get(events::get_type).put(events::update_type).patch(events::update_type).delete(events::delete_type),
+        )
+        .route("/events", get(events::list).post(events::publish))
+        .route("/events/batch", post(events::publish_batch))
+        .route("/events/{id}", get(events::get))
+        .route("/webhooks", get(webhooks::list).post(webhooks::create))
+        .route(
+            "/webhooks/{id}",
+            get(webhooks::get).put(webhooks::update).patch(webhooks::update).delete(webhooks::delete),
+        )
+        .route("/webhooks/{id}/enable", post(webhooks::enable))
+        .route("/webhooks/{id}/disable", post(webhooks::disable))
+        .route("/webhooks/{id}/secret", get(webhooks::get_secret))
+        .route("/webhooks/{id}/secret/rotate", post(webhooks::rotate))
+        .route("/webhooks/{id}/test", post(webhooks::test))
+        .route("/webhooks/{id}/replay", post(webhooks::replay))
+        .route("/webhooks/{id}/deliveries", get(webhooks::deliveries))
+        .route("/deliveries/{id}", get(webhooks::delivery))
+        .route("/deliveries/{id}/retry", post(webhooks::retry))
 }
 
 pub async fn not_found() -> ApiError {

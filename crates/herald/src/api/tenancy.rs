@@ -63,7 +63,10 @@ pub async fn update_org(
 pub async fn delete_org(s: State, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Organization>> {
     caller.principal.require("admin")?;
     let org = tenancy::reachable_organization(&s.store, &caller.principal, &id).await?;
-    Ok(Json(s.store.delete_organization(&caller.events(), &org.id).await?))
+    let deleted = s.store.delete_organization(&caller.events(), &org.id).await?;
+    // Its keys went with it: they must stop working now, not when the key cache expires.
+    s.keys.invalidate_organization(&deleted.id);
+    Ok(Json(deleted))
 }
 
 /// A project's details, with its secret key (the GameTalk `X-Secret-Key`).
@@ -134,7 +137,10 @@ pub async fn delete_project(s: State, caller: Caller, Path(id): Path<String>) ->
         return Err(ApiError::forbidden("a project key cannot delete projects; use an organization-level credential"));
     }
     let project = tenancy::reachable_project(&s.store, p, &id).await?;
-    Ok(Json(s.store.delete_project(&caller.events(), &project.id).await?))
+    let deleted = s.store.delete_project(&caller.events(), &project.id).await?;
+    // Its keys went with it: they must stop working now, not when the key cache expires.
+    s.keys.invalidate_project(&deleted.id);
+    Ok(Json(deleted))
 }
 
 pub async fn list_keys(s: State, caller: Caller, Query(q): Query<OrgPageQuery>) -> ApiResult<Json<PageBody<ApiKey>>> {

@@ -131,6 +131,23 @@ impl KeyCache {
         self.entries.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
     }
 
+    /// Forgets every key of a project (after the project, and with it its keys, was deleted
+    /// on this node).
+    pub fn invalidate_project(&self, project_id: &str) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, (key, _)| key.project_id.as_deref() != Some(project_id));
+    }
+
+    /// Forgets every key of an organization (after it was deleted on this node).
+    pub fn invalidate_organization(&self, organization_id: &str) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, (key, _)| key.organization_id.as_deref() != Some(organization_id));
+    }
+
     /// Verifies a presented API key and returns its principal. Unknown id and wrong secret
     /// give the same answer, so a caller learns nothing about which keys exist.
     pub async fn authenticate(&self, store: &Store, presented: &str) -> ApiResult<Principal> {

@@ -2,9 +2,11 @@
 //! and which events a change implies. Handlers call these; these call the store.
 
 pub mod bootstrap;
+pub mod events;
 pub mod session;
 pub mod tenancy;
 pub mod users;
 pub mod validate;
 pub mod versions;
+pub mod webhooks;
 pub mod worlds;

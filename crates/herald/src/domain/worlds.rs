@@ -171,6 +171,14 @@ pub async fn update(
         }
         if let Some(v) = patch.maintenance {
             w.maintenance = v;
+            if !v {
+                // Switching off clears message and window, as the maintenance route does, so
+                // a later switch-on does not revive a stale (possibly ended) window.
+                w.maintenance_message = None;
+                w.maintenance_messages = Json(BTreeMap::new());
+                w.maintenance_starts_at = None;
+                w.maintenance_ends_at = None;
+            }
         }
         if let Some(v) = &patch.maintenance_message {
             w.maintenance_message = v.clone();

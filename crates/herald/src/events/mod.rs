@@ -27,12 +27,14 @@ pub struct NewEvent {
     pub id: String,
     pub organization_id: Option<String>,
     pub project_id: Option<String>,
-    pub event_type: &'static str,
-    pub resource_type: &'static str,
-    pub resource_id: String,
+    pub event_type: String,
+    pub resource_type: Option<String>,
+    pub resource_id: Option<String>,
     pub data: Value,
     pub request_id: Option<String>,
     pub actor: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub sandbox: bool,
     pub occurred_at: DateTime<Utc>,
 }
 
@@ -50,12 +52,14 @@ impl NewEvent {
             id: crate::store::new_id(),
             organization_id: scope.0.map(str::to_owned),
             project_id: scope.1.map(str::to_owned),
-            event_type,
-            resource_type,
-            resource_id: resource_id.to_owned(),
+            event_type: event_type.to_owned(),
+            resource_type: Some(resource_type.to_owned()),
+            resource_id: Some(resource_id.to_owned()),
             data: serde_json::to_value(state).unwrap_or(Value::Null),
             request_id: ctx.request_id.clone(),
             actor: ctx.actor.clone(),
+            idempotency_key: None,
+            sandbox: false,
             occurred_at: crate::store::now(),
         }
     }
@@ -87,6 +91,14 @@ pub mod types {
     pub const CLIENT_VERSION_CREATED: &str = "client_version.created";
     pub const CLIENT_VERSION_UPDATED: &str = "client_version.updated";
     pub const CLIENT_VERSION_DELETED: &str = "client_version.deleted";
+    pub const WEBHOOK_CREATED: &str = "webhook.created";
+    pub const WEBHOOK_UPDATED: &str = "webhook.updated";
+    pub const WEBHOOK_DELETED: &str = "webhook.deleted";
+    pub const WEBHOOK_SECRET_ROTATED: &str = "webhook.secret_rotated";
+    pub const WEBHOOK_DELIVERY_EXHAUSTED: &str = "webhook.delivery_exhausted";
+    pub const WEBHOOK_ENDPOINT_DISABLED: &str = "webhook.endpoint_disabled";
+    /// Sent by `POST /webhooks/{id}/test`; never stored in the outbox.
+    pub const TEST: &str = "test";
 
     /// Every built-in type, for the catalog and the docs.
     pub const ALL: &[&str] = &[
@@ -114,5 +126,11 @@ pub mod types {
         CLIENT_VERSION_CREATED,
         CLIENT_VERSION_UPDATED,
         CLIENT_VERSION_DELETED,
+        WEBHOOK_CREATED,
+        WEBHOOK_UPDATED,
+        WEBHOOK_DELETED,
+        WEBHOOK_SECRET_ROTATED,
+        WEBHOOK_DELIVERY_EXHAUSTED,
+        WEBHOOK_ENDPOINT_DISABLED,
     ];
 }

@@ -106,6 +106,7 @@ impl Store {
             .ok_or(StoreError::NotFound("API key"))?;
             super::events::insert_event!(&mut *tx, &key_event(ctx, types::API_KEY_REVOKED, &key))?;
             tx.commit().await?;
+            self.notify_events();
             Ok(key)
         })
     }

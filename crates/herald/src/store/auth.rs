@@ -106,6 +106,7 @@ impl Store {
             .ok_or(StoreError::NotFound("admin user"))?;
             super::events::insert_event!(&mut *tx, &admin_event(ctx, types::ADMIN_USER_DELETED, &admin))?;
             tx.commit().await?;
+            self.notify_events();
             Ok(admin)
         })
     }
@@ -217,6 +218,7 @@ impl Store {
                 super::events::insert_event!(&mut *tx, event)?;
             }
             tx.commit().await?;
+            self.notify_events();
             Ok(true)
         })
     }

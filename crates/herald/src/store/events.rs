@@ -7,8 +7,8 @@ use sqlx::types::Json;
 use super::{Store, StoreResult, with_pool};
 
 pub(crate) const INSERT_EVENT: &str = "INSERT INTO events \
-    (id, organization_id, project_id, type, resource_type, resource_id, data, request_id, actor, occurred_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+    (id, organization_id, project_id, type, resource_type, resource_id, data, request_id, actor, idempotency_key, \
+    sandbox, occurred_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 
 /// Inserts `$event` (a `&NewEvent`) through `$conn` (a transaction), as part of its change.
 macro_rules! insert_event {
@@ -18,12 +18,14 @@ macro_rules! insert_event {
             .bind(&e.id)
             .bind(&e.organization_id)
             .bind(&e.project_id)
-            .bind(e.event_type)
-            .bind(e.resource_type)
+            .bind(&e.event_type)
+            .bind(&e.resource_type)
             .bind(&e.resource_id)
             .bind(sqlx::types::Json(&e.data))
             .bind(&e.request_id)
             .bind(&e.actor)
+            .bind(&e.idempotency_key)
+            .bind(e.sandbox)
             .bind(e.occurred_at)
             .execute($conn)
             .await
@@ -45,6 +47,8 @@ pub struct EventRow {
     pub data: Json<Value>,
     pub request_id: Option<String>,
     pub actor: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub sandbox: bool,
     pub occurred_at: DateTime<Utc>,
 }
 
@@ -54,7 +58,7 @@ impl Store {
         with_pool!(self, read, |pool| {
             Ok(sqlx::query_as::<_, EventRow>(
                 "SELECT seq, id, organization_id, project_id, type, resource_type, resource_id, data, \
-                 request_id, actor, occurred_at FROM events \
+                 request_id, actor, idempotency_key, sandbox, occurred_at FROM events \
                  WHERE resource_type = $1 AND resource_id = $2 ORDER BY seq",
             )
             .bind(resource_type)

@@ -11,10 +11,12 @@
 
 pub mod api_keys;
 pub mod auth;
+pub mod catalog;
 pub mod events;
 pub mod orgs;
 pub mod users;
 pub mod versions;
+pub mod webhooks;
 pub mod worlds;
 
 use std::{str::FromStr, sync::Arc, time::Duration};
@@ -74,6 +76,9 @@ pub enum Backend {
 #[derive(Clone)]
 pub struct Store {
     backend: Arc<Backend>,
+    /// Signalled after every commit that wrote events, so the dispatcher on this node starts
+    /// at once instead of at its next poll.
+    events_written: Arc<tokio::sync::Notify>,
 }
 
 /// Runs `$body` with `$pool` bound to the backend's pool (`read` or `write`). The body is
@@ -134,7 +139,16 @@ impl Store {
         } else {
             anyhow::bail!("database_url must start with sqlite: or postgres://, got {url:?}");
         };
-        Ok(Store { backend: Arc::new(backend) })
+        Ok(Store { backend: Arc::new(backend), events_written: Arc::new(tokio::sync::Notify::new()) })
+    }
+
+    /// Wakes whoever waits on [`Store::events_written`].
+    pub(crate) fn notify_events(&self) {
+        self.events_written.notify_one();
+    }
+
+    pub fn events_written(&self) -> Arc<tokio::sync::Notify> {
+        self.events_written.clone()
     }
 
     pub fn backend(&self) -> &Backend {
@@ -311,6 +325,7 @@ macro_rules! write_with_events {
                 $crate::store::events::insert_event!(&mut *$tx, event)?;
             }
             $tx.commit().await?;
+            $store.notify_events();
             Ok::<(), $crate::store::StoreError>(())
         })
     };

@@ -170,6 +170,7 @@ impl Store {
                 .ok_or(StoreError::NotFound("organization"))?;
             super::events::insert_event!(&mut *tx, &org_event(ctx, types::ORGANIZATION_DELETED, &org))?;
             tx.commit().await?;
+            self.notify_events();
             Ok(org)
         })
     }
@@ -286,6 +287,7 @@ impl Store {
                 .ok_or(StoreError::NotFound("project"))?;
             super::events::insert_event!(&mut *tx, &project_event(ctx, types::PROJECT_DELETED, &project))?;
             tx.commit().await?;
+            self.notify_events();
             Ok(project)
         })
     }

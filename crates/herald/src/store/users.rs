@@ -160,6 +160,7 @@ impl Store {
                 .ok_or(StoreError::NotFound("user"))?;
             super::events::insert_event!(&mut *tx, &user_event(ctx, types::USER_DELETED, &user))?;
             tx.commit().await?;
+            self.notify_events();
             Ok(user)
         })
     }

@@ -168,6 +168,7 @@ impl Store {
             .ok_or(StoreError::NotFound("client version"))?;
             super::events::insert_event!(&mut *tx, &version_event(ctx, types::CLIENT_VERSION_DELETED, &v))?;
             tx.commit().await?;
+            self.notify_events();
             Ok(v)
         })
     }

@@ -188,6 +188,7 @@ impl Store {
                     .ok_or(StoreError::NotFound("game world"))?;
             super::events::insert_event!(&mut *tx, &world_event(ctx, types::WORLD_DELETED, &world))?;
             tx.commit().await?;
+            self.notify_events();
             Ok(world)
         })
     }

@@ -1,0 +1,90 @@
+-- Events and webhooks (SQLite). Keep in step with ../postgres/0002_webhooks.sql.
+
+-- Custom event types registered per project (built-in types need no row).
+CREATE TABLE event_types (
+    project_id  TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    name        TEXT NOT NULL,
+    description TEXT,
+    schema      TEXT,
+    created_at  TEXT NOT NULL,
+    updated_at  TEXT NOT NULL,
+    PRIMARY KEY (project_id, name)
+);
+
+-- Whether the dispatcher has turned the event into deliveries yet. Events written before
+-- webhooks existed had no endpoint to go to.
+ALTER TABLE events ADD COLUMN fanned_out BOOLEAN NOT NULL DEFAULT FALSE;
+UPDATE events SET fanned_out = TRUE;
+CREATE INDEX events_fanout_pending ON events (seq) WHERE fanned_out = FALSE;
+CREATE INDEX events_project_time ON events (project_id, occurred_at);
+
+-- Idempotency keys of published events, kept 24 hours.
+CREATE TABLE idempotency_keys (
+    project_id TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    event_id   TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (project_id, key)
+);
+
+CREATE TABLE webhooks (
+    id                         TEXT PRIMARY KEY,
+    project_id                 TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    name                       TEXT,
+    url                        TEXT NOT NULL,
+    description                TEXT,
+    events                     TEXT NOT NULL,
+    secret                     TEXT NOT NULL,
+    previous_secret            TEXT,
+    previous_secret_expires_at TEXT,
+    active                     BOOLEAN NOT NULL,
+    headers                    TEXT NOT NULL,
+    rate_limit                 INTEGER,
+    timeout_ms                 INTEGER NOT NULL,
+    disabled_reason            TEXT,
+    disabled_at                TEXT,
+    last_success_at            TEXT,
+    failing_since              TEXT,
+    created_at                 TEXT NOT NULL,
+    updated_at                 TEXT NOT NULL
+);
+CREATE INDEX webhooks_project ON webhooks (project_id, created_at, id);
+
+-- One event to one endpoint. `status`: pending, succeeded, failed (retries exhausted or the
+-- endpoint answered 410). A pending delivery is due at `next_attempt_at`; a dispatcher that
+-- claims it holds a lease until `lease_expires_at`, after which any node may claim it again.
+CREATE TABLE deliveries (
+    id               TEXT PRIMARY KEY,
+    project_id       TEXT NOT NULL,
+    webhook_id       TEXT NOT NULL REFERENCES webhooks(id) ON DELETE CASCADE,
+    event_id         TEXT NOT NULL,
+    event_seq        INTEGER NOT NULL,
+    status           TEXT NOT NULL,
+    attempts         INTEGER NOT NULL,
+    next_attempt_at  TEXT,
+    lease_owner      TEXT,
+    lease_expires_at TEXT,
+    last_status_code INTEGER,
+    last_error       TEXT,
+    created_at       TEXT NOT NULL,
+    updated_at       TEXT NOT NULL,
+    completed_at     TEXT
+);
+CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE status = 'pending';
+CREATE INDEX deliveries_webhook ON deliveries (webhook_id, created_at, id);
+CREATE INDEX deliveries_event ON deliveries (event_id);
+CREATE INDEX deliveries_completed ON deliveries (completed_at) WHERE completed_at IS NOT NULL;
+
+CREATE TABLE delivery_attempts (
+    id               TEXT PRIMARY KEY,
+    delivery_id      TEXT NOT NULL REFERENCES deliveries(id) ON DELETE CASCADE,
+    attempt          INTEGER NOT NULL,
+    attempted_at     TEXT NOT NULL,
+    status_code      INTEGER,
+    latency_ms       INTEGER NOT NULL,
+    response_headers TEXT NOT NULL,
+    response_body    TEXT,
+    error            TEXT,
+    next_attempt_at  TEXT
+);
+CREATE INDEX delivery_attempts_delivery ON delivery_attempts (delivery_id, attempt);

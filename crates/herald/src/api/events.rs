@@ -1,0 +1,166 @@
+//! The event catalog, publishing, and reading events.
+
+use axum::{http::HeaderMap, response::Response};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    PageBody, created,
+    extract::{Json, Paging, Path, ProjectScope, Query},
+};
+use crate::{
+    app::State,
+    domain::events::{self, EventTypePatch, EventView, NewEventType, Publish},
+    error::{ApiError, ApiResult},
+    store::{catalog::EventType, webhooks::Delivery},
+};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    page: Option<u32>,
+    limit: Option<u32>,
+}
+
+pub async fn list_types(
+    s: State,
+    scope: ProjectScope,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Json<PageBody<EventType>>> {
+    scope.require("events:read")?;
+    let req = Paging { page: q.page, limit: q.limit }.request()?;
+    let page = s.store.list_event_types(&scope.project_id, req).await?;
+    Ok(Json(PageBody::new(page, req, |t| t)))
+}
+
+pub async fn create_type(s: State, scope: ProjectScope, Json(input): Json<NewEventType>) -> ApiResult<Response> {
+    scope.require("events:publish")?;
+    Ok(created(events::create_type(&s.store, &scope.project_id, input).await?))
+}
+
+pub async fn get_type(s: State, scope: ProjectScope, Path(name): Path<String>) -> ApiResult<Json<EventType>> {
+    scope.require("events:read")?;
+    Ok(Json(s.store.get_event_type(&scope.project_id, &name).await?))
+}
+
+pub async fn update_type(
+    s: State,
+    scope: ProjectScope,
+    Path(name): Path<String>,
+    Json(patch): Json<EventTypePatch>,
+) -> ApiResult<Json<EventType>> {
+    scope.require("events:publish")?;
+    Ok(Json(events::update_type(&s.store, &scope.project_id, &name, patch).await?))
+}
+
+pub async fn delete_type(s: State, scope: ProjectScope, Path(name): Path<String>) -> ApiResult<Json<EventType>> {
+    scope.require("events:publish")?;
+    Ok(Json(s.store.delete_event_type(&scope.project_id, &name).await?))
+}
+
+fn idempotency_header(headers: &HeaderMap) -> Option<&str> {
+    headers.get("idempotency-key").and_then(|v| v.to_str().ok())
+}
+
+/// 201 with the new event, or 200 with the first event of a reused idempotency key.
+pub async fn publish(
+    s: State,
+    scope: ProjectScope,
+    headers: HeaderMap,
+    Json(input): Json<Publish>,
+) -> ApiResult<Response> {
+    scope.require("events:publish")?;
+    let mut out =
+        events::publish(&s.store, &scope.events(), &scope.project_id, vec![input], idempotency_header(&headers), false)
+            .await?;
+    let (is_new, view) = out.pop().ok_or_else(|| ApiError::internal(anyhow::anyhow!("publish returned nothing")))?;
+    Ok(if is_new { created(view) } else { axum::Json(view).into_response() })
+}
+
+use axum::response::IntoResponse;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Batch {
+    events: Vec<Publish>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchItem {
+    created: bool,
+    event: EventView,
+}
+
+/// All events in one transaction: all stored, or none.
+pub async fn publish_batch(s: State, scope: ProjectScope, Json(batch): Json<Batch>) -> ApiResult<Response> {
+    scope.require("events:publish")?;
+    let out = events::publish(&s.store, &scope.events(), &scope.project_id, batch.events, None, true).await?;
+    let items: Vec<BatchItem> = out.into_iter().map(|(created, event)| BatchItem { created, event }).collect();
+    Ok(created(serde_json::json!({ "items": items })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    #[serde(rename = "type")]
+    event_type: Option<String>,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    cursor: Option<String>,
+    limit: Option<u32>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventPage {
+    items: Vec<EventView>,
+    /// Pass as `cursor` for the next (older) page; `null` at the end.
+    next_cursor: Option<String>,
+}
+
+pub fn encode_cursor(parts: &str) -> String {
+    URL_SAFE_NO_PAD.encode(parts)
+}
+
+pub fn decode_cursor(cursor: &str) -> ApiResult<String> {
+    URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| ApiError::bad_request("invalid_query", "cursor is not one Herald gave out"))
+}
+
+/// Newest first.
+pub async fn list(s: State, scope: ProjectScope, Query(q): Query<ListQuery>) -> ApiResult<Json<EventPage>> {
+    scope.require("events:read")?;
+    let limit = Paging { page: None, limit: q.limit }.request()?.limit as i64;
+    let before = match &q.cursor {
+        Some(c) => Some(
+            decode_cursor(c)?
+                .parse::<i64>()
+                .map_err(|_| ApiError::bad_request("invalid_query", "cursor is not one Herald gave out"))?,
+        ),
+        None => None,
+    };
+    let rows = s.store.list_events(&scope.project_id, q.event_type.as_deref(), q.since, q.until, before, limit).await?;
+    let next_cursor =
+        (rows.len() as i64 == limit).then(|| rows.last().map(|e| encode_cursor(&e.seq.to_string()))).flatten();
+    Ok(Json(EventPage { items: rows.into_iter().map(EventView::from).collect(), next_cursor }))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventDetails {
+    #[serde(flatten)]
+    event: EventView,
+    deliveries: Vec<Delivery>,
+}
+
+pub async fn get(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<EventDetails>> {
+    scope.require("events:read")?;
+    let event = s.store.get_event(&scope.project_id, &id).await?;
+    let deliveries = s.store.deliveries_of_event(&scope.project_id, &id).await?;
+    Ok(Json(EventDetails { event: event.into(), deliveries }))
+}

@@ -1,0 +1,239 @@
+//! Webhook endpoints, their deliveries, and manual controls.
+
+use axum::response::Response;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    PageBody, created,
+    events::{decode_cursor, encode_cursor},
+    extract::{Json, Paging, Path, ProjectScope, Query},
+};
+use crate::{
+    app::State,
+    domain::webhooks::{self, NewWebhook, Replay, TestResult, WebhookPatch},
+    error::{ApiError, ApiResult},
+    store::webhooks::{Attempt, Delivery, Webhook},
+};
+
+/// An endpoint as the API shows it: `timeout` in seconds; the secret only where asked for.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookView {
+    #[serde(flatten)]
+    webhook: Webhook,
+    timeout: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret: Option<String>,
+}
+
+impl WebhookView {
+    fn new(webhook: Webhook, with_secret: bool) -> Self {
+        let timeout = f64::from(webhook.timeout_ms) / 1000.0;
+        let secret = with_secret.then(|| webhook.secret.clone());
+        WebhookView { webhook, timeout, secret }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    page: Option<u32>,
+    limit: Option<u32>,
+}
+
+pub async fn list(s: State, scope: ProjectScope, Query(q): Query<PageQuery>) -> ApiResult<Json<PageBody<WebhookView>>> {
+    scope.require("webhooks:read")?;
+    let req = Paging { page: q.page, limit: q.limit }.request()?;
+    let page = s.store.list_webhooks(&scope.project_id, req).await?;
+    Ok(Json(PageBody::new(page, req, |w| WebhookView::new(w, false))))
+}
+
+/// 201 with the endpoint and its secret (generated if not given).
+pub async fn create(s: State, scope: ProjectScope, Json(input): Json<NewWebhook>) -> ApiResult<Response> {
+    scope.require("webhooks:write")?;
+    let timeout = s.config.webhooks.default_timeout_ms;
+    let w = webhooks::create(&s.store, &s.sender, timeout, &scope.events(), &scope.project_id, input).await?;
+    Ok(created(WebhookView::new(w, true)))
+}
+
+pub async fn get(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<WebhookView>> {
+    scope.require("webhooks:read")?;
+    Ok(Json(WebhookView::new(s.store.get_webhook(&scope.project_id, &id).await?, false)))
+}
+
+pub async fn update(
+    s: State,
+    scope: ProjectScope,
+    Path(id): Path<String>,
+    Json(patch): Json<WebhookPatch>,
+) -> ApiResult<Json<WebhookView>> {
+    scope.require("webhooks:write")?;
+    let w = webhooks::update(&s.store, &s.sender, &scope.events(), &scope.project_id, &id, patch).await?;
+    Ok(Json(WebhookView::new(w, false)))
+}
+
+pub async fn delete(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<WebhookView>> {
+    scope.require("webhooks:write")?;
+    Ok(Json(WebhookView::new(s.store.delete_webhook(&scope.events(), &scope.project_id, &id).await?, false)))
+}
+
+async fn set_active(s: &State, scope: &ProjectScope, id: &str, active: bool) -> ApiResult<Json<WebhookView>> {
+    scope.require("webhooks:write")?;
+    let patch = WebhookPatch { active: Some(active), ..Default::default() };
+    let w = webhooks::update(&s.store, &s.sender, &scope.events(), &scope.project_id, id, patch).await?;
+    Ok(Json(WebhookView::new(w, false)))
+}
+
+pub async fn enable(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<WebhookView>> {
+    set_active(&s, &scope, &id, true).await
+}
+
+pub async fn disable(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<WebhookView>> {
+    set_active(&s, &scope, &id, false).await
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretView {
+    secret: String,
+    /// The same key in the `whsec_` form the Standard Webhooks libraries take.
+    standard_secret: String,
+    previous_secret: Option<String>,
+    previous_secret_expires_at: Option<DateTime<Utc>>,
+}
+
+fn secret_view(w: &Webhook) -> SecretView {
+    let live = w.previous_secret_expires_at.is_some_and(|t| t > crate::store::now());
+    SecretView {
+        secret: w.secret.clone(),
+        standard_secret: herald_webhooks::standard_secret(&w.secret),
+        previous_secret: w.previous_secret.clone().filter(|_| live),
+        previous_secret_expires_at: w.previous_secret_expires_at.filter(|_| live),
+    }
+}
+
+pub async fn get_secret(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<SecretView>> {
+    scope.require("webhooks:write")?;
+    Ok(Json(secret_view(&s.store.get_webhook(&scope.project_id, &id).await?)))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Rotate {
+    secret: Option<String>,
+}
+
+pub async fn rotate(
+    s: State,
+    scope: ProjectScope,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<SecretView>> {
+    scope.require("webhooks:write")?;
+    // The body is optional: empty means "generate a new secret".
+    let secret = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        serde_json::from_slice::<Rotate>(&body)
+            .map_err(|e| {
+                ApiError::new(axum::http::StatusCode::UNPROCESSABLE_ENTITY, "validation_error", e.to_string())
+            })?
+            .secret
+    };
+    let w = webhooks::rotate_secret(&s.store, &s.sender, &scope.events(), &scope.project_id, &id, secret).await?;
+    Ok(Json(secret_view(&w)))
+}
+
+pub async fn test(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<TestResult>> {
+    scope.require("webhooks:write")?;
+    let w = s.store.get_webhook(&scope.project_id, &id).await?;
+    Ok(Json(webhooks::send_test(&s.sender, &w).await))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Queued {
+    queued: usize,
+}
+
+pub async fn replay(
+    s: State,
+    scope: ProjectScope,
+    Path(id): Path<String>,
+    Json(input): Json<Replay>,
+) -> ApiResult<Json<Queued>> {
+    scope.require("webhooks:write")?;
+    let w = s.store.get_webhook(&scope.project_id, &id).await?;
+    let queued = webhooks::replay(&s.store, &w, input, s.clock.now()).await?;
+    Ok(Json(Queued { queued }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveriesQuery {
+    status: Option<String>,
+    cursor: Option<String>,
+    limit: Option<u32>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryPage {
+    items: Vec<Delivery>,
+    next_cursor: Option<String>,
+}
+
+const DELIVERY_STATUSES: &[&str] = &["pending", "succeeded", "failed"];
+
+/// Newest first.
+pub async fn deliveries(
+    s: State,
+    scope: ProjectScope,
+    Path(id): Path<String>,
+    Query(q): Query<DeliveriesQuery>,
+) -> ApiResult<Json<DeliveryPage>> {
+    scope.require("webhooks:read")?;
+    let limit = Paging { page: None, limit: q.limit }.request()?.limit as i64;
+    if let Some(status) = &q.status
+        && !DELIVERY_STATUSES.contains(&status.as_str())
+    {
+        return Err(ApiError::bad_request("invalid_query", "status must be pending, succeeded or failed"));
+    }
+    let w = s.store.get_webhook(&scope.project_id, &id).await?;
+    let before = match &q.cursor {
+        Some(c) => {
+            let raw = decode_cursor(c)?;
+            let bad = || ApiError::bad_request("invalid_query", "cursor is not one Herald gave out");
+            let (t, id) = raw.split_once('|').ok_or_else(bad)?;
+            Some((DateTime::parse_from_rfc3339(t).map_err(|_| bad())?.with_timezone(&Utc), id.to_owned()))
+        }
+        None => None,
+    };
+    let items = s.store.list_deliveries(&w.id, q.status.as_deref(), before, limit).await?;
+    let next_cursor = (items.len() as i64 == limit)
+        .then(|| items.last().map(|d| encode_cursor(&format!("{}|{}", d.created_at.to_rfc3339(), d.id))))
+        .flatten();
+    Ok(Json(DeliveryPage { items, next_cursor }))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryDetails {
+    #[serde(flatten)]
+    delivery: Delivery,
+    attempts: Vec<Attempt>,
+}
+
+pub async fn delivery(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<DeliveryDetails>> {
+    scope.require("webhooks:read")?;
+    let delivery = s.store.get_delivery(&scope.project_id, &id).await?;
+    let attempts = s.store.attempts_of(&delivery.id).await?;
+    Ok(Json(DeliveryDetails { delivery, attempts }))
+}
+
+/// Makes the delivery due now, with a fresh set of retries.
+pub async fn retry(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<Delivery>> {
+    scope.require("webhooks:write")?;
+    Ok(Json(s.store.retry_delivery_now(&scope.project_id, &id, s.clock.now()).await?))
+}

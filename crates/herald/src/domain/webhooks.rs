@@ -1,0 +1,350 @@
+//! Webhook endpoints: validation, secrets and their rotation, the connection test, replay.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::types::Json;
+
+use super::validate::{Checks, nullable};
+use crate::{
+    error::{ApiError, ApiResult},
+    events::{EventContext, types},
+    store::{self, Store, StoreError, events::EventRow, webhooks::Webhook},
+    webhooks::{
+        envelope_body, matches,
+        sender::{Guard, Outgoing, RESERVED_HEADERS, Sender},
+    },
+};
+
+/// The old secret keeps signing beside the new one this long after a rotation.
+pub const ROTATION_OVERLAP: TimeDelta = TimeDelta::hours(24);
+pub const MAX_TIMEOUT_SECS: f64 = 30.0;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewWebhook {
+    pub url: String,
+    pub events: Vec<String>,
+    pub name: Option<String>,
+    pub secret: Option<String>,
+    pub active: Option<bool>,
+    pub description: Option<String>,
+    pub headers: Option<BTreeMap<String, String>>,
+    #[serde(alias = "rate_limit")]
+    pub rate_limit: Option<i32>,
+    /// Seconds, up to 30 (default 3).
+    pub timeout: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WebhookPatch {
+    pub url: Option<String>,
+    pub events: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub name: Option<Option<String>>,
+    pub active: Option<bool>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub description: Option<Option<String>>,
+    pub headers: Option<BTreeMap<String, String>>,
+    #[serde(default, alias = "rate_limit", deserialize_with = "nullable")]
+    pub rate_limit: Option<Option<i32>>,
+    pub timeout: Option<f64>,
+}
+
+/// Whether `name` is a valid event type name: dot-separated words of letters, digits, `_`, `-`.
+pub fn is_event_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 100
+        && name
+            .split('.')
+            .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+}
+
+fn check_pattern(c: &mut Checks, pattern: &str) {
+    let ok = pattern == "*" || pattern.strip_suffix(".*").map_or_else(|| is_event_name(pattern), is_event_name);
+    if !ok {
+        c.fail("events", format!("`{pattern}` is not an event type, `*`, or a prefix pattern like `user.*`"));
+    }
+}
+
+async fn check_webhook(guard: &Guard, w: &Webhook) -> ApiResult<()> {
+    let mut c = Checks::default();
+    if let Err(msg) = guard.check_url(&w.url).await {
+        c.fail("url", msg);
+    }
+    if w.url.len() > 2048 {
+        c.fail("url", "must be at most 2048 characters");
+    }
+    if w.events.0.is_empty() {
+        c.fail("events", "list at least one event type or pattern (`*` for all)");
+    }
+    if w.events.0.len() > 100 {
+        c.fail("events", "at most 100 patterns");
+    }
+    for p in &w.events.0 {
+        check_pattern(&mut c, p);
+    }
+    c.opt_text("name", w.name.as_deref(), 100);
+    c.opt_text("description", w.description.as_deref(), 1000);
+    if w.secret.len() < 8 || w.secret.len() > 256 || w.secret.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
+        c.fail("secret", "must be 8 to 256 characters without spaces");
+    } else if w.secret.starts_with("whsec_") && herald_webhooks::standard_key(&w.secret).is_err() {
+        c.fail("secret", "a `whsec_` secret must be followed by base64");
+    }
+    if w.headers.0.len() > 20 {
+        c.fail("headers", "at most 20 custom headers");
+    }
+    for (name, value) in &w.headers.0 {
+        let valid_name = !name.is_empty()
+            && name.len() <= 100
+            && name.chars().all(|ch| ch.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(ch));
+        if !valid_name {
+            c.fail("headers", format!("`{name}` is not a valid header name"));
+        } else if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            c.fail("headers", format!("`{name}` is set by Herald and cannot be overridden"));
+        }
+        if value.len() > 1024 || value.chars().any(|ch| ch.is_control()) {
+            c.fail(
+                "headers",
+                format!("the value of `{name}` must be at most 1024 characters without control characters"),
+            );
+        }
+    }
+    if let Some(rate) = w.rate_limit
+        && !(1..=10_000).contains(&rate)
+    {
+        c.fail("rateLimit", "must be 1 to 10000 deliveries per second (or null for no limit)");
+    }
+    c.finish()
+}
+
+fn timeout_ms(field_value: Option<f64>, default_ms: u32) -> ApiResult<i32> {
+    match field_value {
+        None => Ok(default_ms.min(30_000) as i32),
+        Some(secs) if secs.is_finite() && secs > 0.0 && secs <= MAX_TIMEOUT_SECS => {
+            Ok((secs * 1000.0).round().max(1.0) as i32)
+        }
+        Some(_) => Err(ApiError::invalid_field("timeout", "must be more than 0 and at most 30 seconds")),
+    }
+}
+
+pub async fn create(
+    store: &Store,
+    sender: &Sender,
+    default_timeout_ms: u32,
+    ctx: &EventContext,
+    project_id: &str,
+    input: NewWebhook,
+) -> ApiResult<Webhook> {
+    let now = store::now();
+    let w = Webhook {
+        id: store::new_id(),
+        project_id: project_id.to_owned(),
+        name: input.name,
+        url: input.url,
+        description: input.description,
+        events: Json(input.events),
+        secret: input.secret.unwrap_or_else(herald_webhooks::generate_secret),
+        previous_secret: None,
+        previous_secret_expires_at: None,
+        active: input.active.unwrap_or(true),
+        headers: Json(input.headers.unwrap_or_default()),
+        rate_limit: input.rate_limit,
+        timeout_ms: timeout_ms(input.timeout, default_timeout_ms)?,
+        disabled_reason: None,
+        disabled_at: None,
+        last_success_at: None,
+        failing_since: None,
+        created_at: now,
+        updated_at: now,
+    };
+    check_webhook(sender.guard(), &w).await?;
+    store.insert_webhook(ctx, &w).await?;
+    Ok(w)
+}
+
+/// Reads, changes, checks and writes an endpoint, retrying if it changed meanwhile.
+pub async fn modify(
+    store: &Store,
+    sender: &Sender,
+    ctx: &EventContext,
+    project_id: &str,
+    id: &str,
+    event_type: &'static str,
+    change: impl Fn(&mut Webhook) -> ApiResult<()>,
+) -> ApiResult<Webhook> {
+    loop {
+        let current = store.get_webhook(project_id, id).await?;
+        let mut w = current.clone();
+        change(&mut w)?;
+        if w.active && !current.active {
+            // Re-enabled by hand: forget why it was disabled and how long it had failed.
+            w.disabled_reason = None;
+            w.disabled_at = None;
+            w.failing_since = None;
+        }
+        check_webhook(sender.guard(), &w).await?;
+        w.updated_at = store::now().max(current.updated_at + TimeDelta::microseconds(1));
+        match store.update_webhook(ctx, &w, current.updated_at, &[event_type]).await {
+            Err(StoreError::Stale) => continue,
+            other => other?,
+        }
+        return Ok(w);
+    }
+}
+
+pub async fn update(
+    store: &Store,
+    sender: &Sender,
+    ctx: &EventContext,
+    project_id: &str,
+    id: &str,
+    patch: WebhookPatch,
+) -> ApiResult<Webhook> {
+    let timeout = match patch.timeout {
+        Some(t) => Some(timeout_ms(Some(t), 0)?),
+        None => None,
+    };
+    modify(store, sender, ctx, project_id, id, types::WEBHOOK_UPDATED, |w| {
+        if let Some(v) = &patch.url {
+            w.url = v.clone();
+        }
+        if let Some(v) = &patch.events {
+            w.events = Json(v.clone());
+        }
+        if let Some(v) = &patch.name {
+            w.name = v.clone();
+        }
+        if let Some(v) = patch.active {
+            w.active = v;
+        }
+        if let Some(v) = &patch.description {
+            w.description = v.clone();
+        }
+        if let Some(v) = &patch.headers {
+            w.headers = Json(v.clone());
+        }
+        if let Some(v) = patch.rate_limit {
+            w.rate_limit = v;
+        }
+        if let Some(v) = timeout {
+            w.timeout_ms = v;
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// Replaces the secret (with `new_secret` or a generated one); the old one keeps signing
+/// beside it for [`ROTATION_OVERLAP`].
+pub async fn rotate_secret(
+    store: &Store,
+    sender: &Sender,
+    ctx: &EventContext,
+    project_id: &str,
+    id: &str,
+    new_secret: Option<String>,
+) -> ApiResult<Webhook> {
+    let secret = new_secret.unwrap_or_else(herald_webhooks::generate_secret);
+    modify(store, sender, ctx, project_id, id, types::WEBHOOK_SECRET_ROTATED, |w| {
+        if w.secret == secret {
+            return Err(ApiError::invalid_field("secret", "the new secret must differ from the current one"));
+        }
+        w.previous_secret = Some(std::mem::replace(&mut w.secret, secret.clone()));
+        w.previous_secret_expires_at = Some(store::now() + ROTATION_OVERLAP);
+        Ok(())
+    })
+    .await
+}
+
+/// The result of `POST /webhooks/{id}/test`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TestResult {
+    /// A 2xx answer within the timeout.
+    pub success: bool,
+    pub status_code: Option<u16>,
+    pub latency_ms: u128,
+    /// The first 4 KiB of the answer.
+    pub response_body: Option<String>,
+    /// Whether the answer was `{"success": true}` (the seeds' connection-test convention).
+    pub receiver_success: bool,
+    pub error: Option<String>,
+    pub event_id: String,
+}
+
+/// Sends an event of type `test` to the endpoint now (not through the outbox).
+pub async fn send_test(sender: &Sender, hook: &Webhook) -> TestResult {
+    let now = store::now();
+    let event = EventRow {
+        seq: 0,
+        id: store::new_id(),
+        organization_id: None,
+        project_id: Some(hook.project_id.clone()),
+        event_type: types::TEST.into(),
+        resource_type: Some("webhook".into()),
+        resource_id: Some(hook.id.clone()),
+        data: Json(serde_json::json!({"message": "Test event from Herald", "webhookId": hook.id})),
+        request_id: None,
+        actor: None,
+        idempotency_key: None,
+        sandbox: false,
+        occurred_at: now,
+    };
+    let mut secrets = vec![hook.secret.as_str()];
+    if let (Some(old), Some(until)) = (&hook.previous_secret, hook.previous_secret_expires_at)
+        && until > now
+    {
+        secrets.push(old);
+    }
+    let outcome = sender
+        .send(Outgoing {
+            url: &hook.url,
+            body: envelope_body(&event).into(),
+            msg_id: &event.id,
+            secrets,
+            headers: &hook.headers.0,
+            timeout: std::time::Duration::from_millis(hook.timeout_ms.max(1) as u64),
+        })
+        .await;
+    let receiver_success = outcome
+        .body
+        .as_deref()
+        .and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok())
+        .is_some_and(|v| v["success"] == serde_json::Value::Bool(true));
+    TestResult {
+        success: outcome.succeeded(),
+        status_code: outcome.status,
+        latency_ms: outcome.latency.as_millis(),
+        response_body: outcome.body,
+        receiver_success,
+        error: outcome.error,
+        event_id: event.id,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Replay {
+    pub since: DateTime<Utc>,
+    pub until: Option<DateTime<Utc>>,
+    /// `failed`: only events whose delivery to this endpoint failed; `all` (default): every
+    /// matching event in the range, including those that arrived while it was disabled.
+    pub status: Option<String>,
+}
+
+/// Queues the replay; the new deliveries are due at `now`.
+pub async fn replay(store: &Store, hook: &Webhook, input: Replay, now: DateTime<Utc>) -> ApiResult<usize> {
+    let until = input.until.unwrap_or_else(store::now);
+    if until <= input.since {
+        return Err(ApiError::invalid_field("until", "must be after since"));
+    }
+    let only_failed = match input.status.as_deref() {
+        None | Some("all") => false,
+        Some("failed") => true,
+        Some(_) => return Err(ApiError::invalid_field("status", "must be `failed` or `all`")),
+    };
+    Ok(store.replay(hook, input.since, until, only_failed, now, matches).await?)
+}

@@ -1,0 +1,208 @@
+//! Custom event types and published (custom) events, with idempotency keys.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::types::Json;
+
+use super::{Page, PageRequest, Store, StoreError, StoreResult, events::EventRow, fetch_page, with_pool};
+use crate::events::NewEvent;
+
+#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventType {
+    #[serde(skip)]
+    pub project_id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub schema: Option<Json<Value>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What publishing one event did: stored it, or found the first event of its idempotency key.
+#[derive(Debug)]
+pub enum Published {
+    Created(String),
+    Existing(String),
+}
+
+const EVENT_COLUMNS: &str = "seq, id, organization_id, project_id, type, resource_type, resource_id, data, request_id, \
+                             actor, idempotency_key, sandbox, occurred_at";
+
+impl Store {
+    pub async fn insert_event_type(&self, t: &EventType) -> StoreResult<()> {
+        with_pool!(self, write, |pool| {
+            sqlx::query(
+                "INSERT INTO event_types (project_id, name, description, schema, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&t.project_id)
+            .bind(&t.name)
+            .bind(&t.description)
+            .bind(&t.schema)
+            .bind(t.created_at)
+            .bind(t.updated_at)
+            .execute(pool)
+            .await
+            .map_err(super::conflict_on_unique("an event type with this name already exists"))?;
+            Ok(())
+        })
+    }
+
+    pub async fn update_event_type(&self, t: &EventType) -> StoreResult<()> {
+        with_pool!(self, write, |pool| {
+            let done = sqlx::query(
+                "UPDATE event_types SET description = $1, schema = $2, updated_at = $3 WHERE project_id = $4 AND name = $5",
+            )
+            .bind(&t.description)
+            .bind(&t.schema)
+            .bind(t.updated_at)
+            .bind(&t.project_id)
+            .bind(&t.name)
+            .execute(pool)
+            .await?;
+            if done.rows_affected() == 0 { Err(StoreError::NotFound("event type")) } else { Ok(()) }
+        })
+    }
+
+    pub async fn get_event_type(&self, project_id: &str, name: &str) -> StoreResult<EventType> {
+        with_pool!(self, read, |pool| {
+            sqlx::query_as::<_, EventType>("SELECT * FROM event_types WHERE project_id = $1 AND name = $2")
+                .bind(project_id)
+                .bind(name)
+                .fetch_optional(pool)
+                .await?
+                .ok_or(StoreError::NotFound("event type"))
+        })
+    }
+
+    pub async fn list_event_types(&self, project_id: &str, page: PageRequest) -> StoreResult<Page<EventType>> {
+        fetch_page!(
+            self,
+            EventType,
+            "FROM event_types WHERE project_id = $1".to_string(),
+            "name",
+            vec![project_id.to_string()],
+            page
+        )
+    }
+
+    pub async fn delete_event_type(&self, project_id: &str, name: &str) -> StoreResult<EventType> {
+        with_pool!(self, write, |pool| {
+            sqlx::query_as::<_, EventType>("DELETE FROM event_types WHERE project_id = $1 AND name = $2 RETURNING *")
+                .bind(project_id)
+                .bind(name)
+                .fetch_optional(pool)
+                .await?
+                .ok_or(StoreError::NotFound("event type"))
+        })
+    }
+
+    /// Publishes events in one transaction. An event whose idempotency key was used in the
+    /// project since `keys_since` is not stored again: its first event's id is returned.
+    pub async fn publish_events(
+        &self,
+        project_id: &str,
+        events: &[NewEvent],
+        keys_since: DateTime<Utc>,
+    ) -> StoreResult<Vec<Published>> {
+        let now = super::now();
+        with_pool!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let mut out = Vec::with_capacity(events.len());
+            for e in events {
+                if let Some(key) = &e.idempotency_key {
+                    let existing: Option<(String, DateTime<Utc>)> = sqlx::query_as(
+                        "SELECT event_id, created_at FROM idempotency_keys WHERE project_id = $1 AND key = $2",
+                    )
+                    .bind(project_id)
+                    .bind(key)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    match existing {
+                        Some((event_id, at)) if at >= keys_since => {
+                            out.push(Published::Existing(event_id));
+                            continue;
+                        }
+                        Some(_) => {
+                            sqlx::query("DELETE FROM idempotency_keys WHERE project_id = $1 AND key = $2")
+                                .bind(project_id)
+                                .bind(key)
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                        None => {}
+                    }
+                    sqlx::query(
+                        "INSERT INTO idempotency_keys (project_id, key, event_id, created_at) VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(project_id)
+                    .bind(key)
+                    .bind(&e.id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|err| match &err {
+                        // A concurrent publish with the same key won; the caller retries and finds it.
+                        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Stale,
+                        _ => StoreError::from(err),
+                    })?;
+                }
+                super::events::insert_event!(&mut *tx, e)?;
+                out.push(Published::Created(e.id.clone()));
+            }
+            tx.commit().await?;
+            self.notify_events();
+            Ok(out)
+        })
+    }
+
+    pub async fn get_event(&self, project_id: &str, id: &str) -> StoreResult<EventRow> {
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE project_id = $1 AND id = $2");
+        with_pool!(self, read, |pool| {
+            sqlx::query_as::<_, EventRow>(sqlx::AssertSqlSafe(sql))
+                .bind(project_id)
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+                .ok_or(StoreError::NotFound("event"))
+        })
+    }
+
+    /// Events of a project, newest first, with `seq < before` when a cursor is given.
+    pub async fn list_events(
+        &self,
+        project_id: &str,
+        event_type: Option<&str>,
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<EventRow>> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE project_id = $1 AND ($2 IS NULL OR type = $2) \
+             AND ($3 IS NULL OR occurred_at >= $3) AND ($4 IS NULL OR occurred_at < $4) AND ($5 IS NULL OR seq < $5) \
+             ORDER BY seq DESC LIMIT $6"
+        );
+        with_pool!(self, read, |pool| {
+            Ok(sqlx::query_as::<_, EventRow>(sqlx::AssertSqlSafe(sql))
+                .bind(project_id)
+                .bind(event_type)
+                .bind(since)
+                .bind(until)
+                .bind(before)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?)
+        })
+    }
+
+    /// Events of every project with `seq > after`, oldest first (for `herald events tail`).
+    pub async fn events_after(&self, after: i64, limit: i64) -> StoreResult<Vec<EventRow>> {
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > $1 ORDER BY seq LIMIT $2");
+        with_pool!(self, read, |pool| {
+            Ok(sqlx::query_as::<_, EventRow>(sqlx::AssertSqlSafe(sql)).bind(after).bind(limit).fetch_all(pool).await?)
+        })
+    }
+}
