@@ -199,7 +199,13 @@ impl Config {
             }
             None => figment = figment.merge(Toml::file("herald.toml")),
         }
-        figment = figment.merge(Env::prefixed("HERALD_").ignore(&["CONFIG"]).split("__"));
+        // HERALD_* variables that are not settings: the config file's path, the log filter
+        // shorthand, the CLI's password input, and the test and benchmark scripts' own.
+        let env = Env::prefixed("HERALD_")
+            .ignore(&["CONFIG", "LOG", "ADMIN_PASSWORD", "BENCH_KEY"])
+            .filter(|key| !key.as_str().starts_with("test_"))
+            .split("__");
+        figment = figment.merge(env);
         Ok(figment.extract()?)
     }
 

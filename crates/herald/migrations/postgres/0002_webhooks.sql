@@ -44,7 +44,7 @@ CREATE TABLE webhooks (
     disabled_reason            TEXT,
     disabled_at                TIMESTAMPTZ,
     last_success_at            TIMESTAMPTZ,
-    failing_since              TEXT,
+    failing_since              TIMESTAMPTZ,
     created_at                 TIMESTAMPTZ NOT NULL,
     updated_at                 TIMESTAMPTZ NOT NULL
 );

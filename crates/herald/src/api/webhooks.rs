@@ -135,11 +135,11 @@ pub async fn rotate(
     let secret = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
-        serde_json::from_slice::<Rotate>(&body)
+        serde_json::from_slice::<Option<Rotate>>(&body)
             .map_err(|e| {
                 ApiError::new(axum::http::StatusCode::UNPROCESSABLE_ENTITY, "validation_error", e.to_string())
             })?
-            .secret
+            .and_then(|r| r.secret)
     };
     let w = webhooks::rotate_secret(&s.store, &s.sender, &scope.events(), &scope.project_id, &id, secret).await?;
     Ok(Json(secret_view(&w)))
@@ -227,8 +227,10 @@ pub struct DeliveryDetails {
 
 pub async fn delivery(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<DeliveryDetails>> {
     scope.require("webhooks:read")?;
+    // Attempts first: a delivery row is updated in the same transaction that adds an
+    // attempt, so read after them it is never older than the attempts shown.
+    let attempts = s.store.attempts_of(&id).await?;
     let delivery = s.store.get_delivery(&scope.project_id, &id).await?;
-    let attempts = s.store.attempts_of(&delivery.id).await?;
     Ok(Json(DeliveryDetails { delivery, attempts }))
 }
 

@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 
-use herald::{app::Server, config::Config, store::Store};
+use herald::{app::Server, config::Config, store::Store, webhooks::Clock};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
 use sqlx::Connection;
@@ -29,6 +29,8 @@ pub struct TestApp {
     pub project_id: String,
     pub store: Store,
     pub config: Config,
+    /// The dispatcher's clock: starts at the real time and moves only when a test says.
+    pub clock: Clock,
     shutdown: Option<oneshot::Sender<()>>,
     _dir: tempfile::TempDir,
 }
@@ -58,6 +60,8 @@ pub async fn test_config(backend: Backend, dir: &std::path::Path) -> Option<Conf
     let mut config =
         Config { listen: "127.0.0.1:0".parse().expect("addr"), data_dir: PathBuf::from(dir), ..Config::default() };
     config.database.max_connections = 8;
+    // Retries at exactly the schedule, so tests can move the clock to them.
+    config.webhooks.retry_jitter = 0.0;
     if backend == Backend::Postgres {
         config.database_url = fresh_pg_database().await?;
     }
@@ -71,10 +75,13 @@ impl TestApp {
     }
 
     pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Option<TestApp> {
+        // Server warnings and errors show up in a failing test's output.
+        let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("herald=warn").try_init();
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = test_config(backend, dir.path()).await?;
         tweak(&mut config);
-        let server = Server::build(config.clone()).await.expect("server starts");
+        let clock = Clock::manual(chrono::Utc::now());
+        let server = Server::build_with(config.clone(), clock.clone()).await.expect("server starts");
         let addr = server.local_addr().expect("bound");
         let boot = server.bootstrapped.as_ref().expect("a fresh database bootstraps");
         let (key, org_id, project_id) = (boot.key_value.clone(), boot.organization.id.clone(), boot.project.id.clone());
@@ -91,6 +98,7 @@ impl TestApp {
             project_id,
             store,
             config,
+            clock,
             shutdown: Some(tx),
             _dir: dir,
         })
@@ -186,6 +194,14 @@ impl TestApp {
             .into_iter()
             .map(|e| e.event_type)
             .collect()
+    }
+}
+
+impl TestApp {
+    /// Moves the dispatcher's clock forward and wakes it.
+    pub fn advance(&self, by: chrono::TimeDelta) {
+        self.clock.advance(by);
+        self.store.events_written().notify_one();
     }
 }
 

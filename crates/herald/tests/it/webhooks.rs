@@ -1,0 +1,537 @@
+//! Webhooks end to end: real receivers on loopback, a dispatcher on a hand-moved clock.
+
+use base64::{Engine, engine::general_purpose::STANDARD};
+use chrono::TimeDelta;
+use hmac::{Hmac, Mac};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+use crate::{
+    common::{Backend, TestApp, assert_error},
+    receiver::{Receiver, Reply},
+};
+
+crate::both_backends!(
+    seed_registration_delivers_signed_events,
+    retries_follow_the_schedule_then_fail_with_an_event,
+    gone_disables_the_endpoint,
+    retry_after_is_honoured,
+    slow_receivers_time_out_and_are_retried,
+    rotation_signs_with_both_secrets_for_a_day,
+    replay_requeues_missed_events,
+    custom_events_idempotency_and_schemas,
+    test_route_reports_the_attempt,
+    deliveries_are_listed_and_retried_by_hand,
+    invalid_endpoints_are_rejected,
+    endpoints_failing_for_five_days_are_disabled,
+    rate_limit_caps_deliveries_per_second,
+);
+
+/// Standard Webhooks verification written out here, independent of herald-webhooks.
+fn standard_valid(secret_key: &[u8], msg_id: &str, ts: &str, body: &[u8], header: &str) -> bool {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret_key).expect("key");
+    mac.update(format!("{msg_id}.{ts}.").as_bytes());
+    mac.update(body);
+    let expected = format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()));
+    header.split(' ').any(|s| s == expected)
+}
+
+fn simple_valid(secret: &str, body: &[u8], header: &str) -> bool {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("key");
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes()) == header
+}
+
+async fn hook(app: &TestApp, body: Value) -> Value {
+    let (status, w) = app.post("/api/v1/webhooks", body).await;
+    assert_eq!(status, StatusCode::CREATED, "{w}");
+    w
+}
+
+/// The newest delivery to the endpoint, with its attempts (`None` before fan-out made one).
+async fn try_delivery_of(app: &TestApp, webhook_id: &str) -> Option<Value> {
+    let (status, page) = app.get(&format!("/api/v1/webhooks/{webhook_id}/deliveries")).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let id = page["items"][0]["id"].as_str()?.to_string();
+    let (status, d) = app.get(&format!("/api/v1/deliveries/{id}")).await;
+    assert_eq!(status, StatusCode::OK, "{d}");
+    Some(d)
+}
+
+async fn delivery_of(app: &TestApp, webhook_id: &str) -> Value {
+    try_delivery_of(app, webhook_id).await.expect("a delivery")
+}
+
+/// Waits until the delivery's attempts reach `n` (the dispatcher works in the background).
+async fn wait_attempts(app: &TestApp, webhook_id: &str, n: usize) -> Value {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let d = try_delivery_of(app, webhook_id).await;
+        if let Some(d) = &d
+            && d["attempts"].as_array().is_some_and(|a| a.len() >= n)
+        {
+            return d.clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "waited for {n} attempts: {d:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
+
+async fn seed_registration_delivers_signed_events(app: TestApp) {
+    let rx = Receiver::start().await;
+    // The seed's own form.
+    let w = hook(
+        &app,
+        json!({"url": format!("{}/webhook/users", rx.url), "events": ["user.created", "user.updated", "user.deleted"],
+               "secret": "your-webhook-secret", "active": true}),
+    )
+    .await;
+    assert_eq!(w["secret"], "your-webhook-secret");
+    let (_, user) = app.post("/api/v1/users", json!({"username": "signed"})).await;
+    app.post("/api/v1/game-worlds", json!({"worldId": "w", "name": "not subscribed"})).await;
+    let got = rx.wait_for(1).await;
+    let req = &got[0];
+    assert_eq!(req.path, "/webhook/users");
+    let body = req.json();
+    assert_eq!(body["type"], "user.created");
+    assert_eq!(body["event"], "user.created");
+    assert_eq!(body["data"]["username"], "signed");
+    assert_eq!(body["resource"], json!({"type": "user", "id": user["id"]}));
+    assert_eq!(body["projectId"], app.project_id.as_str());
+    assert_eq!(req.header("webhook-id"), body["id"].as_str().expect("id"));
+    assert!(standard_valid(
+        b"your-webhook-secret",
+        req.header("webhook-id"),
+        req.header("webhook-timestamp"),
+        &req.body,
+        req.header("webhook-signature")
+    ));
+    assert!(simple_valid("your-webhook-secret", &req.body, req.header("x-webhook-signature")));
+    assert!(chrono::DateTime::parse_from_rfc3339(req.header("x-webhook-timestamp")).is_ok());
+    // Compact JSON: what JSON.stringify(JSON.parse(body)) gives back.
+    assert_eq!(serde_json::to_vec(&body).expect("json").len(), req.body.len());
+    // Only subscribed types arrive.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(rx.received().len(), 1, "world.created is not subscribed");
+    let d = delivery_of(&app, w["id"].as_str().expect("id")).await;
+    assert_eq!(d["status"], "succeeded");
+    assert_eq!(d["attempts"][0]["statusCode"], 200);
+}
+
+async fn retries_follow_the_schedule_then_fail_with_an_event(app: TestApp) {
+    let rx = Receiver::start().await;
+    rx.script((0..6).map(|_| Reply::status(500)));
+    let w = hook(&app, json!({"url": rx.url, "events": ["user.*"]})).await;
+    let wid = w["id"].as_str().expect("id");
+    app.post("/api/v1/users", json!({"username": "unlucky"})).await;
+    let schedule = [60, 300, 1800, 7200, 86400];
+    for (i, secs) in schedule.iter().enumerate() {
+        let d = wait_attempts(&app, wid, i + 1).await;
+        assert_eq!(d["status"], "pending", "{d}");
+        let last = &d["attempts"][i];
+        assert_eq!(last["statusCode"], 500);
+        let at = chrono::DateTime::parse_from_rfc3339(last["attemptedAt"].as_str().expect("t")).expect("t");
+        let next = chrono::DateTime::parse_from_rfc3339(last["nextAttemptAt"].as_str().expect("next")).expect("t");
+        assert_eq!((next - at).num_seconds(), *secs, "retry {} after {secs}s", i + 1);
+        // Not before it is due.
+        app.advance(TimeDelta::seconds(*secs - 1));
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        assert_eq!(rx.received().len(), i + 1, "no attempt before the schedule says");
+        app.advance(TimeDelta::seconds(1));
+    }
+    let d = wait_attempts(&app, wid, 6).await;
+    assert_eq!(d["status"], "failed");
+    assert!(d["nextAttemptAt"].is_null());
+    let exhausted = app.event_types("webhook", wid).await;
+    assert!(exhausted.contains(&"webhook.delivery_exhausted".to_string()), "{exhausted:?}");
+    // The endpoint is told nothing of its own failure.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(rx.received().len(), 6);
+}
+
+async fn gone_disables_the_endpoint(app: TestApp) {
+    let rx = Receiver::start().await;
+    rx.script([Reply::status(410)]);
+    let w = hook(&app, json!({"url": rx.url, "events": ["*"]})).await;
+    let wid = w["id"].as_str().expect("id");
+    app.post("/api/v1/users", json!({"username": "gone"})).await;
+    let d = wait_attempts(&app, wid, 1).await;
+    assert_eq!(d["status"], "failed", "410 is not retried: {d}");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    let w = loop {
+        let (_, w) = app.get(&format!("/api/v1/webhooks/{wid}")).await;
+        if w["active"] == false || tokio::time::Instant::now() > deadline {
+            break w;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    };
+    assert_eq!(w["active"], false, "{w}");
+    assert!(w["disabledReason"].as_str().is_some_and(|r| r.contains("410")));
+    assert!(app.event_types("webhook", wid).await.contains(&"webhook.endpoint_disabled".to_string()));
+    // Disabled: new events make no deliveries to it.
+    app.post("/api/v1/users", json!({"username": "after"})).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(rx.received().len(), 1);
+}
+
+async fn retry_after_is_honoured(app: TestApp) {
+    let rx = Receiver::start().await;
+    rx.script([Reply { headers: vec![("retry-after".into(), "7".into())], ..Reply::status(429) }]);
+    let w = hook(&app, json!({"url": rx.url, "events": ["*"]})).await;
+    let wid = w["id"].as_str().expect("id");
+    app.post("/api/v1/users", json!({"username": "throttled"})).await;
+    let d = wait_attempts(&app, wid, 1).await;
+    let a = &d["attempts"][0];
+    let at = chrono::DateTime::parse_from_rfc3339(a["attemptedAt"].as_str().expect("t")).expect("t");
+    let next = chrono::DateTime::parse_from_rfc3339(a["nextAttemptAt"].as_str().expect("t")).expect("t");
+    assert_eq!((next - at).num_seconds(), 7);
+    app.advance(TimeDelta::seconds(7));
+    let d = wait_attempts(&app, wid, 2).await;
+    assert_eq!(d["status"], "succeeded");
+}
+
+async fn slow_receivers_time_out_and_are_retried(app: TestApp) {
+    let rx = Receiver::start().await;
+    rx.script([Reply { delay: std::time::Duration::from_secs(5), ..Reply::status(200) }]);
+    let w = hook(&app, json!({"url": rx.url, "events": ["*"], "timeout": 1})).await;
+    assert_eq!(w["timeout"], 1.0);
+    let wid = w["id"].as_str().expect("id");
+    app.post("/api/v1/users", json!({"username": "slow"})).await;
+    let d = wait_attempts(&app, wid, 1).await;
+    assert_eq!(d["status"], "pending");
+    assert!(d["attempts"][0]["error"].as_str().is_some_and(|e| e.contains("timed out")), "{d}");
+    assert!(d["attempts"][0]["statusCode"].is_null());
+    app.advance(TimeDelta::seconds(60));
+    let d = wait_attempts(&app, wid, 2).await;
+    assert_eq!(d["status"], "succeeded", "{d}");
+}
+
+async fn rotation_signs_with_both_secrets_for_a_day(app: TestApp) {
+    let rx = Receiver::start().await;
+    let w = hook(&app, json!({"url": rx.url, "events": ["user.*"]})).await;
+    let wid = w["id"].as_str().expect("id");
+    let old = w["secret"].as_str().expect("generated secret").to_string();
+    assert!(old.starts_with("whsec_"));
+    assert_eq!(STANDARD.decode(&old["whsec_".len()..]).expect("base64").len(), 32);
+    let (status, rotated) = app.post(&format!("/api/v1/webhooks/{wid}/secret/rotate"), json!(null)).await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    let new = rotated["secret"].as_str().expect("secret").to_string();
+    assert_ne!(new, old);
+    assert_eq!(rotated["previousSecret"], old.as_str());
+    app.post("/api/v1/users", json!({"username": "rot1"})).await;
+    let req = rx.wait_for(1).await.remove(0);
+    let key = |s: &str| STANDARD.decode(&s["whsec_".len()..]).expect("key");
+    let sig = req.header("webhook-signature");
+    assert_eq!(sig.split(' ').count(), 2, "{sig}");
+    for secret in [&old, &new] {
+        assert!(standard_valid(
+            &key(secret),
+            req.header("webhook-id"),
+            req.header("webhook-timestamp"),
+            &req.body,
+            sig
+        ));
+    }
+    assert!(simple_valid(&new, &req.body, req.header("x-webhook-signature")), "the simple scheme uses the new secret");
+    app.clock.advance(TimeDelta::hours(25));
+    app.post("/api/v1/users", json!({"username": "rot2"})).await;
+    let req = rx.wait_for(2).await.remove(1);
+    let sig = req.header("webhook-signature");
+    assert_eq!(sig.split(' ').count(), 1, "the old secret stopped signing after 24 h: {sig}");
+    assert!(standard_valid(&key(&new), req.header("webhook-id"), req.header("webhook-timestamp"), &req.body, sig));
+}
+
+async fn replay_requeues_missed_events(app: TestApp) {
+    let rx = Receiver::start().await;
+    let w = hook(&app, json!({"url": rx.url, "events": ["user.created"], "active": false})).await;
+    let wid = w["id"].as_str().expect("id");
+    let since = chrono::Utc::now() - TimeDelta::seconds(1);
+    for i in 0..3 {
+        app.post("/api/v1/users", json!({"username": format!("missed{i}")})).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(rx.received().is_empty(), "nothing goes to a disabled endpoint");
+    let (status, _) = app.post(&format!("/api/v1/webhooks/{wid}/enable"), json!(null)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = app.post(&format!("/api/v1/webhooks/{wid}/replay"), json!({"since": since})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["queued"], 3);
+    let got = rx.wait_for(3).await;
+    let mut names: Vec<String> =
+        got.iter().map(|r| r.json()["data"]["username"].as_str().unwrap_or("").to_string()).collect();
+    names.sort();
+    assert_eq!(names, ["missed0", "missed1", "missed2"]);
+    // Replaying only failed deliveries finds none now.
+    let (_, body) =
+        app.post(&format!("/api/v1/webhooks/{wid}/replay"), json!({"since": since, "status": "failed"})).await;
+    assert_eq!(body["queued"], 0);
+    let (status, body) =
+        app.post(&format!("/api/v1/webhooks/{wid}/replay"), json!({"since": since, "status": "x"})).await;
+    assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation_error");
+}
+
+async fn custom_events_idempotency_and_schemas(app: TestApp) {
+    let rx = Receiver::start().await;
+    hook(&app, json!({"url": rx.url, "events": ["order.*"]})).await;
+    let (status, body) = app.post("/api/v1/events", json!({"type": "order.completed", "data": {}})).await;
+    assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation_error");
+    let schema = json!({"type": "object", "required": ["orderId", "amount"],
+                        "properties": {"orderId": {"type": "string"}, "amount": {"type": "number", "minimum": 0}}});
+    let (status, t) = app
+        .post("/api/v1/event-types", json!({"name": "order.completed", "description": "paid", "schema": schema}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{t}");
+    let (status, body) = app.post("/api/v1/event-types", json!({"name": "user.created"})).await;
+    assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation_error");
+    let (status, body) = app.post("/api/v1/event-types", json!({"name": "bad name!"})).await;
+    assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation_error");
+
+    let (status, body) =
+        app.post("/api/v1/events", json!({"type": "order.completed", "data": {"orderId": "o1", "amount": -5}})).await;
+    let msg = assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation_error");
+    assert!(body["error"]["details"][0]["field"] == "data.amount", "names the field: {body} {msg}");
+
+    let event =
+        json!({"type": "order.completed", "data": {"orderId": "o1", "amount": 10}, "idempotencyKey": "order-o1"});
+    let (status, first) = app.post("/api/v1/events", event.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let before = app.store.count_events().await.expect("count");
+    let (status, again) = app.post("/api/v1/events", event).await;
+    assert_eq!(status, StatusCode::OK, "a repeat answers 200 with the first event");
+    assert_eq!(again["id"], first["id"]);
+    // The header form.
+    let send = |key: &'static str| {
+        app.req(reqwest::Method::POST, "/api/v1/events")
+            .header("Idempotency-Key", key)
+            .json(&json!({"type": "order.completed", "data": {"orderId": "o2", "amount": 1}}))
+    };
+    let (s1, e1) = crate::common::send(send("hdr-key")).await;
+    let (s2, e2) = crate::common::send(send("hdr-key")).await;
+    assert_eq!((s1, s2), (StatusCode::CREATED, StatusCode::OK));
+    assert_eq!(e1["id"], e2["id"]);
+    assert_eq!(app.store.count_events().await.expect("count"), before + 1);
+
+    // A batch is one transaction: one bad event stores none.
+    let ok = json!({"type": "order.completed", "data": {"orderId": "b", "amount": 1}});
+    let bad = json!({"type": "order.completed", "data": {"orderId": 5, "amount": 1}});
+    let (status, body) = app.post("/api/v1/events/batch", json!({"events": [ok, bad]})).await;
+    assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation_error");
+    assert!(body["error"]["details"][0]["field"].as_str().is_some_and(|f| f.starts_with("events[1].")), "{body}");
+    assert_eq!(app.store.count_events().await.expect("count"), before + 1);
+    let many: Vec<Value> = (0..50)
+        .map(|i| json!({"type": "order.completed", "data": {"orderId": format!("m{i}"), "amount": i}}))
+        .collect();
+    let (status, body) = app.post("/api/v1/events/batch", json!({"events": many})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["items"].as_array().expect("items").len(), 50);
+    let too_many: Vec<Value> = (0..1001).map(|_| json!({"type": "order.completed", "data": {}})).collect();
+    let (status, body) = app.post("/api/v1/events/batch", json!({"events": too_many})).await;
+    assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation_error");
+
+    // Published events are delivered, and listed newest first with a cursor.
+    rx.wait_for(52).await;
+    let (status, page) = app.get("/api/v1/events?type=order.completed&limit=20").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["items"].as_array().expect("items").len(), 20);
+    let cursor = page["nextCursor"].as_str().expect("cursor");
+    let (_, page2) = app.get(&format!("/api/v1/events?type=order.completed&limit=20&cursor={cursor}")).await;
+    let s1 = page["items"][19]["sequence"].as_i64().expect("seq");
+    let s2 = page2["items"][0]["sequence"].as_i64().expect("seq");
+    assert!(s2 < s1, "the next page continues with older events");
+    let id = first["id"].as_str().expect("id");
+    let (status, detail) = app.get(&format!("/api/v1/events/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(detail["deliveries"].as_array().expect("deliveries").len(), 1);
+}
+
+async fn test_route_reports_the_attempt(app: TestApp) {
+    let rx = Receiver::start().await;
+    let w = hook(&app, json!({"url": rx.url, "events": ["*"]})).await;
+    let (status, r) = app.post(&format!("/api/v1/webhooks/{}/test", w["id"].as_str().expect("id")), json!(null)).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(
+        (r["success"].clone(), r["statusCode"].clone(), r["receiverSuccess"].clone()),
+        (json!(true), json!(200), json!(true))
+    );
+    let got = rx.wait_for(1).await;
+    assert_eq!(got[0].json()["type"], "test");
+    rx.script([Reply::status(500)]);
+    let (_, r) = app.post(&format!("/api/v1/webhooks/{}/test", w["id"].as_str().expect("id")), json!(null)).await;
+    assert_eq!((r["success"].clone(), r["statusCode"].clone()), (json!(false), json!(500)));
+}
+
+async fn deliveries_are_listed_and_retried_by_hand(app: TestApp) {
+    let rx = Receiver::start().await;
+    rx.script((0..6).map(|_| Reply::status(500)));
+    let w = hook(&app, json!({"url": rx.url, "events": ["user.created"]})).await;
+    let wid = w["id"].as_str().expect("id");
+    app.post("/api/v1/users", json!({"username": "manual"})).await;
+    let d = wait_attempts(&app, wid, 1).await;
+    assert_eq!(d["attempts"][0]["responseBody"], r#"{"success": true}"#);
+    let (status, page) = app.get(&format!("/api/v1/webhooks/{wid}/deliveries?status=pending")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["items"].as_array().expect("items").len(), 1);
+    let (status, body) = app.get(&format!("/api/v1/webhooks/{wid}/deliveries?status=nope")).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_query");
+    let did = d["id"].as_str().expect("id");
+    let (status, _) = app.post(&format!("/api/v1/deliveries/{did}/retry"), json!(null)).await;
+    assert_eq!(status, StatusCode::OK);
+    rx.wait_for(2).await;
+    let (status, body) = app.get("/api/v1/deliveries/does-not-exist").await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+}
+
+async fn invalid_endpoints_are_rejected(app: TestApp) {
+    let cases = [
+        json!({"url": "ftp://example.com", "events": ["*"]}),
+        json!({"url": "not a url", "events": ["*"]}),
+        json!({"url": "http://example.com", "events": []}),
+        json!({"url": "http://example.com", "events": ["user*"]}),
+        json!({"url": "http://example.com", "events": ["*"], "timeout": 31}),
+        json!({"url": "http://example.com", "events": ["*"], "secret": "short"}),
+        json!({"url": "http://example.com", "events": ["*"], "headers": {"webhook-signature": "x"}}),
+        json!({"url": "http://example.com", "events": ["*"], "rate_limit": 0}),
+        json!({"url": "http://u:p@example.com", "events": ["*"]}),
+    ];
+    for body in cases {
+        let (status, resp) = app.post("/api/v1/webhooks", body.clone()).await;
+        assert_error(status, &resp, StatusCode::UNPROCESSABLE_ENTITY, "validation_error");
+    }
+    let (_, list) = app.get("/api/v1/webhooks").await;
+    assert_eq!(list["total"], 0);
+}
+
+/// The production profile: https only, no internal targets unless allow-listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn production_profile_refuses_internal_targets() {
+    use herald::config::WebhookProfile;
+    let app =
+        TestApp::spawn_with(Backend::Sqlite, |c| c.webhooks.profile = WebhookProfile::Production).await.expect("app");
+    for url in [
+        "http://example.com/hook",
+        "https://127.0.0.1/hook",
+        "https://localhost/hook",
+        "https://10.0.0.8/hook",
+        "https://169.254.169.254/latest/meta-data",
+        "https://[::1]/hook",
+        "https://[fd00:ec2::254]/",
+    ] {
+        let (status, body) = app.post("/api/v1/webhooks", json!({"url": url, "events": ["*"]})).await;
+        assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation_error");
+    }
+    let allowed = TestApp::spawn_with(Backend::Sqlite, |c| {
+        c.webhooks.profile = WebhookProfile::Production;
+        c.webhooks.allow_networks = vec!["127.0.0.0/8".into()];
+    })
+    .await
+    .expect("app");
+    let (status, body) =
+        allowed.post("/api/v1/webhooks", json!({"url": "https://127.0.0.1:9/hook", "events": ["*"]})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+/// A node that claimed deliveries and died: once its lease runs out, another node delivers
+/// every one of them.
+async fn crashed_node_work_is_taken_over(backend: Backend) {
+    let Some(quiet) = TestApp::spawn_with(backend, |c| c.webhooks.dispatcher = false).await else { return };
+    let rx = Receiver::start().await;
+    hook(&quiet, json!({"url": rx.url, "events": ["user.created"]})).await;
+    for i in 0..30 {
+        quiet.post("/api/v1/users", json!({"username": format!("orphan{i}")})).await;
+    }
+    let now = quiet.clock.now();
+    let fanned = quiet.store.fan_out(500, now, herald::webhooks::matches).await.expect("fan out");
+    assert!(fanned >= 30);
+    let claimed =
+        quiet.store.claim_deliveries("dead-node", now, now + TimeDelta::seconds(60), 500).await.expect("claim");
+    assert_eq!(claimed.len(), 30, "the dead node held every delivery");
+
+    // A second node on the same database, its clock past the dead node's lease.
+    let mut config = quiet.config.clone();
+    config.webhooks.dispatcher = true;
+    let clock = herald::webhooks::Clock::manual(now + TimeDelta::seconds(30));
+    let server = herald::app::Server::build_with(config, clock.clone()).await.expect("second node");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let store = server.state.store.clone();
+    tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(rx.received().is_empty(), "leased deliveries wait for the lease to end");
+    clock.advance(TimeDelta::seconds(31));
+    store.events_written().notify_one();
+    let got = rx.wait_for(30).await;
+    let mut ids: Vec<String> = got.iter().map(|r| r.header("webhook-id").to_string()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 30, "every event arrived");
+    let _ = stop.send(());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashed_node_work_is_taken_over_sqlite() {
+    crashed_node_work_is_taken_over(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashed_node_work_is_taken_over_postgres() {
+    crashed_node_work_is_taken_over(Backend::Postgres).await;
+}
+
+async fn endpoints_failing_for_five_days_are_disabled(app: TestApp) {
+    let rx = Receiver::start().await;
+    rx.script((0..20).map(|_| Reply::status(500)));
+    let w = hook(&app, json!({"url": rx.url, "events": ["user.created"]})).await;
+    let wid = w["id"].as_str().expect("id");
+    app.post("/api/v1/users", json!({"username": "first-failure"})).await;
+    wait_attempts(&app, wid, 1).await;
+    let (_, w) = app.get(&format!("/api/v1/webhooks/{wid}")).await;
+    assert!(w["failingSince"].is_string(), "{w}");
+    assert_eq!(w["active"], true, "one failure does not disable");
+    // Five days later, still failing: the next failure disables the endpoint.
+    app.advance(TimeDelta::days(5) + TimeDelta::seconds(1));
+    app.post("/api/v1/users", json!({"username": "still-failing"})).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, w) = app.get(&format!("/api/v1/webhooks/{wid}")).await;
+        if w["active"] == false {
+            assert!(w["disabledReason"].as_str().is_some_and(|r| r.contains("no successful delivery")), "{w}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "endpoint was not disabled: {w}");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(app.event_types("webhook", wid).await.contains(&"webhook.endpoint_disabled".to_string()));
+    // Enabling by hand starts afresh.
+    let (_, w) = app.post(&format!("/api/v1/webhooks/{wid}/enable"), json!(null)).await;
+    assert_eq!(
+        (w["active"].clone(), w["disabledReason"].clone(), w["failingSince"].clone()),
+        (json!(true), Value::Null, Value::Null)
+    );
+}
+
+async fn rate_limit_caps_deliveries_per_second(app: TestApp) {
+    let rx = Receiver::start().await;
+    let w = hook(&app, json!({"url": rx.url, "events": ["user.created"], "rateLimit": 2})).await;
+    assert_eq!(w["rateLimit"], 2);
+    for i in 0..6 {
+        app.post("/api/v1/users", json!({"username": format!("rl{i}")})).await;
+    }
+    rx.wait_for(1).await;
+    let start = std::time::Instant::now();
+    // However fast the machine, no more than the bucket (2) plus what refills in a second (2)
+    // may arrive within the first second. A slow machine only lowers the count.
+    tokio::time::sleep(std::time::Duration::from_millis(900)).await;
+    let within = rx.received().len();
+    assert!(start.elapsed() < std::time::Duration::from_millis(1000) || within <= 4);
+    assert!(within <= 4, "{within} deliveries within a second at rateLimit 2");
+    // And all of them arrive in the end: held-back deliveries are due again shortly (on the
+    // dispatcher's clock, which this test moves along with real time).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while rx.received().len() < 6 {
+        assert!(std::time::Instant::now() < deadline, "only {} of 6 arrived", rx.received().len());
+        app.advance(TimeDelta::milliseconds(100));
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
