@@ -2,6 +2,7 @@
 //! fresh database, once on SQLite and once on PostgreSQL (see `common::both_backends!`).
 
 mod common;
+mod receiver;
 
 mod auth_matrix;
 mod cli;
@@ -10,4 +11,5 @@ mod outbox;
 mod tenancy;
 mod users;
 mod versions;
+mod webhooks;
 mod worlds;
