@@ -1,1 +1,1013 @@
-//! (being written)
+//! The authentication and authorization matrix: every authenticated route of `/api/v1`,
+//! against every way a credential can be missing, forged, revoked, too weak, or from
+//! somewhere else.
+//!
+//! The routes are data ([`routes`]): method, path, what the route needs, and what a caller
+//! from another project or organization gets when it aims the route at the default project.
+//! `route_table_matches_the_router` fails when `src/api/mod.rs` has a route this table lacks
+//! (or the other way round), so a new route has to be added here, and every test below then
+//! checks it.
+
+use std::collections::{BTreeSet, HashMap};
+
+use herald::auth::jwt::{Claims, JwtKeys};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::common::{TestApp, assert_error, send};
+
+crate::both_backends!(
+    route_table_matches_the_router,
+    missing_and_bad_credentials_are_401,
+    revoked_key_is_rejected_at_once,
+    wrong_scope_is_403_and_the_right_scope_passes,
+    outsiders_cannot_reach_the_default_project,
+    org_credentials_must_name_a_reachable_project,
+);
+
+/// What a route needs of its caller.
+#[derive(Clone, Copy, Debug)]
+enum Needs {
+    /// Any valid credential.
+    Credential,
+    /// The scope `admin`, from a credential that reaches far enough.
+    Admin(Reach),
+    /// This scope, inside one project: the key's own, or the one `X-Project-Id` names.
+    Project(&'static str),
+}
+
+/// How far an admin credential must reach.
+#[derive(Clone, Copy, Debug)]
+enum Reach {
+    /// A project key will do.
+    Project,
+    /// An organization-level credential; a project admin key gets this status.
+    Organization(StatusCode),
+    /// An instance key; an organization admin key gets this status.
+    Instance(StatusCode),
+}
+
+/// What an outsider (a key of another project, or an organization key of another
+/// organization) gets when it aims the route at the default project's resources.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outsider {
+    /// The route acts on the caller's own things only: there is nothing to aim.
+    Own,
+    /// Addressed by id: 404, and nothing changes.
+    NotFound,
+    /// Such a caller may not use the route at all: 403, whatever it aims at.
+    Forbidden,
+    /// A list: 200, with none of the default organization's or project's resources.
+    Excludes,
+    /// With `projectId` of the default project in the body: 404.
+    NamesProject,
+    /// With `organizationId` of the default organization in the body: 404.
+    NamesOrganization,
+    /// The version lookup: answers as if the default project's versions did not exist.
+    Lookup,
+}
+
+struct Route {
+    method: Method,
+    /// As written in `src/api/mod.rs` (under `/api/v1`); `{id}` is filled from [`Fixtures`].
+    path: &'static str,
+    query: &'static str,
+    needs: Needs,
+    /// A valid body, so that a refusal is about the credential and not the input.
+    body: Option<Value>,
+    other_project: Outsider,
+    other_org: Outsider,
+}
+
+impl Route {
+    fn body(mut self, body: Value) -> Self {
+        self.body = Some(body);
+        self
+    }
+
+    fn query(mut self, query: &'static str) -> Self {
+        self.query = query;
+        self
+    }
+
+    fn name(&self) -> String {
+        format!("{} {}", self.method, self.path)
+    }
+
+    fn in_project(&self) -> bool {
+        matches!(self.needs, Needs::Project(_))
+    }
+
+    /// Whether the path names one resource (`{id}`, `{name}`).
+    fn has_target(&self) -> bool {
+        self.path.contains('{')
+    }
+
+    fn url(&self, id: &str) -> String {
+        let mut url = format!("/api/v1{}", fill(self.path, id));
+        if !self.query.is_empty() {
+            url.push('?');
+            url.push_str(self.query);
+        }
+        url
+    }
+}
+
+/// `path` with its `{id}` or `{name}` replaced by `id`.
+fn fill(path: &str, id: &str) -> String {
+    path.replace("{id}", id).replace("{name}", id)
+}
+
+fn route(method: Method, path: &'static str, needs: Needs, other_project: Outsider, other_org: Outsider) -> Route {
+    Route { method, path, query: "", needs, body: None, other_project, other_org }
+}
+
+/// A route inside one project: outsiders of either kind fare the same.
+fn in_project(method: Method, path: &'static str, scope: &'static str, other: Outsider) -> Route {
+    route(method, path, Needs::Project(scope), other, other)
+}
+
+/// Routes that need no credential at all.
+const UNAUTHENTICATED: &[(&str, &str)] = &[("POST", "/auth/login"), ("POST", "/auth/refresh")];
+
+/// Every authenticated route of `api::router()`.
+fn routes() -> Vec<Route> {
+    use Needs::{Admin, Credential};
+    use Outsider::*;
+    const FORBIDDEN: StatusCode = StatusCode::FORBIDDEN;
+    const NOT_FOUND: StatusCode = StatusCode::NOT_FOUND;
+    let any_key = Admin(Reach::Project);
+    let org_level = |status| Admin(Reach::Organization(status));
+    vec![
+        route(Method::GET, "/me", Credential, Own, Own),
+        // Organizations. A project key lists its own organization (shared with the other
+        // project), but cannot act on it as a whole.
+        route(Method::GET, "/organizations", any_key, Own, Excludes),
+        route(Method::POST, "/organizations", Admin(Reach::Instance(FORBIDDEN)), Forbidden, Forbidden)
+            .body(json!({"name": "Matrix Org"})),
+        route(Method::GET, "/organizations/{id}", org_level(NOT_FOUND), NotFound, NotFound),
+        route(Method::PUT, "/organizations/{id}", org_level(NOT_FOUND), NotFound, NotFound)
+            .body(json!({"name": "Renamed Org"})),
+        route(Method::PATCH, "/organizations/{id}", org_level(NOT_FOUND), NotFound, NotFound)
+            .body(json!({"name": "Patched Org"})),
+        route(Method::DELETE, "/organizations/{id}", org_level(NOT_FOUND), NotFound, NotFound),
+        // Projects.
+        route(Method::GET, "/projects", any_key, Excludes, Excludes),
+        route(Method::POST, "/projects", org_level(FORBIDDEN), Forbidden, NamesOrganization)
+            .body(json!({"name": "Matrix Game"})),
+        route(Method::GET, "/projects/{id}", any_key, NotFound, NotFound),
+        route(Method::PUT, "/projects/{id}", any_key, NotFound, NotFound).body(json!({"name": "Renamed Game"})),
+        route(Method::PATCH, "/projects/{id}", any_key, NotFound, NotFound).body(json!({"name": "Patched Game"})),
+        // A project key may not delete any project, its own included: 403 whatever the id.
+        route(Method::DELETE, "/projects/{id}", org_level(FORBIDDEN), Forbidden, NotFound),
+        route(Method::POST, "/projects/{id}/secret-key/regenerate", any_key, NotFound, NotFound),
+        // API keys.
+        route(Method::GET, "/api-keys", any_key, Excludes, Excludes),
+        route(Method::POST, "/api-keys", any_key, NamesProject, NamesProject)
+            .body(json!({"name": "matrix", "scopes": ["users:read"]})),
+        route(Method::GET, "/api-keys/{id}", any_key, NotFound, NotFound),
+        route(Method::DELETE, "/api-keys/{id}", any_key, NotFound, NotFound),
+        // Admin accounts belong to an organization: project keys cannot manage them.
+        route(Method::GET, "/admin-users", org_level(FORBIDDEN), Forbidden, Excludes),
+        route(Method::POST, "/admin-users", org_level(FORBIDDEN), Forbidden, NamesOrganization)
+            .body(json!({"email": "matrix@example.com", "password": "matrix-password-1"})),
+        route(Method::DELETE, "/admin-users/{id}", org_level(NOT_FOUND), NotFound, NotFound),
+        // Players.
+        in_project(Method::GET, "/users", "users:read", Excludes),
+        in_project(Method::POST, "/users", "users:write", Own).body(json!({"username": "matrix"})),
+        in_project(Method::GET, "/users/{id}", "users:read", NotFound),
+        in_project(Method::PUT, "/users/{id}", "users:write", NotFound).body(json!({"displayName": "Put"})),
+        in_project(Method::PATCH, "/users/{id}", "users:write", NotFound).body(json!({"displayName": "Patched"})),
+        in_project(Method::DELETE, "/users/{id}", "users:write", NotFound),
+        in_project(Method::POST, "/users/{id}/login", "users:write", NotFound),
+        // Game worlds.
+        in_project(Method::GET, "/game-worlds", "worlds:read", Excludes),
+        in_project(Method::POST, "/game-worlds", "worlds:write", Own)
+            .body(json!({"worldId": "matrix", "name": "Matrix"})),
+        in_project(Method::GET, "/game-worlds/{id}", "worlds:read", NotFound),
+        in_project(Method::PUT, "/game-worlds/{id}", "worlds:write", NotFound).body(json!({"name": "Put"})),
+        in_project(Method::PATCH, "/game-worlds/{id}", "worlds:write", NotFound).body(json!({"name": "Patched"})),
+        in_project(Method::DELETE, "/game-worlds/{id}", "worlds:write", NotFound),
+        in_project(Method::PUT, "/game-worlds/{id}/maintenance", "worlds:write", NotFound)
+            .body(json!({"enabled": true, "message": "matrix"})),
+        // Client versions.
+        in_project(Method::GET, "/client-versions", "versions:read", Excludes),
+        in_project(Method::POST, "/client-versions", "versions:write", Own)
+            .body(json!({"channel": "PC", "version": "9.9.9"})),
+        in_project(Method::GET, "/client-versions/lookup", "versions:read", Lookup).query("channel=PC&version=1.0.0"),
+        in_project(Method::GET, "/client-versions/{id}", "versions:read", NotFound),
+        in_project(Method::PUT, "/client-versions/{id}", "versions:write", NotFound).body(json!({"notes": "put"})),
+        in_project(Method::PATCH, "/client-versions/{id}", "versions:write", NotFound)
+            .body(json!({"notes": "patched"})),
+        in_project(Method::DELETE, "/client-versions/{id}", "versions:write", NotFound),
+        // The event catalog and events.
+        in_project(Method::GET, "/event-types", "events:read", Excludes),
+        in_project(Method::POST, "/event-types", "events:publish", Own).body(json!({"name": "matrix.made"})),
+        in_project(Method::GET, "/event-types/{name}", "events:read", NotFound),
+        in_project(Method::PUT, "/event-types/{name}", "events:publish", NotFound).body(json!({"description": "put"})),
+        in_project(Method::PATCH, "/event-types/{name}", "events:publish", NotFound)
+            .body(json!({"description": "patched"})),
+        in_project(Method::DELETE, "/event-types/{name}", "events:publish", NotFound),
+        in_project(Method::GET, "/events", "events:read", Excludes),
+        in_project(Method::POST, "/events", "events:publish", Own)
+            .body(json!({"type": "matrix.fixture", "data": {"n": 1}})),
+        in_project(Method::POST, "/events/batch", "events:publish", Own)
+            .body(json!({"events": [{"type": "matrix.fixture", "data": {"n": 2}}]})),
+        in_project(Method::GET, "/events/{id}", "events:read", NotFound),
+        // Webhooks and their deliveries. Reading an endpoint's secret needs `webhooks:write`.
+        in_project(Method::GET, "/webhooks", "webhooks:read", Excludes),
+        in_project(Method::POST, "/webhooks", "webhooks:write", Own)
+            .body(json!({"url": "http://127.0.0.1:9/matrix", "events": ["matrix.none"]})),
+        in_project(Method::GET, "/webhooks/{id}", "webhooks:read", NotFound),
+        in_project(Method::PUT, "/webhooks/{id}", "webhooks:write", NotFound).body(json!({"name": "put"})),
+        in_project(Method::PATCH, "/webhooks/{id}", "webhooks:write", NotFound).body(json!({"name": "patched"})),
+        in_project(Method::DELETE, "/webhooks/{id}", "webhooks:write", NotFound),
+        in_project(Method::POST, "/webhooks/{id}/disable", "webhooks:write", NotFound),
+        in_project(Method::POST, "/webhooks/{id}/enable", "webhooks:write", NotFound),
+        in_project(Method::GET, "/webhooks/{id}/secret", "webhooks:write", NotFound),
+        in_project(Method::POST, "/webhooks/{id}/secret/rotate", "webhooks:write", NotFound),
+        in_project(Method::POST, "/webhooks/{id}/test", "webhooks:write", NotFound),
+        in_project(Method::POST, "/webhooks/{id}/replay", "webhooks:write", NotFound)
+            .body(json!({"since": "2000-01-01T00:00:00Z"})),
+        in_project(Method::GET, "/webhooks/{id}/deliveries", "webhooks:read", NotFound),
+        in_project(Method::GET, "/deliveries/{id}", "webhooks:read", NotFound),
+        in_project(Method::POST, "/deliveries/{id}/retry", "webhooks:write", NotFound),
+    ]
+}
+
+const ROUTER_SOURCE: &str = include_str!("../../src/api/mod.rs");
+
+/// `(METHOD, path)` of every route `api::router()` declares, read from its source.
+fn routes_in_router_source() -> BTreeSet<(String, String)> {
+    let start = ROUTER_SOURCE.find("pub fn router()").expect("src/api/mod.rs has `pub fn router()`");
+    let body = &ROUTER_SOURCE[start..];
+    let body = &body[..body.find("\n}\n").expect("router() ends with `}` on its own line")];
+    for unsupported in [".nest(", ".merge(", ".route_service(", ".nest_service("] {
+        assert!(
+            !body.contains(unsupported),
+            "api::router() uses `{unsupported}`: teach routes_in_router_source() to follow it"
+        );
+    }
+    let mut found = BTreeSet::new();
+    for chunk in body.split(".route(").skip(1) {
+        let path = chunk.split('"').nth(1).expect("each .route( starts with its path literal");
+        let mut methods = 0;
+        for method in ["get", "post", "put", "patch", "delete", "head", "options", "any", "on"] {
+            let needle = format!("{method}(");
+            for (at, _) in chunk.match_indices(&needle) {
+                let before = chunk[..at].chars().next_back();
+                if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+                    continue; // part of a longer name, e.g. `users::get_all(`
+                }
+                assert!(!matches!(method, "any" | "on"), "route {path} uses `{method}(`: list its methods one by one");
+                found.insert((method.to_uppercase(), path.to_string()));
+                methods += 1;
+            }
+        }
+        assert!(methods > 0, "found no method for route {path}");
+    }
+    assert!(found.len() > 20, "parsed only {found:?}: has the router's shape changed?");
+    found
+}
+
+/// One resource of each kind, all in the default project (and organization), to fill `{id}`.
+struct Fixtures {
+    org: String,
+    project: String,
+    key: String,
+    admin: String,
+    user: String,
+    world: String,
+    version: String,
+    event_type: String,
+    /// The `user.created` event of `user`.
+    event: String,
+    webhook: String,
+    /// The webhook's delivery of `event`, attempted once (and failed: its URL answers 404).
+    delivery: String,
+    /// The bootstrap key's id.
+    bootstrap_key: String,
+}
+
+/// The id part of a full key `hk_<id>_<secret>`.
+fn key_id(key: &str) -> String {
+    key[3..19].to_string()
+}
+
+/// Creates a resource in `collection` (of the default project or organization) through the
+/// API; returns its id (an event type's name). `n` keeps names unique.
+async fn new_resource(app: &TestApp, org_key: &str, collection: &str, n: usize) -> String {
+    let (key, path, body) = match collection {
+        "projects" => (org_key, "/api/v1/projects", json!({"name": format!("Game {n}")})),
+        "api-keys" => {
+            (app.key.as_str(), "/api/v1/api-keys", json!({"name": format!("key {n}"), "scopes": ["users:read"]}))
+        }
+        "admin-users" => (
+            org_key,
+            "/api/v1/admin-users",
+            json!({"email": format!("admin{n}@example.com"), "password": "fixture-password-1"}),
+        ),
+        "users" => (app.key.as_str(), "/api/v1/users", json!({"username": format!("player{n}")})),
+        "game-worlds" => (
+            app.key.as_str(),
+            "/api/v1/game-worlds",
+            json!({"worldId": format!("world{n}"), "name": format!("World {n}")}),
+        ),
+        "client-versions" => {
+            (app.key.as_str(), "/api/v1/client-versions", json!({"channel": "PC", "version": format!("1.0.{n}")}))
+        }
+        // The first is `matrix.fixture`, the type the publishing routes of the table send.
+        "event-types" => {
+            let name = if n == 0 { "matrix.fixture".to_string() } else { format!("matrix.type{n}") };
+            (app.key.as_str(), "/api/v1/event-types", json!({"name": name}))
+        }
+        // Delivered to a route this server does not have: every attempt fails with a 404.
+        "webhooks" => (
+            app.key.as_str(),
+            "/api/v1/webhooks",
+            json!({"url": app.url(&format!("/webhook-sink/{n}")), "events": ["user.created"]}),
+        ),
+        other => panic!("no fixture for {other}"),
+    };
+    let (status, created) = send(app.with_key(key, Method::POST, path).json(&body)).await;
+    assert_eq!(status, StatusCode::CREATED, "creating {collection}: {created}");
+    created["id"].as_str().or(created["name"].as_str()).expect("id or name").to_string()
+}
+
+/// Waits until the webhook's one delivery has had its first attempt (the dispatcher works in
+/// the background), so that nothing about it changes any more; returns the delivery's id.
+async fn first_attempt_done(app: &TestApp, webhook: &str) -> String {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (status, page) = app.get(&format!("/api/v1/webhooks/{webhook}/deliveries")).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let (_, hook) = app.get(&format!("/api/v1/webhooks/{webhook}")).await;
+        let delivery = &page["items"][0];
+        if delivery["attempts"].as_i64().is_some_and(|n| n >= 1) && hook["failingSince"].is_string() {
+            assert_eq!(page["items"].as_array().map(Vec::len), Some(1), "{page}");
+            return delivery["id"].as_str().expect("id").to_string();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no attempt yet: {page} {hook}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+impl Fixtures {
+    async fn create(app: &TestApp, org_key: &str) -> Fixtures {
+        // The webhook first, so that creating the user makes a delivery.
+        let webhook = new_resource(app, org_key, "webhooks", 0).await;
+        let user = new_resource(app, org_key, "users", 0).await;
+        let events = app.store.events_for_resource("user", &user).await.expect("events");
+        let event = events.first().expect("user.created").id.clone();
+        let delivery = first_attempt_done(app, &webhook).await;
+        Fixtures {
+            org: app.org_id.clone(),
+            project: app.project_id.clone(),
+            key: new_resource(app, org_key, "api-keys", 0).await,
+            admin: new_resource(app, org_key, "admin-users", 0).await,
+            user,
+            world: new_resource(app, org_key, "game-worlds", 0).await,
+            // Version 1.0.0: the one the lookup route asks about.
+            version: new_resource(app, org_key, "client-versions", 0).await,
+            event_type: new_resource(app, org_key, "event-types", 0).await,
+            event,
+            webhook,
+            delivery,
+            bootstrap_key: key_id(&app.key),
+        }
+    }
+
+    /// The resource `{id}` (or `{name}`) stands for in `path`.
+    fn id_for(&self, path: &str) -> &str {
+        match path.split('/').nth(1) {
+            Some("organizations") => &self.org,
+            Some("projects") => &self.project,
+            Some("api-keys") => &self.key,
+            Some("admin-users") => &self.admin,
+            Some("users") => &self.user,
+            Some("game-worlds") => &self.world,
+            Some("client-versions") => &self.version,
+            Some("event-types") => &self.event_type,
+            Some("events") => &self.event,
+            Some("webhooks") => &self.webhook,
+            Some("deliveries") => &self.delivery,
+            _ => "",
+        }
+    }
+
+    /// Every id (and name) an outsider must never see.
+    fn ids(&self) -> BTreeSet<String> {
+        [
+            &self.org,
+            &self.project,
+            &self.key,
+            &self.admin,
+            &self.user,
+            &self.world,
+            &self.version,
+            &self.event_type,
+            &self.event,
+            &self.webhook,
+            &self.delivery,
+            &self.bootstrap_key,
+        ]
+        .into_iter()
+        .cloned()
+        .collect()
+    }
+
+    /// Each fixture as its owner reads it.
+    async fn snapshot(&self, app: &TestApp, org_key: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        for (key, path) in [
+            (org_key, format!("/api/v1/organizations/{}", self.org)),
+            (org_key, "/api/v1/admin-users".to_string()),
+            (&app.key, format!("/api/v1/projects/{}", self.project)),
+            (&app.key, format!("/api/v1/api-keys/{}", self.key)),
+            (&app.key, format!("/api/v1/users/{}", self.user)),
+            (&app.key, format!("/api/v1/game-worlds/{}", self.world)),
+            (&app.key, format!("/api/v1/client-versions/{}", self.version)),
+            (&app.key, format!("/api/v1/event-types/{}", self.event_type)),
+            (&app.key, format!("/api/v1/events/{}", self.event)),
+            (&app.key, format!("/api/v1/webhooks/{}", self.webhook)),
+            (&app.key, format!("/api/v1/webhooks/{}/secret", self.webhook)),
+            (&app.key, format!("/api/v1/deliveries/{}", self.delivery)),
+        ] {
+            let (status, body) = send(app.with_key(key, Method::GET, &path)).await;
+            assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
+            out.push(body);
+        }
+        out
+    }
+}
+
+/// Another organization with one project and an organization-level admin key, all made
+/// through the API with an instance key.
+struct Elsewhere {
+    org: String,
+    project: String,
+    key: String,
+}
+
+impl Elsewhere {
+    async fn create(app: &TestApp, instance_key: &str) -> Elsewhere {
+        let (status, org) =
+            send(app.with_key(instance_key, Method::POST, "/api/v1/organizations").json(&json!({"name": "Elsewhere"})))
+                .await;
+        assert_eq!(status, StatusCode::CREATED, "{org}");
+        let org = org["id"].as_str().expect("id").to_string();
+        let (status, project) = send(
+            app.with_key(instance_key, Method::POST, "/api/v1/projects")
+                .json(&json!({"name": "Far Game", "organizationId": org})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{project}");
+        let (status, key) = send(
+            app.with_key(instance_key, Method::POST, "/api/v1/api-keys")
+                .json(&json!({"name": "far admin", "scopes": ["admin"], "organizationId": org})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{key}");
+        assert!(key["projectId"].is_null(), "an organization-level key: {key}");
+        Elsewhere {
+            org,
+            project: project["id"].as_str().expect("id").to_string(),
+            key: key["keyValue"].as_str().expect("keyValue").to_string(),
+        }
+    }
+}
+
+/// Sends `route` aimed at `id` with `headers`, and `body` as JSON if any.
+async fn call_with(
+    app: &TestApp,
+    route: &Route,
+    id: &str,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> (StatusCode, Value) {
+    let mut req = app.anon(route.method.clone(), &route.url(id));
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    if let Some(body) = body {
+        req = req.json(body);
+    }
+    send(req).await
+}
+
+/// Sends `route` aimed at `id` with `headers` and the route's own body.
+async fn call(app: &TestApp, route: &Route, id: &str, headers: &[(&str, &str)]) -> (StatusCode, Value) {
+    call_with(app, route, id, headers, route.body.as_ref()).await
+}
+
+fn api_key(key: &str) -> [(&'static str, &str); 1] {
+    [("X-API-Key", key)]
+}
+
+/// `X-API-Key: key`, plus `X-Project-Id: project` on routes inside a project.
+fn key_headers<'a>(route: &Route, key: &'a str, project: Option<&'a str>) -> Vec<(&'a str, &'a str)> {
+    let mut headers = vec![("X-API-Key", key)];
+    if let (true, Some(project)) = (route.in_project(), project) {
+        headers.push(("X-Project-Id", project));
+    }
+    headers
+}
+
+async fn count_events(app: &TestApp) -> i64 {
+    app.store.count_events().await.expect("count events")
+}
+
+/// The signing keys the server uses for admin JWTs.
+async fn server_jwt_keys(app: &TestApp) -> JwtKeys {
+    let secret = if app.config.auth.jwt_secret.is_empty() {
+        app.store.setting_or_insert("jwt_secret", "never used: the server made one at start").await.expect("jwt secret")
+    } else {
+        app.config.auth.jwt_secret.clone()
+    };
+    JwtKeys::new(secret.as_bytes())
+}
+
+fn claims(sub: &str, org: &str, exp_from_now: i64, typ: &str) -> Claims {
+    let now = chrono::Utc::now().timestamp();
+    Claims {
+        sub: sub.into(),
+        org: org.into(),
+        role: "admin".into(),
+        iat: now,
+        exp: now + exp_from_now,
+        typ: typ.into(),
+    }
+}
+
+async fn route_table_matches_the_router(app: TestApp) {
+    let table = routes();
+    let mut listed = BTreeSet::new();
+    for route in &table {
+        assert!(listed.insert((route.method.to_string(), route.path.to_string())), "{} is listed twice", route.name());
+    }
+    let mut declared = listed.clone();
+    for (method, path) in UNAUTHENTICATED {
+        assert!(declared.insert((method.to_string(), path.to_string())));
+    }
+    let in_router = routes_in_router_source();
+    let missing: Vec<_> = in_router.difference(&declared).collect();
+    assert!(
+        missing.is_empty(),
+        "routes of src/api/mod.rs missing from the auth matrix (add them to routes()): {missing:?}"
+    );
+    let stale: Vec<_> = declared.difference(&in_router).collect();
+    assert!(stale.is_empty(), "routes in the auth matrix that src/api/mod.rs no longer has: {stale:?}");
+
+    // The running server agrees, method by method: a listed method asks for credentials,
+    // any other method of a listed path is 405.
+    let paths: BTreeSet<&str> = declared.iter().map(|(_, path)| path.as_str()).collect();
+    for path in paths {
+        let url = format!("/api/v1{}", fill(path, "some-id"));
+        for method in [Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE] {
+            let key = (method.to_string(), path.to_string());
+            let (status, body) = send(app.anon(method.clone(), &url)).await;
+            if !declared.contains(&key) {
+                assert_error(status, &body, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+            } else if listed.contains(&key) {
+                assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+            } else {
+                assert!(
+                    !matches!(
+                        status,
+                        StatusCode::UNAUTHORIZED | StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED
+                    ),
+                    "{method} {path} needs no credentials: {status} {body}"
+                );
+            }
+        }
+    }
+}
+
+async fn missing_and_bad_credentials_are_401(app: TestApp) {
+    let org_key = app.org_admin_key().await;
+    let f = Fixtures::create(&app, &org_key).await;
+    let (_, another_key) = app.create_key(&["users:read"]).await;
+    // The bootstrap key's id with a well-formed secret that is not its own.
+    let tampered = format!("{}{}", &app.key[..20], &another_key[20..]);
+    assert_ne!(tampered, app.key);
+    assert_eq!(key_id(&tampered), key_id(&app.key));
+
+    // Tokens minted with the server's own signing key work, so the ones below fail for the
+    // reason each names.
+    let server_keys = server_jwt_keys(&app).await;
+    let good = server_keys.issue(&claims(&f.admin, &f.org, 600, "access")).expect("issue");
+    let (status, me) =
+        send(app.anon(Method::GET, "/api/v1/me").bearer_auth(&good).header("X-Project-Id", &app.project_id)).await;
+    assert_eq!(status, StatusCode::OK, "a well-made token works: {me}");
+    let expired = server_keys.issue(&claims(&f.admin, &f.org, -3600, "access")).expect("issue");
+    let not_access = server_keys.issue(&claims(&f.admin, &f.org, 600, "refresh")).expect("issue");
+    let no_such_admin = server_keys.issue(&claims("no-such-admin", &f.org, 600, "access")).expect("issue");
+    let forged =
+        JwtKeys::new(b"not the server's signing key").issue(&claims(&f.admin, &f.org, 600, "access")).expect("issue");
+    let garbage_jwt = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJub2JvZHkifQ.c2lnbmF0dXJl";
+    let bearer = |token: &str| format!("Bearer {token}");
+
+    let cases: Vec<(&str, Vec<(&str, String)>)> = vec![
+        ("no credentials", vec![]),
+        ("an unknown key", vec![("X-API-Key", "hk_0000000000000000_x".into())]),
+        ("an unknown key as Bearer", vec![("Authorization", bearer("hk_0000000000000000_x"))]),
+        ("a malformed key", vec![("X-API-Key", "hk_nothex_x".into())]),
+        ("JWT-looking garbage", vec![("Authorization", bearer(garbage_jwt))]),
+        ("JWT-looking garbage as X-API-Key", vec![("X-API-Key", garbage_jwt.into())]),
+        ("a tampered key", vec![("X-API-Key", tampered.clone())]),
+        ("a tampered key as Bearer", vec![("Authorization", bearer(&tampered))]),
+        ("an expired JWT", vec![("Authorization", bearer(&expired))]),
+        ("a non-access JWT", vec![("Authorization", bearer(&not_access))]),
+        ("a JWT of no admin", vec![("Authorization", bearer(&no_such_admin))]),
+        ("a forged JWT", vec![("Authorization", bearer(&forged))]),
+        ("Basic authentication", vec![("Authorization", "Basic YWRtaW46YWRtaW4=".into())]),
+        ("an empty Bearer", vec![("Authorization", "Bearer".into())]),
+    ];
+
+    let snapshot = f.snapshot(&app, &org_key).await;
+    let before = count_events(&app).await;
+    for route in routes() {
+        let id = f.id_for(route.path);
+        for (what, headers) in &cases {
+            let mut headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            if route.in_project() {
+                // Named rightly, so the credential is the only thing wrong.
+                headers.push(("X-Project-Id", &app.project_id));
+            }
+            let (status, body) = call(&app, &route, id, &headers).await;
+            assert_eq!(
+                (status, body["error"]["code"].as_str()),
+                (StatusCode::UNAUTHORIZED, Some("unauthorized")),
+                "{} with {what}: {body}",
+                route.name()
+            );
+        }
+    }
+    assert_eq!(count_events(&app).await, before, "a rejected request changes nothing");
+    assert_eq!(f.snapshot(&app, &org_key).await, snapshot, "the fixtures are as they were");
+    // The bootstrap key still works after its id was presented with a wrong secret.
+    let (status, _) = app.get("/api/v1/me").await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+async fn revoked_key_is_rejected_at_once(app: TestApp) {
+    let org_key = app.org_admin_key().await;
+    let f = Fixtures::create(&app, &org_key).await;
+    let (status, created) = send(
+        app.with_key(&org_key, Method::POST, "/api/v1/api-keys")
+            .json(&json!({"name": "to revoke", "scopes": ["admin"]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().expect("id").to_string();
+    let value = created["keyValue"].as_str().expect("keyValue").to_string();
+    assert!(created["projectId"].is_null(), "organization-level: {created}");
+
+    // Used, so this node has it cached.
+    for path in ["/api/v1/me", "/api/v1/projects", "/api/v1/users"] {
+        let (status, body) =
+            send(app.with_key(&value, Method::GET, path).header("X-Project-Id", &app.project_id)).await;
+        assert_eq!(status, StatusCode::OK, "{path} before revocation: {body}");
+    }
+
+    let (status, revoked) = send(app.with_key(&org_key, Method::DELETE, &format!("/api/v1/api-keys/{id}"))).await;
+    assert_eq!(status, StatusCode::OK, "{revoked}");
+    assert!(revoked["revokedAt"].is_string(), "{revoked}");
+
+    let before = count_events(&app).await;
+    for route in routes() {
+        let headers = key_headers(&route, &value, Some(&app.project_id));
+        let (status, body) = call(&app, &route, f.id_for(route.path), &headers).await;
+        let msg = assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+        assert!(msg.contains("revoked"), "{}: {msg}", route.name());
+    }
+    assert_eq!(count_events(&app).await, before, "a revoked key changes nothing");
+
+    // Revoked keys stay listed, marked.
+    let (status, listed) = send(app.with_key(&org_key, Method::GET, "/api/v1/api-keys")).await;
+    assert_eq!(status, StatusCode::OK);
+    let item = listed["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|k| k["id"] == id.as_str())
+        .expect("the revoked key is still listed");
+    assert_eq!(item["revokedAt"], revoked["revokedAt"]);
+    assert_eq!(app.event_types("api_key", &id).await, ["api_key.created", "api_key.revoked"]);
+
+    // The same for a project key presented as `Authorization: Bearer`, revoked by the
+    // bootstrap key.
+    let (project_key_id, project_key) = app.create_key(&["users:read"]).await;
+    let get_users = || send(app.anon(Method::GET, "/api/v1/users").bearer_auth(&project_key));
+    assert_eq!(get_users().await.0, StatusCode::OK);
+    let (status, _) = app.delete(&format!("/api/v1/api-keys/{project_key_id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = get_users().await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+}
+
+/// The scope `<area>:<access>` of `scope`'s area (`users` of `users:write`), if Herald has one.
+fn sibling_scope(scope: &str, access: &str) -> Option<&'static str> {
+    let area = scope.split(':').next().unwrap_or_default();
+    let name = format!("{area}:{access}");
+    herald::auth::SCOPES.iter().copied().find(|s| *s == name)
+}
+
+/// Project keys with exactly the scopes asked for, made on demand through the API.
+struct ScopedKeys(HashMap<&'static str, String>);
+
+impl ScopedKeys {
+    async fn get(&mut self, app: &TestApp, scope: &'static str) -> String {
+        if let Some(key) = self.0.get(scope) {
+            return key.clone();
+        }
+        let (_, key) = app.create_key(&[scope]).await;
+        self.0.insert(scope, key.clone());
+        key
+    }
+}
+
+async fn wrong_scope_is_403_and_the_right_scope_passes(app: TestApp) {
+    let org_key = app.org_admin_key().await;
+    let instance_key = app.instance_key().await;
+    let f = Fixtures::create(&app, &org_key).await;
+    let mut keys = ScopedKeys(HashMap::new());
+    let chat = keys.get(&app, "chat:read").await;
+    let users_write = keys.get(&app, "users:write").await;
+    // Made now: making them later would write events in the middle of the count.
+    for route in routes() {
+        if let Needs::Project(scope) = route.needs
+            && let Some(read) = sibling_scope(scope, "read")
+        {
+            keys.get(&app, read).await;
+        }
+    }
+
+    let before = count_events(&app).await;
+    for route in routes() {
+        let id = f.id_for(route.path);
+        let denied = |status: StatusCode, body: &Value, with: &str| {
+            assert_eq!(
+                (status, body["error"]["code"].as_str()),
+                (StatusCode::FORBIDDEN, Some("forbidden")),
+                "{} with {with}: {body}",
+                route.name()
+            );
+        };
+        match route.needs {
+            Needs::Credential => {}
+            Needs::Admin(reach) => {
+                for (with, key) in [("chat:read", &chat), ("users:write", &users_write)] {
+                    let (status, body) = call(&app, &route, id, &api_key(key)).await;
+                    denied(status, &body, with);
+                }
+                // An admin key that does not reach far enough.
+                let (lesser, status_wanted) = match reach {
+                    Reach::Project => continue,
+                    Reach::Organization(status) => (&app.key, status),
+                    Reach::Instance(status) => (&org_key, status),
+                };
+                let (status, body) = call(&app, &route, id, &api_key(lesser)).await;
+                let code = if status_wanted == StatusCode::NOT_FOUND { "not_found" } else { "forbidden" };
+                assert_eq!(
+                    (status, body["error"]["code"].as_str()),
+                    (status_wanted, Some(code)),
+                    "{} with an admin key of too little reach: {body}",
+                    route.name()
+                );
+            }
+            Needs::Project(scope) => {
+                assert_ne!(scope, "chat:read", "the weak key must lack the scope");
+                let (status, body) = call(&app, &route, id, &api_key(&chat)).await;
+                denied(status, &body, "chat:read");
+                if !scope.starts_with("users:") {
+                    let (status, body) = call(&app, &route, id, &api_key(&users_write)).await;
+                    denied(status, &body, "users:write");
+                }
+                // Reading does not imply writing (nor publishing).
+                if let Some(read) = sibling_scope(scope, "read").filter(|read| *read != scope) {
+                    let key = keys.get(&app, read).await;
+                    let (status, body) = call(&app, &route, id, &api_key(&key)).await;
+                    denied(status, &body, read);
+                }
+            }
+        }
+    }
+    assert_eq!(count_events(&app).await, before, "a refused request changes nothing");
+
+    // The least credential the table says suffices does succeed: a project key with just the
+    // needed scope (or its `:write` twin for reads), or an admin key of just enough reach.
+    // DELETEs get a resource of their own.
+    let mut n = 100;
+    for route in routes() {
+        let mut id = f.id_for(route.path).to_string();
+        let mut own_key = None;
+        if route.method == Method::DELETE {
+            n += 1;
+            if route.path.starts_with("/organizations/") {
+                // An empty organization, deleted by its own organization-level key.
+                let far = Elsewhere::create(&app, &instance_key).await;
+                let (status, body) =
+                    send(app.with_key(&instance_key, Method::DELETE, &format!("/api/v1/projects/{}", far.project)))
+                        .await;
+                assert_eq!(status, StatusCode::OK, "{body}");
+                id = far.org;
+                own_key = Some(far.key);
+            } else {
+                id = new_resource(&app, &org_key, route.path.split('/').nth(1).unwrap_or(""), n).await;
+            }
+        }
+        let credentials: Vec<(String, String)> = match (route.needs, own_key) {
+            (_, Some(key)) => vec![("the organization's own key".into(), key)],
+            (Needs::Credential, _) => vec![("chat:read".into(), chat.clone())],
+            (Needs::Admin(Reach::Project), _) => vec![("a project admin key".into(), app.key.clone())],
+            (Needs::Admin(Reach::Organization(_)), _) => {
+                vec![("an organization admin key".into(), org_key.clone())]
+            }
+            (Needs::Admin(Reach::Instance(_)), _) => {
+                vec![("an instance key".into(), instance_key.clone())]
+            }
+            (Needs::Project(scope), _) => {
+                let mut creds = vec![(scope.to_string(), keys.get(&app, scope).await)];
+                if let Some(write) = sibling_scope(scope, "write").filter(|_| scope.ends_with(":read")) {
+                    creds.push((write.to_string(), keys.get(&app, write).await));
+                }
+                creds
+            }
+        };
+        for (with, key) in &credentials {
+            let (status, body) = call(&app, &route, &id, &api_key(key)).await;
+            assert!(status.is_success(), "{} with {with}: {status} {body}", route.name());
+        }
+    }
+}
+
+async fn outsiders_cannot_reach_the_default_project(app: TestApp) {
+    let org_key = app.org_admin_key().await;
+    let instance_key = app.instance_key().await;
+    let f = Fixtures::create(&app, &org_key).await;
+    let (other_project, other_key) = app.other_project().await;
+    let far = Elsewhere::create(&app, &instance_key).await;
+    let hidden = f.ids();
+    let table = routes();
+
+    // Whether a list item is (or is part of) the default organization's or project's things.
+    let shows_default = |item: &Value| {
+        ["id", "name"].iter().any(|field| hidden.contains(item[field].as_str().unwrap_or_default()))
+            || item["projectId"] == json!(f.project)
+    };
+
+    let snapshot = f.snapshot(&app, &org_key).await;
+    let before = count_events(&app).await;
+    type Pick = fn(&Route) -> Outsider;
+    let outsiders: [(&str, &str, Option<&str>, Pick); 2] = [
+        ("a key of another project", &other_key, None, |r| r.other_project),
+        ("an organization key of another organization", &far.key, Some(&far.project), |r| r.other_org),
+    ];
+    for (who, key, own_project, pick) in outsiders {
+        for route in &table {
+            let id = f.id_for(route.path);
+            let headers = key_headers(route, key, own_project);
+            let what = format!("{} by {who}", route.name());
+            match pick(route) {
+                Outsider::Own => {}
+                Outsider::NotFound => {
+                    let (status, body) = call(&app, route, id, &headers).await;
+                    assert_eq!(
+                        (status, body["error"]["code"].as_str()),
+                        (StatusCode::NOT_FOUND, Some("not_found")),
+                        "{what}: {body}"
+                    );
+                }
+                Outsider::Forbidden => {
+                    let (status, body) = call(&app, route, id, &headers).await;
+                    assert_eq!(
+                        (status, body["error"]["code"].as_str()),
+                        (StatusCode::FORBIDDEN, Some("forbidden")),
+                        "{what}: {body}"
+                    );
+                }
+                Outsider::NamesProject | Outsider::NamesOrganization => {
+                    let mut body = route.body.clone().expect("a body to name it in");
+                    if pick(route) == Outsider::NamesProject {
+                        body["projectId"] = json!(f.project);
+                    } else {
+                        body["organizationId"] = json!(f.org);
+                    }
+                    let (status, body) = call_with(&app, route, id, &headers, Some(&body)).await;
+                    assert_eq!(
+                        (status, body["error"]["code"].as_str()),
+                        (StatusCode::NOT_FOUND, Some("not_found")),
+                        "{what}: {body}"
+                    );
+                }
+                Outsider::Excludes => {
+                    let (status, body) = call(&app, route, id, &headers).await;
+                    assert_eq!(status, StatusCode::OK, "{what}: {body}");
+                    let items = body["items"].as_array().expect("items");
+                    if body.get("total").is_some() {
+                        assert_eq!(body["total"], items.len(), "{what}: the total counts only what it shows");
+                    }
+                    for item in items {
+                        assert!(!shows_default(item), "{what} shows {item}");
+                    }
+                }
+                Outsider::Lookup => {
+                    let (status, body) = call(&app, route, id, &headers).await;
+                    assert_eq!(status, StatusCode::OK, "{what}: {body}");
+                    assert_eq!(body["known"], false, "{what}: {body}");
+                    assert!(body["latestVersion"].is_null(), "{what}: {body}");
+                }
+            }
+            // Naming the default project from outside is 404 on every project route.
+            if route.in_project() {
+                let headers = [("X-API-Key", key), ("X-Project-Id", f.project.as_str())];
+                let (status, body) = call(&app, route, id, &headers).await;
+                assert_eq!(
+                    (status, body["error"]["code"].as_str()),
+                    (StatusCode::NOT_FOUND, Some("not_found")),
+                    "{what} with X-Project-Id of the default project: {body}"
+                );
+            }
+        }
+    }
+    assert_eq!(count_events(&app).await, before, "outsiders changed nothing");
+    assert_eq!(f.snapshot(&app, &org_key).await, snapshot, "the default project's resources are as they were");
+
+    // The owner does see what the outsiders could not: the lists and ids were real.
+    for route in &table {
+        let checked = [route.other_project, route.other_org];
+        let headers = key_headers(route, &org_key, Some(&f.project));
+        if checked.contains(&Outsider::Excludes) {
+            let (status, body) = call(&app, route, "", &headers).await;
+            assert_eq!(status, StatusCode::OK, "{}: {body}", route.name());
+            let items = body["items"].as_array().expect("items");
+            assert!(items.iter().any(shows_default), "{} by the owner shows the fixtures: {body}", route.name());
+        }
+        if checked.contains(&Outsider::Lookup) {
+            let (status, body) = call(&app, route, "", &headers).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            assert_eq!(body["known"], true, "{body}");
+        }
+    }
+    // The other project's key works in its own project.
+    let (status, me) = send(app.with_key(&other_key, Method::GET, "/api/v1/me")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(me["projectId"], json!(other_project));
+}
+
+async fn org_credentials_must_name_a_reachable_project(app: TestApp) {
+    let org_key = app.org_admin_key().await;
+    let instance_key = app.instance_key().await;
+    let f = Fixtures::create(&app, &org_key).await;
+    let far = Elsewhere::create(&app, &instance_key).await;
+    let table: Vec<Route> = routes().into_iter().filter(Route::in_project).collect();
+    assert!(table.len() > 15, "the project routes are in the table");
+
+    let before = count_events(&app).await;
+    for route in &table {
+        let id = f.id_for(route.path);
+        for (who, key) in [("an organization key", &org_key), ("an instance key", &instance_key)] {
+            let (status, body) = call(&app, route, id, &api_key(key)).await;
+            assert_eq!(
+                (status, body["error"]["code"].as_str()),
+                (StatusCode::BAD_REQUEST, Some("project_required")),
+                "{} by {who} without X-Project-Id: {body}",
+                route.name()
+            );
+        }
+        for (what, project) in
+            [("a project of another organization", far.project.as_str()), ("no project", "no-such-project")]
+        {
+            let headers = [("X-API-Key", org_key.as_str()), ("X-Project-Id", project)];
+            let (status, body) = call(&app, route, id, &headers).await;
+            assert_eq!(
+                (status, body["error"]["code"].as_str()),
+                (StatusCode::NOT_FOUND, Some("not_found")),
+                "{} by an organization key naming {what}: {body}",
+                route.name()
+            );
+        }
+    }
+    assert_eq!(count_events(&app).await, before, "nothing changed");
+
+    // Named rightly, the same credentials are let in (reads only, so nothing changes).
+    for route in table.iter().filter(|r| r.method == Method::GET) {
+        let id = f.id_for(route.path);
+        for (who, key, project) in [
+            ("an organization key", &org_key, &f.project),
+            ("an instance key", &instance_key, &f.project),
+            ("an instance key", &instance_key, &far.project),
+            ("the project's own key", &app.key, &f.project),
+        ] {
+            let headers = [("X-API-Key", key.as_str()), ("X-Project-Id", project.as_str())];
+            let (status, body) = call(&app, route, id, &headers).await;
+            let want = if project == &far.project && route.has_target() {
+                StatusCode::NOT_FOUND // the fixture is not in that project
+            } else {
+                StatusCode::OK
+            };
+            assert_eq!(status, want, "{} by {who} naming {project}: {body}", route.name());
+        }
+    }
+}
