@@ -4,8 +4,14 @@
 # It starts a throwaway PostgreSQL cluster of its own (initdb + pg_ctl on a free loopback
 # port, data in a temp dir, removed on exit), so nothing has to be set up by hand. Extra
 # arguments go to `cargo test` (e.g. `scripts/test.sh users` to run matching tests).
+#
+# The interop tests also run the seeds' Node.js receiver and the Standard Webhooks Python
+# library against real deliveries: scripts/interop.sh installs them (once; quick afterwards).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+. scripts/interop.sh
+install_interop_deps
 
 . scripts/pg.sh
 start_throwaway_pg

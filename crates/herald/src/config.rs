@@ -203,7 +203,7 @@ impl Config {
         // shorthand, the CLI's password input, and the test and benchmark scripts' own.
         let env = Env::prefixed("HERALD_")
             .ignore(&["CONFIG", "LOG", "ADMIN_PASSWORD", "BENCH_KEY"])
-            .filter(|key| !key.as_str().starts_with("test_"))
+            .filter(|key| !key.as_str().to_ascii_lowercase().starts_with("test_"))
             .split("__");
         figment = figment.merge(env);
         Ok(figment.extract()?)

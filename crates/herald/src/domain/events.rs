@@ -52,7 +52,9 @@ fn check_type(t: &EventType) -> ApiResult<()> {
         c.fail("name", "is a built-in event type (or under `webhook.`, which Herald keeps); choose another name");
     }
     c.opt_text("description", t.description.as_deref(), 1000);
-    if let Some(schema) = &t.schema
+    if t.schema.as_ref().is_some_and(|s| super::validate::json_has_nul(&s.0)) {
+        c.fail("schema", "must not contain NUL (\\u0000) characters");
+    } else if let Some(schema) = &t.schema
         && let Err(e) = jsonschema::validator_for(&schema.0)
     {
         c.fail("schema", format!("is not a valid JSON Schema: {e}"));
@@ -190,6 +192,9 @@ async fn prepare(
         && (k.is_empty() || k.len() > 255)
     {
         errors.push(FieldError::new(format!("{prefix}idempotencyKey"), "must be 1 to 255 characters"));
+    }
+    if super::validate::json_has_nul(&input.data) {
+        errors.push(FieldError::new(format!("{prefix}data"), "must not contain NUL (\\u0000) characters"));
     }
     if input.data.to_string().len() > 256 * 1024 {
         errors.push(FieldError::new(format!("{prefix}data"), "must be at most 256 KiB as JSON"));

@@ -63,6 +63,8 @@ fn check_user(user: &User) -> ApiResult<()> {
     c.one_of("status", &user.status, STATUSES);
     if !user.metadata.0.is_object() {
         c.fail("metadata", "must be a JSON object");
+    } else if super::validate::json_has_nul(&user.metadata.0) {
+        c.fail("metadata", "must not contain NUL (\\u0000) characters");
     } else if user.metadata.0.to_string().len() > MAX_METADATA_BYTES {
         c.fail("metadata", format!("must be at most {MAX_METADATA_BYTES} bytes as JSON"));
     }

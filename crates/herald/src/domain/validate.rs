@@ -99,6 +99,17 @@ pub fn is_email(s: &str) -> bool {
         && domain.split('.').all(domain_label)
 }
 
+/// Whether a JSON value holds a NUL character in any string or key. PostgreSQL's JSONB cannot
+/// store one, so both backends refuse it the same way.
+pub fn json_has_nul(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(s) => s.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(json_has_nul),
+        serde_json::Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || json_has_nul(v)),
+        _ => false,
+    }
+}
+
 /// Lower-case slug from a name: letters and digits kept, runs of anything else become `-`.
 pub fn slugify(name: &str) -> String {
     let mut slug = String::new();

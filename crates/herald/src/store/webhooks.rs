@@ -54,6 +54,8 @@ pub struct Delivery {
     pub event_id: String,
     pub event_seq: i64,
     pub status: String,
+    /// How many attempts were made (`GET /deliveries/{id}` lists them as `attempts`).
+    #[serde(rename = "attemptCount")]
     pub attempts: i32,
     pub next_attempt_at: Option<DateTime<Utc>>,
     #[serde(skip)]

@@ -31,7 +31,9 @@ pub fn matches(hook: &Webhook, event: &EventRow) -> bool {
 }
 
 /// The JSON every delivery carries. Field order is fixed and the body compact, so a receiver
-/// that parses and re-serializes it with `JSON.stringify` gets the same bytes back.
+/// that parses and re-serializes it with `JSON.stringify` gets the same bytes back, unless the
+/// data holds whole-valued floats, integers beyond 2^53 or integer-like object keys (see
+/// docs/WEBHOOKS.md); signatures are over the raw bytes.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Envelope<'a> {

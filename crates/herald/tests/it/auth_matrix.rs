@@ -343,7 +343,7 @@ async fn first_attempt_done(app: &TestApp, webhook: &str) -> String {
         assert_eq!(status, StatusCode::OK, "{page}");
         let (_, hook) = app.get(&format!("/api/v1/webhooks/{webhook}")).await;
         let delivery = &page["items"][0];
-        if delivery["attempts"].as_i64().is_some_and(|n| n >= 1) && hook["failingSince"].is_string() {
+        if delivery["attemptCount"].as_i64().is_some_and(|n| n >= 1) && hook["failingSince"].is_string() {
             assert_eq!(page["items"].as_array().map(Vec::len), Some(1), "{page}");
             return delivery["id"].as_str().expect("id").to_string();
         }

@@ -7,6 +7,7 @@ mod receiver;
 mod auth_matrix;
 mod cli;
 mod errors;
+mod interop;
 mod outbox;
 mod tenancy;
 mod users;

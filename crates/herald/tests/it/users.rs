@@ -160,6 +160,7 @@ async fn invalid_input_is_rejected_and_changes_nothing(app: TestApp) {
         (json!({"username": "ok", "metadata": [1, 2]}), "metadata not object"),
         (json!({"username": "ok", "unknownField": 1}), "unknown field"),
         (json!({"username": 42}), "wrong type"),
+        (json!({"username": "ok", "metadata": {"note": "a\u{0}b"}}), "NUL in metadata (PostgreSQL cannot store it)"),
     ];
     for (body, what) in cases {
         let (status, resp) = app.post("/api/v1/users", body).await;

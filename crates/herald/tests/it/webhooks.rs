@@ -292,6 +292,10 @@ async fn custom_events_idempotency_and_schemas(app: TestApp) {
     let msg = assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation_error");
     assert!(body["error"]["details"][0]["field"] == "data.amount", "names the field: {body} {msg}");
 
+    let (status, body) = app
+        .post("/api/v1/events", json!({"type": "order.completed", "data": {"orderId": "o\u{0}", "amount": 1}}))
+        .await;
+    assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation_error");
     let event =
         json!({"type": "order.completed", "data": {"orderId": "o1", "amount": 10}, "idempotencyKey": "order-o1"});
     let (status, first) = app.post("/api/v1/events", event.clone()).await;

@@ -1,0 +1,402 @@
+//! Herald's deliveries checked by code Herald does not control:
+//!
+//! - the seeds' own Node.js receiver (`tests/interop/node/seed-receiver.js`: Express,
+//!   `express.json()`, HMAC of `JSON.stringify(req.body)`, `crypto.timingSafeEqual` on
+//!   `x-webhook-signature`), run with `node`;
+//! - the Standard Webhooks reference library for Python (`standardwebhooks`, run by
+//!   `tests/interop/python/verify_standard.py`).
+//!
+//! `scripts/test.sh` installs both (scripts/interop.sh) and sets `HERALD_TEST_NODE_DIR` and
+//! `HERALD_TEST_PYTHON`. Without them these tests fail, unless `HERALD_TEST_SKIP_INTEROP=1`
+//! says to skip them on purpose.
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use base64::{Engine, engine::general_purpose::STANDARD};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::{
+    common::TestApp,
+    receiver::{Received, Receiver},
+};
+
+crate::both_backends!(seed_node_receiver_accepts_deliveries, standard_webhooks_library_verifies_deliveries);
+
+/// The secret of the seeds' registration example.
+const SEED_SECRET: &str = "your-webhook-secret";
+
+/// The value of an interop variable, or `None` when the interop tests are skipped on purpose.
+fn interop_env(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ if std::env::var("HERALD_TEST_SKIP_INTEROP").is_ok_and(|v| v == "1") => {
+            eprintln!("skipped: HERALD_TEST_SKIP_INTEROP=1");
+            None
+        }
+        _ => panic!(
+            "{var} is not set: run the suite with scripts/test.sh, which installs the seeds' Node.js receiver \
+             and the Standard Webhooks Python library the interop tests run and sets it (if it did run, its \
+             `interop:` lines say what failed), or set HERALD_TEST_SKIP_INTEROP=1 to skip the interop tests \
+             on purpose"
+        ),
+    }
+}
+
+async fn hook(app: &TestApp, body: Value) -> Value {
+    let (status, w) = app.post("/api/v1/webhooks", body).await;
+    assert_eq!(status, StatusCode::CREATED, "{w}");
+    w
+}
+
+/// Values one JSON line each, for failure messages.
+fn show(values: &[Value]) -> String {
+    values.iter().map(Value::to_string).collect::<Vec<_>>().join("\n")
+}
+
+fn id_of(v: &Value) -> &str {
+    v["id"].as_str().unwrap_or_else(|| panic!("no id in {v}"))
+}
+
+/// Every delivery to the endpoint with its attempts, once each has at least one attempt and
+/// there are `n` of them (the dispatcher records attempts in the background).
+async fn settled_deliveries(app: &TestApp, webhook_id: &str, n: usize) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, page) = app.get(&format!("/api/v1/webhooks/{webhook_id}/deliveries")).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let mut details = Vec::new();
+        for item in page["items"].as_array().expect("items") {
+            let (status, d) = app.get(&format!("/api/v1/deliveries/{}", id_of(item))).await;
+            assert_eq!(status, StatusCode::OK, "{d}");
+            details.push(d);
+        }
+        let attempted = details.iter().all(|d| d["attempts"].as_array().is_some_and(|a| !a.is_empty()));
+        if details.len() == n && attempted {
+            return details;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited for {n} attempted deliveries to {webhook_id}:\n{}",
+            show(&details)
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// The seeds' Express receiver, running under `node` on a loopback port.
+struct SeedReceiver {
+    url: String,
+    child: Child,
+    /// What it printed: one JSON line per request.
+    lines: Arc<Mutex<Vec<Value>>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl SeedReceiver {
+    async fn start(dir: &str, secret: &str) -> SeedReceiver {
+        let mut child = Command::new("node")
+            .arg("seed-receiver.js")
+            .arg("0")
+            .current_dir(dir)
+            .env("WEBHOOK_SECRET", secret)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run `node seed-receiver.js` in {dir}: {e} (run scripts/test.sh)"));
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let out = child.stdout.take().expect("stdout");
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                let value = serde_json::from_str(&line).unwrap_or(Value::String(line));
+                sink.lock().expect("lock").push(value);
+            }
+        });
+        let mut err = child.stderr.take().expect("stderr");
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().expect("lock").push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let mut receiver = SeedReceiver { url: String::new(), child, lines, stderr };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let port = loop {
+            if let Some(port) = receiver.lines.lock().expect("lock").first().and_then(|l| l["listening"].as_u64()) {
+                break port;
+            }
+            if let Ok(Some(status)) = receiver.child.try_wait() {
+                panic!("node seed-receiver.js exited ({status}): {}", receiver.stderr());
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "node seed-receiver.js did not start: {}",
+                receiver.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        receiver.url = format!("http://127.0.0.1:{port}");
+        receiver
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().expect("lock").clone()
+    }
+
+    /// The requests it logged: `{verdict, path, event, id, data}`.
+    fn requests(&self) -> Vec<Value> {
+        self.lines.lock().expect("lock").iter().filter(|l| l.get("verdict").is_some()).cloned().collect()
+    }
+
+    /// Waits until it logged `n` requests (up to 10 s), and returns them.
+    async fn wait_for(&self, n: usize) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = self.requests();
+            if got.len() >= n {
+                return got;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "expected {n} requests at the seed receiver, got:\n{}\nits stderr: {}",
+                show(&got),
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for SeedReceiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The seeds' receiver, registered the seeds' way, accepts what Herald sends: user and world
+/// events whose data holds Korean, emoji, quotes, backslashes and newlines, so the body it
+/// re-serializes with `JSON.stringify` must be byte for byte the one Herald signed. An
+/// endpoint with another secret at the same receiver is refused with 401, and Herald records it.
+async fn seed_node_receiver_accepts_deliveries(app: TestApp) {
+    let Some(dir) = interop_env("HERALD_TEST_NODE_DIR") else { return };
+    let node = SeedReceiver::start(&dir, SEED_SECRET).await;
+    let users = hook(
+        &app,
+        json!({"url": format!("{}/webhook/users", node.url), "events": ["user.created", "user.updated", "user.deleted"],
+               "secret": SEED_SECRET, "active": true}),
+    )
+    .await;
+    let worlds = hook(
+        &app,
+        json!({"url": format!("{}/webhook/worlds", node.url),
+               "events": ["world.maintenance_started", "world.maintenance_ended"],
+               "secret": SEED_SECRET, "active": true}),
+    )
+    .await;
+    // The negative control: same receiver, another secret.
+    let wrong = hook(
+        &app,
+        json!({"url": format!("{}/webhook/users", node.url), "events": ["user.created"],
+               "secret": "not-the-receivers-secret", "active": true}),
+    )
+    .await;
+
+    let display_name = "용사 김철수 🎮";
+    let (status, user) = app
+        .post(
+            "/api/v1/users",
+            json!({"username": "hero01", "displayName": display_name, "email": "hero01@example.com",
+                   "metadata": {"길드": "달빛 기사단", "level": 42, "titles": ["첫 번째", "\"따옴표\"", "back\\slash"],
+                                "bio": "줄 하나\n줄 둘\t탭", "premium": true, "referrer": null, "</script>": "<&>"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{user}");
+    let user_id = id_of(&user).to_string();
+    let (status, world) = app
+        .post("/api/v1/game-worlds", json!({"worldId": "main-1", "name": "메인 월드", "description": "첫 번째 서버"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{world}");
+    let maintenance = format!("/api/v1/game-worlds/{}/maintenance", id_of(&world));
+    let message = "서버 점검 중입니다.\n잠시 후 다시 접속해 주세요.";
+    let (status, body) = app
+        .put(
+            &maintenance,
+            json!({"enabled": true, "message": message,
+                   "messages": {"ko": message, "en": "Maintenance: \"back soon\"", "ja": "メンテナンス中"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = app.patch(&format!("/api/v1/users/{user_id}"), json!({"displayName": "용사 박영희"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = app.put(&maintenance, json!({"enabled": false})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = app.delete(&format!("/api/v1/users/{user_id}")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Five events for the right secret, one for the wrong one.
+    let got = node.wait_for(6).await;
+    let find = |verdict: &str, event: &str| -> Value {
+        let matching: Vec<&Value> = got.iter().filter(|l| l["verdict"] == verdict && l["event"] == event).collect();
+        assert_eq!(matching.len(), 1, "one {verdict} {event} at the seed receiver, which got:\n{}", show(&got));
+        matching[0].clone()
+    };
+    let created = find("accepted", "user.created");
+    assert_eq!(created["path"], "/webhook/users");
+    assert_eq!(created["data"]["displayName"], display_name);
+    assert_eq!(created["data"]["metadata"]["길드"], "달빛 기사단");
+    assert_eq!(created["data"]["metadata"]["bio"], "줄 하나\n줄 둘\t탭");
+    assert_eq!(find("accepted", "user.updated")["data"]["displayName"], "용사 박영희");
+    assert_eq!(find("accepted", "user.deleted")["data"]["id"], user_id.as_str());
+    let started = find("accepted", "world.maintenance_started");
+    assert_eq!(started["path"], "/webhook/worlds");
+    assert_eq!(started["data"]["name"], "메인 월드");
+    assert_eq!(started["data"]["maintenanceMessage"], message);
+    assert_eq!(started["data"]["maintenanceMessages"]["ja"], "メンテナンス中");
+    assert_eq!(find("accepted", "world.maintenance_ended")["data"]["name"], "메인 월드");
+    let rejected = find("rejected", "user.created");
+    assert_eq!(rejected["id"], created["id"], "the same event, sent to the endpoint with the wrong secret");
+
+    // Herald's view: the receiver's answers, recorded per attempt.
+    for (w, n) in [(&users, 3), (&worlds, 2)] {
+        for d in settled_deliveries(&app, id_of(w), n).await {
+            assert_eq!(d["status"], "succeeded", "{d}");
+            assert_eq!(d["attempts"][0]["statusCode"], 200, "{d}");
+            assert_eq!(d["attempts"][0]["responseBody"], r#"{"received":true}"#, "{d}");
+        }
+    }
+    let refused = settled_deliveries(&app, id_of(&wrong), 1).await.remove(0);
+    assert_eq!(refused["eventId"], created["id"]);
+    assert_eq!(refused["status"], "pending", "a 401 is retried later: {refused}");
+    assert_eq!(refused["attempts"][0]["statusCode"], 401, "{refused}");
+    assert_eq!(refused["attempts"][0]["responseBody"], r#"{"error":"Invalid signature"}"#, "{refused}");
+    // Every attempt Herald recorded is one the receiver logged: nothing else arrived.
+    assert_eq!(node.requests().len(), 6, "nothing else arrived:\n{}", show(&node.requests()));
+}
+
+/// Runs tests/interop/python/verify_standard.py on `cases`; returns its results in order.
+async fn verify_with_library(python: String, cases: Vec<Value>) -> Vec<Value> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/interop/python/verify_standard.py");
+    let input = serde_json::to_vec(&json!({"cases": cases})).expect("json");
+    let output = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(&python)
+            .arg(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {python} (HERALD_TEST_PYTHON): {e} (run scripts/test.sh)"));
+        child.stdin.take().expect("stdin").write_all(&input).expect("write cases");
+        child.wait_with_output().expect("python ran")
+    })
+    .await
+    .expect("join");
+    assert!(output.status.success(), "verify_standard.py failed: {}", String::from_utf8_lossy(&output.stderr));
+    let out: Value = serde_json::from_slice(&output.stdout).expect("verify_standard.py prints JSON");
+    out["results"].as_array().expect("results").clone()
+}
+
+/// A verification case for the Python script: a captured request and a secret.
+fn case(name: &str, secret: &str, req: &Received, body: &[u8]) -> Value {
+    let headers: serde_json::Map<String, Value> = req
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), Value::String(v.to_str().expect("ASCII header").to_string())))
+        .collect();
+    json!({"name": name, "secret": secret, "body_b64": STANDARD.encode(body), "headers": headers})
+}
+
+/// The Standard Webhooks reference library verifies Herald's `webhook-*` headers: for a
+/// generated `whsec_` secret, for a plain secret given as `standardSecret`, with either secret
+/// during a rotation (two signatures in the header), and it refuses a tampered body or the
+/// wrong secret.
+async fn standard_webhooks_library_verifies_deliveries(app: TestApp) {
+    let Some(python) = interop_env("HERALD_TEST_PYTHON") else { return };
+    let rx = Receiver::start().await;
+    let generated = hook(&app, json!({"url": format!("{}/generated", rx.url), "events": ["user.created"]})).await;
+    let plain =
+        hook(&app, json!({"url": format!("{}/plain", rx.url), "events": ["user.created"], "secret": SEED_SECRET}))
+            .await;
+    let (gid, pid) = (id_of(&generated).to_string(), id_of(&plain).to_string());
+    let old_generated = generated["secret"].as_str().expect("generated secret").to_string();
+    assert!(old_generated.starts_with("whsec_"), "{old_generated}");
+    let (status, s) = app.get(&format!("/api/v1/webhooks/{gid}/secret")).await;
+    assert_eq!(status, StatusCode::OK, "{s}");
+    assert_eq!(s["standardSecret"], old_generated.as_str(), "a whsec_ secret is already in the standard form");
+    let (_, s) = app.get(&format!("/api/v1/webhooks/{pid}/secret")).await;
+    assert_eq!(s["secret"], SEED_SECRET);
+    let plain_standard = s["standardSecret"].as_str().expect("standardSecret").to_string();
+    assert_eq!(plain_standard, herald_webhooks::standard_secret(SEED_SECRET));
+    assert_eq!(plain_standard, format!("whsec_{}", STANDARD.encode(SEED_SECRET)));
+
+    let (status, body) =
+        app.post("/api/v1/users", json!({"username": "std01", "displayName": "메인 월드의 용사 🎮"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let first = rx.wait_for(2).await;
+    let at = |got: &[Received], path: &str| got.iter().find(|r| r.path == path).expect(path).clone();
+    let (g1, p1) = (at(&first, "/generated"), at(&first, "/plain"));
+    let tampered = String::from_utf8(g1.body.to_vec()).expect("UTF-8").replace("메인 월드", "다른 월드");
+    assert_ne!(tampered.as_bytes(), &g1.body[..]);
+
+    // Rotation: a generated new secret for one endpoint, a chosen plain one for the other.
+    let (status, rotated) = app.post(&format!("/api/v1/webhooks/{gid}/secret/rotate"), json!(null)).await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    assert_eq!(rotated["previousSecret"], old_generated.as_str());
+    let new_generated = rotated["secret"].as_str().expect("secret").to_string();
+    let new_plain = "the-new-webhook-secret";
+    let (status, rotated) =
+        app.post(&format!("/api/v1/webhooks/{pid}/secret/rotate"), json!({"secret": new_plain})).await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    assert_eq!(rotated["previousSecret"], SEED_SECRET);
+    let (_, s) = app.get(&format!("/api/v1/webhooks/{pid}/secret")).await;
+    let new_plain_standard = s["standardSecret"].as_str().expect("standardSecret").to_string();
+    assert_eq!(new_plain_standard, herald_webhooks::standard_secret(new_plain));
+    let (status, body) = app.post("/api/v1/users", json!({"username": "std02", "displayName": "회전 중"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let second = rx.wait_for(4).await[2..].to_vec();
+    let (g2, p2) = (at(&second, "/generated"), at(&second, "/plain"));
+    for req in [&g2, &p2] {
+        let sig = req.header("webhook-signature");
+        assert_eq!(sig.split(' ').count(), 2, "one signature per secret during the rotation: {sig}");
+    }
+
+    let cases = vec![
+        case("generated", &old_generated, &g1, &g1.body),
+        case("plain as standardSecret", &plain_standard, &p1, &p1.body),
+        case("rotation, old generated", &old_generated, &g2, &g2.body),
+        case("rotation, new generated", &new_generated, &g2, &g2.body),
+        case("rotation, old plain", &herald_webhooks::standard_secret(SEED_SECRET), &p2, &p2.body),
+        case("rotation, new plain", &new_plain_standard, &p2, &p2.body),
+        // Negative controls.
+        case("tampered body", &old_generated, &g1, tampered.as_bytes()),
+        case("another endpoint's secret", &old_generated, &p1, &p1.body),
+        case("after rotation, neither secret", &herald_webhooks::generate_secret(), &g2, &g2.body),
+    ];
+    let results = verify_with_library(python, cases).await;
+    assert_eq!(results.len(), 9, "{}", show(&results));
+    let (valid, invalid) = results.split_at(6);
+    for (r, req) in valid.iter().zip([&g1, &p1, &g2, &g2, &p2, &p2]) {
+        assert_eq!(r["verified"], true, "{r}");
+        assert_eq!(r["payload"], req.json(), "the library hands back the body Herald sent: {r}");
+    }
+    for r in invalid {
+        assert_eq!(r["verified"], false, "{r}");
+        // Refused for the signature, not for a broken case or a stale timestamp.
+        assert_eq!(r["error_type"], "WebhookVerificationError", "{r}");
+        assert_eq!(r["error"], "No matching signature found", "{r}");
+    }
+    assert_eq!(valid[0]["payload"]["data"]["displayName"], "메인 월드의 용사 🎮");
+}
