@@ -1,5 +1,5 @@
 use axum::response::Response;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::{
     PageBody, created,
@@ -12,20 +12,11 @@ use crate::{
     store::{self, worlds::GameWorld, worlds::WorldFilter},
 };
 
-/// A world as the API shows it: its fields plus whether it is in maintenance right now.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct WorldView {
-    #[serde(flatten)]
-    world: GameWorld,
-    in_maintenance: bool,
-}
+/// A world as the API shows it: with `inMaintenance` for the current time.
+type WorldView = GameWorld;
 
-impl From<GameWorld> for WorldView {
-    fn from(world: GameWorld) -> Self {
-        let in_maintenance = world.in_maintenance(store::now());
-        WorldView { world, in_maintenance }
-    }
+fn view(world: GameWorld) -> WorldView {
+    world.at(store::now())
 }
 
 #[derive(Deserialize)]
@@ -48,19 +39,19 @@ pub async fn list(s: State, scope: ProjectScope, Query(q): Query<ListQuery>) -> 
         c.finish().map_err(|e| crate::error::ApiError::bad_request("invalid_query", e.message))?;
     }
     let page = s.store.list_worlds(&scope.project_id, &filter, req).await?;
-    Ok(Json(PageBody::new(page, req, WorldView::from)))
+    Ok(Json(PageBody::new(page, req, view)))
 }
 
 pub async fn create(s: State, scope: ProjectScope, Json(input): Json<NewWorld>) -> ApiResult<Response> {
     scope.require("worlds:write")?;
     let world = worlds::create(&s.store, &scope.events(), &scope.project_id, input).await?;
-    Ok(created(WorldView::from(world)))
+    Ok(created(view(world)))
 }
 
 /// `{id}` is the world's id or its `worldId`.
 pub async fn get(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<WorldView>> {
     scope.require("worlds:read")?;
-    Ok(Json(s.store.get_world(&scope.project_id, &id).await?.into()))
+    Ok(Json(s.store.get_world(&scope.project_id, &id).await?.at(store::now())))
 }
 
 pub async fn update(
@@ -70,7 +61,7 @@ pub async fn update(
     Json(patch): Json<WorldPatch>,
 ) -> ApiResult<Json<WorldView>> {
     scope.require("worlds:write")?;
-    Ok(Json(worlds::update(&s.store, &scope.events(), &scope.project_id, &id, patch).await?.into()))
+    Ok(Json(worlds::update(&s.store, &scope.events(), &scope.project_id, &id, patch).await?.at(store::now())))
 }
 
 pub async fn maintenance(
@@ -80,10 +71,10 @@ pub async fn maintenance(
     Json(change): Json<MaintenanceChange>,
 ) -> ApiResult<Json<WorldView>> {
     scope.require("worlds:write")?;
-    Ok(Json(worlds::set_maintenance(&s.store, &scope.events(), &scope.project_id, &id, change).await?.into()))
+    Ok(Json(worlds::set_maintenance(&s.store, &scope.events(), &scope.project_id, &id, change).await?.at(store::now())))
 }
 
 pub async fn delete(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<WorldView>> {
     scope.require("worlds:write")?;
-    Ok(Json(worlds::delete(&s.store, &scope.events(), &scope.project_id, &id).await?.into()))
+    Ok(Json(worlds::delete(&s.store, &scope.events(), &scope.project_id, &id).await?.at(store::now())))
 }

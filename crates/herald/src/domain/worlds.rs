@@ -109,7 +109,9 @@ pub async fn create(store: &Store, ctx: &EventContext, project_id: &str, input: 
         maintenance_ends_at: None,
         created_at: now,
         updated_at: now,
-    };
+        in_maintenance: false,
+    }
+    .at(now);
     check_world(&world)?;
     let mut events = vec![types::WORLD_CREATED];
     if world.maintenance {
@@ -134,6 +136,9 @@ async fn modify(
         change(&mut world);
         check_world(&world)?;
         world.updated_at = store::now().max(current.updated_at + chrono::TimeDelta::microseconds(1));
+        // Events carry whether the world is in maintenance as of this change.
+        let at = world.updated_at;
+        let world = world.at(at);
         let events = change_events(&current, &world);
         match store.update_world(ctx, &world, current.updated_at, &events).await {
             Err(StoreError::Stale) => continue,

@@ -24,7 +24,7 @@ pub struct GameWorld {
     pub visible: bool,
     pub display_order: i64,
     pub tags: Json<Vec<String>>,
-    /// Maintenance switched on by an operator (see [`GameWorld::in_maintenance`]).
+    /// Maintenance switched on by an operator (see [`GameWorld::maintenance_active`]).
     pub maintenance: bool,
     pub maintenance_message: Option<String>,
     /// Per-language messages, keyed by language code.
@@ -33,12 +33,21 @@ pub struct GameWorld {
     pub maintenance_ends_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Whether players are kept out right now; computed, not stored (see [`GameWorld::at`]).
+    #[sqlx(skip)]
+    pub in_maintenance: bool,
 }
 
 impl GameWorld {
+    /// The world with `in_maintenance` computed for `now`.
+    pub fn at(mut self, now: DateTime<Utc>) -> GameWorld {
+        self.in_maintenance = self.maintenance_active(now);
+        self
+    }
+
     /// Whether players are kept out at `now`: maintenance is on and `now` is inside its window
     /// (an open end counts as unbounded).
-    pub fn in_maintenance(&self, now: DateTime<Utc>) -> bool {
+    pub fn maintenance_active(&self, now: DateTime<Utc>) -> bool {
         self.maintenance
             && self.maintenance_starts_at.is_none_or(|start| start <= now)
             && self.maintenance_ends_at.is_none_or(|end| now < end)

@@ -26,6 +26,7 @@ crate::both_backends!(
     invalid_endpoints_are_rejected,
     endpoints_failing_for_five_days_are_disabled,
     rate_limit_caps_deliveries_per_second,
+    retention_removes_old_finished_deliveries,
 );
 
 /// Standard Webhooks verification written out here, independent of herald-webhooks.
@@ -538,4 +539,33 @@ async fn rate_limit_caps_deliveries_per_second(app: TestApp) {
         app.advance(TimeDelta::milliseconds(100));
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+}
+
+async fn retention_removes_old_finished_deliveries(app: TestApp) {
+    let rx = Receiver::start().await;
+    rx.script([Reply::status(200), Reply::status(500)]);
+    let w = hook(&app, json!({"url": rx.url, "events": ["user.created"]})).await;
+    let wid = w["id"].as_str().expect("id");
+    app.post("/api/v1/users", json!({"username": "kept-then-cleaned"})).await;
+    let done = wait_attempts(&app, wid, 1).await;
+    assert_eq!(done["status"], "succeeded");
+    app.post("/api/v1/users", json!({"username": "still-pending"})).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let pending = loop {
+        let (_, page) = app.get(&format!("/api/v1/webhooks/{wid}/deliveries?status=pending")).await;
+        if let Some(id) = page["items"][0]["id"].as_str() {
+            break id.to_string();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no pending delivery");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    };
+    // 29 days on, nothing is old enough; 31 days on, the finished delivery goes, the pending stays.
+    let now = app.clock.now();
+    let day_keys = now - TimeDelta::hours(24);
+    assert_eq!(app.store.clean_up(now - TimeDelta::days(30) + TimeDelta::days(29), day_keys).await.expect("clean"), 0);
+    assert_eq!(app.store.clean_up(now + TimeDelta::days(31) - TimeDelta::days(30), day_keys).await.expect("clean"), 1);
+    let (status, _) = app.get(&format!("/api/v1/deliveries/{}", done["id"].as_str().expect("id"))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = app.get(&format!("/api/v1/deliveries/{pending}")).await;
+    assert_eq!(status, StatusCode::OK, "unfinished deliveries are never cleaned");
 }
