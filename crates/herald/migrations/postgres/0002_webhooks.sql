@@ -45,6 +45,8 @@ CREATE TABLE webhooks (
     disabled_at                TIMESTAMPTZ,
     last_success_at            TIMESTAMPTZ,
     failing_since              TIMESTAMPTZ,
+    -- The outbox sequence when the endpoint was created: it receives only later events.
+    created_seq                BIGINT NOT NULL DEFAULT 0,
     created_at                 TIMESTAMPTZ NOT NULL,
     updated_at                 TIMESTAMPTZ NOT NULL
 );

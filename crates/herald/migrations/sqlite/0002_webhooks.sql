@@ -45,6 +45,8 @@ CREATE TABLE webhooks (
     disabled_at                TEXT,
     last_success_at            TEXT,
     failing_since              TEXT,
+    -- The outbox sequence when the endpoint was created: it receives only later events.
+    created_seq                INTEGER NOT NULL DEFAULT 0,
     created_at                 TEXT NOT NULL,
     updated_at                 TEXT NOT NULL
 );

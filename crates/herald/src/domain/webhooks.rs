@@ -157,6 +157,7 @@ pub async fn create(
         disabled_at: None,
         last_success_at: None,
         failing_since: None,
+        created_seq: 0,
         created_at: now,
         updated_at: now,
     };

@@ -40,6 +40,10 @@ pub struct Webhook {
     pub disabled_at: Option<DateTime<Utc>>,
     pub last_success_at: Option<DateTime<Utc>>,
     pub failing_since: Option<DateTime<Utc>>,
+    /// The outbox sequence when the endpoint was created: older events are not fanned out to
+    /// it (replay can still send them).
+    #[serde(skip)]
+    pub created_seq: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -129,8 +133,9 @@ impl Store {
             sqlx::query(
                 "INSERT INTO webhooks (id, project_id, name, url, description, events, secret, previous_secret, \
                  previous_secret_expires_at, active, headers, rate_limit, timeout_ms, disabled_reason, disabled_at, \
-                 last_success_at, failing_since, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+                 last_success_at, failing_since, created_at, updated_at, created_seq) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
+                 (SELECT COALESCE(MAX(seq), 0) FROM events))",
             )
             .bind(&w.id)
             .bind(&w.project_id)
@@ -272,7 +277,10 @@ impl Store {
             let hooks =
                 sqlx::query_as::<_, Webhook>("SELECT * FROM webhooks WHERE active = TRUE").fetch_all(&mut *tx).await?;
             for event in &events {
-                for hook in hooks.iter().filter(|h| Some(&h.project_id) == event.project_id.as_ref()) {
+                for hook in hooks
+                    .iter()
+                    .filter(|h| Some(&h.project_id) == event.project_id.as_ref() && event.seq > h.created_seq)
+                {
                     if !matches(hook, event) {
                         continue;
                     }

@@ -109,7 +109,9 @@ impl Dispatcher {
             };
             if !worked {
                 tokio::select! {
-                    _ = wake.notified() => {}
+                    _ = wake.notified() => {
+                        tokio::time::sleep(Duration::from_millis(self.config.linger_ms)).await;
+                    }
                     _ = tokio::time::sleep(poll) => {}
                     _ = stopped.changed() => {}
                 }
