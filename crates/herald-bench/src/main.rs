@@ -1,5 +1,6 @@
 //! `herald-bench`: drives one scenario against a running Herald for a fixed time over N
 //! keep-alive HTTP/1.1 connections and prints throughput and latency percentiles as JSON.
+//! `--scenario webhooks` instead measures webhook delivery end to end (see [`webhooks`]).
 //!
 //! Hand-written rather than `oha`/`wrk` because the write scenario needs a distinct body per
 //! request (usernames are unique) and because it keeps the numbers reproducible from
@@ -21,12 +22,17 @@ use hyper::{Request, client::conn::http1};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+mod webhooks;
+
 #[derive(Clone, Copy, ValueEnum)]
 enum Scenario {
     /// `GET /api/v1/game-worlds` (first page of 20).
     GetWorlds,
     /// `POST /api/v1/users` with a new username each time.
     PostUsers,
+    /// Publish events and time their webhook deliveries to the benchmark receiver
+    /// (uses the `(webhooks)` options; `--connections` and `--seconds` do not apply).
+    Webhooks,
 }
 
 #[derive(Parser)]
@@ -45,6 +51,8 @@ struct Args {
     /// Seconds to run after a 1 s warm-up.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    #[command(flatten)]
+    webhooks: webhooks::WebhookArgs,
 }
 
 struct Totals {
@@ -55,6 +63,9 @@ struct Totals {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Scenario::Webhooks = args.scenario {
+        return webhooks::run(&args.addr, &args.key, &args.webhooks).await;
+    }
     let totals = Arc::new(Totals { ok: AtomicU64::new(0), failed: AtomicU64::new(0) });
     let warmup_end = Instant::now() + Duration::from_secs(1);
     let end = warmup_end + Duration::from_secs(args.seconds);
@@ -113,6 +124,7 @@ async fn run_worker(
         let builder = Request::builder().header("host", addr).header("x-api-key", key);
         let request = match scenario {
             Scenario::GetWorlds => builder.method("GET").uri("/api/v1/game-worlds").body(Full::new(Bytes::new()))?,
+            Scenario::Webhooks => unreachable!("run by webhooks::run"),
             Scenario::PostUsers => {
                 let body =
                     format!(r#"{{"username":"bench_{worker}_{n}_{}","email":"b{n}@example.com"}}"#, std::process::id());

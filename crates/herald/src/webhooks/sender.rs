@@ -178,7 +178,9 @@ impl Sender {
         let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("Herald-Webhooks/", env!("CARGO_PKG_VERSION")))
-            .pool_max_idle_per_host(config.max_in_flight_per_endpoint.max(1))
+            // Per host, not per endpoint: several endpoints often share one host, so keep as
+            // many idle connections as there can be sends in flight (else they churn).
+            .pool_max_idle_per_host(config.max_in_flight.max(1))
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(10));
