@@ -294,12 +294,7 @@ pub async fn send_test(sender: &Sender, hook: &Webhook) -> TestResult {
         sandbox: false,
         occurred_at: now,
     };
-    let mut secrets = vec![hook.secret.as_str()];
-    if let (Some(old), Some(until)) = (&hook.previous_secret, hook.previous_secret_expires_at)
-        && until > now
-    {
-        secrets.push(old);
-    }
+    let secrets = hook.signing_secrets(now);
     let outcome = sender
         .send(Outgoing {
             url: &hook.url,

@@ -113,6 +113,10 @@ pub fn webhook_event(ctx: &EventContext, event_type: &'static str, w: &Webhook) 
     NewEvent::about(ctx, event_type, (None, Some(&w.project_id)), "webhook", &w.id, w)
 }
 
+/// A new pending delivery, due at once: `(id, project, webhook, event id, event seq, now)`.
+const INSERT_DELIVERY: &str = "INSERT INTO deliveries (id, project_id, webhook_id, event_id, event_seq, status, \
+    attempts, next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6, $6)";
+
 /// `SELECT ... FOR UPDATE SKIP LOCKED` where the backend has it (PostgreSQL: several nodes
 /// share the queue); SQLite's single writer already serializes claimers.
 fn lock_clause(backend: &Backend) -> &'static str {
@@ -124,6 +128,20 @@ fn lock_clause(backend: &Backend) -> &'static str {
 
 fn placeholders(start: usize, n: usize) -> String {
     (start..start + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+impl Webhook {
+    /// The secrets that sign a request at `now`: the current one, then the previous one while
+    /// a rotation's overlap lasts.
+    pub fn signing_secrets(&self, now: DateTime<Utc>) -> Vec<&str> {
+        let mut secrets = vec![self.secret.as_str()];
+        if let (Some(old), Some(until)) = (&self.previous_secret, self.previous_secret_expires_at)
+            && until > now
+        {
+            secrets.push(old);
+        }
+        secrets
+    }
 }
 
 impl Store {
@@ -284,18 +302,15 @@ impl Store {
                     if !matches(hook, event) {
                         continue;
                     }
-                    sqlx::query(
-                        "INSERT INTO deliveries (id, project_id, webhook_id, event_id, event_seq, status, attempts, \
-                         next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6, $6)",
-                    )
-                    .bind(super::new_id())
-                    .bind(&hook.project_id)
-                    .bind(&hook.id)
-                    .bind(&event.id)
-                    .bind(event.seq)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
+                    sqlx::query(INSERT_DELIVERY)
+                        .bind(super::new_id())
+                        .bind(&hook.project_id)
+                        .bind(&hook.id)
+                        .bind(&event.id)
+                        .bind(event.seq)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
                 }
             }
             let mark = format!("UPDATE events SET fanned_out = TRUE WHERE seq IN ({})", placeholders(1, events.len()));
@@ -569,18 +584,15 @@ impl Store {
                         continue;
                     }
                 }
-                sqlx::query(
-                    "INSERT INTO deliveries (id, project_id, webhook_id, event_id, event_seq, status, attempts, \
-                     next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6, $6)",
-                )
-                .bind(super::new_id())
-                .bind(&webhook.project_id)
-                .bind(&webhook.id)
-                .bind(&event.id)
-                .bind(event.seq)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+                sqlx::query(INSERT_DELIVERY)
+                    .bind(super::new_id())
+                    .bind(&webhook.project_id)
+                    .bind(&webhook.id)
+                    .bind(&event.id)
+                    .bind(event.seq)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
                 queued += 1;
             }
             tx.commit().await?;

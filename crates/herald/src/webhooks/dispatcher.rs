@@ -218,12 +218,7 @@ impl Dispatcher {
 
     async fn attempt(&self, delivery: &Delivery, hook: &Webhook, event: &EventRow, body: Bytes) -> Finished {
         let now = self.clock.now();
-        let mut secrets = vec![hook.secret.as_str()];
-        if let (Some(old), Some(until)) = (&hook.previous_secret, hook.previous_secret_expires_at)
-            && until > now
-        {
-            secrets.push(old);
-        }
+        let secrets = hook.signing_secrets(now);
         let outcome = self
             .sender
             .send(Outgoing {
