@@ -117,7 +117,7 @@ pub async fn update_organization(
             org.slug = slug.clone();
         }
         check_named(&org.name, &org.slug)?;
-        org.updated_at = store::now().max(current.updated_at + chrono::TimeDelta::microseconds(1));
+        org.updated_at = store::next_updated_at(current.updated_at);
         match store.update_organization(ctx, &org, current.updated_at).await {
             Err(StoreError::Stale) => continue,
             other => other?,
@@ -179,7 +179,7 @@ pub async fn modify_project(
             project.slug = slug.clone();
         }
         check_named(&project.name, &project.slug)?;
-        project.updated_at = store::now().max(current.updated_at + chrono::TimeDelta::microseconds(1));
+        project.updated_at = store::next_updated_at(current.updated_at);
         let written = if regenerate_secret {
             project.secret_key = keys::random_token(24);
             store.regenerate_project_secret(ctx, &project, current.updated_at).await

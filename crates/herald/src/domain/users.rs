@@ -142,7 +142,7 @@ pub async fn update(
             user.last_login_at = v.map(store::truncate);
         }
         check_user(&user)?;
-        user.updated_at = store::now().max(current.updated_at + chrono::TimeDelta::microseconds(1));
+        user.updated_at = store::next_updated_at(current.updated_at);
 
         let mut events = vec![types::USER_UPDATED];
         let profile_changed = user.username != current.username

@@ -105,7 +105,7 @@ pub async fn update(
             v.notes = x.clone();
         }
         check_version(&v)?;
-        v.updated_at = store::now().max(current.updated_at + chrono::TimeDelta::microseconds(1));
+        v.updated_at = store::next_updated_at(current.updated_at);
         match store.update_client_version(ctx, &v, current.updated_at).await {
             Err(StoreError::Stale) => continue,
             other => other?,

@@ -187,7 +187,7 @@ pub async fn modify(
             w.failing_since = None;
         }
         check_webhook(sender.guard(), &w).await?;
-        w.updated_at = store::now().max(current.updated_at + TimeDelta::microseconds(1));
+        w.updated_at = store::next_updated_at(current.updated_at);
         match store.update_webhook(ctx, &w, current.updated_at, &[event_type]).await {
             Err(StoreError::Stale) => continue,
             other => other?,

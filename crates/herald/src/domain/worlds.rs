@@ -135,7 +135,7 @@ async fn modify(
         let mut world = current.clone();
         change(&mut world);
         check_world(&world)?;
-        world.updated_at = store::now().max(current.updated_at + chrono::TimeDelta::microseconds(1));
+        world.updated_at = store::next_updated_at(current.updated_at);
         // Events carry whether the world is in maintenance as of this change.
         let at = world.updated_at;
         let world = world.at(at);

@@ -5,7 +5,11 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::types::Json;
 
-use super::{Page, PageRequest, Store, StoreError, StoreResult, events::EventRow, fetch_page, with_pool};
+use super::{
+    Page, PageRequest, Store, StoreError, StoreResult,
+    events::{EVENT_COLUMNS, EventRow},
+    fetch_page, with_pool,
+};
 use crate::events::NewEvent;
 
 #[derive(Debug, Clone, sqlx::FromRow, Serialize)]
@@ -26,9 +30,6 @@ pub enum Published {
     Created(String),
     Existing(String),
 }
-
-const EVENT_COLUMNS: &str = "seq, id, organization_id, project_id, type, resource_type, resource_id, data, request_id, \
-                             actor, idempotency_key, sandbox, occurred_at";
 
 impl Store {
     pub async fn insert_event_type(&self, t: &EventType) -> StoreResult<()> {

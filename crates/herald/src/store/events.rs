@@ -33,6 +33,10 @@ macro_rules! insert_event {
 }
 pub(crate) use insert_event;
 
+/// The columns of [`EventRow`], for `SELECT {EVENT_COLUMNS} FROM events`.
+pub(crate) const EVENT_COLUMNS: &str = "seq, id, organization_id, project_id, type, resource_type, resource_id, data, \
+                                        request_id, actor, idempotency_key, sandbox, occurred_at";
+
 /// An event as stored.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct EventRow {
@@ -55,16 +59,14 @@ pub struct EventRow {
 impl Store {
     /// Events about one resource, oldest first.
     pub async fn events_for_resource(&self, resource_type: &str, resource_id: &str) -> StoreResult<Vec<EventRow>> {
+        let sql =
+            format!("SELECT {EVENT_COLUMNS} FROM events WHERE resource_type = $1 AND resource_id = $2 ORDER BY seq");
         with_pool!(self, read, |pool| {
-            Ok(sqlx::query_as::<_, EventRow>(
-                "SELECT seq, id, organization_id, project_id, type, resource_type, resource_id, data, \
-                 request_id, actor, idempotency_key, sandbox, occurred_at FROM events \
-                 WHERE resource_type = $1 AND resource_id = $2 ORDER BY seq",
-            )
-            .bind(resource_type)
-            .bind(resource_id)
-            .fetch_all(pool)
-            .await?)
+            Ok(sqlx::query_as::<_, EventRow>(sqlx::AssertSqlSafe(sql))
+                .bind(resource_type)
+                .bind(resource_id)
+                .fetch_all(pool)
+                .await?)
         })
     }
 

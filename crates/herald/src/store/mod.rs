@@ -188,6 +188,12 @@ pub fn now() -> DateTime<Utc> {
     truncate(Utc::now())
 }
 
+/// The `updated_at` for a change of a row last updated at `previous`: now, but always
+/// later than `previous`, so the optimistic check of a concurrent writer never matches.
+pub fn next_updated_at(previous: DateTime<Utc>) -> DateTime<Utc> {
+    now().max(previous + TimeDelta::microseconds(1))
+}
+
 pub fn truncate(t: DateTime<Utc>) -> DateTime<Utc> {
     t.duration_trunc(TimeDelta::microseconds(1)).unwrap_or(t)
 }

@@ -8,8 +8,9 @@ use serde::Serialize;
 use sqlx::types::Json;
 
 use super::{
-    Backend, Page, PageRequest, Store, StoreError, StoreResult, events::EventRow, expect_one_row, fetch_page,
-    with_pool, write_with_events,
+    Backend, Page, PageRequest, Store, StoreError, StoreResult,
+    events::{EVENT_COLUMNS, EventRow},
+    expect_one_row, fetch_page, with_pool, write_with_events,
 };
 use crate::events::{EventContext, NewEvent, types};
 
@@ -282,8 +283,7 @@ impl Store {
         matches: impl Fn(&Webhook, &EventRow) -> bool,
     ) -> StoreResult<usize> {
         let select = format!(
-            "SELECT seq, id, organization_id, project_id, type, resource_type, resource_id, data, request_id, actor, \
-             idempotency_key, sandbox, occurred_at FROM events WHERE fanned_out = FALSE ORDER BY seq LIMIT {limit}{}",
+            "SELECT {EVENT_COLUMNS} FROM events WHERE fanned_out = FALSE ORDER BY seq LIMIT {limit}{}",
             lock_clause(self.backend())
         );
         with_pool!(self, write, |pool| {
@@ -354,11 +354,7 @@ impl Store {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let sql = format!(
-            "SELECT seq, id, organization_id, project_id, type, resource_type, resource_id, data, request_id, actor, \
-             idempotency_key, sandbox, occurred_at FROM events WHERE id IN ({})",
-            placeholders(1, ids.len())
-        );
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE id IN ({})", placeholders(1, ids.len()));
         with_pool!(self, read, |pool| {
             let mut q = sqlx::query_as::<_, EventRow>(sqlx::AssertSqlSafe(sql));
             for id in ids {
@@ -556,18 +552,18 @@ impl Store {
         now: DateTime<Utc>,
         matches: impl Fn(&Webhook, &EventRow) -> bool,
     ) -> StoreResult<usize> {
+        let select = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE project_id = $1 AND occurred_at >= $2 AND occurred_at < $3 \
+             ORDER BY seq"
+        );
         with_pool!(self, write, |pool| {
             let mut tx = pool.begin().await?;
-            let events = sqlx::query_as::<_, EventRow>(
-                "SELECT seq, id, organization_id, project_id, type, resource_type, resource_id, data, request_id, \
-                 actor, idempotency_key, sandbox, occurred_at FROM events \
-                 WHERE project_id = $1 AND occurred_at >= $2 AND occurred_at < $3 ORDER BY seq",
-            )
-            .bind(&webhook.project_id)
-            .bind(since)
-            .bind(until)
-            .fetch_all(&mut *tx)
-            .await?;
+            let events = sqlx::query_as::<_, EventRow>(sqlx::AssertSqlSafe(select))
+                .bind(&webhook.project_id)
+                .bind(since)
+                .bind(until)
+                .fetch_all(&mut *tx)
+                .await?;
             let mut queued = 0;
             for event in events.iter().filter(|e| matches(webhook, e)) {
                 if only_failed {
