@@ -14,6 +14,7 @@ pub mod auth;
 pub mod catalog;
 pub mod events;
 pub mod orgs;
+pub mod script;
 pub mod users;
 pub mod versions;
 pub mod webhooks;
@@ -69,6 +70,8 @@ pub enum Backend {
     Sqlite {
         read: SqlitePool,
         write: SqlitePool,
+        /// Group commit for [`script::Script`] writes, on the same write pool.
+        writer: tokio::sync::mpsc::Sender<script::Job>,
     },
     Postgres(PgPool),
 }
@@ -105,6 +108,7 @@ impl Store {
     pub async fn connect(config: &Config) -> anyhow::Result<Store> {
         let url = config.effective_database_url();
         let acquire = Duration::from_secs(config.database.acquire_timeout_secs);
+        let events_written = Arc::new(tokio::sync::Notify::new());
         let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool = PgPoolOptions::new()
                 .max_connections(config.database.max_connections)
@@ -135,11 +139,12 @@ impl Store {
                 .acquire_timeout(acquire)
                 .connect_with(options.read_only(true))
                 .await?;
-            Backend::Sqlite { read, write }
+            let writer = script::GroupWriter::spawn(write.clone(), events_written.clone());
+            Backend::Sqlite { read, write, writer }
         } else {
             anyhow::bail!("database_url must start with sqlite: or postgres://, got {url:?}");
         };
-        Ok(Store { backend: Arc::new(backend), events_written: Arc::new(tokio::sync::Notify::new()) })
+        Ok(Store { backend: Arc::new(backend), events_written })
     }
 
     /// Wakes whoever waits on [`Store::events_written`].
@@ -173,7 +178,7 @@ impl Store {
 
     pub async fn close(&self) {
         match self.backend() {
-            Backend::Sqlite { read, write } => {
+            Backend::Sqlite { read, write, .. } => {
                 read.close().await;
                 write.close().await;
             }

@@ -5,6 +5,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::types::Json;
 
+use super::script::Script;
 use super::{
     Filter, Page, PageRequest, Store, StoreError, StoreResult, conflict_on_unique, contains_pattern, expect_one_row,
     fetch_page, with_pool, write_with_events,
@@ -47,41 +48,38 @@ pub fn user_event(ctx: &EventContext, event_type: &'static str, user: &User) -> 
 
 impl Store {
     pub async fn insert_user(&self, ctx: &EventContext, user: &User) -> StoreResult<()> {
-        let event = user_event(ctx, types::USER_CREATED, user);
-        write_with_events!(self, [&event], |tx| {
-            sqlx::query(
-                "INSERT INTO users (project_id, id, username, email, display_name, avatar_url, role, status, \
-                 metadata, created_at, updated_at, last_login_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            )
-            .bind(&user.project_id)
-            .bind(&user.id)
-            .bind(&user.username)
-            .bind(&user.email)
-            .bind(&user.display_name)
-            .bind(&user.avatar_url)
-            .bind(&user.role)
-            .bind(&user.status)
-            .bind(&user.metadata)
-            .bind(user.created_at)
-            .bind(user.updated_at)
-            .bind(user.last_login_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| match &e {
-                sqlx::Error::Database(db) if db.is_unique_violation() => {
-                    // Tell which key clashed: the primary key (id) or the username.
-                    let msg = db.message();
-                    if msg.contains("username") || db.constraint().is_some_and(|c| c.contains("username")) {
-                        StoreError::Conflict(USERNAME_TAKEN.into())
-                    } else {
-                        StoreError::Conflict(USER_ID_TAKEN.into())
-                    }
+        let mut script = Script::default();
+        script.push(
+            "INSERT INTO users (project_id, id, username, email, display_name, avatar_url, role, status, metadata, \
+             created_at, updated_at, last_login_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            vec![
+                (&user.project_id).into(),
+                (&user.id).into(),
+                (&user.username).into(),
+                (&user.email).into(),
+                (&user.display_name).into(),
+                (&user.avatar_url).into(),
+                (&user.role).into(),
+                (&user.status).into(),
+                (&user.metadata).into(),
+                user.created_at.into(),
+                user.updated_at.into(),
+                user.last_login_at.into(),
+            ],
+        );
+        script.event(user_event(ctx, types::USER_CREATED, user));
+        self.run_script(script).await.map_err(|e| match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                // Tell which key clashed: the primary key (id) or the username.
+                let msg = db.message();
+                if msg.contains("username") || db.constraint().is_some_and(|c| c.contains("username")) {
+                    StoreError::Conflict(USERNAME_TAKEN.into())
+                } else {
+                    StoreError::Conflict(USER_ID_TAKEN.into())
                 }
-                _ => StoreError::from(e),
-            })?
-        })?;
-        Ok(())
+            }
+            _ => StoreError::from(e),
+        })
     }
 
     pub async fn get_user(&self, project_id: &str, id: &str) -> StoreResult<User> {

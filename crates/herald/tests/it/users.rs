@@ -15,6 +15,7 @@ crate::both_backends!(
     profile_changes_emit_player_update,
     login_sets_last_login_and_emits_event,
     patch_null_clears_and_absent_keeps,
+    concurrent_creates_each_get_their_own_answer,
 );
 
 async fn create_get_update_delete(app: TestApp) {
@@ -229,4 +230,35 @@ async fn patch_null_clears_and_absent_keeps(app: TestApp) {
     assert_eq!(status, StatusCode::OK, "{after}");
     assert!(after["email"].is_null());
     assert_eq!(after["displayName"], "C");
+}
+
+/// Concurrent creates share transactions on SQLite (group commit): a clash fails only its own
+/// request, every other one is written with its event, and nothing is written twice.
+async fn concurrent_creates_each_get_their_own_answer(app: TestApp) {
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        // Every sixth request takes the username "taken"; the others are unique.
+        let username = if i % 6 == 0 { "taken".to_string() } else { format!("player-{i}") };
+        let req = app.req(reqwest::Method::POST, "/api/v1/users").json(&json!({"username": username}));
+        tasks.push(tokio::spawn(crate::common::send(req)));
+    }
+    let mut created = Vec::new();
+    let mut conflicts = 0;
+    for task in tasks {
+        let (status, body) = task.await.expect("request task");
+        match status {
+            StatusCode::CREATED => created.push(body["id"].as_str().expect("id").to_string()),
+            StatusCode::CONFLICT => {
+                assert_error(status, &body, StatusCode::CONFLICT, "conflict");
+                conflicts += 1;
+            }
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert_eq!((created.len(), conflicts), (51, 9), "one of the ten clashing requests wins");
+    let (_, list) = app.get("/api/v1/users?limit=100").await;
+    assert_eq!(list["total"], 51, "{list}");
+    for id in &created {
+        assert_eq!(app.event_types("user", id).await, ["user.created"], "each created user has its one event");
+    }
 }
