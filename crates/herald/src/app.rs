@@ -32,6 +32,8 @@ pub struct Inner {
     /// Sends webhook requests (shared by the dispatcher and the endpoint test route).
     pub sender: Sender,
     pub clock: Clock,
+    /// Serialized `GET /game-worlds` answers (see `api::cache`).
+    pub list_cache: api::cache::ResponseCache,
 }
 
 impl std::ops::Deref for AppState {
@@ -55,7 +57,16 @@ impl AppState {
         };
         let keys = KeyCache::new(Duration::from_secs(config.auth.key_cache_ttl_secs));
         let sender = Sender::new(&config.webhooks)?;
-        Ok(AppState(Arc::new(Inner { jwt: JwtKeys::new(secret.as_bytes()), keys, store, config, sender, clock })))
+        let list_cache = api::cache::ResponseCache::new(Duration::from_millis(config.http.list_cache_ms));
+        Ok(AppState(Arc::new(Inner {
+            jwt: JwtKeys::new(secret.as_bytes()),
+            keys,
+            store,
+            config,
+            sender,
+            clock,
+            list_cache,
+        })))
     }
 }
 

@@ -44,6 +44,10 @@ pub struct HttpConfig {
     pub body_limit_bytes: usize,
     /// Seconds a request may take before it is answered with 408.
     pub request_timeout_secs: u64,
+    /// How long a node keeps a `GET /api/v1/game-worlds` answer, in milliseconds (0: off).
+    /// Changes made through the same node are seen at once; through another node sharing
+    /// the database, within this time.
+    pub list_cache_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -170,7 +174,7 @@ impl Default for DatabaseConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { body_limit_bytes: 1024 * 1024, request_timeout_secs: 30 }
+        HttpConfig { body_limit_bytes: 1024 * 1024, request_timeout_secs: 30, list_cache_ms: 1000 }
     }
 }
 

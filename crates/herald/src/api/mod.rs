@@ -1,7 +1,8 @@
 //! The HTTP surface under `/api/v1`: one module per resource, each handler thin (extract,
 //! check scope, call `domain`, shape the answer).
 
-pub mod events;
+pub mod cache;
+mod events;
 pub mod extract;
 mod sessions;
 mod tenancy;

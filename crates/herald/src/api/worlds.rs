@@ -1,4 +1,9 @@
-use axum::response::Response;
+use axum::{
+    http::header,
+    response::{IntoResponse, Response},
+};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::{
@@ -29,7 +34,9 @@ pub struct ListQuery {
     tag: Option<String>,
 }
 
-pub async fn list(s: State, scope: ProjectScope, Query(q): Query<ListQuery>) -> ApiResult<Json<PageBody<WorldView>>> {
+/// Served from [`super::cache`] when this node has an answer for the same query that is
+/// still current; see there for when a change becomes visible.
+pub async fn list(s: State, scope: ProjectScope, Query(q): Query<ListQuery>) -> ApiResult<Response> {
     scope.require("worlds:read")?;
     let req = Paging { page: q.page, limit: q.limit }.request()?;
     let filter = WorldFilter { visible: q.visible, maintenance: q.maintenance, tag: q.tag };
@@ -38,8 +45,40 @@ pub async fn list(s: State, scope: ProjectScope, Query(q): Query<ListQuery>) -> 
         c.ident("tag", tag, 32, &[':']);
         c.finish().map_err(|e| crate::error::ApiError::bad_request("invalid_query", e.message))?;
     }
+    let key = format!(
+        "{}|{}|{}|{:?}|{:?}|{:?}",
+        scope.project_id, req.page, req.limit, filter.visible, filter.maintenance, filter.tag
+    );
+    // Read the generation before the database: a change committed in between makes this
+    // answer stale at once.
+    let generation = s.store.worlds_generation();
+    if let Some(body) = s.list_cache.get(&key, generation) {
+        return Ok(json_bytes(body));
+    }
     let page = s.store.list_worlds(&scope.project_id, &filter, req).await?;
-    Ok(Json(PageBody::new(page, req, view)))
+    let now = store::now();
+    let valid_for = next_boundary(&page.items, now).map(|at| (at - now).to_std().unwrap_or_default());
+    let body = Bytes::from(
+        serde_json::to_vec(&PageBody::new(page, req, |w| w.at(now))).map_err(crate::error::ApiError::internal)?,
+    );
+    s.list_cache.put(key, generation, body.clone(), valid_for);
+    Ok(json_bytes(body))
+}
+
+/// The first maintenance window start or end after `now` among `worlds`: `inMaintenance`
+/// may change then.
+fn next_boundary(worlds: &[GameWorld], now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    worlds
+        .iter()
+        .filter(|w| w.maintenance)
+        .flat_map(|w| [w.maintenance_starts_at, w.maintenance_ends_at])
+        .flatten()
+        .filter(|t| *t > now)
+        .min()
+}
+
+fn json_bytes(body: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 pub async fn create(s: State, scope: ProjectScope, Json(input): Json<NewWorld>) -> ApiResult<Response> {

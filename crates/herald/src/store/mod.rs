@@ -82,6 +82,9 @@ pub struct Store {
     /// Signalled after every commit that wrote events, so the dispatcher on this node starts
     /// at once instead of at its next poll.
     events_written: Arc<tokio::sync::Notify>,
+    /// Bumped after every committed change to game worlds through this node, so cached
+    /// world lists (`api::cache`) know they are stale.
+    worlds_generation: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Runs `$body` with `$pool` bound to the backend's pool (`read` or `write`). The body is
@@ -144,12 +147,21 @@ impl Store {
         } else {
             anyhow::bail!("database_url must start with sqlite: or postgres://, got {url:?}");
         };
-        Ok(Store { backend: Arc::new(backend), events_written })
+        Ok(Store { backend: Arc::new(backend), events_written, worlds_generation: Default::default() })
     }
 
     /// Wakes whoever waits on [`Store::events_written`].
     pub(crate) fn notify_events(&self) {
         self.events_written.notify_one();
+    }
+
+    /// Changes to game worlds committed through this node so far (see `api::cache`).
+    pub fn worlds_generation(&self) -> u64 {
+        self.worlds_generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub(crate) fn worlds_changed(&self) {
+        self.worlds_generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     pub fn events_written(&self) -> Arc<tokio::sync::Notify> {

@@ -287,6 +287,7 @@ impl Store {
                 .ok_or(StoreError::NotFound("project"))?;
             super::events::insert_event!(&mut *tx, &project_event(ctx, types::PROJECT_DELETED, &project))?;
             tx.commit().await?;
+            self.worlds_changed(); // its worlds went with it
             self.notify_events();
             Ok(project)
         })

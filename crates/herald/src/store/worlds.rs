@@ -100,6 +100,7 @@ impl Store {
             .await
             .map_err(conflict_on_unique(WORLD_ID_TAKEN))?
         })?;
+        self.worlds_changed();
         Ok(())
     }
 
@@ -182,6 +183,7 @@ impl Store {
             .map_err(conflict_on_unique(WORLD_ID_TAKEN))?;
             expect_one_row(done.rows_affected())?
         })?;
+        self.worlds_changed();
         Ok(())
     }
 
@@ -197,6 +199,7 @@ impl Store {
                     .ok_or(StoreError::NotFound("game world"))?;
             super::events::insert_event!(&mut *tx, &world_event(ctx, types::WORLD_DELETED, &world))?;
             tx.commit().await?;
+            self.worlds_changed();
             self.notify_events();
             Ok(world)
         })

@@ -584,3 +584,83 @@ async fn created_in_maintenance_emits_started(app: TestApp) {
         ["world.created", "world.maintenance_started", "world.updated", "world.maintenance_ended"]
     );
 }
+
+mod list_cache {
+    //! `GET /game-worlds` is served from a per-node cache (`http.list_cache_ms`); these run
+    //! with a one-minute TTL, so only invalidation can make a change visible.
+    use super::*;
+    use crate::common::Backend;
+
+    async fn spawn(backend: Backend) -> Option<TestApp> {
+        TestApp::spawn_with(backend, |c| c.http.list_cache_ms = 60_000).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_changes_are_seen_at_once() {
+        changes_are_seen_at_once(spawn(Backend::Sqlite).await.expect("sqlite")).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_changes_are_seen_at_once() {
+        let Some(app) = spawn(Backend::Postgres).await else { return };
+        changes_are_seen_at_once(app).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_a_window_opening_ends_the_entry() {
+        a_window_opening_ends_the_entry(spawn(Backend::Sqlite).await.expect("sqlite")).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_a_window_opening_ends_the_entry() {
+        let Some(app) = spawn(Backend::Postgres).await else { return };
+        a_window_opening_ends_the_entry(app).await;
+    }
+
+    async fn names(app: &TestApp, query: &str) -> Vec<String> {
+        let (status, list) = app.get(&format!("/api/v1/game-worlds{query}")).await;
+        assert_eq!(status, StatusCode::OK, "{list}");
+        list["items"].as_array().expect("items").iter().map(|w| w["name"].as_str().unwrap_or("").to_string()).collect()
+    }
+
+    async fn changes_are_seen_at_once(app: TestApp) {
+        create_world(&app, json!({"worldId": "a", "name": "A", "displayOrder": 1})).await;
+        assert_eq!(names(&app, "").await, ["A"]);
+        assert_eq!(names(&app, "?limit=5").await, ["A"], "another query has its own entry");
+        create_world(&app, json!({"worldId": "b", "name": "B", "displayOrder": 2})).await;
+        assert_eq!(names(&app, "").await, ["A", "B"], "a create is seen");
+        assert_eq!(names(&app, "?limit=5").await, ["A", "B"]);
+        let (status, _) = app.patch("/api/v1/game-worlds/a", json!({"name": "A2"})).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(names(&app, "").await, ["A2", "B"], "an update is seen");
+        let (status, _) = app.put("/api/v1/game-worlds/b/maintenance", json!({"enabled": true})).await;
+        assert_eq!(status, StatusCode::OK);
+        let (_, list) = app.get("/api/v1/game-worlds?maintenance=true").await;
+        assert_eq!(list["items"][0]["inMaintenance"], true, "maintenance is seen: {list}");
+        let (status, _) = app.delete("/api/v1/game-worlds/a").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(names(&app, "").await, ["B"], "a delete is seen");
+        // Another project's list is not this one's.
+        let (_, other_key) = app.other_project().await;
+        let (status, list) = send(app.with_key(&other_key, reqwest::Method::GET, "/api/v1/game-worlds")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(list["total"], 0, "{list}");
+    }
+
+    /// `inMaintenance` depends on the time: a cached answer ends when a listed window opens.
+    async fn a_window_opening_ends_the_entry(app: TestApp) {
+        create_world(&app, json!({"worldId": "w", "name": "W"})).await;
+        let starts = chrono::Utc::now() + chrono::TimeDelta::milliseconds(1500);
+        let (status, _) =
+            app.put("/api/v1/game-worlds/w/maintenance", json!({"enabled": true, "startsAt": starts})).await;
+        assert_eq!(status, StatusCode::OK);
+        let (_, before) = app.get("/api/v1/game-worlds").await;
+        assert_eq!(before["items"][0]["inMaintenance"], false, "{before}");
+        tokio::time::sleep(
+            (starts - chrono::Utc::now()).to_std().unwrap_or_default() + std::time::Duration::from_millis(50),
+        )
+        .await;
+        let (_, after) = app.get("/api/v1/game-worlds").await;
+        assert_eq!(after["items"][0]["inMaintenance"], true, "{after}");
+    }
+}
