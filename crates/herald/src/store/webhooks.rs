@@ -127,8 +127,59 @@ fn lock_clause(backend: &Backend) -> &'static str {
     }
 }
 
+/// Rows per multi-row statement (PostgreSQL takes at most 65,535 parameters, SQLite 32,766).
+const INSERT_CHUNK: usize = 1000;
+
+/// Appends `rows` groups of `width` parameters, `($1, .., $w), ($w+1, ..)`, in the
+/// backend's style (see [`params`]).
+fn push_rows(backend: &Backend, sql: &mut String, rows: usize, width: usize) {
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        sql.push_str(&params(backend, r * width + 1, width));
+        sql.push(')');
+    }
+}
+
+/// How [`Store::fan_out`] leases new deliveries to the calling node.
+pub struct Lease<'a> {
+    pub node: &'a str,
+    pub until: DateTime<Utc>,
+    /// Whether the node takes a new delivery to this endpoint now.
+    pub take: &'a mut (dyn FnMut(&Webhook) -> bool + Send),
+}
+
+/// What a fan-out did: `leased` holds the deliveries leased to the caller, each with the
+/// index of its event in `event_rows` and of its endpoint in `hooks`.
+#[derive(Default)]
+pub struct FanOut {
+    pub events: usize,
+    pub created: usize,
+    pub leased: Vec<(Delivery, usize, usize)>,
+    pub event_rows: Vec<EventRow>,
+    pub hooks: Vec<Webhook>,
+}
+
+struct NewDelivery {
+    event: usize,
+    hook: usize,
+    id: String,
+    leased: bool,
+}
+
+/// `n` numbered parameters from `$start`.
 fn placeholders(start: usize, n: usize) -> String {
     (start..start + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+/// `n` parameters from `$start` for a statement whose parameters are all bound in order:
+/// numbered on PostgreSQL, anonymous `?` on SQLite. sqlx looks a numbered SQLite parameter
+/// up by name, and SQLite finds a name by walking all of them, so a statement with thousands
+/// of numbered parameters spends its time binding (quadratic); anonymous ones are free.
+fn params(backend: &Backend, start: usize, n: usize) -> String {
+    match backend {
+        Backend::Postgres(_) => placeholders(start, n),
+        Backend::Sqlite { .. } => vec!["?"; n].join(", "),
+    }
 }
 
 impl Webhook {
@@ -207,7 +258,7 @@ impl Store {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let sql = format!("SELECT * FROM webhooks WHERE id IN ({})", placeholders(1, ids.len()));
+        let sql = format!("SELECT * FROM webhooks WHERE id IN ({})", params(self.backend(), 1, ids.len()));
         with_pool!(self, read, |pool| {
             let mut q = sqlx::query_as::<_, Webhook>(sqlx::AssertSqlSafe(sql));
             for id in ids {
@@ -274,14 +325,20 @@ impl Store {
     }
 
     /// Turns up to `limit` not-yet-fanned-out events into deliveries, one per active endpoint
-    /// that `matches`, and marks them fanned out, all in one transaction. Returns how many
-    /// events were handled.
+    /// that `matches`, and marks the events fanned out, all in one transaction.
+    ///
+    /// Each new delivery for which `lease.take` says yes is created already leased to
+    /// `lease.node` (the caller sends it at once, from memory, without claiming it again); the
+    /// others are created due now, for any node to claim. Either way the row exists before
+    /// anything is sent, so a crash loses nothing: an unsent leased delivery is claimed again
+    /// when its lease runs out.
     pub async fn fan_out(
         &self,
         limit: i64,
         now: DateTime<Utc>,
+        lease: &mut Lease<'_>,
         matches: impl Fn(&Webhook, &EventRow) -> bool,
-    ) -> StoreResult<usize> {
+    ) -> StoreResult<FanOut> {
         let select = format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE fanned_out = FALSE ORDER BY seq LIMIT {limit}{}",
             lock_clause(self.backend())
@@ -290,63 +347,134 @@ impl Store {
             let mut tx = pool.begin().await?;
             let events = sqlx::query_as::<_, EventRow>(sqlx::AssertSqlSafe(select)).fetch_all(&mut *tx).await?;
             if events.is_empty() {
-                return Ok(0);
+                return Ok(FanOut::default());
             }
             let hooks =
                 sqlx::query_as::<_, Webhook>("SELECT * FROM webhooks WHERE active = TRUE").fetch_all(&mut *tx).await?;
-            for event in &events {
-                for hook in hooks
-                    .iter()
-                    .filter(|h| Some(&h.project_id) == event.project_id.as_ref() && event.seq > h.created_seq)
-                {
-                    if !matches(hook, event) {
+            let mut created = Vec::new();
+            for (e, event) in events.iter().enumerate() {
+                for (h, hook) in hooks.iter().enumerate() {
+                    if Some(&hook.project_id) != event.project_id.as_ref()
+                        || event.seq <= hook.created_seq
+                        || !matches(hook, event)
+                    {
                         continue;
                     }
-                    sqlx::query(INSERT_DELIVERY)
-                        .bind(super::new_id())
+                    let leased = (lease.take)(hook);
+                    created.push(NewDelivery { event: e, hook: h, id: super::new_id(), leased });
+                }
+            }
+            for chunk in created.chunks(INSERT_CHUNK) {
+                let mut sql = String::from(
+                    "INSERT INTO deliveries (id, project_id, webhook_id, event_id, event_seq, lease_owner, \
+                     lease_expires_at, next_attempt_at, created_at, updated_at, status, attempts) VALUES ",
+                );
+                for i in 0..chunk.len() {
+                    sql.push_str(if i == 0 { "(" } else { ", (" });
+                    sql.push_str(&params(self.backend(), i * 10 + 1, 10));
+                    sql.push_str(", 'pending', 0)");
+                }
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+                for d in chunk {
+                    let (event, hook) = (&events[d.event], &hooks[d.hook]);
+                    q = q
+                        .bind(&d.id)
                         .bind(&hook.project_id)
                         .bind(&hook.id)
                         .bind(&event.id)
                         .bind(event.seq)
+                        .bind(d.leased.then_some(lease.node))
+                        .bind(d.leased.then_some(lease.until))
                         .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
+                        .bind(now)
+                        .bind(now);
                 }
+                q.execute(&mut *tx).await?;
             }
-            let mark = format!("UPDATE events SET fanned_out = TRUE WHERE seq IN ({})", placeholders(1, events.len()));
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(mark));
+            let mark = format!(
+                "UPDATE events SET fanned_out = TRUE WHERE seq IN ({})",
+                params(self.backend(), 1, events.len())
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(mark)).persistent(false);
             for e in &events {
                 q = q.bind(e.seq);
             }
             q.execute(&mut *tx).await?;
             tx.commit().await?;
-            Ok(events.len())
+            let leased = created
+                .iter()
+                .filter(|d| d.leased)
+                .map(|d| {
+                    let (event, hook) = (&events[d.event], &hooks[d.hook]);
+                    let delivery = Delivery {
+                        id: d.id.clone(),
+                        project_id: hook.project_id.clone(),
+                        webhook_id: hook.id.clone(),
+                        event_id: event.id.clone(),
+                        event_seq: event.seq,
+                        status: "pending".into(),
+                        attempts: 0,
+                        next_attempt_at: Some(now),
+                        lease_owner: Some(lease.node.to_owned()),
+                        lease_expires_at: Some(lease.until),
+                        last_status_code: None,
+                        last_error: None,
+                        created_at: now,
+                        updated_at: now,
+                        completed_at: None,
+                    };
+                    (delivery, d.event, d.hook)
+                })
+                .collect();
+            Ok(FanOut { events: events.len(), created: created.len(), leased, event_rows: events, hooks })
         })
     }
 
     /// Claims up to `limit` due deliveries for `node` until `lease_until`. A delivery whose
     /// lease ran out (its node died) is due again.
+    /// Deliveries to the endpoints in `skip` (this node has enough of theirs in hand) are
+    /// left for later or for other nodes.
     pub async fn claim_deliveries(
         &self,
         node: &str,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: i64,
+        skip: &[String],
     ) -> StoreResult<Vec<Delivery>> {
+        let skip_clause = if skip.is_empty() {
+            String::new()
+        } else {
+            format!(" AND webhook_id NOT IN ({})", placeholders(4, skip.len()))
+        };
         let sql = format!(
             "UPDATE deliveries SET lease_owner = $1, lease_expires_at = $2 WHERE id IN (\
              SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= $3 \
-             AND (lease_expires_at IS NULL OR lease_expires_at <= $3) ORDER BY next_attempt_at LIMIT {limit}{}) \
-             RETURNING *",
+             AND (lease_expires_at IS NULL OR lease_expires_at <= $3){skip_clause} \
+             ORDER BY next_attempt_at LIMIT {limit}{}) RETURNING *",
             lock_clause(self.backend())
         );
         with_pool!(self, write, |pool| {
-            Ok(sqlx::query_as::<_, Delivery>(sqlx::AssertSqlSafe(sql))
-                .bind(node)
-                .bind(lease_until)
-                .bind(now)
-                .fetch_all(pool)
-                .await?)
+            let mut q = sqlx::query_as::<_, Delivery>(sqlx::AssertSqlSafe(sql)).bind(node).bind(lease_until).bind(now);
+            for id in skip {
+                q = q.bind(id);
+            }
+            Ok(q.fetch_all(pool).await?)
+        })
+    }
+
+    /// Extends every lease `node` holds on a pending delivery to `until`.
+    pub async fn renew_leases(&self, node: &str, until: DateTime<Utc>) -> StoreResult<u64> {
+        with_pool!(self, write, |pool| {
+            let done = sqlx::query(
+                "UPDATE deliveries SET lease_expires_at = $1 WHERE lease_owner = $2 AND status = 'pending' \
+                 AND lease_expires_at < $1",
+            )
+            .bind(until)
+            .bind(node)
+            .execute(pool)
+            .await?;
+            Ok(done.rows_affected())
         })
     }
 
@@ -354,7 +482,7 @@ impl Store {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE id IN ({})", placeholders(1, ids.len()));
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE id IN ({})", params(self.backend(), 1, ids.len()));
         with_pool!(self, read, |pool| {
             let mut q = sqlx::query_as::<_, EventRow>(sqlx::AssertSqlSafe(sql));
             for id in ids {
@@ -365,7 +493,8 @@ impl Store {
     }
 
     /// Writes a batch of attempt results, endpoint health changes and the operational events
-    /// they caused, in one transaction.
+    /// they caused, in one transaction: one multi-row `INSERT` of attempts and one `UPDATE` of
+    /// their deliveries per chunk, not a statement per row.
     pub async fn record_attempts(
         &self,
         records: &[AttemptRecord],
@@ -374,41 +503,52 @@ impl Store {
     ) -> StoreResult<()> {
         with_pool!(self, write, |pool| {
             let mut tx = pool.begin().await?;
-            for r in records {
-                let a = &r.attempt;
-                sqlx::query(
+            for chunk in records.chunks(INSERT_CHUNK) {
+                let mut sql = String::from(
                     "INSERT INTO delivery_attempts (id, delivery_id, attempt, attempted_at, status_code, latency_ms, \
-                     response_headers, response_body, error, next_attempt_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                )
-                .bind(&a.id)
-                .bind(&a.delivery_id)
-                .bind(a.attempt)
-                .bind(a.attempted_at)
-                .bind(a.status_code)
-                .bind(a.latency_ms)
-                .bind(&a.response_headers)
-                .bind(&a.response_body)
-                .bind(&a.error)
-                .bind(a.next_attempt_at)
-                .execute(&mut *tx)
-                .await?;
-                let completed = (r.new_status != "pending").then_some(a.attempted_at);
-                sqlx::query(
-                    "UPDATE deliveries SET status = $1, attempts = $2, next_attempt_at = $3, lease_owner = NULL, \
-                     lease_expires_at = NULL, last_status_code = $4, last_error = $5, updated_at = $6, completed_at = $7 \
-                     WHERE id = $8",
-                )
-                .bind(r.new_status)
-                .bind(a.attempt)
-                .bind(a.next_attempt_at)
-                .bind(a.status_code)
-                .bind(&a.error)
-                .bind(a.attempted_at)
-                .bind(completed)
-                .bind(&a.delivery_id)
-                .execute(&mut *tx)
-                .await?;
+                     response_headers, response_body, error, next_attempt_at) VALUES ",
+                );
+                push_rows(self.backend(), &mut sql, chunk.len(), 10);
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+                for r in chunk {
+                    let a = &r.attempt;
+                    q = q
+                        .bind(&a.id)
+                        .bind(&a.delivery_id)
+                        .bind(a.attempt)
+                        .bind(a.attempted_at)
+                        .bind(a.status_code)
+                        .bind(a.latency_ms)
+                        .bind(&a.response_headers)
+                        .bind(&a.response_body)
+                        .bind(&a.error)
+                        .bind(a.next_attempt_at);
+                }
+                q.execute(&mut *tx).await?;
+
+                // `VALUES` columns are named column1.. on both backends.
+                let mut sql = String::from(
+                    "UPDATE deliveries SET status = v.column2, attempts = v.column3, next_attempt_at = v.column4, \
+                     lease_owner = NULL, lease_expires_at = NULL, last_status_code = v.column5, \
+                     last_error = v.column6, updated_at = v.column7, completed_at = v.column8 FROM (VALUES ",
+                );
+                push_rows(self.backend(), &mut sql, chunk.len(), 8);
+                sql.push_str(") AS v WHERE deliveries.id = v.column1");
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+                for r in chunk {
+                    let a = &r.attempt;
+                    let completed = (r.new_status != "pending").then_some(a.attempted_at);
+                    q = q
+                        .bind(&a.delivery_id)
+                        .bind(r.new_status)
+                        .bind(a.attempt)
+                        .bind(a.next_attempt_at)
+                        .bind(a.status_code)
+                        .bind(&a.error)
+                        .bind(a.attempted_at)
+                        .bind(completed);
+                }
+                q.execute(&mut *tx).await?;
             }
             for h in health {
                 if let Some(at) = h.last_success_at {
@@ -522,23 +662,6 @@ impl Store {
         })?;
         self.notify_events();
         Ok(delivery)
-    }
-
-    /// Releases claimed deliveries without attempting them, due again at `until` (their
-    /// endpoint was busy or over its rate limit).
-    pub async fn defer_deliveries(&self, ids: &[String], until: DateTime<Utc>) -> StoreResult<()> {
-        let sql = format!(
-            "UPDATE deliveries SET next_attempt_at = $1, lease_owner = NULL, lease_expires_at = NULL WHERE id IN ({})",
-            placeholders(2, ids.len())
-        );
-        with_pool!(self, write, |pool| {
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(until);
-            for id in ids {
-                q = q.bind(id);
-            }
-            q.execute(pool).await?;
-            Ok(())
-        })
     }
 
     /// Queues a new delivery to `webhook` for every event of its project in `[since, until)`

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use chrono::{DateTime, TimeDelta, Utc};
 use rand::Rng;
 use serde_json::json;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
 
 use super::{
     Clock, envelope_body, matches,
@@ -27,7 +27,7 @@ use crate::{
     store::{
         Store,
         events::EventRow,
-        webhooks::{Attempt, AttemptRecord, Delivery, EndpointHealth, Webhook},
+        webhooks::{Attempt, AttemptRecord, Delivery, EndpointHealth, FanOut, Lease, Webhook},
     },
 };
 
@@ -44,15 +44,46 @@ pub struct Dispatcher {
     config: WebhooksConfig,
     clock: Clock,
     node: String,
+    /// Sends in flight on this node.
     global: Arc<Semaphore>,
     per_endpoint: Mutex<HashMap<String, Arc<Semaphore>>>,
     buckets: Mutex<HashMap<String, Bucket>>,
+    /// Deliveries this node holds (leased, waiting for a slot or being sent).
+    in_hand: Mutex<InHand>,
+    /// Signalled when a held delivery is done, so work left in the database is claimed.
+    freed: Notify,
 }
 
-/// Token bucket for an endpoint's `rate_limit` (deliveries per second, per node).
+#[derive(Default)]
+struct InHand {
+    total: usize,
+    per_endpoint: HashMap<String, usize>,
+}
+
+/// Token bucket for an endpoint's `rate_limit` (deliveries per second, per node). Tokens may
+/// go below zero: each is a reservation, and its holder waits until the bucket refills.
 struct Bucket {
     tokens: f64,
     at: Instant,
+}
+
+/// Which new deliveries a fan-out may lease to this node: a snapshot of what it holds.
+struct Budget<'a> {
+    dispatcher: &'a Dispatcher,
+    free: usize,
+    per_endpoint: HashMap<String, usize>,
+}
+
+impl Budget<'_> {
+    fn take(&mut self, hook: &Webhook) -> bool {
+        let held = self.per_endpoint.entry(hook.id.clone()).or_default();
+        if self.free == 0 || *held >= self.dispatcher.endpoint_limit(hook) {
+            return false;
+        }
+        self.free -= 1;
+        *held += 1;
+        true
+    }
 }
 
 /// Stops the dispatcher when dropped or asked.
@@ -62,7 +93,7 @@ pub struct DispatcherHandle {
 }
 
 impl DispatcherHandle {
-    /// Stops claiming new work, lets in-flight sends finish and be recorded.
+    /// Stops claiming new work, lets held deliveries finish and be recorded.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
@@ -81,6 +112,8 @@ impl Dispatcher {
             global,
             per_endpoint: Mutex::new(HashMap::new()),
             buckets: Mutex::new(HashMap::new()),
+            in_hand: Mutex::new(InHand::default()),
+            freed: Notify::new(),
         }
     }
 
@@ -90,63 +123,126 @@ impl Dispatcher {
         DispatcherHandle { stop, task }
     }
 
+    /// Deliveries held at most on this node: twice what may be in flight, so the next one is
+    /// ready when a send finishes.
+    fn hand_limit(&self) -> usize {
+        self.config.max_in_flight.max(1) * 2
+    }
+
+    /// Deliveries a fan-out leases at most to one endpoint: four times its concurrency (so
+    /// one busy endpoint cannot fill the node), and for a rate-limited endpoint no more than
+    /// it can be sent within half a lease. (A claim may go past it; leases of held deliveries
+    /// are renewed, so waiting long is safe.)
+    fn endpoint_limit(&self, hook: &Webhook) -> usize {
+        let limit = self.config.max_in_flight_per_endpoint.max(1) * 4;
+        match hook.rate_limit.filter(|r| *r > 0) {
+            Some(rate) => limit.min((rate as usize * self.config.lease_secs as usize / 2).max(1)),
+            None => limit,
+        }
+    }
+
     async fn run(self: Arc<Self>, mut stopped: watch::Receiver<bool>) {
-        let (results, finished) = mpsc::channel::<Finished>(self.config.max_in_flight.max(1) * 2);
+        let (results, finished) = mpsc::channel::<Finished>(self.hand_limit());
         let writer = tokio::spawn(write_results(self.store.clone(), finished));
         let cleaner = tokio::spawn(clean_up(self.store.clone(), self.config.clone(), self.clock.clone()));
         let poll = Duration::from_millis(self.config.poll_interval_ms.max(10));
         let wake = self.store.events_written();
+        let renew_every = Duration::from_secs((self.config.lease_secs / 3).max(1));
+        let mut renewed = Instant::now();
         loop {
             if *stopped.borrow() {
                 break;
             }
-            let worked = match self.round(&results).await {
-                Ok(worked) => worked,
+            if renewed.elapsed() >= renew_every {
+                renewed = Instant::now();
+                self.renew_leases().await;
+            }
+            let (worked, starved) = match self.round(&results).await {
+                Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(error = format!("{e:#}"), "dispatcher round failed; retrying");
-                    false
+                    (false, false)
                 }
             };
-            if !worked {
-                tokio::select! {
-                    _ = wake.notified() => {
-                        tokio::time::sleep(Duration::from_millis(self.config.linger_ms)).await;
-                    }
-                    _ = tokio::time::sleep(poll) => {}
-                    _ = stopped.changed() => {}
+            if worked {
+                continue;
+            }
+            tokio::select! {
+                _ = wake.notified() => {
+                    tokio::time::sleep(Duration::from_millis(self.config.linger_ms)).await;
                 }
+                // Work was left in the database for lack of room: take it when room frees up.
+                _ = self.freed.notified(), if starved => {}
+                _ = tokio::time::sleep(poll) => {}
+                _ = stopped.changed() => {}
             }
         }
-        // Let in-flight sends finish: they hold global permits.
-        let _ = self.global.acquire_many(self.config.max_in_flight.max(1) as u32).await;
+        // Let held deliveries finish and be recorded.
+        loop {
+            let freed = self.freed.notified();
+            if self.lock_in_hand().total == 0 {
+                break;
+            }
+            freed.await;
+        }
         drop(results);
         let _ = writer.await;
         cleaner.abort();
     }
 
-    /// One pass: fan out new events, then claim and start sending due deliveries. True if
-    /// there was anything to do (so the caller loops again at once).
-    async fn round(self: &Arc<Self>, results: &mpsc::Sender<Finished>) -> anyhow::Result<bool> {
+    fn lock_in_hand(&self) -> std::sync::MutexGuard<'_, InHand> {
+        self.in_hand.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One pass: fan out new events (sending at once what this node has room for), then claim
+    /// due deliveries into the room left. Returns whether anything was done, and whether due
+    /// work may have been left for lack of room.
+    async fn round(self: &Arc<Self>, results: &mpsc::Sender<Finished>) -> anyhow::Result<(bool, bool)> {
         let batch = self.config.batch_size.max(1);
+        let lease_for = TimeDelta::seconds(self.config.lease_secs as i64);
         let mut worked = false;
         loop {
-            let n = self.store.fan_out(batch, self.clock.now(), matches).await?;
-            worked |= n > 0;
-            if (n as i64) < batch {
+            let now = self.clock.now();
+            let mut budget = {
+                let held = self.lock_in_hand();
+                Budget {
+                    dispatcher: self,
+                    free: self.hand_limit().saturating_sub(held.total),
+                    per_endpoint: held.per_endpoint.clone(),
+                }
+            };
+            let mut take = |hook: &Webhook| budget.take(hook);
+            let mut lease = Lease { node: &self.node, until: now + lease_for, take: &mut take };
+            let out = self.store.fan_out(batch, now, &mut lease, matches).await?;
+            worked |= out.events > 0;
+            let fanned = out.events;
+            self.start_fanned_out(out, results);
+            if (fanned as i64) < batch {
                 break;
             }
         }
-        let free = self.global.available_permits();
-        if free == 0 {
-            // Wait for a send to finish before claiming more.
-            drop(self.global.acquire().await);
-            return Ok(true);
+
+        // Claim only into real room (half the hand free), not one delivery at a time, and
+        // not for endpoints that still hold enough to keep their slots busy.
+        let (room, skip) = {
+            let held = self.lock_in_hand();
+            let busy: Vec<String> = held
+                .per_endpoint
+                .iter()
+                .filter(|(_, n)| **n >= self.config.max_in_flight_per_endpoint.max(1) * 2)
+                .map(|(id, _)| id.clone())
+                .collect();
+            (self.hand_limit().saturating_sub(held.total), busy)
+        };
+        if room < self.hand_limit() / 2 {
+            return Ok((worked, true));
         }
         let now = self.clock.now();
-        let lease = now + TimeDelta::seconds(self.config.lease_secs as i64);
-        let claimed = self.store.claim_deliveries(&self.node, now, lease, (free as i64).min(batch)).await?;
+        let limit = (room as i64).min(batch);
+        let claimed = self.store.claim_deliveries(&self.node, now, now + lease_for, limit, &skip).await?;
+        let starved = claimed.len() as i64 == limit || !skip.is_empty();
         if claimed.is_empty() {
-            return Ok(worked);
+            return Ok((worked, starved));
         }
         let event_ids: Vec<String> = dedup(claimed.iter().map(|d| d.event_id.clone()));
         let hook_ids: Vec<String> = dedup(claimed.iter().map(|d| d.webhook_id.clone()));
@@ -162,35 +258,93 @@ impl Dispatcher {
             .collect();
         let hooks: HashMap<String, Arc<Webhook>> =
             self.store.webhooks_by_ids(&hook_ids).await?.into_iter().map(|w| (w.id.clone(), Arc::new(w))).collect();
-        let mut deferred = Vec::new();
         for delivery in claimed {
-            let (Some(event), Some(hook)) = (events.get(&delivery.event_id), hooks.get(&delivery.webhook_id)) else {
-                continue; // the endpoint was deleted; its deliveries went with it
-            };
-            let endpoint_permit = match self.endpoint_semaphore(&hook.id).try_acquire_owned() {
-                Ok(p) if self.take_token(hook) => p,
-                _ => {
-                    deferred.push(delivery.id.clone());
-                    continue;
+            // A missing endpoint was deleted, its deliveries with it.
+            if let (Some(event), Some(hook)) = (events.get(&delivery.event_id), hooks.get(&delivery.webhook_id)) {
+                self.start(delivery, hook.clone(), event.clone(), results);
+            }
+        }
+        Ok((true, starved))
+    }
+
+    /// Starts the deliveries a fan-out leased to this node, from the rows it already read.
+    fn start_fanned_out(self: &Arc<Self>, out: FanOut, results: &mpsc::Sender<Finished>) {
+        if out.leased.is_empty() {
+            return;
+        }
+        let hooks: Vec<Arc<Webhook>> = out.hooks.into_iter().map(Arc::new).collect();
+        let mut bodies: Vec<Option<Arc<(EventRow, Bytes)>>> = vec![None; out.event_rows.len()];
+        let mut rows: Vec<Option<EventRow>> = out.event_rows.into_iter().map(Some).collect();
+        for (delivery, e, h) in out.leased {
+            let event = bodies[e]
+                .get_or_insert_with(|| {
+                    let row = rows[e].take().unwrap_or_else(|| unreachable!("taken once, with its body"));
+                    let body = Bytes::from(envelope_body(&row));
+                    Arc::new((row, body))
+                })
+                .clone();
+            self.start(delivery, hooks[h].clone(), event, results);
+        }
+    }
+
+    /// Holds `delivery` and sends it once its endpoint has a free slot (and a rate token) and
+    /// the node has a free send slot.
+    fn start(
+        self: &Arc<Self>,
+        delivery: Delivery,
+        hook: Arc<Webhook>,
+        event: Arc<(EventRow, Bytes)>,
+        results: &mpsc::Sender<Finished>,
+    ) {
+        {
+            let mut held = self.lock_in_hand();
+            held.total += 1;
+            *held.per_endpoint.entry(hook.id.clone()).or_default() += 1;
+        }
+        let (this, results) = (self.clone(), results.clone());
+        tokio::spawn(async move {
+            let endpoint = this.endpoint_semaphore(&hook.id).acquire_owned().await;
+            let wait = this.reserve_token(&hook);
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+            let global = this.global.clone().acquire_owned().await;
+            let finished = this.attempt(&delivery, &hook, &event.0, event.1.clone()).await;
+            drop((endpoint, global));
+            let crossed = {
+                let mut held = this.lock_in_hand();
+                held.total = held.total.saturating_sub(1);
+                let total = held.total;
+                let mut endpoint = usize::MAX;
+                if let Some(n) = held.per_endpoint.get_mut(&hook.id) {
+                    *n = n.saturating_sub(1);
+                    endpoint = *n;
+                    if *n == 0 {
+                        held.per_endpoint.remove(&hook.id);
+                    }
                 }
+                // Wake the claimer when there is room worth a claim (see `round`).
+                total == 0
+                    || total + 1 == this.hand_limit() / 2
+                    || endpoint + 1 == this.config.max_in_flight_per_endpoint.max(1) * 2
             };
-            let Ok(global_permit) = self.global.clone().try_acquire_owned() else {
-                deferred.push(delivery.id.clone());
-                continue;
-            };
-            let (this, event, hook, results) = (self.clone(), event.clone(), hook.clone(), results.clone());
-            tokio::spawn(async move {
-                let finished = this.attempt(&delivery, &hook, &event.0, event.1.clone()).await;
-                let _ = results.send(finished).await;
-                drop((endpoint_permit, global_permit));
-            });
+            if crossed {
+                this.freed.notify_one();
+            }
+            let _ = results.send(finished).await;
+        });
+    }
+
+    /// Extends the leases of the deliveries this node holds, so one that waits long for its
+    /// endpoint (a slow one with a backlog) is not claimed by another node meanwhile.
+    async fn renew_leases(&self) {
+        if self.lock_in_hand().total == 0 {
+            return;
         }
-        if !deferred.is_empty() {
-            // Busy or rate-limited endpoints: try again shortly, behind other endpoints' work.
-            let retry_at = self.clock.now() + TimeDelta::milliseconds(200);
-            self.store.defer_deliveries(&deferred, retry_at).await?;
+        let until = self.clock.now() + TimeDelta::seconds(self.config.lease_secs as i64);
+        if let Err(e) = self.store.renew_leases(&self.node, until).await {
+            tracing::warn!(error = %e, "renewing delivery leases failed");
         }
-        Ok(true)
     }
 
     fn endpoint_semaphore(&self, webhook_id: &str) -> Arc<Semaphore> {
@@ -200,20 +354,16 @@ impl Dispatcher {
             .clone()
     }
 
-    /// Takes one token from the endpoint's rate-limit bucket; false if it is empty.
-    fn take_token(&self, hook: &Webhook) -> bool {
-        let Some(rate) = hook.rate_limit.filter(|r| *r > 0).map(f64::from) else { return true };
+    /// Reserves one token of the endpoint's rate limit; returns how long to wait for it.
+    fn reserve_token(&self, hook: &Webhook) -> Duration {
+        let Some(rate) = hook.rate_limit.filter(|r| *r > 0).map(f64::from) else { return Duration::ZERO };
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        let bucket = buckets.entry(hook.id.clone()).or_insert(Bucket { tokens: rate, at: Instant::now() });
         let now = Instant::now();
+        let bucket = buckets.entry(hook.id.clone()).or_insert(Bucket { tokens: rate, at: now });
         bucket.tokens = (bucket.tokens + now.duration_since(bucket.at).as_secs_f64() * rate).min(rate);
         bucket.at = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        bucket.tokens -= 1.0;
+        if bucket.tokens >= 0.0 { Duration::ZERO } else { Duration::from_secs_f64(-bucket.tokens / rate) }
     }
 
     async fn attempt(&self, delivery: &Delivery, hook: &Webhook, event: &EventRow, body: Bytes) -> Finished {

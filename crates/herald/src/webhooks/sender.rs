@@ -204,9 +204,18 @@ impl Sender {
             error: Some(error),
             retry_after_secs: None,
         };
+        // Parsed once here and handed to the client as is.
+        let url = match reqwest::Url::parse(out.url) {
+            Ok(url) => url,
+            Err(e) => return fail(format!("not a valid URL: {e}")),
+        };
         // IP-literal URLs never reach the resolver: check them here.
-        if let Some(host) = url::Url::parse(out.url).ok().and_then(|u| u.host_str().map(str::to_owned))
-            && let Ok(ip) = host.trim_matches(['[', ']']).parse::<IpAddr>()
+        let literal = match url.host() {
+            Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+            _ => None,
+        };
+        if let Some(ip) = literal
             && !self.guard.allows(ip)
         {
             return fail(format!("refused: {ip} is an internal address"));
@@ -219,7 +228,7 @@ impl Sender {
             .filter_map(|s| herald_webhooks::sign_standard(s, out.msg_id, unix, &out.body).ok())
             .collect();
         let simple = out.secrets.first().map(|s| herald_webhooks::sign_simple(s, &out.body)).unwrap_or_default();
-        let mut request = self.client.post(out.url).timeout(out.timeout);
+        let mut request = self.client.post(url).timeout(out.timeout);
         for (name, value) in out.headers {
             if !RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
                 request = request.header(name, value);
