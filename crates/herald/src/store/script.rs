@@ -20,7 +20,7 @@
 //! PostgreSQL runs a script as an ordinary transaction: it has many connections and no single
 //! writer to share.
 
-use std::{fmt::Write as _, sync::Arc};
+use std::{borrow::Cow, fmt::Write as _, sync::Arc};
 
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
@@ -95,7 +95,7 @@ impl From<&Json<Value>> for Arg {
 }
 
 /// Binds one [`Arg`] to a query of either backend.
-macro_rules! bind_arg {
+macro_rules! bind_arg_impl {
     ($query:expr, $arg:expr) => {
         match $arg {
             Arg::Str(v) => $query.bind(v),
@@ -103,15 +103,16 @@ macro_rules! bind_arg {
             Arg::I64(v) => $query.bind(v),
             Arg::Bool(v) => $query.bind(v),
             Arg::Time(v) => $query.bind(v),
-            Arg::Json(v) => $query.bind(Json(v)),
+            Arg::Json(v) => $query.bind(sqlx::types::Json(v)),
         }
     };
 }
+pub(crate) use bind_arg_impl as bind_arg;
 
 /// One statement: SQL with `$1..$n` and exactly `n` arguments.
 #[derive(Debug)]
 struct Stmt {
-    sql: &'static str,
+    sql: Cow<'static, str>,
     args: Vec<Arg>,
 }
 
@@ -123,8 +124,9 @@ pub(crate) struct Script {
 }
 
 impl Script {
-    pub fn push(&mut self, sql: &'static str, args: Vec<Arg>) {
-        debug_assert_eq!(max_param(sql), args.len(), "argument count of {sql}");
+    pub fn push(&mut self, sql: impl Into<Cow<'static, str>>, args: Vec<Arg>) {
+        let sql = sql.into();
+        debug_assert_eq!(max_param(&sql), args.len(), "argument count of {sql}");
         self.stmts.push(Stmt { sql, args });
     }
 
@@ -170,7 +172,7 @@ impl Store {
             Backend::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
                 for stmt in script.stmts {
-                    let mut query = sqlx::query(stmt.sql);
+                    let mut query = sqlx::query(sqlx::AssertSqlSafe(stmt.sql.into_owned()));
                     for arg in stmt.args {
                         query = bind_arg!(query, arg);
                     }
@@ -262,8 +264,11 @@ async fn run_batch(pool: &SqlitePool, jobs: Vec<Job>) -> bool {
         }
     };
     let mut jobs = jobs;
+    // First try the batch as multi-row inserts; if anything fails, go statement by statement
+    // to find which script it was.
+    let mut merge = jobs.len() > 1;
     loop {
-        let (sql, parts, args) = join(&jobs);
+        let (sql, parts, args) = if merge { merged(&jobs).unwrap_or_else(|| join(&jobs)) } else { join(&jobs) };
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for arg in args {
             query = bind_arg!(query, arg);
@@ -290,6 +295,10 @@ async fn run_batch(pool: &SqlitePool, jobs: Vec<Job>) -> bool {
             return true;
         };
         let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+        if merge {
+            merge = false;
+            continue;
+        }
         match parts.get(done).copied() {
             Some(Part::Job(k)) => {
                 let failed = jobs.remove(k);
@@ -309,13 +318,22 @@ async fn run_batch(pool: &SqlitePool, jobs: Vec<Job>) -> bool {
 
 /// Joins the scripts of `jobs` into one command, `BEGIN IMMEDIATE; ..; COMMIT`. Returns the
 /// SQL, what each statement belongs to, and the arguments, renumbered in order.
+///
+/// Parameters become anonymous `?` when every statement takes its `$1..$n` in order (binding
+/// numbered ones is slow, see [`merged`]), else they are renumbered; sqlx cannot mix the two in
+/// one command.
 fn join(jobs: &[Job]) -> (String, Vec<Part>, Vec<Arg>) {
+    let anonymous = jobs.iter().flat_map(|j| &j.script.stmts).all(|stmt| params_in_order(&stmt.sql, stmt.args.len()));
     let mut sql = String::from("BEGIN IMMEDIATE;\n");
     let mut parts = vec![Part::Begin];
     let mut args = Vec::new();
     for (k, job) in jobs.iter().enumerate() {
         for stmt in &job.script.stmts {
-            renumber(stmt.sql, args.len(), &mut sql);
+            if anonymous {
+                sql.push_str(&anonymize(&stmt.sql));
+            } else {
+                renumber(&stmt.sql, args.len(), &mut sql);
+            }
             sql.push_str(";\n");
             parts.push(Part::Job(k));
             args.extend(stmt.args.iter().cloned());
@@ -324,6 +342,77 @@ fn join(jobs: &[Job]) -> (String, Vec<Part>, Vec<Arg>) {
     sql.push_str("COMMIT");
     parts.push(Part::Commit);
     (sql, parts, args)
+}
+
+/// The batch as one multi-row `INSERT` per statement position, when every script has the same
+/// statements and each is a plain `INSERT .. VALUES (..)` taking `$1..$n` in order: statement
+/// `i` of every script, in script order, becomes one statement. Far fewer statements for
+/// SQLite to run and hand back (one result each), and anonymous `?` parameters (see
+/// `store::webhooks::params` on why numbered ones are slow to bind). `None` when the batch
+/// does not have that shape. Parts are all `Begin`: a failure is not attributed to a script.
+fn merged(jobs: &[Job]) -> Option<(String, Vec<Part>, Vec<Arg>)> {
+    let first = &jobs.first()?.script.stmts;
+    if jobs
+        .iter()
+        .any(|j| j.script.stmts.len() != first.len() || j.script.stmts.iter().zip(first).any(|(a, b)| a.sql != b.sql))
+    {
+        return None;
+    }
+    let mut sql = String::from("BEGIN IMMEDIATE;\n");
+    for stmt in first {
+        let at = stmt.sql.rfind(" VALUES (")? + " VALUES ".len();
+        let tuple = &stmt.sql[at..];
+        if !tuple.ends_with(')') || !params_in_order(tuple, stmt.args.len()) || stmt.sql[..at].contains('$') {
+            return None;
+        }
+        let anonymous = anonymize(tuple);
+        sql.push_str(&stmt.sql[..at]);
+        for k in 0..jobs.len() {
+            if k > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&anonymous);
+        }
+        sql.push_str(";\n");
+    }
+    sql.push_str("COMMIT");
+    let mut args = Vec::new();
+    for i in 0..first.len() {
+        for job in jobs {
+            args.extend(job.script.stmts[i].args.iter().cloned());
+        }
+    }
+    let parts = vec![Part::Begin; first.len() + 2];
+    Some((sql, parts, args))
+}
+
+/// Whether `$1..$n` each appear exactly once in `sql`, in that order.
+fn params_in_order(sql: &str, n: usize) -> bool {
+    let mut expected = 1;
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        let digits = rest[at + 1..].bytes().take_while(u8::is_ascii_digit).count();
+        if rest[at + 1..at + 1 + digits].parse::<usize>() != Ok(expected) {
+            return false;
+        }
+        expected += 1;
+        rest = &rest[at + 1 + digits..];
+    }
+    expected == n + 1
+}
+
+/// `sql` with every `$n` replaced by `?`.
+fn anonymize(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        out.push('?');
+        let digits = rest[at + 1..].bytes().take_while(u8::is_ascii_digit).count();
+        rest = &rest[at + 1 + digits..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Copies `sql` into `out` with every `$n` shifted by `offset`.
@@ -374,6 +463,28 @@ mod tests {
     }
 
     #[test]
+    fn same_shaped_scripts_merge_into_multi_row_inserts() {
+        let script = |a: i32, b: i32| {
+            let mut s = Script::default();
+            s.push("INSERT INTO t (x) VALUES ($1)", vec![a.into()]);
+            s.push("INSERT INTO u (y, z) VALUES ($1, lower($2))", vec![b.into(), b.into()]);
+            Job { script: s, reply: oneshot::channel().0 }
+        };
+        let (sql, _, args) = merged(&[script(1, 2), script(3, 4)]).expect("mergeable");
+        assert_eq!(
+            sql,
+            "BEGIN IMMEDIATE;\nINSERT INTO t (x) VALUES (?), (?);\n\
+             INSERT INTO u (y, z) VALUES (?, lower(?)), (?, lower(?));\nCOMMIT"
+        );
+        let ints: Vec<i32> = args.iter().map(|a| if let Arg::I32(Some(v)) = a { *v } else { -1 }).collect();
+        assert_eq!(ints, vec![1, 3, 2, 2, 4, 4]);
+        let mut other = Script::default();
+        other.push("INSERT INTO t (x) VALUES ($1)", vec![5i32.into()]);
+        assert!(merged(&[script(1, 2), Job { script: other, reply: oneshot::channel().0 }]).is_none());
+        assert!(!params_in_order("($2, $1)", 2) && params_in_order("($1, $2)", 2));
+    }
+
+    #[test]
     fn joined_scripts_run_in_one_transaction() {
         let mut a = Script::default();
         a.push("INSERT INTO t VALUES ($1)", vec![1i32.into()]);
@@ -381,7 +492,7 @@ mod tests {
         b.push("INSERT INTO t VALUES ($1, $2)", vec![2i32.into(), 3i32.into()]);
         let jobs: Vec<Job> = [a, b].into_iter().map(|script| Job { script, reply: oneshot::channel().0 }).collect();
         let (sql, parts, args) = join(&jobs);
-        assert_eq!(sql, "BEGIN IMMEDIATE;\nINSERT INTO t VALUES ($1);\nINSERT INTO t VALUES ($2, $3);\nCOMMIT");
+        assert_eq!(sql, "BEGIN IMMEDIATE;\nINSERT INTO t VALUES (?);\nINSERT INTO t VALUES (?, ?);\nCOMMIT");
         assert_eq!(args.len(), 3);
         let owners: Vec<_> = parts.iter().map(|p| if let Part::Job(k) = p { *k as i32 } else { -1 }).collect();
         assert_eq!(owners, vec![-1, 0, 1, -1]);

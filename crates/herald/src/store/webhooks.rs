@@ -10,7 +10,9 @@ use sqlx::types::Json;
 use super::{
     Backend, Page, PageRequest, Store, StoreError, StoreResult,
     events::{EVENT_COLUMNS, EventRow},
-    expect_one_row, fetch_page, with_pool, write_with_events,
+    expect_one_row, fetch_page,
+    script::{Arg, Script},
+    with_pool, write_with_events,
 };
 use crate::events::{EventContext, NewEvent, types};
 
@@ -182,6 +184,99 @@ fn params(backend: &Backend, start: usize, n: usize) -> String {
     }
 }
 
+/// One delivery per (event, active endpoint of its project created before it, matching).
+fn plan_deliveries(
+    events: &[EventRow],
+    hooks: &[Webhook],
+    lease: &mut Lease<'_>,
+    matches: &impl Fn(&Webhook, &EventRow) -> bool,
+) -> Vec<NewDelivery> {
+    let mut created = Vec::new();
+    for (e, event) in events.iter().enumerate() {
+        for (h, hook) in hooks.iter().enumerate() {
+            if Some(&hook.project_id) != event.project_id.as_ref()
+                || event.seq <= hook.created_seq
+                || !matches(hook, event)
+            {
+                continue;
+            }
+            let leased = (lease.take)(hook);
+            created.push(NewDelivery { event: e, hook: h, id: super::new_id(), leased });
+        }
+    }
+    created
+}
+
+/// A multi-row `INSERT` of `chunk`, parameters `$1..` in order (so SQLite binds them as `?`).
+fn insert_deliveries(
+    chunk: &[NewDelivery],
+    events: &[EventRow],
+    hooks: &[Webhook],
+    now: DateTime<Utc>,
+    lease: &Lease<'_>,
+) -> (String, Vec<Arg>) {
+    let mut sql = String::from(
+        "INSERT INTO deliveries (id, project_id, webhook_id, event_id, event_seq, lease_owner, lease_expires_at, \
+         next_attempt_at, created_at, updated_at, status, attempts) VALUES ",
+    );
+    let mut args = Vec::with_capacity(chunk.len() * 10);
+    for (i, d) in chunk.iter().enumerate() {
+        sql.push_str(if i == 0 { "(" } else { ", (" });
+        sql.push_str(&placeholders(i * 10 + 1, 10));
+        sql.push_str(", 'pending', 0)");
+        let (event, hook) = (&events[d.event], &hooks[d.hook]);
+        args.extend([
+            Arg::from(&d.id),
+            Arg::from(&hook.project_id),
+            Arg::from(&hook.id),
+            Arg::from(&event.id),
+            Arg::from(event.seq),
+            Arg::Str(d.leased.then(|| lease.node.to_owned())),
+            Arg::Time(d.leased.then_some(lease.until)),
+            Arg::from(now),
+            Arg::from(now),
+            Arg::from(now),
+        ]);
+    }
+    (sql, args)
+}
+
+/// The result of a committed fan-out: the leased deliveries as the rows now read.
+fn fanned_out(
+    events: Vec<EventRow>,
+    hooks: Vec<Webhook>,
+    created: Vec<NewDelivery>,
+    now: DateTime<Utc>,
+    lease: &Lease<'_>,
+) -> FanOut {
+    let leased = created
+        .iter()
+        .filter(|d| d.leased)
+        .map(|d| {
+            let (event, hook) = (&events[d.event], &hooks[d.hook]);
+            let delivery = Delivery {
+                id: d.id.clone(),
+                project_id: hook.project_id.clone(),
+                webhook_id: hook.id.clone(),
+                event_id: event.id.clone(),
+                event_seq: event.seq,
+                status: "pending".into(),
+                attempts: 0,
+                next_attempt_at: Some(now),
+                lease_owner: Some(lease.node.to_owned()),
+                lease_expires_at: Some(lease.until),
+                last_status_code: None,
+                last_error: None,
+                created_at: now,
+                updated_at: now,
+                completed_at: None,
+            };
+            (delivery, d.event, d.hook)
+        })
+        .collect();
+    FanOut { events: events.len(), created: created.len(), leased, event_rows: events, hooks }
+}
+
 impl Webhook {
     /// The secrets that sign a request at `now`: the current one, then the previous one while
     /// a rotation's overlap lasts.
@@ -343,51 +438,42 @@ impl Store {
             "SELECT {EVENT_COLUMNS} FROM events WHERE fanned_out = FALSE ORDER BY seq LIMIT {limit}{}",
             lock_clause(self.backend())
         );
+        const ACTIVE: &str = "SELECT * FROM webhooks WHERE active = TRUE";
+        if let Backend::Sqlite { read, .. } = self.backend() {
+            // One node per SQLite database, one writer, and this dispatcher waits for each
+            // fan-out to commit before the next: the events after the cursor are exactly those
+            // not fanned out (migration 0003), they can be read outside the write transaction,
+            // and the writes join the group commit.
+            let select = format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE seq > (SELECT seq FROM fanout_cursor WHERE id = 1) \
+                 ORDER BY seq LIMIT {limit}"
+            );
+            let events = sqlx::query_as::<_, EventRow>(sqlx::AssertSqlSafe(select)).fetch_all(read).await?;
+            let Some(last) = events.last().map(|e| e.seq) else { return Ok(FanOut::default()) };
+            let hooks = sqlx::query_as::<_, Webhook>(ACTIVE).fetch_all(read).await?;
+            let created = plan_deliveries(&events, &hooks, lease, &matches);
+            let mut script = Script::default();
+            for chunk in created.chunks(INSERT_CHUNK) {
+                let (sql, args) = insert_deliveries(chunk, &events, &hooks, now, lease);
+                script.push(sql, args);
+            }
+            script.push("UPDATE fanout_cursor SET seq = $1 WHERE id = 1", vec![Arg::from(last)]);
+            self.run_script(script).await?;
+            return Ok(fanned_out(events, hooks, created, now, lease));
+        }
         with_pool!(self, write, |pool| {
             let mut tx = pool.begin().await?;
             let events = sqlx::query_as::<_, EventRow>(sqlx::AssertSqlSafe(select)).fetch_all(&mut *tx).await?;
             if events.is_empty() {
                 return Ok(FanOut::default());
             }
-            let hooks =
-                sqlx::query_as::<_, Webhook>("SELECT * FROM webhooks WHERE active = TRUE").fetch_all(&mut *tx).await?;
-            let mut created = Vec::new();
-            for (e, event) in events.iter().enumerate() {
-                for (h, hook) in hooks.iter().enumerate() {
-                    if Some(&hook.project_id) != event.project_id.as_ref()
-                        || event.seq <= hook.created_seq
-                        || !matches(hook, event)
-                    {
-                        continue;
-                    }
-                    let leased = (lease.take)(hook);
-                    created.push(NewDelivery { event: e, hook: h, id: super::new_id(), leased });
-                }
-            }
+            let hooks = sqlx::query_as::<_, Webhook>(ACTIVE).fetch_all(&mut *tx).await?;
+            let created = plan_deliveries(&events, &hooks, lease, &matches);
             for chunk in created.chunks(INSERT_CHUNK) {
-                let mut sql = String::from(
-                    "INSERT INTO deliveries (id, project_id, webhook_id, event_id, event_seq, lease_owner, \
-                     lease_expires_at, next_attempt_at, created_at, updated_at, status, attempts) VALUES ",
-                );
-                for i in 0..chunk.len() {
-                    sql.push_str(if i == 0 { "(" } else { ", (" });
-                    sql.push_str(&params(self.backend(), i * 10 + 1, 10));
-                    sql.push_str(", 'pending', 0)");
-                }
+                let (sql, args) = insert_deliveries(chunk, &events, &hooks, now, lease);
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
-                for d in chunk {
-                    let (event, hook) = (&events[d.event], &hooks[d.hook]);
-                    q = q
-                        .bind(&d.id)
-                        .bind(&hook.project_id)
-                        .bind(&hook.id)
-                        .bind(&event.id)
-                        .bind(event.seq)
-                        .bind(d.leased.then_some(lease.node))
-                        .bind(d.leased.then_some(lease.until))
-                        .bind(now)
-                        .bind(now)
-                        .bind(now);
+                for arg in args {
+                    q = super::script::bind_arg!(q, arg);
                 }
                 q.execute(&mut *tx).await?;
             }
@@ -401,32 +487,7 @@ impl Store {
             }
             q.execute(&mut *tx).await?;
             tx.commit().await?;
-            let leased = created
-                .iter()
-                .filter(|d| d.leased)
-                .map(|d| {
-                    let (event, hook) = (&events[d.event], &hooks[d.hook]);
-                    let delivery = Delivery {
-                        id: d.id.clone(),
-                        project_id: hook.project_id.clone(),
-                        webhook_id: hook.id.clone(),
-                        event_id: event.id.clone(),
-                        event_seq: event.seq,
-                        status: "pending".into(),
-                        attempts: 0,
-                        next_attempt_at: Some(now),
-                        lease_owner: Some(lease.node.to_owned()),
-                        lease_expires_at: Some(lease.until),
-                        last_status_code: None,
-                        last_error: None,
-                        created_at: now,
-                        updated_at: now,
-                        completed_at: None,
-                    };
-                    (delivery, d.event, d.hook)
-                })
-                .collect();
-            Ok(FanOut { events: events.len(), created: created.len(), leased, event_rows: events, hooks })
+            Ok(fanned_out(events, hooks, created, now, lease))
         })
     }
 
