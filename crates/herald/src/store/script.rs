@@ -386,61 +386,72 @@ fn merged(jobs: &[Job]) -> Option<(String, Vec<Part>, Vec<Arg>)> {
     Some((sql, parts, args))
 }
 
-/// Whether `$1..$n` each appear exactly once in `sql`, in that order.
-fn params_in_order(sql: &str, n: usize) -> bool {
-    let mut expected = 1;
+/// A piece of SQL text as [`scan_params`] splits it.
+enum Piece<'a> {
+    Text(&'a str),
+    /// `$n`, by its number.
+    Param(usize),
+}
+
+/// Splits `sql` into plain text and `$n` parameters, in order. A `$` without digits is text.
+/// Every rewrite of parameters below goes through this one scanner.
+fn scan_params<'a>(sql: &'a str, mut each: impl FnMut(Piece<'a>)) {
     let mut rest = sql;
     while let Some(at) = rest.find('$') {
         let digits = rest[at + 1..].bytes().take_while(u8::is_ascii_digit).count();
-        if rest[at + 1..at + 1 + digits].parse::<usize>() != Ok(expected) {
-            return false;
+        match rest[at + 1..at + 1 + digits].parse::<usize>() {
+            Ok(n) => {
+                each(Piece::Text(&rest[..at]));
+                each(Piece::Param(n));
+            }
+            Err(_) => each(Piece::Text(&rest[..at + 1 + digits])),
         }
-        expected += 1;
         rest = &rest[at + 1 + digits..];
     }
-    expected == n + 1
+    each(Piece::Text(rest));
+}
+
+/// Whether `$1..$n` each appear exactly once in `sql`, in that order.
+fn params_in_order(sql: &str, n: usize) -> bool {
+    let mut seen = 0;
+    let mut in_order = true;
+    scan_params(sql, |piece| {
+        if let Piece::Param(k) = piece {
+            seen += 1;
+            in_order &= k == seen;
+        }
+    });
+    in_order && seen == n
 }
 
 /// `sql` with every `$n` replaced by `?`.
 fn anonymize(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len());
-    let mut rest = sql;
-    while let Some(at) = rest.find('$') {
-        out.push_str(&rest[..at]);
-        out.push('?');
-        let digits = rest[at + 1..].bytes().take_while(u8::is_ascii_digit).count();
-        rest = &rest[at + 1 + digits..];
-    }
-    out.push_str(rest);
+    scan_params(sql, |piece| match piece {
+        Piece::Text(t) => out.push_str(t),
+        Piece::Param(_) => out.push('?'),
+    });
     out
 }
 
 /// Copies `sql` into `out` with every `$n` shifted by `offset`.
 fn renumber(sql: &str, offset: usize, out: &mut String) {
-    let mut rest = sql;
-    while let Some(at) = rest.find('$') {
-        out.push_str(&rest[..at]);
-        let digits = rest[at + 1..].bytes().take_while(u8::is_ascii_digit).count();
-        match rest[at + 1..at + 1 + digits].parse::<usize>() {
-            Ok(n) => {
-                let _ = write!(out, "${}", n + offset);
-            }
-            Err(_) => out.push('$'),
+    scan_params(sql, |piece| match piece {
+        Piece::Text(t) => out.push_str(t),
+        Piece::Param(n) => {
+            let _ = write!(out, "${}", n + offset);
         }
-        rest = &rest[at + 1 + digits..];
-    }
-    out.push_str(rest);
+    });
 }
 
 /// The highest `$n` in `sql` (the number of arguments it takes).
 fn max_param(sql: &str) -> usize {
     let mut max = 0;
-    let mut rest = sql;
-    while let Some(at) = rest.find('$') {
-        let digits = rest[at + 1..].bytes().take_while(u8::is_ascii_digit).count();
-        max = max.max(rest[at + 1..at + 1 + digits].parse::<usize>().unwrap_or(0));
-        rest = &rest[at + 1 + digits..];
-    }
+    scan_params(sql, |piece| {
+        if let Piece::Param(n) = piece {
+            max = max.max(n);
+        }
+    });
     max
 }
 
