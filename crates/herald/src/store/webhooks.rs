@@ -434,61 +434,62 @@ impl Store {
         lease: &mut Lease<'_>,
         matches: impl Fn(&Webhook, &EventRow) -> bool,
     ) -> StoreResult<FanOut> {
-        let select = format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE fanned_out = FALSE ORDER BY seq LIMIT {limit}{}",
-            lock_clause(self.backend())
-        );
         const ACTIVE: &str = "SELECT * FROM webhooks WHERE active = TRUE";
-        if let Backend::Sqlite { read, .. } = self.backend() {
-            // One node per SQLite database, one writer, and this dispatcher waits for each
-            // fan-out to commit before the next: the events after the cursor are exactly those
-            // not fanned out (migration 0003), they can be read outside the write transaction,
-            // and the writes join the group commit.
-            let select = format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE seq > (SELECT seq FROM fanout_cursor WHERE id = 1) \
-                 ORDER BY seq LIMIT {limit}"
-            );
-            let events = sqlx::query_as::<_, EventRow>(sqlx::AssertSqlSafe(select)).fetch_all(read).await?;
-            let Some(last) = events.last().map(|e| e.seq) else { return Ok(FanOut::default()) };
-            let hooks = sqlx::query_as::<_, Webhook>(ACTIVE).fetch_all(read).await?;
-            let created = plan_deliveries(&events, &hooks, lease, &matches);
-            let mut script = Script::default();
-            for chunk in created.chunks(INSERT_CHUNK) {
-                let (sql, args) = insert_deliveries(chunk, &events, &hooks, now, lease);
-                script.push(sql, args);
+        match self.backend() {
+            Backend::Sqlite { read, .. } => {
+                // One node per SQLite database, one writer, and this dispatcher waits for each
+                // fan-out to commit before the next: the events after the cursor are exactly
+                // those not fanned out (migration 0003), they can be read outside the write
+                // transaction, and the writes join the group commit.
+                let select = format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE seq > (SELECT seq FROM fanout_cursor WHERE id = 1) \
+                     ORDER BY seq LIMIT {limit}"
+                );
+                let events = sqlx::query_as::<_, EventRow>(sqlx::AssertSqlSafe(select)).fetch_all(read).await?;
+                let Some(last) = events.last().map(|e| e.seq) else { return Ok(FanOut::default()) };
+                let hooks = sqlx::query_as::<_, Webhook>(ACTIVE).fetch_all(read).await?;
+                let created = plan_deliveries(&events, &hooks, lease, &matches);
+                let mut script = Script::default();
+                for chunk in created.chunks(INSERT_CHUNK) {
+                    let (sql, args) = insert_deliveries(chunk, &events, &hooks, now, lease);
+                    script.push(sql, args);
+                }
+                script.push("UPDATE fanout_cursor SET seq = $1 WHERE id = 1", vec![Arg::from(last)]);
+                self.run_script(script).await?;
+                Ok(fanned_out(events, hooks, created, now, lease))
             }
-            script.push("UPDATE fanout_cursor SET seq = $1 WHERE id = 1", vec![Arg::from(last)]);
-            self.run_script(script).await?;
-            return Ok(fanned_out(events, hooks, created, now, lease));
-        }
-        with_pool!(self, write, |pool| {
-            let mut tx = pool.begin().await?;
-            let events = sqlx::query_as::<_, EventRow>(sqlx::AssertSqlSafe(select)).fetch_all(&mut *tx).await?;
-            if events.is_empty() {
-                return Ok(FanOut::default());
-            }
-            let hooks = sqlx::query_as::<_, Webhook>(ACTIVE).fetch_all(&mut *tx).await?;
-            let created = plan_deliveries(&events, &hooks, lease, &matches);
-            for chunk in created.chunks(INSERT_CHUNK) {
-                let (sql, args) = insert_deliveries(chunk, &events, &hooks, now, lease);
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
-                for arg in args {
-                    q = super::script::bind_arg!(q, arg);
+            Backend::Postgres(pool) => {
+                // Several nodes may share the database: each takes the events it locks.
+                let select = format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE fanned_out = FALSE ORDER BY seq LIMIT {limit} \
+                     FOR UPDATE SKIP LOCKED"
+                );
+                let mut tx = pool.begin().await?;
+                let events = sqlx::query_as::<_, EventRow>(sqlx::AssertSqlSafe(select)).fetch_all(&mut *tx).await?;
+                if events.is_empty() {
+                    return Ok(FanOut::default());
+                }
+                let hooks = sqlx::query_as::<_, Webhook>(ACTIVE).fetch_all(&mut *tx).await?;
+                let created = plan_deliveries(&events, &hooks, lease, &matches);
+                for chunk in created.chunks(INSERT_CHUNK) {
+                    let (sql, args) = insert_deliveries(chunk, &events, &hooks, now, lease);
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+                    for arg in args {
+                        q = super::script::bind_arg!(q, arg);
+                    }
+                    q.execute(&mut *tx).await?;
+                }
+                let mark =
+                    format!("UPDATE events SET fanned_out = TRUE WHERE seq IN ({})", placeholders(1, events.len()));
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(mark)).persistent(false);
+                for e in &events {
+                    q = q.bind(e.seq);
                 }
                 q.execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(fanned_out(events, hooks, created, now, lease))
             }
-            let mark = format!(
-                "UPDATE events SET fanned_out = TRUE WHERE seq IN ({})",
-                params(self.backend(), 1, events.len())
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(mark)).persistent(false);
-            for e in &events {
-                q = q.bind(e.seq);
-            }
-            q.execute(&mut *tx).await?;
-            tx.commit().await?;
-            Ok(fanned_out(events, hooks, created, now, lease))
-        })
+        }
     }
 
     /// Claims up to `limit` due deliveries for `node` until `lease_until`. A delivery whose
