@@ -129,6 +129,16 @@ impl Dispatcher {
         self.config.max_in_flight.max(1) * 2
     }
 
+    /// Deliveries held for one endpoint from which it counts as busy: enough to keep its send
+    /// slots full, so claims skip it until it drops below.
+    fn endpoint_busy(&self) -> usize {
+        self.config.max_in_flight_per_endpoint.max(1) * 2
+    }
+
+    fn lease_for(&self) -> TimeDelta {
+        TimeDelta::seconds(self.config.lease_secs as i64)
+    }
+
     /// Deliveries a fan-out leases at most to one endpoint: four times its concurrency (so
     /// one busy endpoint cannot fill the node), and for a rate-limited endpoint no more than
     /// it can be sent within half a lease. (A claim may go past it; leases of held deliveries
@@ -199,7 +209,7 @@ impl Dispatcher {
     /// work may have been left for lack of room.
     async fn round(self: &Arc<Self>, results: &mpsc::Sender<Finished>) -> anyhow::Result<(bool, bool)> {
         let batch = self.config.batch_size.max(1);
-        let lease_for = TimeDelta::seconds(self.config.lease_secs as i64);
+        let lease_for = self.lease_for();
         let mut worked = false;
         loop {
             let now = self.clock.now();
@@ -229,7 +239,7 @@ impl Dispatcher {
             let busy: Vec<String> = held
                 .per_endpoint
                 .iter()
-                .filter(|(_, n)| **n >= self.config.max_in_flight_per_endpoint.max(1) * 2)
+                .filter(|(_, n)| **n >= self.endpoint_busy())
                 .map(|(id, _)| id.clone())
                 .collect();
             (self.hand_limit().saturating_sub(held.total), busy)
@@ -311,28 +321,28 @@ impl Dispatcher {
             let global = this.global.clone().acquire_owned().await;
             let finished = this.attempt(&delivery, &hook, &event.0, event.1.clone()).await;
             drop((endpoint, global));
-            let crossed = {
-                let mut held = this.lock_in_hand();
-                held.total = held.total.saturating_sub(1);
-                let total = held.total;
-                let mut endpoint = usize::MAX;
-                if let Some(n) = held.per_endpoint.get_mut(&hook.id) {
-                    *n = n.saturating_sub(1);
-                    endpoint = *n;
-                    if *n == 0 {
-                        held.per_endpoint.remove(&hook.id);
-                    }
-                }
-                // Wake the claimer when there is room worth a claim (see `round`).
-                total == 0
-                    || total + 1 == this.hand_limit() / 2
-                    || endpoint + 1 == this.config.max_in_flight_per_endpoint.max(1) * 2
-            };
-            if crossed {
+            if this.release(&hook.id) {
                 this.freed.notify_one();
             }
             let _ = results.send(finished).await;
         });
+    }
+
+    /// Lets go of a delivery that is done. True when that makes room worth a claim (see
+    /// `round`): the hand is empty, just fell to half, or the endpoint stopped being busy.
+    fn release(&self, webhook_id: &str) -> bool {
+        let mut held = self.lock_in_hand();
+        held.total = held.total.saturating_sub(1);
+        let total = held.total;
+        let mut endpoint = usize::MAX;
+        if let Some(n) = held.per_endpoint.get_mut(webhook_id) {
+            *n = n.saturating_sub(1);
+            endpoint = *n;
+            if *n == 0 {
+                held.per_endpoint.remove(webhook_id);
+            }
+        }
+        total == 0 || total + 1 == self.hand_limit() / 2 || endpoint + 1 == self.endpoint_busy()
     }
 
     /// Extends the leases of the deliveries this node holds, so one that waits long for its
@@ -341,7 +351,7 @@ impl Dispatcher {
         if self.lock_in_hand().total == 0 {
             return;
         }
-        let until = self.clock.now() + TimeDelta::seconds(self.config.lease_secs as i64);
+        let until = self.clock.now() + self.lease_for();
         if let Err(e) = self.store.renew_leases(&self.node, until).await {
             tracing::warn!(error = %e, "renewing delivery leases failed");
         }
