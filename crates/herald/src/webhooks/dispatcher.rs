@@ -31,6 +31,9 @@ use crate::{
     },
 };
 
+/// How often a busy dispatcher vacuums the outbox queue (see `Store::vacuum_outbox`).
+const VACUUM_OUTBOX_EVERY: Duration = Duration::from_secs(1);
+
 /// One finished attempt on its way to the database.
 struct Finished {
     record: AttemptRecord,
@@ -84,6 +87,17 @@ impl Budget<'_> {
         *held += 1;
         true
     }
+}
+
+/// When to claim. Claiming is the only way to find retries falling due, leases of dead nodes
+/// running out, and deliveries fanned out without a lease (this node had no room); the first
+/// two are found soon enough by claiming once per poll interval, while a claim per round
+/// (one per burst of events) was mostly a query that found nothing, on the write connection.
+struct Claims {
+    last: Option<Instant>,
+    /// Due work is known to be waiting: unleased deliveries were created, or the last claim
+    /// was cut short by the room or by busy endpoints.
+    owed: bool,
 }
 
 /// Stops the dispatcher when dropped or asked.
@@ -159,6 +173,8 @@ impl Dispatcher {
         let wake = self.store.events_written();
         let renew_every = Duration::from_secs((self.config.lease_secs / 3).max(1));
         let mut renewed = Instant::now();
+        let mut vacuumed = Instant::now();
+        let mut claims = Claims { last: None, owed: false };
         loop {
             if *stopped.borrow() {
                 break;
@@ -167,7 +183,7 @@ impl Dispatcher {
                 renewed = Instant::now();
                 self.renew_leases().await;
             }
-            let (worked, starved) = match self.round(&results).await {
+            let (worked, starved) = match self.round(&results, &mut claims, poll).await {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(error = format!("{e:#}"), "dispatcher round failed; retrying");
@@ -175,6 +191,12 @@ impl Dispatcher {
                 }
             };
             if worked {
+                if vacuumed.elapsed() >= VACUUM_OUTBOX_EVERY {
+                    vacuumed = Instant::now();
+                    if let Err(e) = self.store.vacuum_outbox().await {
+                        tracing::warn!(error = %e, "vacuuming the outbox queue failed");
+                    }
+                }
                 continue;
             }
             tokio::select! {
@@ -205,9 +227,14 @@ impl Dispatcher {
     }
 
     /// One pass: fan out new events (sending at once what this node has room for), then claim
-    /// due deliveries into the room left. Returns whether anything was done, and whether due
-    /// work may have been left for lack of room.
-    async fn round(self: &Arc<Self>, results: &mpsc::Sender<Finished>) -> anyhow::Result<(bool, bool)> {
+    /// due deliveries into the room left when there may be some (see [`Claims`]). Returns
+    /// whether anything was done, and whether due work may have been left for lack of room.
+    async fn round(
+        self: &Arc<Self>,
+        results: &mpsc::Sender<Finished>,
+        claims: &mut Claims,
+        poll: Duration,
+    ) -> anyhow::Result<(bool, bool)> {
         let batch = self.config.batch_size.max(1);
         let lease_for = self.lease_for();
         let mut worked = false;
@@ -225,6 +252,8 @@ impl Dispatcher {
             let mut lease = Lease { node: &self.node, until: now + lease_for, take: &mut take };
             let out = self.store.fan_out(batch, now, &mut lease, matches).await?;
             worked |= out.events > 0;
+            // Deliveries created without a lease (no room) wait in the database for a claim.
+            claims.owed |= out.created > out.leased.len();
             let fanned = out.events;
             self.start_fanned_out(out, results);
             if (fanned as i64) < batch {
@@ -245,12 +274,17 @@ impl Dispatcher {
             (self.hand_limit().saturating_sub(held.total), busy)
         };
         if room < self.hand_limit() / 2 {
-            return Ok((worked, true));
+            return Ok((worked, claims.owed));
+        }
+        if !claims.owed && claims.last.is_some_and(|at| at.elapsed() < poll) {
+            return Ok((worked, false));
         }
         let now = self.clock.now();
         let limit = (room as i64).min(batch);
+        claims.last = Some(Instant::now());
         let claimed = self.store.claim_deliveries(&self.node, now, now + lease_for, limit, &skip).await?;
         let starved = claimed.len() as i64 == limit || !skip.is_empty();
+        claims.owed = starved;
         if claimed.is_empty() {
             return Ok((worked, starved));
         }
