@@ -467,10 +467,16 @@ impl Store {
                      SELECT {EVENT_COLUMNS} FROM events WHERE seq IN (SELECT seq FROM taken) ORDER BY seq"
                 );
                 let mut tx = pool.begin().await?;
+                // The queue swings from empty to tens of thousands of rows within a second, so
+                // the planner's row count for it is always stale; taking it for small, it
+                // sorted the whole queue for each batch (90 ms at 20,000 rows). The index on
+                // `seq` is the right path at every size.
+                sqlx::query("SET LOCAL enable_seqscan = off").execute(&mut *tx).await?;
                 let events = sqlx::query_as::<_, EventRow>(sqlx::AssertSqlSafe(select)).fetch_all(&mut *tx).await?;
                 if events.is_empty() {
                     return Ok(FanOut::default());
                 }
+                sqlx::query("SET LOCAL enable_seqscan = on").execute(&mut *tx).await?;
                 let hooks = sqlx::query_as::<_, Webhook>(ACTIVE).fetch_all(&mut *tx).await?;
                 let created = plan_deliveries(&events, &hooks, lease, &matches);
                 for chunk in created.chunks(INSERT_CHUNK) {
@@ -527,7 +533,7 @@ impl Store {
     /// skipped while another node vacuums it. SQLite keeps no queue.
     pub async fn vacuum_outbox(&self) -> StoreResult<()> {
         if let Backend::Postgres(pool) = self.backend() {
-            sqlx::query("VACUUM (SKIP_LOCKED) outbox_pending").execute(pool).await?;
+            sqlx::query("VACUUM (SKIP_LOCKED, TRUNCATE FALSE) outbox_pending").execute(pool).await?;
         }
         Ok(())
     }
