@@ -149,6 +149,11 @@ impl Dispatcher {
         self.config.max_in_flight_per_endpoint.max(1) * 2
     }
 
+    /// How often to look for work nobody signalled (see [`Claims`]).
+    fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.config.poll_interval_ms.max(10))
+    }
+
     fn lease_for(&self) -> TimeDelta {
         TimeDelta::seconds(self.config.lease_secs as i64)
     }
@@ -169,7 +174,7 @@ impl Dispatcher {
         let (results, finished) = mpsc::channel::<Finished>(self.hand_limit());
         let writer = tokio::spawn(write_results(self.store.clone(), finished));
         let cleaner = tokio::spawn(clean_up(self.store.clone(), self.config.clone(), self.clock.clone()));
-        let poll = Duration::from_millis(self.config.poll_interval_ms.max(10));
+        let poll = self.poll_interval();
         let wake = self.store.events_written();
         let renew_every = Duration::from_secs((self.config.lease_secs / 3).max(1));
         let mut renewed = Instant::now();
@@ -183,7 +188,7 @@ impl Dispatcher {
                 renewed = Instant::now();
                 self.renew_leases().await;
             }
-            let (worked, starved) = match self.round(&results, &mut claims, poll).await {
+            let (worked, starved) = match self.round(&results, &mut claims).await {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(error = format!("{e:#}"), "dispatcher round failed; retrying");
@@ -233,7 +238,6 @@ impl Dispatcher {
         self: &Arc<Self>,
         results: &mpsc::Sender<Finished>,
         claims: &mut Claims,
-        poll: Duration,
     ) -> anyhow::Result<(bool, bool)> {
         let batch = self.config.batch_size.max(1);
         let lease_for = self.lease_for();
@@ -276,7 +280,7 @@ impl Dispatcher {
         if room < self.hand_limit() / 2 {
             return Ok((worked, claims.owed));
         }
-        if !claims.owed && claims.last.is_some_and(|at| at.elapsed() < poll) {
+        if !claims.owed && claims.last.is_some_and(|at| at.elapsed() < self.poll_interval()) {
             return Ok((worked, false));
         }
         let now = self.clock.now();
