@@ -476,7 +476,7 @@ impl Store {
                 if events.is_empty() {
                     return Ok(FanOut::default());
                 }
-                sqlx::query("SET LOCAL enable_seqscan = on").execute(&mut *tx).await?;
+                sqlx::query("SET LOCAL enable_seqscan TO DEFAULT").execute(&mut *tx).await?;
                 let hooks = sqlx::query_as::<_, Webhook>(ACTIVE).fetch_all(&mut *tx).await?;
                 let created = plan_deliveries(&events, &hooks, lease, &matches);
                 for chunk in created.chunks(INSERT_CHUNK) {
