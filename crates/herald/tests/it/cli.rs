@@ -307,7 +307,9 @@ async fn keys_create_list_and_revoke() {
     assert!(status.success(), "{stderr}");
     let line = list.lines().find(|l| l.starts_with(&id)).unwrap_or_else(|| panic!("{id} not listed:\n{list}"));
     assert!(line.contains("active") && line.contains("users:read"), "{line}");
-    let secret = key.rsplit('_').next().expect("secret");
+    // `hk_<id>_<secret>`; the secret is base64url and may itself contain `_`.
+    let secret = key.splitn(3, '_').nth(2).expect("secret");
+    assert_eq!(secret.len(), 43, "{key}");
     assert!(!list.contains(secret), "the list never shows secrets:\n{list}");
 
     let (status, stdout, stderr) = run(herald(dir.path()).args(["keys", "revoke", &id]));
