@@ -460,10 +460,14 @@ impl Store {
             }
             Backend::Postgres(pool) => {
                 // Several nodes may share the database: each takes (and removes) the queued
-                // events it locks (migration postgres/0003); a rollback puts them back.
+                // events it locks (migration postgres/0003); a rollback puts them back. The
+                // pick is a materialized CTE, run once: as `DELETE ... WHERE seq IN (SELECT ...
+                // LIMIT n)` the plan could run the subquery again, and a batch of 500 took up
+                // to 3,700 events in one 3.6 s statement (seen in the benchmark's log).
                 let select = format!(
-                    "WITH taken AS (DELETE FROM outbox_pending WHERE seq IN (SELECT seq FROM outbox_pending \
-                     ORDER BY seq LIMIT {limit} FOR UPDATE SKIP LOCKED) RETURNING seq) \
+                    "WITH picked AS MATERIALIZED (SELECT seq FROM outbox_pending ORDER BY seq LIMIT {limit} \
+                     FOR UPDATE SKIP LOCKED), \
+                     taken AS (DELETE FROM outbox_pending q USING picked WHERE q.seq = picked.seq RETURNING q.seq) \
                      SELECT {EVENT_COLUMNS} FROM events WHERE seq IN (SELECT seq FROM taken) ORDER BY seq"
                 );
                 let mut tx = pool.begin().await?;

@@ -495,6 +495,44 @@ async fn crashed_node_work_is_taken_over_postgres() {
     crashed_node_work_is_taken_over(Backend::Postgres).await;
 }
 
+/// A fan-out takes at most its batch of queued events, however long the queue (on
+/// PostgreSQL a `LIMIT` inside `IN (...)` could be run again by the plan and take thousands).
+async fn fan_out_takes_at_most_its_batch(backend: Backend) {
+    let Some(quiet) = TestApp::spawn_with(backend, |c| c.webhooks.dispatcher = false).await else { return };
+    let rx = Receiver::start().await;
+    hook(&quiet, json!({"url": rx.url, "events": ["*"]})).await;
+    let names = ["queue.filled"];
+    quiet.post("/api/v1/event-types", json!({"name": names[0], "description": "fills the queue"})).await;
+    for _ in 0..4 {
+        let many: Vec<_> = (0..1000).map(|i| json!({"type": names[0], "data": {"i": i}})).collect();
+        let (status, body) = quiet.post("/api/v1/events/batch", json!({"events": many})).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let now = quiet.clock.now();
+    let mut total = 0;
+    loop {
+        let mut take = |_: &herald::store::webhooks::Webhook| false;
+        let mut lease = herald::store::webhooks::Lease { node: "n", until: now, take: &mut take };
+        let out = quiet.store.fan_out(100, now, &mut lease, herald::webhooks::matches).await.expect("fan out");
+        assert!(out.events <= 100, "a batch of 100 took {} events", out.events);
+        if out.events == 0 {
+            break;
+        }
+        total += out.events;
+    }
+    assert!(total >= 4000, "every queued event was fanned out once: {total}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fan_out_takes_at_most_its_batch_sqlite() {
+    fan_out_takes_at_most_its_batch(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fan_out_takes_at_most_its_batch_postgres() {
+    fan_out_takes_at_most_its_batch(Backend::Postgres).await;
+}
+
 async fn endpoints_failing_for_five_days_are_disabled(app: TestApp) {
     let rx = Receiver::start().await;
     rx.script((0..20).map(|_| Reply::status(500)));
