@@ -34,6 +34,8 @@ pub struct Inner {
     pub clock: Clock,
     /// Serialized `GET /game-worlds` answers (see `api::cache`).
     pub list_cache: api::cache::ResponseCache,
+    /// Per-player chat send limit (see `chat.rate_limit_messages`).
+    pub chat_limiter: crate::domain::chat::RateLimiter,
 }
 
 impl std::ops::Deref for AppState {
@@ -58,6 +60,7 @@ impl AppState {
         let keys = KeyCache::new(Duration::from_secs(config.auth.key_cache_ttl_secs));
         let sender = Sender::new(&config.webhooks)?;
         let list_cache = api::cache::ResponseCache::new(Duration::from_millis(config.http.list_cache_ms));
+        let chat_limiter = crate::domain::chat::RateLimiter::new(&config.chat);
         Ok(AppState(Arc::new(Inner {
             jwt: JwtKeys::new(secret.as_bytes()),
             keys,
@@ -66,6 +69,7 @@ impl AppState {
             sender,
             clock,
             list_cache,
+            chat_limiter,
         })))
     }
 }
@@ -76,6 +80,7 @@ pub fn router(state: AppState) -> Router {
     let config = &state.config;
     Router::new()
         .nest("/api/v1", api::router())
+        .nest("/game-talk/v1.1/appkeys/{app_key}", api::gametalk::router())
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)

@@ -25,6 +25,24 @@ pub struct Config {
     pub auth: AuthConfig,
     pub log: LogConfig,
     pub webhooks: WebhooksConfig,
+    pub chat: ChatConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChatConfig {
+    /// Messages one player may send within `rate_window_secs` (per node); 0: no limit.
+    pub rate_limit_messages: u32,
+    /// The window of `rate_limit_messages`, in seconds.
+    pub rate_window_secs: u64,
+    /// Longest message text, in characters.
+    pub max_message_length: usize,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        ChatConfig { rate_limit_messages: 10, rate_window_secs: 10, max_message_length: 2000 }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -162,6 +180,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             log: LogConfig::default(),
             webhooks: WebhooksConfig::default(),
+            chat: ChatConfig::default(),
         }
     }
 }

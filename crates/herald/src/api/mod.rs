@@ -2,8 +2,10 @@
 //! check scope, call `domain`, shape the answer).
 
 pub mod cache;
+mod chat;
 mod events;
 pub mod extract;
+pub mod gametalk;
 mod sessions;
 mod tenancy;
 mod users;
@@ -111,6 +113,16 @@ pub fn router() -> Router<AppState> {
         .route("/webhooks/{id}/deliveries", get(webhooks::deliveries))
         .route("/deliveries/{id}", get(webhooks::delivery))
         .route("/deliveries/{id}/retry", post(webhooks::retry))
+        .route("/chat/tags", get(chat::list_tags).post(chat::create_tag))
+        .route(
+            "/chat/tags/{id}",
+            get(chat::get_tag).put(chat::update_tag).patch(chat::update_tag).delete(chat::delete_tag),
+        )
+        .route("/chat/channels/{id}/messages", get(chat::history).post(chat::send_message))
+        .route(
+            "/chat/channels/{id}/messages/{message_id}",
+            axum::routing::put(chat::edit_message).patch(chat::edit_message).delete(chat::delete_message),
+        )
 }
 
 pub async fn not_found() -> ApiError {

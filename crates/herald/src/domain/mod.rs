@@ -2,6 +2,7 @@
 //! and which events a change implies. Handlers call these; these call the store.
 
 pub mod bootstrap;
+pub mod chat;
 pub mod events;
 pub mod session;
 pub mod tenancy;

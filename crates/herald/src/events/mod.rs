@@ -97,6 +97,19 @@ pub mod types {
     pub const WEBHOOK_SECRET_ROTATED: &str = "webhook.secret_rotated";
     pub const WEBHOOK_DELIVERY_EXHAUSTED: &str = "webhook.delivery_exhausted";
     pub const WEBHOOK_ENDPOINT_DISABLED: &str = "webhook.endpoint_disabled";
+    pub const CHAT_TAG_CREATED: &str = "chat.tag.created";
+    pub const CHAT_TAG_UPDATED: &str = "chat.tag.updated";
+    pub const CHAT_TAG_DELETED: &str = "chat.tag.deleted";
+    pub const CHAT_CHANNEL_CREATED: &str = "chat.channel.created";
+    pub const CHAT_CHANNEL_UPDATED: &str = "chat.channel.updated";
+    pub const CHAT_CHANNEL_DELETED: &str = "chat.channel.deleted";
+    pub const CHAT_SUBSCRIBED: &str = "chat.subscribed";
+    pub const CHAT_UNSUBSCRIBED: &str = "chat.unsubscribed";
+    pub const CHAT_USER_UPDATED: &str = "chat.user.updated";
+    pub const CHAT_USER_DELETED: &str = "chat.user.deleted";
+    pub const CHAT_MESSAGE_CREATED: &str = "chat.message.created";
+    pub const CHAT_MESSAGE_UPDATED: &str = "chat.message.updated";
+    pub const CHAT_MESSAGE_DELETED: &str = "chat.message.deleted";
     /// Sent by `POST /webhooks/{id}/test`; never stored in the outbox.
     pub const TEST: &str = "test";
 
@@ -132,5 +145,18 @@ pub mod types {
         WEBHOOK_SECRET_ROTATED,
         WEBHOOK_DELIVERY_EXHAUSTED,
         WEBHOOK_ENDPOINT_DISABLED,
+        CHAT_TAG_CREATED,
+        CHAT_TAG_UPDATED,
+        CHAT_TAG_DELETED,
+        CHAT_CHANNEL_CREATED,
+        CHAT_CHANNEL_UPDATED,
+        CHAT_CHANNEL_DELETED,
+        CHAT_SUBSCRIBED,
+        CHAT_UNSUBSCRIBED,
+        CHAT_USER_UPDATED,
+        CHAT_USER_DELETED,
+        CHAT_MESSAGE_CREATED,
+        CHAT_MESSAGE_UPDATED,
+        CHAT_MESSAGE_DELETED,
     ];
 }

@@ -12,6 +12,7 @@
 pub mod api_keys;
 pub mod auth;
 pub mod catalog;
+pub mod chat;
 pub mod events;
 pub mod orgs;
 pub mod script;

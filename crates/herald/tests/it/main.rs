@@ -5,6 +5,7 @@ mod common;
 mod receiver;
 
 mod auth_matrix;
+mod chat;
 mod cli;
 mod errors;
 mod interop;

@@ -1,0 +1,366 @@
+//! The chat server API, wire-compatible with NHN Cloud GameTalk v1.1, under
+//! `/game-talk/v1.1/appkeys/{appKey}/`. Every answer is HTTP 200 with a body `header`
+//! (`isSuccessful`, `resultCode`, `resultMessage`, `transactionId`); docs/CHAT.md lists the
+//! result codes. Logic lives in `domain::chat`, shared with `/api/v1/chat`.
+
+use axum::{
+    Router,
+    body::Bytes,
+    extract::{Path, RawQuery},
+    http::{HeaderMap, HeaderValue},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+
+use crate::{
+    app::{AppState, State},
+    domain::chat::{self, ChannelInput, ChatError, ProfileInput},
+    events::EventContext,
+    store::{StoreError, orgs::Project},
+};
+
+/// The GameTalk result codes Herald answers with (0 is success).
+pub mod codes {
+    pub const INVALID_PARAMETER: i64 = 40001;
+    pub const INVALID_SECRET_KEY: i64 = 40101;
+    pub const APPKEY_NOT_FOUND: i64 = 40401;
+    pub const CHANNEL_NOT_FOUND: i64 = 40402;
+    pub const TAG_NOT_FOUND: i64 = 40403;
+    pub const USER_NOT_FOUND: i64 = 40404;
+    pub const ALREADY_SUBSCRIBED: i64 = 40901;
+    pub const NOT_SUBSCRIBED: i64 = 40902;
+    pub const INTERNAL_ERROR: i64 = 50001;
+    pub const UNAVAILABLE: i64 = 50301;
+}
+
+const TRANSACTION_HEADER: &str = "x-gt-transaction-id";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/channels", get(list_channels).post(create_channel))
+        .route("/channels/{channel_id}", get(get_channel).put(update_channel).delete(delete_channel))
+        .route("/channels/{channel_id}/subscribes", get(list_subscribers).post(subscribe).delete(unsubscribe))
+        .route("/tags", get(list_tags))
+        .route("/tags/{tag_id}", get(get_tag))
+        .route("/users/{user_id}", get(get_user).put(put_user).delete(delete_user))
+}
+
+/// A failed call: its result code and message.
+struct Fail(i64, String);
+
+impl From<ChatError> for Fail {
+    fn from(e: ChatError) -> Self {
+        use codes::*;
+        match e {
+            ChatError::Invalid(field, message) => Fail(INVALID_PARAMETER, format!("{field}: {message}")),
+            ChatError::ChannelNotFound => Fail(CHANNEL_NOT_FOUND, "channel not found".into()),
+            ChatError::TagNotFound => Fail(TAG_NOT_FOUND, "tag not found".into()),
+            ChatError::UserNotFound => Fail(USER_NOT_FOUND, "user not found".into()),
+            ChatError::AlreadySubscribed => {
+                Fail(ALREADY_SUBSCRIBED, "the user already subscribes to this channel".into())
+            }
+            ChatError::NotSubscribed => Fail(NOT_SUBSCRIBED, "the user does not subscribe to this channel".into()),
+            ChatError::MessageNotFound
+            | ChatError::Conflict(_)
+            | ChatError::Forbidden(_)
+            | ChatError::RateLimited(_) => Fail(INVALID_PARAMETER, "invalid request".into()),
+            ChatError::Store(StoreError::Unavailable(e)) => {
+                tracing::error!(error = %e, "database unavailable");
+                Fail(UNAVAILABLE, "database unavailable, try again".into())
+            }
+            ChatError::Store(e) => {
+                tracing::error!(error = %e, "gametalk call failed");
+                Fail(INTERNAL_ERROR, "internal server error".into())
+            }
+        }
+    }
+}
+
+impl From<StoreError> for Fail {
+    fn from(e: StoreError) -> Self {
+        ChatError::from(e).into()
+    }
+}
+
+/// The caller's transaction id (echoed when it is printable ASCII of at most 128 characters),
+/// or a new one.
+fn transaction_id(headers: &HeaderMap) -> String {
+    headers
+        .get(TRANSACTION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// The whole answer: HTTP 200, the transaction header, `header` plus the call's fields.
+fn respond(transaction: String, outcome: Result<Value, Fail>) -> Response {
+    let (code, message, fields) = match outcome {
+        Ok(fields) => (0, "SUCCESS".to_string(), fields),
+        Err(Fail(code, message)) => (code, message, json!({})),
+    };
+    let mut body = json!({
+        "header": {
+            "transactionId": transaction,
+            "isSuccessful": code == 0,
+            "resultCode": code,
+            "resultMessage": message,
+        }
+    });
+    if let (Some(body), Value::Object(fields)) = (body.as_object_mut(), fields) {
+        body.extend(fields);
+    }
+    let mut response = axum::Json(body).into_response();
+    if let Ok(v) = HeaderValue::from_str(&transaction) {
+        response.headers_mut().insert(TRANSACTION_HEADER, v);
+    }
+    response
+}
+
+/// An authenticated GameTalk call: the project of the app key, and how its events are signed.
+struct Call {
+    project: Project,
+    ctx: EventContext,
+}
+
+async fn authenticate(s: &AppState, headers: &HeaderMap, app_key: &str, transaction: &str) -> Result<Call, Fail> {
+    let project = match s.store.get_project_by_app_key(app_key).await {
+        Ok(p) => p,
+        Err(StoreError::NotFound(_)) => return Err(Fail(codes::APPKEY_NOT_FOUND, "unknown appKey".into())),
+        Err(e) => return Err(e.into()),
+    };
+    let given = headers.get("x-secret-key").map(|v| v.as_bytes()).unwrap_or_default();
+    if given.is_empty() || !bool::from(given.ct_eq(project.secret_key.as_bytes())) {
+        return Err(Fail(codes::INVALID_SECRET_KEY, "X-Secret-Key is missing or does not match the project".into()));
+    }
+    let ctx = EventContext { request_id: Some(transaction.to_owned()), actor: Some("gametalk".into()) };
+    Ok(Call { project, ctx })
+}
+
+/// A JSON body; an empty one counts as `{}`.
+fn body<T: DeserializeOwned>(raw: &Bytes) -> Result<T, Fail> {
+    let raw: &[u8] = if raw.iter().all(u8::is_ascii_whitespace) { b"{}" } else { raw };
+    serde_json::from_slice(raw).map_err(|e| Fail(codes::INVALID_PARAMETER, format!("request body: {e}")))
+}
+
+/// The query parameters (last value wins).
+fn query(raw: Option<String>) -> std::collections::HashMap<String, String> {
+    url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes()).into_owned().collect()
+}
+
+fn number(q: &std::collections::HashMap<String, String>, name: &str) -> Result<Option<i64>, Fail> {
+    q.get(name)
+        .map(|v| v.trim().parse::<i64>())
+        .transpose()
+        .map_err(|_| Fail(codes::INVALID_PARAMETER, format!("{name}: must be a whole number")))
+}
+
+fn paging(q: &std::collections::HashMap<String, String>) -> Result<(i64, i64), Fail> {
+    Ok(chat::paging(number(q, "page")?, number(q, "size")?)?)
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UserRef {
+    user_id: Option<String>,
+}
+
+// ---- handlers: each authenticates, calls the domain, shapes the fields ----
+
+async fn create_channel(s: State, Path(app_key): Path<String>, headers: HeaderMap, raw: Bytes) -> Response {
+    let tx = transaction_id(&headers);
+    let outcome = async {
+        let call = authenticate(&s, &headers, &app_key, &tx).await?;
+        let input: ChannelInput = body(&raw)?;
+        let c = chat::create_channel(&s.store, &call.ctx, &app_key, &call.project.id, input).await?;
+        Ok(json!({"result": chat::channel_json(&app_key, &c)}))
+    }
+    .await;
+    respond(tx, outcome)
+}
+
+async fn update_channel(
+    s: State,
+    Path((app_key, channel_id)): Path<(String, String)>,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Response {
+    let tx = transaction_id(&headers);
+    let outcome = async {
+        let call = authenticate(&s, &headers, &app_key, &tx).await?;
+        let input: ChannelInput = body(&raw)?;
+        chat::update_channel(&s.store, &call.ctx, &app_key, &call.project.id, &channel_id, input).await?;
+        Ok(json!({}))
+    }
+    .await;
+    respond(tx, outcome)
+}
+
+async fn delete_channel(s: State, Path((app_key, channel_id)): Path<(String, String)>, headers: HeaderMap) -> Response {
+    let tx = transaction_id(&headers);
+    let outcome = async {
+        let call = authenticate(&s, &headers, &app_key, &tx).await?;
+        chat::delete_channel(&s.store, &call.ctx, &app_key, &call.project.id, &channel_id).await?;
+        Ok(json!({}))
+    }
+    .await;
+    respond(tx, outcome)
+}
+
+async fn list_channels(s: State, Path(app_key): Path<String>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
+    let tx = transaction_id(&headers);
+    let outcome = async {
+        let call = authenticate(&s, &headers, &app_key, &tx).await?;
+        let q = query(raw);
+        let (page, size) = paging(&q)?;
+        let filter = chat::tag_filter(
+            &s.store,
+            &call.project.id,
+            q.get("tagType").map(String::as_str),
+            q.get("tagIdList").map(String::as_str),
+        )
+        .await?;
+        let (items, total) = s.store.list_channels(&call.project.id, &filter, page * size, size).await?;
+        Ok(json!({
+            "pagingInfo": chat::paging_info(page, size, items.len(), total),
+            "channelList": items.iter().map(|c| chat::channel_json(&app_key, c)).collect::<Vec<_>>(),
+        }))
+    }
+    .await;
+    respond(tx, outcome)
+}
+
+async fn get_channel(s: State, Path((app_key, channel_id)): Path<(String, String)>, headers: HeaderMap) -> Response {
+    let tx = transaction_id(&headers);
+    let outcome = async {
+        let call = authenticate(&s, &headers, &app_key, &tx).await?;
+        let c = s.store.get_channel(&call.project.id, &channel_id).await?;
+        Ok(json!({"result": chat::channel_json(&app_key, &c)}))
+    }
+    .await;
+    respond(tx, outcome)
+}
+
+async fn subscribe(
+    s: State,
+    Path((app_key, channel_id)): Path<(String, String)>,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Response {
+    let tx = transaction_id(&headers);
+    let outcome = async {
+        let call = authenticate(&s, &headers, &app_key, &tx).await?;
+        let input: UserRef = body(&raw)?;
+        chat::subscribe(&s.store, &call.ctx, &app_key, &call.project.id, &channel_id, input.user_id).await?;
+        Ok(json!({}))
+    }
+    .await;
+    respond(tx, outcome)
+}
+
+async fn unsubscribe(
+    s: State,
+    Path((app_key, channel_id)): Path<(String, String)>,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Response {
+    let tx = transaction_id(&headers);
+    let outcome = async {
+        let call = authenticate(&s, &headers, &app_key, &tx).await?;
+        let input: UserRef = body(&raw)?;
+        chat::unsubscribe(&s.store, &call.ctx, &app_key, &call.project.id, &channel_id, input.user_id).await?;
+        Ok(json!({}))
+    }
+    .await;
+    respond(tx, outcome)
+}
+
+async fn list_subscribers(
+    s: State,
+    Path((app_key, channel_id)): Path<(String, String)>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let tx = transaction_id(&headers);
+    let outcome = async {
+        let call = authenticate(&s, &headers, &app_key, &tx).await?;
+        let (page, size) = paging(&query(raw))?;
+        s.store.get_channel(&call.project.id, &channel_id).await?;
+        let (items, total) = s.store.list_subscribers(&channel_id, page * size, size).await?;
+        Ok(json!({
+            "pagingInfo": chat::paging_info(page, size, items.len(), total),
+            "userList": items.iter().map(|u| chat::user_json(&app_key, u)).collect::<Vec<_>>(),
+        }))
+    }
+    .await;
+    respond(tx, outcome)
+}
+
+async fn list_tags(s: State, Path(app_key): Path<String>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
+    let tx = transaction_id(&headers);
+    let outcome = async {
+        let call = authenticate(&s, &headers, &app_key, &tx).await?;
+        let (page, size) = paging(&query(raw))?;
+        let (items, total) = s.store.list_tags(&call.project.id, page * size, size).await?;
+        Ok(json!({
+            "pagingInfo": chat::paging_info(page, size, items.len(), total),
+            "tagList": items.iter().map(|t| chat::tag_json(&app_key, t)).collect::<Vec<_>>(),
+        }))
+    }
+    .await;
+    respond(tx, outcome)
+}
+
+async fn get_tag(s: State, Path((app_key, tag_id)): Path<(String, String)>, headers: HeaderMap) -> Response {
+    let tx = transaction_id(&headers);
+    let outcome = async {
+        let call = authenticate(&s, &headers, &app_key, &tx).await?;
+        let id = tag_id.parse::<i64>().map_err(|_| Fail(codes::INVALID_PARAMETER, "tagId: must be a number".into()))?;
+        let t = s.store.get_tag(&call.project.id, id).await?;
+        Ok(json!({"result": chat::tag_json(&app_key, &t)}))
+    }
+    .await;
+    respond(tx, outcome)
+}
+
+async fn get_user(s: State, Path((app_key, user_id)): Path<(String, String)>, headers: HeaderMap) -> Response {
+    let tx = transaction_id(&headers);
+    let outcome = async {
+        let call = authenticate(&s, &headers, &app_key, &tx).await?;
+        let u = s.store.get_chat_user(&call.project.id, &user_id).await?;
+        Ok(json!({"user": chat::user_json(&app_key, &u)}))
+    }
+    .await;
+    respond(tx, outcome)
+}
+
+async fn put_user(
+    s: State,
+    Path((app_key, user_id)): Path<(String, String)>,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Response {
+    let tx = transaction_id(&headers);
+    let outcome = async {
+        let call = authenticate(&s, &headers, &app_key, &tx).await?;
+        let input: ProfileInput = body(&raw)?;
+        chat::put_user(&s.store, &call.ctx, &app_key, &call.project.id, &user_id, input).await?;
+        Ok(json!({}))
+    }
+    .await;
+    respond(tx, outcome)
+}
+
+async fn delete_user(s: State, Path((app_key, user_id)): Path<(String, String)>, headers: HeaderMap) -> Response {
+    let tx = transaction_id(&headers);
+    let outcome = async {
+        let call = authenticate(&s, &headers, &app_key, &tx).await?;
+        chat::delete_user(&s.store, &call.ctx, &app_key, &call.project.id, &user_id).await?;
+        Ok(json!({}))
+    }
+    .await;
+    respond(tx, outcome)
+}

@@ -1,0 +1,736 @@
+//! Chat: validation and rules for tags, channels, subscriptions, chat profiles and messages,
+//! shared by the GameTalk-compatible API and `/api/v1/chat`. Errors are [`ChatError`], which
+//! each API maps to its own wire form (GameTalk result codes, or HTTP statuses).
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::validate::nullable;
+use crate::{
+    config::ChatConfig,
+    error::{ApiError, FieldError},
+    events::{EventContext, NewEvent, types},
+    store::{
+        self, Store, StoreError,
+        chat::{Channel, ChannelRow, ChatUser, HistoryFrom, Message, Tag, TagFilter, Unsubscribed},
+    },
+};
+
+/// Largest page a list returns (the GameTalk `size`, the history `limit`).
+pub const MAX_PAGE: i64 = 100;
+const MAX_NAME: usize = 100;
+const MAX_DESCRIPTION: usize = 1000;
+const MAX_DATA_BYTES: usize = 16 * 1024;
+
+#[derive(Debug)]
+pub enum ChatError {
+    /// A field to fix, and what is wrong with it.
+    Invalid(String, String),
+    ChannelNotFound,
+    TagNotFound,
+    UserNotFound,
+    MessageNotFound,
+    AlreadySubscribed,
+    NotSubscribed,
+    Conflict(String),
+    Forbidden(String),
+    /// Too many messages; seconds until the next is accepted.
+    RateLimited(u64),
+    Store(StoreError),
+}
+
+pub type ChatResult<T> = Result<T, ChatError>;
+
+fn invalid(field: &str, message: impl Into<String>) -> ChatError {
+    ChatError::Invalid(field.to_owned(), message.into())
+}
+
+impl From<StoreError> for ChatError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound("channel") => ChatError::ChannelNotFound,
+            StoreError::NotFound("tag") => ChatError::TagNotFound,
+            StoreError::NotFound("user") => ChatError::UserNotFound,
+            StoreError::NotFound("message") => ChatError::MessageNotFound,
+            StoreError::NotFound("subscription") => ChatError::NotSubscribed,
+            StoreError::Conflict(m) => ChatError::Conflict(m),
+            other => ChatError::Store(other),
+        }
+    }
+}
+
+impl From<ChatError> for ApiError {
+    fn from(e: ChatError) -> Self {
+        match e {
+            ChatError::Invalid(field, message) => ApiError::validation(vec![FieldError::new(field, message)]),
+            ChatError::ChannelNotFound => ApiError::not_found("channel"),
+            ChatError::TagNotFound => ApiError::not_found("tag"),
+            ChatError::UserNotFound => ApiError::not_found("user"),
+            ChatError::MessageNotFound => ApiError::not_found("message"),
+            ChatError::AlreadySubscribed => ApiError::conflict("the user already subscribes to this channel"),
+            ChatError::NotSubscribed => ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "not_subscribed",
+                "the user does not subscribe to this channel; subscribe first",
+            ),
+            ChatError::Conflict(m) => ApiError::conflict(m),
+            ChatError::Forbidden(m) => ApiError::forbidden(m),
+            ChatError::RateLimited(secs) => ApiError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("too many messages from this user; retry in {secs} s"),
+            )
+            .with_retry_after(secs),
+            ChatError::Store(e) => e.into(),
+        }
+    }
+}
+
+/// GameTalk's date form: ISO 8601 with an offset, whole seconds.
+pub fn date(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, false)
+}
+
+fn opt_date(t: Option<DateTime<Utc>>) -> Value {
+    t.map(date).map(Value::String).unwrap_or(Value::Null)
+}
+
+pub fn channel_json(app_key: &str, c: &Channel) -> Value {
+    let r = &c.row;
+    json!({
+        "appKey": app_key,
+        "id": r.id,
+        "type": r.channel_type,
+        "name": r.name,
+        "nickname": r.nickname,
+        "autoDelete": r.auto_delete,
+        "deleted": false,
+        "lastMessageId": r.last_message_id,
+        "subscriberCount": r.subscriber_count,
+        "tagList": c.tags.iter().map(|(id, name)| json!({"id": id, "name": name})).collect::<Vec<_>>(),
+        "regUser": r.reg_user,
+        "regDate": date(r.created_at),
+        "modUser": r.mod_user,
+        "modDate": date(r.updated_at),
+    })
+}
+
+pub fn tag_json(app_key: &str, t: &Tag) -> Value {
+    json!({
+        "appKey": app_key,
+        "id": t.id,
+        "name": t.name,
+        "description": t.description,
+        "regUser": t.reg_user,
+        "regDate": date(t.created_at),
+        "modUser": t.mod_user,
+        "modDate": date(t.updated_at),
+    })
+}
+
+pub fn user_json(app_key: &str, u: &ChatUser) -> Value {
+    json!({
+        "appKey": app_key,
+        "userId": u.user_id,
+        "nickname": u.nickname,
+        "languageCode": u.language_code,
+        "valid": u.valid,
+        "lastLoginDate": opt_date(u.last_login_at),
+        "regDate": date(u.reg_at),
+    })
+}
+
+/// Who made a change, as `regUser`/`modUser` show it.
+fn who(ctx: &EventContext) -> String {
+    ctx.actor.clone().unwrap_or_else(|| "server".into())
+}
+
+fn event(ctx: &EventContext, t: &'static str, project_id: &str, kind: &'static str, id: &str, data: Value) -> NewEvent {
+    let mut e = NewEvent::about(ctx, t, (None, Some(project_id)), kind, id, &Value::Null);
+    e.data = data;
+    e
+}
+
+fn check_text(field: &str, value: &str, max: usize) -> ChatResult<()> {
+    let n = value.chars().count();
+    if value.trim().is_empty() {
+        return Err(invalid(field, "must not be empty"));
+    }
+    if n > max {
+        return Err(invalid(field, format!("must be at most {max} characters")));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(invalid(field, "must not contain control characters"));
+    }
+    Ok(())
+}
+
+fn check_opt_text(field: &str, value: Option<&str>, max: usize) -> ChatResult<()> {
+    match value {
+        Some(v) if v.chars().count() > max => Err(invalid(field, format!("must be at most {max} characters"))),
+        Some(v) if v.chars().any(char::is_control) => Err(invalid(field, "must not contain control characters")),
+        _ => Ok(()),
+    }
+}
+
+/// Page request of the GameTalk lists: `page` from 0, `size` mandatory, 1..=100.
+pub fn paging(page: Option<i64>, size: Option<i64>) -> ChatResult<(i64, i64)> {
+    let size = size.ok_or_else(|| invalid("size", "is required (1 to 100)"))?;
+    if !(1..=MAX_PAGE).contains(&size) {
+        return Err(invalid("size", "must be between 1 and 100"));
+    }
+    let page = page.unwrap_or(0);
+    if page < 0 {
+        return Err(invalid("page", "must be 0 or more (pages count from 0)"));
+    }
+    Ok((page, size))
+}
+
+/// GameTalk's `pagingInfo`.
+pub fn paging_info(page: i64, size: i64, count: usize, total: i64) -> Value {
+    let pages = (total + size - 1) / size;
+    json!({
+        "first": page == 0,
+        "last": page + 1 >= pages,
+        "numberOfElements": count,
+        "page": page,
+        "size": size,
+        "totalElements": total,
+        "totalPages": pages,
+    })
+}
+
+// ---- tags ----
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TagInput {
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub description: Option<Option<String>>,
+}
+
+pub async fn create_tag(store: &Store, ctx: &EventContext, project_id: &str, input: TagInput) -> ChatResult<Tag> {
+    let name = input.name.ok_or_else(|| invalid("name", "is required"))?;
+    check_text("name", &name, MAX_NAME)?;
+    let description = input.description.flatten();
+    check_opt_text("description", description.as_deref(), MAX_DESCRIPTION)?;
+    let now = store::now();
+    let tag = Tag {
+        id: 0,
+        project_id: project_id.to_owned(),
+        name,
+        description,
+        reg_user: who(ctx),
+        created_at: now,
+        mod_user: who(ctx),
+        updated_at: now,
+    };
+    Ok(store
+        .insert_tag(&tag, |t| {
+            event(ctx, types::CHAT_TAG_CREATED, project_id, "chat_tag", &t.id.to_string(), tag_data(t))
+        })
+        .await?)
+}
+
+fn tag_data(t: &Tag) -> Value {
+    json!({"id": t.id, "name": t.name, "description": t.description})
+}
+
+pub async fn update_tag(
+    store: &Store,
+    ctx: &EventContext,
+    project_id: &str,
+    id: i64,
+    input: TagInput,
+) -> ChatResult<Tag> {
+    let mut tag = store.get_tag(project_id, id).await?;
+    if let Some(name) = input.name {
+        check_text("name", &name, MAX_NAME)?;
+        tag.name = name;
+    }
+    if let Some(description) = input.description {
+        check_opt_text("description", description.as_deref(), MAX_DESCRIPTION)?;
+        tag.description = description;
+    }
+    tag.mod_user = who(ctx);
+    tag.updated_at = store::next_updated_at(tag.updated_at);
+    let e = event(ctx, types::CHAT_TAG_UPDATED, project_id, "chat_tag", &id.to_string(), tag_data(&tag));
+    store.update_tag(&tag, &e).await?;
+    Ok(tag)
+}
+
+pub async fn delete_tag(store: &Store, ctx: &EventContext, project_id: &str, id: i64) -> ChatResult<Tag> {
+    let tag = store.get_tag(project_id, id).await?;
+    let e = event(ctx, types::CHAT_TAG_DELETED, project_id, "chat_tag", &id.to_string(), tag_data(&tag));
+    store.delete_tag(project_id, id, &e).await?;
+    Ok(tag)
+}
+
+// ---- channels ----
+
+/// A channel's fields as GameTalk sends them (create: `name` required; update: all optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelInput {
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub nickname: Option<Option<String>>,
+    pub tag_id_list: Option<Vec<i64>>,
+    pub auto_delete: Option<bool>,
+}
+
+/// The tags of `ids`, each of which must exist in the project.
+async fn resolve_tags(store: &Store, project_id: &str, ids: &[i64]) -> ChatResult<Vec<(i64, String)>> {
+    let mut ids = ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    let found = store.tags_by_ids(project_id, &ids).await?;
+    if found.len() != ids.len() {
+        return Err(ChatError::TagNotFound);
+    }
+    Ok(found.into_iter().map(|t| (t.id, t.name)).collect())
+}
+
+pub async fn create_channel(
+    store: &Store,
+    ctx: &EventContext,
+    app_key: &str,
+    project_id: &str,
+    input: ChannelInput,
+) -> ChatResult<Channel> {
+    let name = input.name.ok_or_else(|| invalid("name", "is required"))?;
+    check_text("name", &name, MAX_NAME)?;
+    let nickname = input.nickname.flatten();
+    check_opt_text("nickname", nickname.as_deref(), MAX_NAME)?;
+    let tags = resolve_tags(store, project_id, input.tag_id_list.as_deref().unwrap_or_default()).await?;
+    let now = store::now();
+    let channel = Channel {
+        row: ChannelRow {
+            id: store::new_id(),
+            project_id: project_id.to_owned(),
+            channel_type: "PUBLIC".into(),
+            name,
+            nickname,
+            auto_delete: input.auto_delete.unwrap_or(true),
+            last_message_id: 0,
+            reg_user: who(ctx),
+            created_at: now,
+            mod_user: who(ctx),
+            updated_at: now,
+            subscriber_count: 0,
+        },
+        tags,
+    };
+    let e = event(
+        ctx,
+        types::CHAT_CHANNEL_CREATED,
+        project_id,
+        "chat_channel",
+        &channel.row.id,
+        channel_json(app_key, &channel),
+    );
+    store.insert_channel(&channel, &e).await?;
+    Ok(channel)
+}
+
+pub async fn update_channel(
+    store: &Store,
+    ctx: &EventContext,
+    app_key: &str,
+    project_id: &str,
+    id: &str,
+    input: ChannelInput,
+) -> ChatResult<Channel> {
+    let mut channel = store.get_channel(project_id, id).await?;
+    if let Some(name) = input.name {
+        check_text("name", &name, MAX_NAME)?;
+        channel.row.name = name;
+    }
+    if let Some(nickname) = input.nickname {
+        check_opt_text("nickname", nickname.as_deref(), MAX_NAME)?;
+        channel.row.nickname = nickname;
+    }
+    if let Some(auto_delete) = input.auto_delete {
+        channel.row.auto_delete = auto_delete;
+    }
+    let replace_tags = input.tag_id_list.is_some();
+    if let Some(ids) = &input.tag_id_list {
+        channel.tags = resolve_tags(store, project_id, ids).await?;
+    }
+    channel.row.mod_user = who(ctx);
+    channel.row.updated_at = store::next_updated_at(channel.row.updated_at);
+    let e = event(ctx, types::CHAT_CHANNEL_UPDATED, project_id, "chat_channel", id, channel_json(app_key, &channel));
+    store.update_channel(&channel, replace_tags, &e).await?;
+    Ok(channel)
+}
+
+pub async fn delete_channel(
+    store: &Store,
+    ctx: &EventContext,
+    app_key: &str,
+    project_id: &str,
+    id: &str,
+) -> ChatResult<()> {
+    let channel = store.get_channel(project_id, id).await?;
+    let e = event(ctx, types::CHAT_CHANNEL_DELETED, project_id, "chat_channel", id, channel_json(app_key, &channel));
+    Ok(store.delete_channel(project_id, id, &e).await?)
+}
+
+/// The channel list's tag filter from GameTalk's `tagType` (OR, AND) and `tagIdList` ("1,2").
+pub async fn tag_filter(
+    store: &Store,
+    project_id: &str,
+    tag_type: Option<&str>,
+    tag_id_list: Option<&str>,
+) -> ChatResult<TagFilter> {
+    let all = match tag_type.map(str::to_ascii_uppercase).as_deref() {
+        None | Some("OR") => false,
+        Some("AND") => true,
+        Some(_) => return Err(invalid("tagType", "must be OR or AND")),
+    };
+    let Some(list) = tag_id_list.map(str::trim).filter(|l| !l.is_empty()) else { return Ok(TagFilter::None) };
+    let ids = list
+        .split(',')
+        .map(|s| s.trim().parse::<i64>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| invalid("tagIdList", "must be tag ids separated by commas, e.g. 1,2,3"))?;
+    let ids: Vec<i64> = resolve_tags(store, project_id, &ids).await?.into_iter().map(|(id, _)| id).collect();
+    Ok(if all { TagFilter::All(ids) } else { TagFilter::Any(ids) })
+}
+
+// ---- users and subscriptions ----
+
+fn subscription_event(
+    ctx: &EventContext,
+    t: &'static str,
+    app_key: &str,
+    channel: &Channel,
+    user_id: &str,
+) -> NewEvent {
+    let data = json!({"channelId": channel.row.id, "userId": user_id, "channel": channel_json(app_key, channel)});
+    event(ctx, t, &channel.row.project_id, "chat_channel", &channel.row.id, data)
+}
+
+pub async fn subscribe(
+    store: &Store,
+    ctx: &EventContext,
+    app_key: &str,
+    project_id: &str,
+    channel_id: &str,
+    user_id: Option<String>,
+) -> ChatResult<()> {
+    let user_id = user_id.filter(|u| !u.is_empty()).ok_or_else(|| invalid("userId", "is required"))?;
+    let channel = store.get_channel(project_id, channel_id).await?;
+    let result = store
+        .subscribe(project_id, channel_id, &user_id, || {
+            let mut after = channel.clone();
+            after.row.subscriber_count += 1;
+            subscription_event(ctx, types::CHAT_SUBSCRIBED, app_key, &after, &user_id)
+        })
+        .await;
+    match result {
+        Err(StoreError::Conflict(_)) => Err(ChatError::AlreadySubscribed),
+        other => Ok(other?),
+    }
+}
+
+/// The events of one removed subscription: the unsubscription, and the channel's deletion
+/// when it was an auto-delete channel left empty.
+fn unsubscribe_events(ctx: &EventContext, app_key: &str, user_id: &str, u: &Unsubscribed) -> Vec<NewEvent> {
+    let mut events = vec![subscription_event(ctx, types::CHAT_UNSUBSCRIBED, app_key, &u.channel, user_id)];
+    if u.channel_deleted {
+        let c = &u.channel;
+        events.push(event(
+            ctx,
+            types::CHAT_CHANNEL_DELETED,
+            &c.row.project_id,
+            "chat_channel",
+            &c.row.id,
+            channel_json(app_key, c),
+        ));
+    }
+    events
+}
+
+pub async fn unsubscribe(
+    store: &Store,
+    ctx: &EventContext,
+    app_key: &str,
+    project_id: &str,
+    channel_id: &str,
+    user_id: Option<String>,
+) -> ChatResult<()> {
+    let user_id = user_id.filter(|u| !u.is_empty()).ok_or_else(|| invalid("userId", "is required"))?;
+    store.get_channel(project_id, channel_id).await?;
+    store
+        .unsubscribe(project_id, &user_id, Some(channel_id), |u| unsubscribe_events(ctx, app_key, &user_id, u), None)
+        .await?;
+    Ok(())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileInput {
+    pub language_code: Option<String>,
+    pub nickname: Option<String>,
+}
+
+pub async fn put_user(
+    store: &Store,
+    ctx: &EventContext,
+    app_key: &str,
+    project_id: &str,
+    user_id: &str,
+    input: ProfileInput,
+) -> ChatResult<ChatUser> {
+    let nickname = input.nickname.ok_or_else(|| invalid("nickname", "is required"))?;
+    check_text("nickname", &nickname, MAX_NAME)?;
+    let language = input.language_code.ok_or_else(|| invalid("languageCode", "is required"))?;
+    if language.is_empty()
+        || language.len() > 35
+        || !language.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(invalid("languageCode", "must be a language code such as en, ko or zh-Hant"));
+    }
+    let mut user = store.get_chat_user(project_id, user_id).await?;
+    (user.nickname, user.language_code, user.valid) = (Some(nickname.clone()), Some(language.clone()), true);
+    let data = user_json(app_key, &user);
+    store
+        .put_chat_profile(project_id, user_id, &nickname, &language, || {
+            event(ctx, types::CHAT_USER_UPDATED, project_id, "user", user_id, data)
+        })
+        .await?;
+    Ok(user)
+}
+
+/// Deletes a player's chat profile and every subscription (the player stays).
+pub async fn delete_user(
+    store: &Store,
+    ctx: &EventContext,
+    app_key: &str,
+    project_id: &str,
+    user_id: &str,
+) -> ChatResult<()> {
+    let user = store.get_chat_user(project_id, user_id).await?;
+    let e = event(ctx, types::CHAT_USER_DELETED, project_id, "user", user_id, json!({"userId": user.user_id}));
+    store.unsubscribe(project_id, user_id, None, |u| unsubscribe_events(ctx, app_key, user_id, u), Some(e)).await?;
+    Ok(())
+}
+
+// ---- messages ----
+
+/// Per-player send limit: a sliding window of send times, per node.
+pub struct RateLimiter {
+    max: usize,
+    window: Duration,
+    sends: Mutex<HashMap<(String, String), VecDeque<Instant>>>,
+}
+
+impl RateLimiter {
+    pub fn new(config: &ChatConfig) -> Self {
+        RateLimiter {
+            max: config.rate_limit_messages as usize,
+            window: Duration::from_secs(config.rate_window_secs.max(1)),
+            sends: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Counts one send by `user_id`, or says how many seconds until one is allowed.
+    pub fn check(&self, project_id: &str, user_id: &str) -> Result<(), u64> {
+        if self.max == 0 {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let mut sends = self.sends.lock().unwrap_or_else(|p| p.into_inner());
+        if sends.len() > 100_000 {
+            sends.retain(|_, times| times.back().is_some_and(|t| now.duration_since(*t) < self.window));
+        }
+        let times = sends.entry((project_id.to_owned(), user_id.to_owned())).or_default();
+        while times.front().is_some_and(|t| now.duration_since(*t) >= self.window) {
+            times.pop_front();
+        }
+        if times.len() >= self.max {
+            let oldest = times.front().copied().unwrap_or(now);
+            let wait = self.window.saturating_sub(now.duration_since(oldest));
+            return Err(wait.as_secs_f64().ceil().max(1.0) as u64);
+        }
+        times.push_back(now);
+        Ok(())
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SendMessage {
+    /// The sender; absent for a message from the game server itself.
+    pub user_id: Option<String>,
+    pub text: String,
+    pub data: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EditMessage {
+    /// When given, the edit is made on this player's behalf: it must be the sender.
+    pub user_id: Option<String>,
+    pub text: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub data: Option<Option<Value>>,
+}
+
+fn check_message(config: &ChatConfig, text: &str, data: Option<&Value>) -> ChatResult<()> {
+    let max = config.max_message_length;
+    if text.trim().is_empty() {
+        return Err(invalid("text", "must not be empty"));
+    }
+    if text.chars().count() > max {
+        return Err(invalid("text", format!("must be at most {max} characters")));
+    }
+    if text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(invalid("text", "must not contain control characters (other than newline and tab)"));
+    }
+    if let Some(data) = data {
+        if super::validate::json_has_nul(data) {
+            return Err(invalid("data", "must not contain NUL characters"));
+        }
+        if data.to_string().len() > MAX_DATA_BYTES {
+            return Err(invalid("data", format!("must be at most {MAX_DATA_BYTES} bytes as JSON")));
+        }
+    }
+    Ok(())
+}
+
+fn message_event(ctx: &EventContext, t: &'static str, m: &Message) -> NewEvent {
+    let data = serde_json::to_value(m).unwrap_or(Value::Null);
+    event(ctx, t, &m.project_id, "chat_message", &m.id.to_string(), data)
+}
+
+pub async fn send_message(
+    store: &Store,
+    limiter: &RateLimiter,
+    config: &ChatConfig,
+    ctx: &EventContext,
+    project_id: &str,
+    channel_id: &str,
+    input: SendMessage,
+) -> ChatResult<Message> {
+    check_message(config, &input.text, input.data.as_ref())?;
+    if let Some(user_id) = &input.user_id {
+        store.get_channel(project_id, channel_id).await?;
+        if !store.is_subscribed(channel_id, user_id).await? {
+            return Err(ChatError::NotSubscribed);
+        }
+        limiter.check(project_id, user_id).map_err(ChatError::RateLimited)?;
+    }
+    Ok(store
+        .insert_message(project_id, channel_id, input.user_id.as_deref(), &input.text, input.data.as_ref(), |m| {
+            message_event(ctx, types::CHAT_MESSAGE_CREATED, m)
+        })
+        .await?)
+}
+
+/// The message to change, when `acting_for` (if given) sent it.
+async fn own_message(
+    store: &Store,
+    project_id: &str,
+    channel_id: &str,
+    id: i64,
+    acting_for: Option<&str>,
+) -> ChatResult<Message> {
+    let m = store.get_message(project_id, channel_id, id).await?;
+    if m.deleted {
+        return Err(ChatError::MessageNotFound);
+    }
+    if let Some(user) = acting_for
+        && m.user_id.as_deref() != Some(user)
+    {
+        return Err(ChatError::Forbidden("only the sender (or the game server) may change a message".into()));
+    }
+    Ok(m)
+}
+
+pub async fn edit_message(
+    store: &Store,
+    config: &ChatConfig,
+    ctx: &EventContext,
+    project_id: &str,
+    channel_id: &str,
+    id: i64,
+    input: EditMessage,
+) -> ChatResult<Message> {
+    let mut m = own_message(store, project_id, channel_id, id, input.user_id.as_deref()).await?;
+    if let Some(text) = input.text {
+        m.text = text;
+    }
+    if let Some(data) = input.data {
+        m.data = data.map(sqlx::types::Json);
+    }
+    check_message(config, &m.text, m.data.as_ref().map(|d| &d.0))?;
+    m.updated_at = store::next_updated_at(m.updated_at);
+    store.update_message(&m, &message_event(ctx, types::CHAT_MESSAGE_UPDATED, &m)).await?;
+    Ok(m)
+}
+
+/// Soft delete: the message keeps its id and place in the history, without its text and data.
+pub async fn delete_message(
+    store: &Store,
+    ctx: &EventContext,
+    project_id: &str,
+    channel_id: &str,
+    id: i64,
+    acting_for: Option<&str>,
+) -> ChatResult<Message> {
+    let mut m = own_message(store, project_id, channel_id, id, acting_for).await?;
+    (m.text, m.data, m.deleted) = (String::new(), None, true);
+    m.updated_at = store::next_updated_at(m.updated_at);
+    store.update_message(&m, &message_event(ctx, types::CHAT_MESSAGE_DELETED, &m)).await?;
+    Ok(m)
+}
+
+/// A history position a client can store: `<microseconds since 1970>.<message id>`.
+pub fn encode_position(m: &Message) -> String {
+    format!("{}.{}", m.created_at.timestamp_micros(), m.id)
+}
+
+pub fn decode_position(field: &str, s: &str) -> ChatResult<(DateTime<Utc>, i64)> {
+    let bad = || invalid(field, "is not a cursor Herald gave out (see `before`/`after` in a history page)");
+    let (micros, id) = s.split_once('.').ok_or_else(bad)?;
+    let at = DateTime::from_timestamp_micros(micros.parse().map_err(|_| bad())?).ok_or_else(bad)?;
+    Ok((at, id.parse().map_err(|_| bad())?))
+}
+
+pub async fn history(
+    store: &Store,
+    project_id: &str,
+    channel_id: &str,
+    before: Option<&str>,
+    after: Option<&str>,
+    limit: Option<i64>,
+) -> ChatResult<Vec<Message>> {
+    let limit = limit.unwrap_or(50);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(invalid("limit", "must be between 1 and 100"));
+    }
+    let from = match (before, after) {
+        (Some(_), Some(_)) => return Err(invalid("before", "give either before or after, not both")),
+        (Some(b), None) => {
+            let (at, id) = decode_position("before", b)?;
+            HistoryFrom::Before(at, id)
+        }
+        (None, Some(a)) => {
+            let (at, id) = decode_position("after", a)?;
+            HistoryFrom::After(at, id)
+        }
+        (None, None) => HistoryFrom::Latest,
+    };
+    store.get_channel(project_id, channel_id).await?;
+    Ok(store.history(channel_id, from, limit).await?)
+}

@@ -1,0 +1,784 @@
+//! Chat: tags, channels, chat profiles, subscriptions and messages (docs/CHAT.md).
+//!
+//! Every write runs in one transaction with its outbox events. A subscriber count is counted
+//! from the subscriptions when read, never kept as a number that concurrent writers could
+//! get wrong.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::types::Json;
+
+use super::{Store, StoreError, StoreResult, events::insert_event, with_pool};
+use crate::events::NewEvent;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Tag {
+    pub id: i64,
+    pub project_id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub reg_user: String,
+    pub created_at: DateTime<Utc>,
+    pub mod_user: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ChannelRow {
+    pub id: String,
+    pub project_id: String,
+    #[sqlx(rename = "type")]
+    pub channel_type: String,
+    pub name: String,
+    pub nickname: Option<String>,
+    pub auto_delete: bool,
+    pub last_message_id: i64,
+    pub reg_user: String,
+    pub created_at: DateTime<Utc>,
+    pub mod_user: String,
+    pub updated_at: DateTime<Utc>,
+    pub subscriber_count: i64,
+}
+
+/// A channel with its tags (id, name), as the API shows it.
+#[derive(Debug, Clone)]
+pub struct Channel {
+    pub row: ChannelRow,
+    pub tags: Vec<(i64, String)>,
+}
+
+/// A player as chat sees them: the player's own record joined with the chat profile.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ChatUser {
+    pub user_id: String,
+    pub nickname: Option<String>,
+    pub language_code: Option<String>,
+    pub valid: bool,
+    pub last_login_at: Option<DateTime<Utc>>,
+    /// The player's creation time, or the subscription's in a subscriber list.
+    pub reg_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Message {
+    #[serde(skip)]
+    pub project_id: String,
+    pub id: i64,
+    pub channel_id: String,
+    pub user_id: Option<String>,
+    pub text: String,
+    pub data: Option<Json<Value>>,
+    pub deleted: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Which tags a channel list asks for: channels with any of them, or with all of them.
+#[derive(Debug, Clone)]
+pub enum TagFilter {
+    None,
+    Any(Vec<i64>),
+    All(Vec<i64>),
+}
+
+/// Where a history page starts: strictly before or strictly after a (time, id) position.
+#[derive(Debug, Clone, Copy)]
+pub enum HistoryFrom {
+    Latest,
+    Before(DateTime<Utc>, i64),
+    After(DateTime<Utc>, i64),
+}
+
+const CHANNEL_SELECT: &str = "SELECT c.*, (SELECT COUNT(*) FROM chat_subscriptions s WHERE s.channel_id = c.id) \
+                              AS subscriber_count FROM chat_channels c";
+
+const TAG_TAKEN: &str = "a tag with this name already exists in the project";
+
+/// `$start, $start+1, ...` for `n` parameters.
+fn params(start: usize, n: usize) -> String {
+    (start..start + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+/// What one subscription change did: the channel, and whether it was deleted with it.
+pub struct Unsubscribed {
+    pub channel: Channel,
+    pub channel_deleted: bool,
+}
+
+impl Store {
+    // ---- tags ----
+
+    pub async fn insert_tag(&self, tag: &Tag, event: impl FnOnce(&Tag) -> NewEvent) -> StoreResult<Tag> {
+        with_pool!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO chat_tags (project_id, name, description, reg_user, created_at, mod_user, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+            )
+            .bind(&tag.project_id)
+            .bind(&tag.name)
+            .bind(&tag.description)
+            .bind(&tag.reg_user)
+            .bind(tag.created_at)
+            .bind(&tag.mod_user)
+            .bind(tag.updated_at)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(super::conflict_on_unique(TAG_TAKEN))?;
+            let saved = Tag { id, ..tag.clone() };
+            insert_event!(&mut *tx, &event(&saved))?;
+            tx.commit().await?;
+            self.notify_events();
+            Ok(saved)
+        })
+    }
+
+    pub async fn get_tag(&self, project_id: &str, id: i64) -> StoreResult<Tag> {
+        with_pool!(self, read, |pool| {
+            sqlx::query_as::<_, Tag>("SELECT * FROM chat_tags WHERE project_id = $1 AND id = $2")
+                .bind(project_id)
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+                .ok_or(StoreError::NotFound("tag"))
+        })
+    }
+
+    /// The tags of `ids` that exist in the project.
+    pub async fn tags_by_ids(&self, project_id: &str, ids: &[i64]) -> StoreResult<Vec<Tag>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql =
+            format!("SELECT * FROM chat_tags WHERE project_id = $1 AND id IN ({}) ORDER BY id", params(2, ids.len()));
+        with_pool!(self, read, |pool| {
+            let mut q = sqlx::query_as::<_, Tag>(sqlx::AssertSqlSafe(sql)).bind(project_id);
+            for id in ids {
+                q = q.bind(*id);
+            }
+            Ok(q.fetch_all(pool).await?)
+        })
+    }
+
+    /// One page (`offset`, `limit`) of the project's tags by id, and the total.
+    pub async fn list_tags(&self, project_id: &str, offset: i64, limit: i64) -> StoreResult<(Vec<Tag>, i64)> {
+        with_pool!(self, read, |pool| {
+            let items = sqlx::query_as::<_, Tag>(
+                "SELECT * FROM chat_tags WHERE project_id = $1 ORDER BY id LIMIT $2 OFFSET $3",
+            )
+            .bind(project_id)
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(pool)
+            .await?;
+            let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM chat_tags WHERE project_id = $1")
+                .bind(project_id)
+                .fetch_one(pool)
+                .await?;
+            Ok((items, total))
+        })
+    }
+
+    pub async fn update_tag(&self, tag: &Tag, event: &NewEvent) -> StoreResult<()> {
+        with_pool!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let done = sqlx::query(
+                "UPDATE chat_tags SET name = $1, description = $2, mod_user = $3, updated_at = $4 \
+                 WHERE project_id = $5 AND id = $6",
+            )
+            .bind(&tag.name)
+            .bind(&tag.description)
+            .bind(&tag.mod_user)
+            .bind(tag.updated_at)
+            .bind(&tag.project_id)
+            .bind(tag.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(super::conflict_on_unique(TAG_TAKEN))?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound("tag"));
+            }
+            insert_event!(&mut *tx, event)?;
+            tx.commit().await?;
+            self.notify_events();
+            Ok(())
+        })
+    }
+
+    /// Deletes a tag; channels simply lose it.
+    pub async fn delete_tag(&self, project_id: &str, id: i64, event: &NewEvent) -> StoreResult<()> {
+        with_pool!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let done = sqlx::query("DELETE FROM chat_tags WHERE project_id = $1 AND id = $2")
+                .bind(project_id)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound("tag"));
+            }
+            insert_event!(&mut *tx, event)?;
+            tx.commit().await?;
+            self.notify_events();
+            Ok(())
+        })
+    }
+
+    // ---- channels ----
+
+    async fn with_tags(&self, rows: Vec<ChannelRow>) -> StoreResult<Vec<Channel>> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT ct.channel_id, t.id, t.name FROM chat_channel_tags ct JOIN chat_tags t ON t.id = ct.tag_id \
+             WHERE ct.channel_id IN ({}) ORDER BY t.id",
+            params(1, rows.len())
+        );
+        let pairs: Vec<(String, i64, String)> = with_pool!(self, read, |pool| {
+            let mut q = sqlx::query_as::<_, (String, i64, String)>(sqlx::AssertSqlSafe(sql));
+            for r in &rows {
+                q = q.bind(&r.id);
+            }
+            q.fetch_all(pool).await
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let tags = pairs.iter().filter(|p| p.0 == row.id).map(|p| (p.1, p.2.clone())).collect();
+                Channel { row, tags }
+            })
+            .collect())
+    }
+
+    pub async fn get_channel(&self, project_id: &str, id: &str) -> StoreResult<Channel> {
+        let sql = format!("{CHANNEL_SELECT} WHERE c.project_id = $1 AND c.id = $2");
+        let row = with_pool!(self, read, |pool| {
+            sqlx::query_as::<_, ChannelRow>(sqlx::AssertSqlSafe(sql))
+                .bind(project_id)
+                .bind(id)
+                .fetch_optional(pool)
+                .await
+        })?
+        .ok_or(StoreError::NotFound("channel"))?;
+        Ok(self.with_tags(vec![row]).await?.remove(0))
+    }
+
+    /// One page of channels, oldest first, and the total matching `filter`.
+    pub async fn list_channels(
+        &self,
+        project_id: &str,
+        filter: &TagFilter,
+        offset: i64,
+        limit: i64,
+    ) -> StoreResult<(Vec<Channel>, i64)> {
+        let (cond, ids): (String, &[i64]) = match filter {
+            TagFilter::None => (String::new(), &[]),
+            TagFilter::Any(ids) => (
+                format!(
+                    " AND EXISTS (SELECT 1 FROM chat_channel_tags ct WHERE ct.channel_id = c.id AND ct.tag_id IN ({}))",
+                    params(2, ids.len())
+                ),
+                ids,
+            ),
+            TagFilter::All(ids) => (
+                format!(
+                    " AND (SELECT COUNT(*) FROM chat_channel_tags ct WHERE ct.channel_id = c.id AND ct.tag_id IN ({})) = {}",
+                    params(2, ids.len()),
+                    ids.len()
+                ),
+                ids,
+            ),
+        };
+        let n = ids.len();
+        let page_sql = format!(
+            "{CHANNEL_SELECT} WHERE c.project_id = $1{cond} ORDER BY c.created_at, c.id LIMIT ${} OFFSET ${}",
+            n + 2,
+            n + 3
+        );
+        let count_sql = format!("SELECT COUNT(*) FROM chat_channels c WHERE c.project_id = $1{cond}");
+        let (rows, total) = with_pool!(self, read, |pool| {
+            let mut q = sqlx::query_as::<_, ChannelRow>(sqlx::AssertSqlSafe(page_sql)).bind(project_id);
+            let mut c = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(count_sql)).bind(project_id);
+            for id in ids {
+                q = q.bind(*id);
+                c = c.bind(*id);
+            }
+            let rows = q.bind(limit).bind(offset).fetch_all(pool).await?;
+            let total = c.fetch_one(pool).await?;
+            Ok::<_, sqlx::Error>((rows, total))
+        })?;
+        Ok((self.with_tags(rows).await?, total))
+    }
+
+    /// Inserts a channel and its tags. A tag deleted meanwhile fails as `NotFound("tag")`.
+    pub async fn insert_channel(&self, channel: &Channel, event: &NewEvent) -> StoreResult<()> {
+        let r = &channel.row;
+        with_pool!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO chat_channels (id, project_id, type, name, nickname, auto_delete, last_message_id, \
+                 reg_user, created_at, mod_user, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8, $9, $10)",
+            )
+            .bind(&r.id)
+            .bind(&r.project_id)
+            .bind(&r.channel_type)
+            .bind(&r.name)
+            .bind(&r.nickname)
+            .bind(r.auto_delete)
+            .bind(&r.reg_user)
+            .bind(r.created_at)
+            .bind(&r.mod_user)
+            .bind(r.updated_at)
+            .execute(&mut *tx)
+            .await?;
+            for (tag_id, _) in &channel.tags {
+                sqlx::query("INSERT INTO chat_channel_tags (channel_id, tag_id) VALUES ($1, $2)")
+                    .bind(&r.id)
+                    .bind(*tag_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(tag_gone)?;
+            }
+            insert_event!(&mut *tx, event)?;
+            tx.commit().await?;
+            self.notify_events();
+            Ok(())
+        })
+    }
+
+    /// Saves a channel's fields and replaces its tags when `replace_tags`.
+    pub async fn update_channel(&self, channel: &Channel, replace_tags: bool, event: &NewEvent) -> StoreResult<()> {
+        let r = &channel.row;
+        with_pool!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let done = sqlx::query(
+                "UPDATE chat_channels SET name = $1, nickname = $2, auto_delete = $3, mod_user = $4, updated_at = $5 \
+                 WHERE project_id = $6 AND id = $7",
+            )
+            .bind(&r.name)
+            .bind(&r.nickname)
+            .bind(r.auto_delete)
+            .bind(&r.mod_user)
+            .bind(r.updated_at)
+            .bind(&r.project_id)
+            .bind(&r.id)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound("channel"));
+            }
+            if replace_tags {
+                sqlx::query("DELETE FROM chat_channel_tags WHERE channel_id = $1")
+                    .bind(&r.id)
+                    .execute(&mut *tx)
+                    .await?;
+                for (tag_id, _) in &channel.tags {
+                    sqlx::query("INSERT INTO chat_channel_tags (channel_id, tag_id) VALUES ($1, $2)")
+                        .bind(&r.id)
+                        .bind(*tag_id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(tag_gone)?;
+                }
+            }
+            insert_event!(&mut *tx, event)?;
+            tx.commit().await?;
+            self.notify_events();
+            Ok(())
+        })
+    }
+
+    /// Deletes a channel with its subscriptions and messages.
+    pub async fn delete_channel(&self, project_id: &str, id: &str, event: &NewEvent) -> StoreResult<()> {
+        with_pool!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let done = sqlx::query("DELETE FROM chat_channels WHERE project_id = $1 AND id = $2")
+                .bind(project_id)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound("channel"));
+            }
+            insert_event!(&mut *tx, event)?;
+            tx.commit().await?;
+            self.notify_events();
+            Ok(())
+        })
+    }
+
+    // ---- users and subscriptions ----
+
+    pub async fn get_chat_user(&self, project_id: &str, user_id: &str) -> StoreResult<ChatUser> {
+        with_pool!(self, read, |pool| {
+            sqlx::query_as::<_, ChatUser>(
+                "SELECT u.id AS user_id, COALESCE(p.nickname, u.display_name, u.username) AS nickname, \
+                 p.language_code, COALESCE(p.valid, TRUE) AS valid, u.last_login_at, u.created_at AS reg_at \
+                 FROM users u LEFT JOIN chat_profiles p ON p.project_id = u.project_id AND p.user_id = u.id \
+                 WHERE u.project_id = $1 AND u.id = $2",
+            )
+            .bind(project_id)
+            .bind(user_id)
+            .fetch_optional(pool)
+            .await?
+            .ok_or(StoreError::NotFound("user"))
+        })
+    }
+
+    /// Sets a player's chat nickname and language (the player must exist).
+    pub async fn put_chat_profile(
+        &self,
+        project_id: &str,
+        user_id: &str,
+        nickname: &str,
+        language_code: &str,
+        event: impl FnOnce() -> NewEvent,
+    ) -> StoreResult<()> {
+        let now = super::now();
+        with_pool!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM users WHERE project_id = $1 AND id = $2")
+                .bind(project_id)
+                .bind(user_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if exists.is_none() {
+                return Err(StoreError::NotFound("user"));
+            }
+            sqlx::query(
+                "INSERT INTO chat_profiles (project_id, user_id, nickname, language_code, valid, updated_at) \
+                 VALUES ($1, $2, $3, $4, TRUE, $5) ON CONFLICT (project_id, user_id) DO UPDATE SET \
+                 nickname = excluded.nickname, language_code = excluded.language_code, valid = TRUE, \
+                 updated_at = excluded.updated_at",
+            )
+            .bind(project_id)
+            .bind(user_id)
+            .bind(nickname)
+            .bind(language_code)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            insert_event!(&mut *tx, &event())?;
+            tx.commit().await?;
+            self.notify_events();
+            Ok(())
+        })
+    }
+
+    /// Subscribes a player to a channel. `Conflict` when already subscribed.
+    pub async fn subscribe(
+        &self,
+        project_id: &str,
+        channel_id: &str,
+        user_id: &str,
+        event: impl FnOnce() -> NewEvent,
+    ) -> StoreResult<()> {
+        let now = super::now();
+        with_pool!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let channel: Option<i32> =
+                sqlx::query_scalar("SELECT 1 FROM chat_channels WHERE project_id = $1 AND id = $2")
+                    .bind(project_id)
+                    .bind(channel_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if channel.is_none() {
+                return Err(StoreError::NotFound("channel"));
+            }
+            let user: Option<i32> = sqlx::query_scalar("SELECT 1 FROM users WHERE project_id = $1 AND id = $2")
+                .bind(project_id)
+                .bind(user_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if user.is_none() {
+                return Err(StoreError::NotFound("user"));
+            }
+            sqlx::query(
+                "INSERT INTO chat_subscriptions (channel_id, project_id, user_id, created_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(channel_id)
+            .bind(project_id)
+            .bind(user_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| match e {
+                sqlx::Error::Database(db) if db.is_unique_violation() => {
+                    StoreError::Conflict("the user already subscribes to this channel".into())
+                }
+                // The channel or the player was deleted meanwhile.
+                sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound("channel"),
+                other => other.into(),
+            })?;
+            insert_event!(&mut *tx, &event())?;
+            tx.commit().await?;
+            self.notify_events();
+            Ok(())
+        })
+    }
+
+    /// Removes the subscriptions of `user_id` to `channel_ids` (all of theirs when `None`),
+    /// deleting each auto-delete channel left without subscribers. `events` makes the events of
+    /// each removal. `NotFound("subscription")` when a named channel had none.
+    pub async fn unsubscribe(
+        &self,
+        project_id: &str,
+        user_id: &str,
+        given: Option<&str>,
+        events: impl Fn(&Unsubscribed) -> Vec<NewEvent>,
+        profile_deleted: Option<NewEvent>,
+    ) -> StoreResult<Vec<Unsubscribed>> {
+        let channel_ids: Vec<String> = match given {
+            Some(id) => vec![id.to_owned()],
+            None => with_pool!(self, read, |pool| {
+                sqlx::query_scalar::<_, String>(
+                    "SELECT channel_id FROM chat_subscriptions WHERE project_id = $1 AND user_id = $2",
+                )
+                .bind(project_id)
+                .bind(user_id)
+                .fetch_all(pool)
+                .await
+            })?,
+        };
+        let sql = format!("{CHANNEL_SELECT} WHERE c.project_id = $1 AND c.id = $2");
+        let mut done = Vec::new();
+        with_pool!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            for channel_id in &channel_ids {
+                let removed = sqlx::query("DELETE FROM chat_subscriptions WHERE channel_id = $1 AND user_id = $2")
+                    .bind(channel_id)
+                    .bind(user_id)
+                    .execute(&mut *tx)
+                    .await?;
+                if removed.rows_affected() == 0 {
+                    if given.is_some() {
+                        return Err(StoreError::NotFound("subscription"));
+                    }
+                    continue;
+                }
+                let Some(row) = sqlx::query_as::<_, ChannelRow>(sqlx::AssertSqlSafe(sql.clone()))
+                    .bind(project_id)
+                    .bind(channel_id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                else {
+                    continue;
+                };
+                let channel_deleted = row.auto_delete && row.subscriber_count == 0;
+                if channel_deleted {
+                    sqlx::query("DELETE FROM chat_channels WHERE id = $1").bind(channel_id).execute(&mut *tx).await?;
+                }
+                let tags: Vec<(i64, String)> = sqlx::query_as(
+                    "SELECT t.id, t.name FROM chat_channel_tags ct JOIN chat_tags t ON t.id = ct.tag_id \
+                     WHERE ct.channel_id = $1 ORDER BY t.id",
+                )
+                .bind(channel_id)
+                .fetch_all(&mut *tx)
+                .await?;
+                let item = Unsubscribed { channel: Channel { row, tags }, channel_deleted };
+                for e in events(&item) {
+                    insert_event!(&mut *tx, &e)?;
+                }
+                done.push(item);
+            }
+            if let Some(event) = &profile_deleted {
+                sqlx::query(
+                    "INSERT INTO chat_profiles (project_id, user_id, nickname, language_code, valid, updated_at) \
+                     VALUES ($1, $2, NULL, NULL, FALSE, $3) ON CONFLICT (project_id, user_id) DO UPDATE SET \
+                     nickname = NULL, language_code = NULL, valid = FALSE, updated_at = excluded.updated_at",
+                )
+                .bind(project_id)
+                .bind(user_id)
+                .bind(super::now())
+                .execute(&mut *tx)
+                .await?;
+                insert_event!(&mut *tx, event)?;
+            }
+            tx.commit().await?;
+            self.notify_events();
+            Ok::<(), StoreError>(())
+        })?;
+        Ok(done)
+    }
+
+    /// One page of a channel's subscribers, in subscription order, and the total.
+    pub async fn list_subscribers(
+        &self,
+        channel_id: &str,
+        offset: i64,
+        limit: i64,
+    ) -> StoreResult<(Vec<ChatUser>, i64)> {
+        with_pool!(self, read, |pool| {
+            let items = sqlx::query_as::<_, ChatUser>(
+                "SELECT u.id AS user_id, COALESCE(p.nickname, u.display_name, u.username) AS nickname, \
+                 p.language_code, COALESCE(p.valid, TRUE) AS valid, u.last_login_at, s.created_at AS reg_at \
+                 FROM chat_subscriptions s JOIN users u ON u.project_id = s.project_id AND u.id = s.user_id \
+                 LEFT JOIN chat_profiles p ON p.project_id = s.project_id AND p.user_id = s.user_id \
+                 WHERE s.channel_id = $1 ORDER BY s.created_at, s.user_id LIMIT $2 OFFSET $3",
+            )
+            .bind(channel_id)
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(pool)
+            .await?;
+            let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM chat_subscriptions WHERE channel_id = $1")
+                .bind(channel_id)
+                .fetch_one(pool)
+                .await?;
+            Ok((items, total))
+        })
+    }
+
+    pub async fn is_subscribed(&self, channel_id: &str, user_id: &str) -> StoreResult<bool> {
+        with_pool!(self, read, |pool| {
+            let found: Option<i32> =
+                sqlx::query_scalar("SELECT 1 FROM chat_subscriptions WHERE channel_id = $1 AND user_id = $2")
+                    .bind(channel_id)
+                    .bind(user_id)
+                    .fetch_optional(pool)
+                    .await?;
+            Ok(found.is_some())
+        })
+    }
+
+    // ---- messages ----
+
+    /// Stores a message under the project's next id, which is taken under a row lock held to
+    /// the commit (ids appear in commit order), and moves the channel's `lastMessageId`.
+    /// The message's time is taken under that lock too, so (time, id) orders like id.
+    pub async fn insert_message(
+        &self,
+        project_id: &str,
+        channel_id: &str,
+        user_id: Option<&str>,
+        text: &str,
+        data: Option<&Value>,
+        event: impl FnOnce(&Message) -> NewEvent,
+    ) -> StoreResult<Message> {
+        with_pool!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO chat_counters (project_id, last_message_id) VALUES ($1, 0) ON CONFLICT (project_id) DO NOTHING",
+            )
+            .bind(project_id)
+            .execute(&mut *tx)
+            .await?;
+            let id: i64 = sqlx::query_scalar(
+                "UPDATE chat_counters SET last_message_id = last_message_id + 1 WHERE project_id = $1 \
+                 RETURNING last_message_id",
+            )
+            .bind(project_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            let now = super::now();
+            let moved = sqlx::query("UPDATE chat_channels SET last_message_id = $1 WHERE project_id = $2 AND id = $3")
+                .bind(id)
+                .bind(project_id)
+                .bind(channel_id)
+                .execute(&mut *tx)
+                .await?;
+            if moved.rows_affected() == 0 {
+                return Err(StoreError::NotFound("channel"));
+            }
+            let message = Message {
+                project_id: project_id.to_owned(),
+                id,
+                channel_id: channel_id.to_owned(),
+                user_id: user_id.map(str::to_owned),
+                text: text.to_owned(),
+                data: data.cloned().map(Json),
+                deleted: false,
+                created_at: now,
+                updated_at: now,
+            };
+            sqlx::query(
+                "INSERT INTO chat_messages (project_id, id, channel_id, user_id, text, data, deleted, created_at, \
+                 updated_at) VALUES ($1, $2, $3, $4, $5, $6, FALSE, $7, $8)",
+            )
+            .bind(project_id)
+            .bind(id)
+            .bind(channel_id)
+            .bind(user_id)
+            .bind(text)
+            .bind(&message.data)
+            .bind(now)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            insert_event!(&mut *tx, &event(&message))?;
+            tx.commit().await?;
+            self.notify_events();
+            Ok(message)
+        })
+    }
+
+    pub async fn get_message(&self, project_id: &str, channel_id: &str, id: i64) -> StoreResult<Message> {
+        with_pool!(self, read, |pool| {
+            sqlx::query_as::<_, Message>(
+                "SELECT * FROM chat_messages WHERE project_id = $1 AND channel_id = $2 AND id = $3",
+            )
+            .bind(project_id)
+            .bind(channel_id)
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+            .ok_or(StoreError::NotFound("message"))
+        })
+    }
+
+    /// Saves an edited or deleted message (`text`, `data`, `deleted`, `updated_at`).
+    pub async fn update_message(&self, m: &Message, event: &NewEvent) -> StoreResult<()> {
+        with_pool!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let done = sqlx::query(
+                "UPDATE chat_messages SET text = $1, data = $2, deleted = $3, updated_at = $4 \
+                 WHERE project_id = $5 AND id = $6 AND deleted = FALSE",
+            )
+            .bind(&m.text)
+            .bind(&m.data)
+            .bind(m.deleted)
+            .bind(m.updated_at)
+            .bind(&m.project_id)
+            .bind(m.id)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound("message"));
+            }
+            insert_event!(&mut *tx, event)?;
+            tx.commit().await?;
+            self.notify_events();
+            Ok(())
+        })
+    }
+
+    /// A page of a channel's history: newest first from the latest or before a position,
+    /// oldest first after a position.
+    pub async fn history(&self, channel_id: &str, from: HistoryFrom, limit: i64) -> StoreResult<Vec<Message>> {
+        let (cond, order) = match from {
+            HistoryFrom::Latest => ("", "DESC"),
+            HistoryFrom::Before(..) => (" AND (created_at < $3 OR (created_at = $3 AND id < $4))", "DESC"),
+            HistoryFrom::After(..) => (" AND (created_at > $3 OR (created_at = $3 AND id > $4))", "ASC"),
+        };
+        let sql = format!(
+            "SELECT * FROM chat_messages WHERE channel_id = $1{cond} ORDER BY created_at {order}, id {order} LIMIT $2"
+        );
+        with_pool!(self, read, |pool| {
+            let mut q = sqlx::query_as::<_, Message>(sqlx::AssertSqlSafe(sql)).bind(channel_id).bind(limit);
+            if let HistoryFrom::Before(at, id) | HistoryFrom::After(at, id) = from {
+                q = q.bind(at).bind(id);
+            }
+            Ok(q.fetch_all(pool).await?)
+        })
+    }
+}
+
+/// A tag that vanished between validation and insert.
+fn tag_gone(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound("tag"),
+        other => other.into(),
+    }
+}
