@@ -30,6 +30,12 @@ enum Scenario {
     GetWorlds,
     /// `POST /api/v1/users` with a new username each time.
     PostUsers,
+    /// `POST /api/v1/chat/channels/{id}/messages` to one channel (the first of `--channels-file`).
+    ChatSendOne,
+    /// The same, each message to the next channel of `--channels-file` in turn.
+    ChatSendSpread,
+    /// `GET /api/v1/chat/channels/{id}/messages?limit=50` on the first channel.
+    ChatHistory,
     /// Publish events and time their webhook deliveries to the benchmark receiver
     /// (uses the `(webhooks)` options; `--connections` and `--seconds` do not apply).
     Webhooks,
@@ -51,6 +57,9 @@ struct Args {
     /// Seconds to run after a 1 s warm-up.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Chat scenarios: a file of channel ids, one per line.
+    #[arg(long)]
+    channels_file: Option<std::path::PathBuf>,
     #[command(flatten)]
     webhooks: webhooks::WebhookArgs,
 }
@@ -66,15 +75,25 @@ async fn main() -> anyhow::Result<()> {
     if let Scenario::Webhooks = args.scenario {
         return webhooks::run(&args.addr, &args.key, &args.webhooks).await;
     }
+    let channels: Arc<Vec<String>> = Arc::new(match &args.channels_file {
+        Some(path) => {
+            std::fs::read_to_string(path)?.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect()
+        }
+        None => Vec::new(),
+    });
+    if matches!(args.scenario, Scenario::ChatSendOne | Scenario::ChatSendSpread | Scenario::ChatHistory) {
+        anyhow::ensure!(!channels.is_empty(), "chat scenarios need --channels-file with at least one channel id");
+    }
     let totals = Arc::new(Totals { ok: AtomicU64::new(0), failed: AtomicU64::new(0) });
     let warmup_end = Instant::now() + Duration::from_secs(1);
     let end = warmup_end + Duration::from_secs(args.seconds);
     let mut workers = Vec::new();
     for worker in 0..args.connections {
         let (addr, key, scenario, totals) = (args.addr.clone(), args.key.clone(), args.scenario, totals.clone());
-        workers.push(tokio::spawn(
-            async move { run_worker(worker, &addr, &key, scenario, warmup_end, end, &totals).await },
-        ));
+        let channels = channels.clone();
+        workers.push(tokio::spawn(async move {
+            run_worker(worker, &addr, &key, scenario, &channels, warmup_end, end, &totals).await
+        }));
     }
     let mut histogram = Histogram::<u64>::new(3)?;
     for w in workers {
@@ -100,11 +119,13 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_worker(
     worker: usize,
     addr: &str,
     key: &str,
     scenario: Scenario,
+    channels: &[String],
     warmup_end: Instant,
     end: Instant,
     totals: &Totals,
@@ -125,6 +146,23 @@ async fn run_worker(
         let request = match scenario {
             Scenario::GetWorlds => builder.method("GET").uri("/api/v1/game-worlds").body(Full::new(Bytes::new()))?,
             Scenario::Webhooks => unreachable!("run by webhooks::run"),
+            Scenario::ChatSendOne | Scenario::ChatSendSpread => {
+                let channel = match scenario {
+                    Scenario::ChatSendSpread => &channels[(worker + n as usize * 7919) % channels.len()],
+                    _ => &channels[0],
+                };
+                let body =
+                    format!(r#"{{"text":"message {n} from bench worker {worker}: gg, see you in the next round"}}"#);
+                builder
+                    .method("POST")
+                    .uri(format!("/api/v1/chat/channels/{channel}/messages"))
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from(body)))?
+            }
+            Scenario::ChatHistory => builder
+                .method("GET")
+                .uri(format!("/api/v1/chat/channels/{}/messages?limit=50", channels[0]))
+                .body(Full::new(Bytes::new()))?,
             Scenario::PostUsers => {
                 let body =
                     format!(r#"{{"username":"bench_{worker}_{n}_{}","email":"b{n}@example.com"}}"#, std::process::id());

@@ -115,7 +115,8 @@ impl Route {
 
 /// `path` with its `{id}` or `{name}` replaced by `id`.
 fn fill(path: &str, id: &str) -> String {
-    path.replace("{id}", id).replace("{name}", id)
+    // The fixture channel's message is the project's first: id 1.
+    path.replace("{id}", id).replace("{name}", id).replace("{message_id}", "1")
 }
 
 fn route(method: Method, path: &'static str, needs: Needs, other_project: Outsider, other_org: Outsider) -> Route {
@@ -232,6 +233,22 @@ fn routes() -> Vec<Route> {
         in_project(Method::GET, "/webhooks/{id}/deliveries", "webhooks:read", NotFound),
         in_project(Method::GET, "/deliveries/{id}", "webhooks:read", NotFound),
         in_project(Method::POST, "/deliveries/{id}/retry", "webhooks:write", NotFound),
+        // Chat: tags and messages (the GameTalk API has its own auth, tested in chat.rs).
+        in_project(Method::GET, "/chat/tags", "chat:read", Excludes),
+        in_project(Method::POST, "/chat/tags", "chat:write", Own).body(json!({"name": "matrix tag"})),
+        in_project(Method::GET, "/chat/tags/{id}", "chat:read", NotFound),
+        in_project(Method::PUT, "/chat/tags/{id}", "chat:write", NotFound).body(json!({"description": "put"})),
+        in_project(Method::PATCH, "/chat/tags/{id}", "chat:write", NotFound).body(json!({"description": "patched"})),
+        in_project(Method::DELETE, "/chat/tags/{id}", "chat:write", NotFound),
+        in_project(Method::GET, "/chat/channels/{id}/messages", "chat:read", NotFound),
+        in_project(Method::POST, "/chat/channels/{id}/messages", "chat:write", NotFound)
+            .body(json!({"text": "matrix"})),
+        in_project(Method::PUT, "/chat/channels/{id}/messages/{message_id}", "chat:write", NotFound)
+            .body(json!({"text": "put"})),
+        in_project(Method::PATCH, "/chat/channels/{id}/messages/{message_id}", "chat:write", NotFound)
+            .body(json!({"text": "patched"})),
+        // Last of the message routes: it deletes the fixture message the others edit.
+        in_project(Method::DELETE, "/chat/channels/{id}/messages/{message_id}", "chat:write", NotFound),
     ]
 }
 
@@ -287,6 +304,9 @@ struct Fixtures {
     delivery: String,
     /// The bootstrap key's id.
     bootstrap_key: String,
+    chat_tag: String,
+    /// A chat channel holding one message (id 1).
+    channel: String,
 }
 
 /// The id part of a full key `hk_<id>_<secret>`.
@@ -322,6 +342,7 @@ async fn new_resource(app: &TestApp, org_key: &str, collection: &str, n: usize) 
             (app.key.as_str(), "/api/v1/event-types", json!({"name": name}))
         }
         // Delivered to a route this server does not have: every attempt fails with a 404.
+        "chat/tags" => (app.key.as_str(), "/api/v1/chat/tags", json!({"name": format!("tag {n}")})),
         "webhooks" => (
             app.key.as_str(),
             "/api/v1/webhooks",
@@ -331,7 +352,29 @@ async fn new_resource(app: &TestApp, org_key: &str, collection: &str, n: usize) 
     };
     let (status, created) = send(app.with_key(key, Method::POST, path).json(&body)).await;
     assert_eq!(status, StatusCode::CREATED, "creating {collection}: {created}");
-    created["id"].as_str().or(created["name"].as_str()).expect("id or name").to_string()
+    match &created["id"] {
+        Value::Number(n) => n.to_string(),
+        id => id.as_str().or(created["name"].as_str()).expect("id or name").to_string(),
+    }
+}
+
+/// A chat channel of the default project (made through the GameTalk API) holding one message,
+/// the project's first (id 1).
+async fn channel_with_message(app: &TestApp) -> String {
+    let (_, project) = app.get(&format!("/api/v1/projects/{}", app.project_id)).await;
+    let (app_key, secret) =
+        (project["appKey"].as_str().expect("appKey"), project["secretKey"].as_str().expect("secret"));
+    let (_, created) = send(
+        app.anon(Method::POST, &format!("/game-talk/v1.1/appkeys/{app_key}/channels"))
+            .header("X-Secret-Key", secret)
+            .json(&json!({"name": "matrix", "autoDelete": false})),
+    )
+    .await;
+    let channel = created["result"]["id"].as_str().expect("channel id").to_string();
+    let (status, message) =
+        app.post(&format!("/api/v1/chat/channels/{channel}/messages"), json!({"text": "fixture"})).await;
+    assert_eq!((status, message["id"].as_i64()), (StatusCode::CREATED, Some(1)), "{message}");
+    channel
 }
 
 /// Waits until the webhook's one delivery has had its first attempt (the dispatcher works in
@@ -374,6 +417,8 @@ impl Fixtures {
             webhook,
             delivery,
             bootstrap_key: key_id(&app.key),
+            chat_tag: new_resource(app, org_key, "chat/tags", 0).await,
+            channel: channel_with_message(app).await,
         }
     }
 
@@ -391,6 +436,11 @@ impl Fixtures {
             Some("events") => &self.event,
             Some("webhooks") => &self.webhook,
             Some("deliveries") => &self.delivery,
+            Some("chat") => match path.split('/').nth(2) {
+                Some("tags") => &self.chat_tag,
+                Some("channels") => &self.channel,
+                _ => "",
+            },
             _ => "",
         }
     }
@@ -410,6 +460,9 @@ impl Fixtures {
             &self.webhook,
             &self.delivery,
             &self.bootstrap_key,
+            &self.channel,
+            // The tag's id is a small number; its name is what a list can be checked for.
+            &"tag 0".to_string(),
         ]
         .into_iter()
         .cloned()
@@ -432,6 +485,8 @@ impl Fixtures {
             (&app.key, format!("/api/v1/webhooks/{}", self.webhook)),
             (&app.key, format!("/api/v1/webhooks/{}/secret", self.webhook)),
             (&app.key, format!("/api/v1/deliveries/{}", self.delivery)),
+            (&app.key, format!("/api/v1/chat/tags/{}", self.chat_tag)),
+            (&app.key, format!("/api/v1/chat/channels/{}/messages", self.channel)),
         ] {
             let (status, body) = send(app.with_key(key, Method::GET, &path)).await;
             assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
@@ -732,7 +787,7 @@ async fn wrong_scope_is_403_and_the_right_scope_passes(app: TestApp) {
     let instance_key = app.instance_key().await;
     let f = Fixtures::create(&app, &org_key).await;
     let mut keys = ScopedKeys(HashMap::new());
-    let chat = keys.get(&app, "chat:read").await;
+    let weak = keys.get(&app, "metrics:read").await;
     let users_write = keys.get(&app, "users:write").await;
     // Made now: making them later would write events in the middle of the count.
     for route in routes() {
@@ -757,7 +812,7 @@ async fn wrong_scope_is_403_and_the_right_scope_passes(app: TestApp) {
         match route.needs {
             Needs::Credential => {}
             Needs::Admin(reach) => {
-                for (with, key) in [("chat:read", &chat), ("users:write", &users_write)] {
+                for (with, key) in [("metrics:read", &weak), ("users:write", &users_write)] {
                     let (status, body) = call(&app, &route, id, &api_key(key)).await;
                     denied(status, &body, with);
                 }
@@ -777,9 +832,9 @@ async fn wrong_scope_is_403_and_the_right_scope_passes(app: TestApp) {
                 );
             }
             Needs::Project(scope) => {
-                assert_ne!(scope, "chat:read", "the weak key must lack the scope");
-                let (status, body) = call(&app, &route, id, &api_key(&chat)).await;
-                denied(status, &body, "chat:read");
+                assert_ne!(scope, "metrics:read", "the weak key must lack the scope");
+                let (status, body) = call(&app, &route, id, &api_key(&weak)).await;
+                denied(status, &body, "metrics:read");
                 if !scope.starts_with("users:") {
                     let (status, body) = call(&app, &route, id, &api_key(&users_write)).await;
                     denied(status, &body, "users:write");
@@ -813,13 +868,18 @@ async fn wrong_scope_is_403_and_the_right_scope_passes(app: TestApp) {
                 assert_eq!(status, StatusCode::OK, "{body}");
                 id = far.org;
                 own_key = Some(far.key);
+            } else if route.path.starts_with("/chat/channels/") {
+                // The fixture message: its route comes last of the message routes.
+                id = f.channel.clone();
+            } else if route.path.starts_with("/chat/") {
+                id = new_resource(&app, &org_key, "chat/tags", n).await;
             } else {
                 id = new_resource(&app, &org_key, route.path.split('/').nth(1).unwrap_or(""), n).await;
             }
         }
         let credentials: Vec<(String, String)> = match (route.needs, own_key) {
             (_, Some(key)) => vec![("the organization's own key".into(), key)],
-            (Needs::Credential, _) => vec![("chat:read".into(), chat.clone())],
+            (Needs::Credential, _) => vec![("metrics:read".into(), weak.clone())],
             (Needs::Admin(Reach::Project), _) => vec![("a project admin key".into(), app.key.clone())],
             (Needs::Admin(Reach::Organization(_)), _) => {
                 vec![("an organization admin key".into(), org_key.clone())]
