@@ -19,7 +19,7 @@ use crate::{
     events::{EventContext, NewEvent, types},
     store::{
         self, Store, StoreError,
-        chat::{Channel, ChannelRow, ChatUser, HistoryFrom, Message, Tag, TagFilter, Unsubscribed},
+        chat::{Channel, ChannelRow, ChatUser, HistoryFrom, Message, NewMessage, Tag, TagFilter, Unsubscribed},
     },
 };
 
@@ -630,9 +630,15 @@ pub async fn send_message(
         }
         limiter.check(project_id, user_id).map_err(ChatError::RateLimited)?;
     }
+    let ctx = ctx.clone();
     Ok(store
-        .insert_message(project_id, channel_id, input.user_id.as_deref(), &input.text, input.data.as_ref(), |m| {
-            message_event(ctx, types::CHAT_MESSAGE_CREATED, m)
+        .insert_message(NewMessage {
+            project_id: project_id.to_owned(),
+            channel_id: channel_id.to_owned(),
+            user_id: input.user_id,
+            text: input.text,
+            data: input.data,
+            event: Box::new(move |m| message_event(&ctx, types::CHAT_MESSAGE_CREATED, m)),
         })
         .await?)
 }

@@ -86,6 +86,9 @@ pub struct Store {
     /// Bumped after every committed change to game worlds through this node, so cached
     /// world lists (`api::cache`) know they are stale.
     worlds_generation: Arc<std::sync::atomic::AtomicU64>,
+    /// Chat message sends, written in batches (see `chat::write_messages`). `None` in the
+    /// writer's own copy of the store, so the writer ends when the last outside copy is dropped.
+    messages: Option<tokio::sync::mpsc::Sender<chat::MessageJob>>,
 }
 
 /// Runs `$body` with `$pool` bound to the backend's pool (`read` or `write`). The body is
@@ -154,7 +157,10 @@ impl Store {
         } else {
             anyhow::bail!("database_url must start with sqlite: or postgres://, got {url:?}");
         };
-        Ok(Store { backend: Arc::new(backend), events_written, worlds_generation: Default::default() })
+        let mut store =
+            Store { backend: Arc::new(backend), events_written, worlds_generation: Default::default(), messages: None };
+        store.messages = Some(chat::spawn_message_writer(store.clone()));
+        Ok(store)
     }
 
     /// Wakes whoever waits on [`Store::events_written`].
