@@ -532,9 +532,15 @@ fn op_event(ctx: &EventContext, event_type: &'static str, hook: &Webhook, data: 
 async fn write_results(store: Store, mut finished: mpsc::Receiver<Finished>) {
     let mut buf = Vec::with_capacity(1000);
     while finished.recv_many(&mut buf, 1000).await > 0 {
-        let records: Vec<AttemptRecord> = buf.iter().map(|f| f.record.clone()).collect();
-        let health = merge_health(buf.iter().filter_map(|f| f.health.clone()));
-        let events: Vec<NewEvent> = buf.iter().flat_map(|f| f.events.clone()).collect();
+        let mut records: Vec<AttemptRecord> = Vec::with_capacity(buf.len());
+        let mut health = Vec::with_capacity(buf.len());
+        let mut events: Vec<NewEvent> = Vec::new();
+        for f in buf.drain(..) {
+            records.push(f.record);
+            health.extend(f.health);
+            events.extend(f.events);
+        }
+        let health = merge_health(health.into_iter());
         let mut backoff = Duration::from_millis(100);
         loop {
             match store.record_attempts(&records, &health, &events).await {
@@ -547,7 +553,6 @@ async fn write_results(store: Store, mut finished: mpsc::Receiver<Finished>) {
                 }
             }
         }
-        buf.clear();
     }
 }
 
