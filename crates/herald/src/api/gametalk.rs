@@ -140,6 +140,21 @@ async fn authenticate(s: &AppState, headers: &HeaderMap, app_key: &str, transact
     Ok(Call { project, ctx })
 }
 
+/// Runs one GameTalk call: authenticates it, runs `work`, and answers in GameTalk's form.
+async fn answer(
+    s: &AppState,
+    headers: &HeaderMap,
+    app_key: &str,
+    work: impl AsyncFnOnce(Call) -> Result<Value, Fail>,
+) -> Response {
+    let tx = transaction_id(headers);
+    let outcome = match authenticate(s, headers, app_key, &tx).await {
+        Ok(call) => work(call).await,
+        Err(fail) => Err(fail),
+    };
+    respond(tx, outcome)
+}
+
 /// A JSON body; an empty one counts as `{}`.
 fn body<T: DeserializeOwned>(raw: &Bytes) -> Result<T, Fail> {
     let raw: &[u8] = if raw.iter().all(u8::is_ascii_whitespace) { b"{}" } else { raw };
@@ -171,15 +186,12 @@ struct UserRef {
 // ---- handlers: each authenticates, calls the domain, shapes the fields ----
 
 async fn create_channel(s: State, Path(app_key): Path<String>, headers: HeaderMap, raw: Bytes) -> Response {
-    let tx = transaction_id(&headers);
-    let outcome = async {
-        let call = authenticate(&s, &headers, &app_key, &tx).await?;
+    answer(&s, &headers, &app_key, async |call: Call| {
         let input: ChannelInput = body(&raw)?;
         let c = chat::create_channel(&s.store, &call.ctx, &app_key, &call.project.id, input).await?;
         Ok(json!({"result": chat::channel_json(&app_key, &c)}))
-    }
-    .await;
-    respond(tx, outcome)
+    })
+    .await
 }
 
 async fn update_channel(
@@ -188,32 +200,24 @@ async fn update_channel(
     headers: HeaderMap,
     raw: Bytes,
 ) -> Response {
-    let tx = transaction_id(&headers);
-    let outcome = async {
-        let call = authenticate(&s, &headers, &app_key, &tx).await?;
+    answer(&s, &headers, &app_key, async |call: Call| {
         let input: ChannelInput = body(&raw)?;
         chat::update_channel(&s.store, &call.ctx, &app_key, &call.project.id, &channel_id, input).await?;
         Ok(json!({}))
-    }
-    .await;
-    respond(tx, outcome)
+    })
+    .await
 }
 
 async fn delete_channel(s: State, Path((app_key, channel_id)): Path<(String, String)>, headers: HeaderMap) -> Response {
-    let tx = transaction_id(&headers);
-    let outcome = async {
-        let call = authenticate(&s, &headers, &app_key, &tx).await?;
+    answer(&s, &headers, &app_key, async |call: Call| {
         chat::delete_channel(&s.store, &call.ctx, &app_key, &call.project.id, &channel_id).await?;
         Ok(json!({}))
-    }
-    .await;
-    respond(tx, outcome)
+    })
+    .await
 }
 
 async fn list_channels(s: State, Path(app_key): Path<String>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
-    let tx = transaction_id(&headers);
-    let outcome = async {
-        let call = authenticate(&s, &headers, &app_key, &tx).await?;
+    answer(&s, &headers, &app_key, async |call: Call| {
         let q = query(raw);
         let (page, size) = paging(&q)?;
         let filter = chat::tag_filter(
@@ -228,20 +232,16 @@ async fn list_channels(s: State, Path(app_key): Path<String>, headers: HeaderMap
             "pagingInfo": chat::paging_info(page, size, items.len(), total),
             "channelList": items.iter().map(|c| chat::channel_json(&app_key, c)).collect::<Vec<_>>(),
         }))
-    }
-    .await;
-    respond(tx, outcome)
+    })
+    .await
 }
 
 async fn get_channel(s: State, Path((app_key, channel_id)): Path<(String, String)>, headers: HeaderMap) -> Response {
-    let tx = transaction_id(&headers);
-    let outcome = async {
-        let call = authenticate(&s, &headers, &app_key, &tx).await?;
+    answer(&s, &headers, &app_key, async |call: Call| {
         let c = s.store.get_channel(&call.project.id, &channel_id).await?;
         Ok(json!({"result": chat::channel_json(&app_key, &c)}))
-    }
-    .await;
-    respond(tx, outcome)
+    })
+    .await
 }
 
 async fn subscribe(
@@ -250,15 +250,12 @@ async fn subscribe(
     headers: HeaderMap,
     raw: Bytes,
 ) -> Response {
-    let tx = transaction_id(&headers);
-    let outcome = async {
-        let call = authenticate(&s, &headers, &app_key, &tx).await?;
+    answer(&s, &headers, &app_key, async |call: Call| {
         let input: UserRef = body(&raw)?;
         chat::subscribe(&s.store, &call.ctx, &app_key, &call.project.id, &channel_id, input.user_id).await?;
         Ok(json!({}))
-    }
-    .await;
-    respond(tx, outcome)
+    })
+    .await
 }
 
 async fn unsubscribe(
@@ -267,15 +264,12 @@ async fn unsubscribe(
     headers: HeaderMap,
     raw: Bytes,
 ) -> Response {
-    let tx = transaction_id(&headers);
-    let outcome = async {
-        let call = authenticate(&s, &headers, &app_key, &tx).await?;
+    answer(&s, &headers, &app_key, async |call: Call| {
         let input: UserRef = body(&raw)?;
         chat::unsubscribe(&s.store, &call.ctx, &app_key, &call.project.id, &channel_id, input.user_id).await?;
         Ok(json!({}))
-    }
-    .await;
-    respond(tx, outcome)
+    })
+    .await
 }
 
 async fn list_subscribers(
@@ -284,9 +278,7 @@ async fn list_subscribers(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let tx = transaction_id(&headers);
-    let outcome = async {
-        let call = authenticate(&s, &headers, &app_key, &tx).await?;
+    answer(&s, &headers, &app_key, async |call: Call| {
         let (page, size) = paging(&query(raw))?;
         s.store.get_channel(&call.project.id, &channel_id).await?;
         let (items, total) = s.store.list_subscribers(&channel_id, page * size, size).await?;
@@ -294,47 +286,37 @@ async fn list_subscribers(
             "pagingInfo": chat::paging_info(page, size, items.len(), total),
             "userList": items.iter().map(|u| chat::user_json(&app_key, u)).collect::<Vec<_>>(),
         }))
-    }
-    .await;
-    respond(tx, outcome)
+    })
+    .await
 }
 
 async fn list_tags(s: State, Path(app_key): Path<String>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
-    let tx = transaction_id(&headers);
-    let outcome = async {
-        let call = authenticate(&s, &headers, &app_key, &tx).await?;
+    answer(&s, &headers, &app_key, async |call: Call| {
         let (page, size) = paging(&query(raw))?;
         let (items, total) = s.store.list_tags(&call.project.id, page * size, size).await?;
         Ok(json!({
             "pagingInfo": chat::paging_info(page, size, items.len(), total),
             "tagList": items.iter().map(|t| chat::tag_json(&app_key, t)).collect::<Vec<_>>(),
         }))
-    }
-    .await;
-    respond(tx, outcome)
+    })
+    .await
 }
 
 async fn get_tag(s: State, Path((app_key, tag_id)): Path<(String, String)>, headers: HeaderMap) -> Response {
-    let tx = transaction_id(&headers);
-    let outcome = async {
-        let call = authenticate(&s, &headers, &app_key, &tx).await?;
+    answer(&s, &headers, &app_key, async |call: Call| {
         let id = tag_id.parse::<i64>().map_err(|_| Fail(codes::INVALID_PARAMETER, "tagId: must be a number".into()))?;
         let t = s.store.get_tag(&call.project.id, id).await?;
         Ok(json!({"result": chat::tag_json(&app_key, &t)}))
-    }
-    .await;
-    respond(tx, outcome)
+    })
+    .await
 }
 
 async fn get_user(s: State, Path((app_key, user_id)): Path<(String, String)>, headers: HeaderMap) -> Response {
-    let tx = transaction_id(&headers);
-    let outcome = async {
-        let call = authenticate(&s, &headers, &app_key, &tx).await?;
+    answer(&s, &headers, &app_key, async |call: Call| {
         let u = s.store.get_chat_user(&call.project.id, &user_id).await?;
         Ok(json!({"user": chat::user_json(&app_key, &u)}))
-    }
-    .await;
-    respond(tx, outcome)
+    })
+    .await
 }
 
 async fn put_user(
@@ -343,24 +325,18 @@ async fn put_user(
     headers: HeaderMap,
     raw: Bytes,
 ) -> Response {
-    let tx = transaction_id(&headers);
-    let outcome = async {
-        let call = authenticate(&s, &headers, &app_key, &tx).await?;
+    answer(&s, &headers, &app_key, async |call: Call| {
         let input: ProfileInput = body(&raw)?;
         chat::put_user(&s.store, &call.ctx, &app_key, &call.project.id, &user_id, input).await?;
         Ok(json!({}))
-    }
-    .await;
-    respond(tx, outcome)
+    })
+    .await
 }
 
 async fn delete_user(s: State, Path((app_key, user_id)): Path<(String, String)>, headers: HeaderMap) -> Response {
-    let tx = transaction_id(&headers);
-    let outcome = async {
-        let call = authenticate(&s, &headers, &app_key, &tx).await?;
+    answer(&s, &headers, &app_key, async |call: Call| {
         chat::delete_user(&s.store, &call.ctx, &app_key, &call.project.id, &user_id).await?;
         Ok(json!({}))
-    }
-    .await;
-    respond(tx, outcome)
+    })
+    .await
 }

@@ -10,7 +10,7 @@ use sqlx::types::Json;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Backend, Store, StoreError, StoreResult, events::insert_event, script::Arg, with_pool};
+use super::{Backend, Store, StoreError, StoreResult, events::insert_event, script::Arg, with_pool, write_with_events};
 use crate::events::NewEvent;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -183,8 +183,7 @@ impl Store {
     }
 
     pub async fn update_tag(&self, tag: &Tag, event: &NewEvent) -> StoreResult<()> {
-        with_pool!(self, write, |pool| {
-            let mut tx = pool.begin().await?;
+        write_with_events!(self, [event], |tx| {
             let done = sqlx::query(
                 "UPDATE chat_tags SET name = $1, description = $2, mod_user = $3, updated_at = $4 \
                  WHERE project_id = $5 AND id = $6",
@@ -201,17 +200,12 @@ impl Store {
             if done.rows_affected() == 0 {
                 return Err(StoreError::NotFound("tag"));
             }
-            insert_event!(&mut *tx, event)?;
-            tx.commit().await?;
-            self.notify_events();
-            Ok(())
         })
     }
 
     /// Deletes a tag; channels simply lose it.
     pub async fn delete_tag(&self, project_id: &str, id: i64, event: &NewEvent) -> StoreResult<()> {
-        with_pool!(self, write, |pool| {
-            let mut tx = pool.begin().await?;
+        write_with_events!(self, [event], |tx| {
             let done = sqlx::query("DELETE FROM chat_tags WHERE project_id = $1 AND id = $2")
                 .bind(project_id)
                 .bind(id)
@@ -220,10 +214,6 @@ impl Store {
             if done.rows_affected() == 0 {
                 return Err(StoreError::NotFound("tag"));
             }
-            insert_event!(&mut *tx, event)?;
-            tx.commit().await?;
-            self.notify_events();
-            Ok(())
         })
     }
 
@@ -317,8 +307,7 @@ impl Store {
     /// Inserts a channel and its tags. A tag deleted meanwhile fails as `NotFound("tag")`.
     pub async fn insert_channel(&self, channel: &Channel, event: &NewEvent) -> StoreResult<()> {
         let r = &channel.row;
-        with_pool!(self, write, |pool| {
-            let mut tx = pool.begin().await?;
+        write_with_events!(self, [event], |tx| {
             sqlx::query(
                 "INSERT INTO chat_channels (id, project_id, type, name, nickname, auto_delete, last_message_id, \
                  reg_user, created_at, mod_user, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8, $9, $10)",
@@ -343,18 +332,13 @@ impl Store {
                     .await
                     .map_err(tag_gone)?;
             }
-            insert_event!(&mut *tx, event)?;
-            tx.commit().await?;
-            self.notify_events();
-            Ok(())
         })
     }
 
     /// Saves a channel's fields and replaces its tags when `replace_tags`.
     pub async fn update_channel(&self, channel: &Channel, replace_tags: bool, event: &NewEvent) -> StoreResult<()> {
         let r = &channel.row;
-        with_pool!(self, write, |pool| {
-            let mut tx = pool.begin().await?;
+        write_with_events!(self, [event], |tx| {
             let done = sqlx::query(
                 "UPDATE chat_channels SET name = $1, nickname = $2, auto_delete = $3, mod_user = $4, updated_at = $5 \
                  WHERE project_id = $6 AND id = $7",
@@ -385,17 +369,12 @@ impl Store {
                         .map_err(tag_gone)?;
                 }
             }
-            insert_event!(&mut *tx, event)?;
-            tx.commit().await?;
-            self.notify_events();
-            Ok(())
         })
     }
 
     /// Deletes a channel with its subscriptions and messages.
     pub async fn delete_channel(&self, project_id: &str, id: &str, event: &NewEvent) -> StoreResult<()> {
-        with_pool!(self, write, |pool| {
-            let mut tx = pool.begin().await?;
+        write_with_events!(self, [event], |tx| {
             let done = sqlx::query("DELETE FROM chat_channels WHERE project_id = $1 AND id = $2")
                 .bind(project_id)
                 .bind(id)
@@ -404,10 +383,6 @@ impl Store {
             if done.rows_affected() == 0 {
                 return Err(StoreError::NotFound("channel"));
             }
-            insert_event!(&mut *tx, event)?;
-            tx.commit().await?;
-            self.notify_events();
-            Ok(())
         })
     }
 
@@ -671,8 +646,7 @@ impl Store {
 
     /// Saves an edited or deleted message (`text`, `data`, `deleted`, `updated_at`).
     pub async fn update_message(&self, m: &Message, event: &NewEvent) -> StoreResult<()> {
-        with_pool!(self, write, |pool| {
-            let mut tx = pool.begin().await?;
+        write_with_events!(self, [event], |tx| {
             let done = sqlx::query(
                 "UPDATE chat_messages SET text = $1, data = $2, deleted = $3, updated_at = $4 \
                  WHERE project_id = $5 AND id = $6 AND deleted = FALSE",
@@ -688,10 +662,6 @@ impl Store {
             if done.rows_affected() == 0 {
                 return Err(StoreError::NotFound("message"));
             }
-            insert_event!(&mut *tx, event)?;
-            tx.commit().await?;
-            self.notify_events();
-            Ok(())
         })
     }
 
