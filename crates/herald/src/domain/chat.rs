@@ -25,6 +25,10 @@ use crate::{
 
 /// Largest page a list returns (the GameTalk `size`, the history `limit`).
 pub const MAX_PAGE: i64 = 100;
+/// Highest page number a GameTalk list takes (keeps `page * size` far from overflow).
+const MAX_PAGE_NUMBER: i64 = 10_000_000;
+/// Most tag ids one request may name.
+const MAX_TAG_IDS: usize = 100;
 const MAX_NAME: usize = 100;
 const MAX_DESCRIPTION: usize = 1000;
 const MAX_DATA_BYTES: usize = 16 * 1024;
@@ -187,8 +191,8 @@ pub fn paging(page: Option<i64>, size: Option<i64>) -> ChatResult<(i64, i64)> {
         return Err(invalid("size", "must be between 1 and 100"));
     }
     let page = page.unwrap_or(0);
-    if page < 0 {
-        return Err(invalid("page", "must be 0 or more (pages count from 0)"));
+    if !(0..=MAX_PAGE_NUMBER).contains(&page) {
+        return Err(invalid("page", format!("must be between 0 and {MAX_PAGE_NUMBER} (pages count from 0)")));
     }
     Ok((page, size))
 }
@@ -289,6 +293,9 @@ pub struct ChannelInput {
 
 /// The tags of `ids`, each of which must exist in the project.
 async fn resolve_tags(store: &Store, project_id: &str, ids: &[i64]) -> ChatResult<Vec<(i64, String)>> {
+    if ids.len() > MAX_TAG_IDS {
+        return Err(invalid("tagIdList", format!("must name at most {MAX_TAG_IDS} tags")));
+    }
     let mut ids = ids.to_vec();
     ids.sort_unstable();
     ids.dedup();
@@ -430,9 +437,9 @@ pub async fn subscribe(
     let user_id = user_id.filter(|u| !u.is_empty()).ok_or_else(|| invalid("userId", "is required"))?;
     let channel = store.get_channel(project_id, channel_id).await?;
     let result = store
-        .subscribe(project_id, channel_id, &user_id, || {
+        .subscribe(project_id, channel_id, &user_id, |count| {
             let mut after = channel.clone();
-            after.row.subscriber_count += 1;
+            after.row.subscriber_count = count;
             subscription_event(ctx, types::CHAT_SUBSCRIBED, app_key, &after, &user_id)
         })
         .await;
@@ -709,7 +716,12 @@ pub fn encode_position(m: &Message) -> String {
 pub fn decode_position(field: &str, s: &str) -> ChatResult<(DateTime<Utc>, i64)> {
     let bad = || invalid(field, "is not a cursor Herald gave out (see `before`/`after` in a history page)");
     let (micros, id) = s.split_once('.').ok_or_else(bad)?;
-    let at = DateTime::from_timestamp_micros(micros.parse().map_err(|_| bad())?).ok_or_else(bad)?;
+    let micros: i64 = micros.parse().map_err(|_| bad())?;
+    // 1970 to 9999: what both databases store.
+    if !(0..=253_402_300_799_000_000).contains(&micros) {
+        return Err(bad());
+    }
+    let at = DateTime::from_timestamp_micros(micros).ok_or_else(bad)?;
     Ok((at, id.parse().map_err(|_| bad())?))
 }
 

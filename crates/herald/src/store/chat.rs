@@ -97,6 +97,15 @@ const CHANNEL_SELECT: &str = "SELECT c.*, (SELECT COUNT(*) FROM chat_subscriptio
 
 const TAG_TAKEN: &str = "a tag with this name already exists in the project";
 
+/// Locks the selected channel rows until the commit on PostgreSQL (several nodes, concurrent
+/// transactions); SQLite's single writer already serializes writers.
+fn for_update(store: &Store) -> &'static str {
+    match store.backend() {
+        Backend::Postgres(_) => " FOR UPDATE",
+        Backend::Sqlite { .. } => "",
+    }
+}
+
 /// `$start, $start+1, ...` for `n` parameters.
 fn params(start: usize, n: usize) -> String {
     (start..start + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
@@ -450,17 +459,19 @@ impl Store {
         project_id: &str,
         channel_id: &str,
         user_id: &str,
-        event: impl FnOnce() -> NewEvent,
+        event: impl FnOnce(i64) -> NewEvent,
     ) -> StoreResult<()> {
         let now = super::now();
+        // The channel's row is locked first, so an unsubscribe deciding whether an auto-delete
+        // channel just lost its last subscriber waits for this subscription, or this waits for it.
+        let lock_sql = format!("SELECT 1 FROM chat_channels WHERE project_id = $1 AND id = $2{}", for_update(self));
         with_pool!(self, write, |pool| {
             let mut tx = pool.begin().await?;
-            let channel: Option<i32> =
-                sqlx::query_scalar("SELECT 1 FROM chat_channels WHERE project_id = $1 AND id = $2")
-                    .bind(project_id)
-                    .bind(channel_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            let channel: Option<i32> = sqlx::query_scalar(sqlx::AssertSqlSafe(lock_sql))
+                .bind(project_id)
+                .bind(channel_id)
+                .fetch_optional(&mut *tx)
+                .await?;
             if channel.is_none() {
                 return Err(StoreError::NotFound("channel"));
             }
@@ -489,7 +500,11 @@ impl Store {
                 sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound("channel"),
                 other => other.into(),
             })?;
-            insert_event!(&mut *tx, &event())?;
+            let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM chat_subscriptions WHERE channel_id = $1")
+                .bind(channel_id)
+                .fetch_one(&mut *tx)
+                .await?;
+            insert_event!(&mut *tx, &event(count))?;
             tx.commit().await?;
             self.notify_events();
             Ok(())
@@ -507,58 +522,80 @@ impl Store {
         events: impl Fn(&Unsubscribed) -> Vec<NewEvent>,
         profile_deleted: Option<NewEvent>,
     ) -> StoreResult<Vec<Unsubscribed>> {
-        let channel_ids: Vec<String> = match given {
-            Some(id) => vec![id.to_owned()],
-            None => with_pool!(self, read, |pool| {
-                sqlx::query_scalar::<_, String>(
-                    "SELECT channel_id FROM chat_subscriptions WHERE project_id = $1 AND user_id = $2",
-                )
-                .bind(project_id)
-                .bind(user_id)
-                .fetch_all(pool)
-                .await
-            })?,
-        };
-        let sql = format!("{CHANNEL_SELECT} WHERE c.project_id = $1 AND c.id = $2");
+        let lock_sql = format!("{CHANNEL_SELECT} WHERE c.project_id = $1 AND c.id = $2{}", for_update(self));
+        let count_sql = "SELECT COUNT(*) FROM chat_subscriptions WHERE channel_id = $1";
         let mut done = Vec::new();
         with_pool!(self, write, |pool| {
             let mut tx = pool.begin().await?;
-            for channel_id in &channel_ids {
-                let removed = sqlx::query("DELETE FROM chat_subscriptions WHERE channel_id = $1 AND user_id = $2")
-                    .bind(channel_id)
-                    .bind(user_id)
-                    .execute(&mut *tx)
-                    .await?;
-                if removed.rows_affected() == 0 {
-                    if given.is_some() {
-                        return Err(StoreError::NotFound("subscription"));
+            // Rounds until the user holds no (named) subscription: a subscribe committed while
+            // this ran is swept by the next round. Channels are locked in id order.
+            for _round in 0..3 {
+                let channel_ids: Vec<String> = match given {
+                    Some(id) if done.is_empty() => vec![id.to_owned()],
+                    Some(_) => Vec::new(),
+                    None => {
+                        sqlx::query_scalar::<_, String>(
+                            "SELECT channel_id FROM chat_subscriptions WHERE project_id = $1 AND user_id = $2 \
+                         ORDER BY channel_id",
+                        )
+                        .bind(project_id)
+                        .bind(user_id)
+                        .fetch_all(&mut *tx)
+                        .await?
                     }
-                    continue;
-                }
-                let Some(row) = sqlx::query_as::<_, ChannelRow>(sqlx::AssertSqlSafe(sql.clone()))
-                    .bind(project_id)
-                    .bind(channel_id)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                else {
-                    continue;
                 };
-                let channel_deleted = row.auto_delete && row.subscriber_count == 0;
-                if channel_deleted {
-                    sqlx::query("DELETE FROM chat_channels WHERE id = $1").bind(channel_id).execute(&mut *tx).await?;
+                if channel_ids.is_empty() {
+                    break;
                 }
-                let tags: Vec<(i64, String)> = sqlx::query_as(
-                    "SELECT t.id, t.name FROM chat_channel_tags ct JOIN chat_tags t ON t.id = ct.tag_id \
-                     WHERE ct.channel_id = $1 ORDER BY t.id",
-                )
-                .bind(channel_id)
-                .fetch_all(&mut *tx)
-                .await?;
-                let item = Unsubscribed { channel: Channel { row, tags }, channel_deleted };
-                for e in events(&item) {
-                    insert_event!(&mut *tx, &e)?;
+                for channel_id in &channel_ids {
+                    // Lock the channel (its subscriber count is taken below, under the lock).
+                    let Some(mut row) = sqlx::query_as::<_, ChannelRow>(sqlx::AssertSqlSafe(lock_sql.clone()))
+                        .bind(project_id)
+                        .bind(channel_id)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                    else {
+                        if given.is_some() {
+                            return Err(StoreError::NotFound("channel"));
+                        }
+                        continue;
+                    };
+                    let removed = sqlx::query("DELETE FROM chat_subscriptions WHERE channel_id = $1 AND user_id = $2")
+                        .bind(channel_id)
+                        .bind(user_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    if removed.rows_affected() == 0 {
+                        if given.is_some() {
+                            return Err(StoreError::NotFound("subscription"));
+                        }
+                        continue;
+                    }
+                    row.subscriber_count =
+                        sqlx::query_scalar::<_, i64>(count_sql).bind(channel_id).fetch_one(&mut *tx).await?;
+                    let channel_deleted = row.auto_delete && row.subscriber_count == 0;
+                    let tags: Vec<(i64, String)> = sqlx::query_as(
+                        "SELECT t.id, t.name FROM chat_channel_tags ct JOIN chat_tags t ON t.id = ct.tag_id \
+                         WHERE ct.channel_id = $1 ORDER BY t.id",
+                    )
+                    .bind(channel_id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    if channel_deleted {
+                        sqlx::query("DELETE FROM chat_channels WHERE id = $1")
+                            .bind(channel_id)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    let item = Unsubscribed { channel: Channel { row, tags }, channel_deleted };
+                    for e in events(&item) {
+                        insert_event!(&mut *tx, &e)?;
+                    }
+                    done.push(item);
                 }
-                done.push(item);
+                if given.is_some() {
+                    break;
+                }
             }
             if let Some(event) = &profile_deleted {
                 sqlx::query(
@@ -693,7 +730,7 @@ pub struct NewMessage {
     pub user_id: Option<String>,
     pub text: String,
     pub data: Option<Value>,
-    pub event: Box<dyn FnOnce(&Message) -> NewEvent + Send>,
+    pub event: Box<dyn Fn(&Message) -> NewEvent + Send + Sync>,
 }
 
 pub type MessageJob = (NewMessage, oneshot::Sender<StoreResult<Message>>);
@@ -710,23 +747,25 @@ pub(super) fn spawn_message_writer(store: Store) -> mpsc::Sender<MessageJob> {
         let mut jobs = Vec::with_capacity(MESSAGE_BATCH);
         while rx.recv_many(&mut jobs, MESSAGE_BATCH).await > 0 {
             let (messages, replies): (Vec<NewMessage>, Vec<_>) = jobs.drain(..).unzip();
-            match write_messages(&store, messages).await {
-                Ok(results) => {
-                    for (reply, result) in replies.into_iter().zip(results) {
-                        let _ = reply.send(result);
+            let results = match write_messages(&store, &messages).await {
+                Ok(results) => results,
+                // Something in the batch failed the whole transaction: each send again on its
+                // own, so only the one at fault fails.
+                Err(e) if messages.len() > 1 && !matches!(e, StoreError::Unavailable(_)) => {
+                    tracing::warn!(error = %e, "a batch of chat messages failed; writing them one by one");
+                    let mut results = Vec::with_capacity(messages.len());
+                    for m in &messages {
+                        results.push(match write_messages(&store, std::slice::from_ref(m)).await {
+                            Ok(mut one) => one.pop().unwrap_or(Err(StoreError::NotFound("channel"))),
+                            Err(e) => Err(e),
+                        });
                     }
+                    results
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "writing chat messages failed");
-                    let unavailable = matches!(e, StoreError::Unavailable(_));
-                    for reply in replies {
-                        let _ = reply.send(Err(if unavailable {
-                            StoreError::Unavailable(sqlx::Error::PoolClosed)
-                        } else {
-                            StoreError::Db(sqlx::Error::Protocol("writing chat messages failed".into()))
-                        }));
-                    }
-                }
+                Err(e) => messages.iter().map(|_| Err(copy_error(&e))).collect(),
+            };
+            for (reply, result) in replies.into_iter().zip(results) {
+                let _ = reply.send(result);
             }
         }
     });
@@ -737,18 +776,31 @@ pub(super) fn spawn_message_writer(store: Store) -> mpsc::Sender<MessageJob> {
 /// counter row, which stays locked until the commit, so ids appear in commit order; the time
 /// is taken under that lock too, so (time, id) orders like id. A send to a channel that does
 /// not exist (in its project) fails alone.
-async fn write_messages(store: &Store, batch: Vec<NewMessage>) -> StoreResult<Vec<StoreResult<Message>>> {
+/// The same failure for each send of a failed batch (a `StoreError` cannot be cloned).
+fn copy_error(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Unavailable(_) => StoreError::Unavailable(sqlx::Error::PoolClosed),
+        other => StoreError::Db(sqlx::Error::Protocol(format!("writing chat messages failed: {other}"))),
+    }
+}
+
+async fn write_messages(store: &Store, batch: &[NewMessage]) -> StoreResult<Vec<StoreResult<Message>>> {
     let backend = store.backend();
+    // On PostgreSQL the channels are share-locked (in id order) until the commit, so one deleted
+    // meanwhile drops out here and fails its own send only, not the batch's foreign key check.
     let mut channel_sql = String::from("SELECT project_id, id FROM chat_channels WHERE id IN (");
     channel_sql.push_str(&params(1, batch.len()));
-    channel_sql.push(')');
+    channel_sql.push_str(") ORDER BY id");
+    if let Backend::Postgres(_) = backend {
+        channel_sql.push_str(" FOR KEY SHARE");
+    }
     let mut projects: Vec<String> = batch.iter().map(|m| m.project_id.clone()).collect();
     projects.sort_unstable();
     projects.dedup();
     with_pool!(store, write, |pool| {
         let mut tx = pool.begin().await?;
         let mut q = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(channel_sql));
-        for m in &batch {
+        for m in batch {
             q = q.bind(&m.channel_id);
         }
         let existing: std::collections::HashSet<(String, String)> = q.fetch_all(&mut *tx).await?.into_iter().collect();
@@ -781,7 +833,7 @@ async fn write_messages(store: &Store, batch: Vec<NewMessage>) -> StoreResult<Ve
         let now = super::now();
         let mut results = Vec::with_capacity(batch.len());
         let mut written = Vec::new();
-        for (m, ok) in batch.into_iter().zip(ok) {
+        for (m, ok) in batch.iter().zip(ok) {
             if !ok {
                 results.push(Err(StoreError::NotFound("channel")));
                 continue;
@@ -792,12 +844,12 @@ async fn write_messages(store: &Store, batch: Vec<NewMessage>) -> StoreResult<Ve
             });
             let Some(id) = id else { return Err(StoreError::Stale) };
             let message = Message {
-                project_id: m.project_id,
+                project_id: m.project_id.clone(),
                 id,
-                channel_id: m.channel_id,
-                user_id: m.user_id,
-                text: m.text,
-                data: m.data.map(Json),
+                channel_id: m.channel_id.clone(),
+                user_id: m.user_id.clone(),
+                text: m.text.clone(),
+                data: m.data.clone().map(Json),
                 deleted: false,
                 created_at: now,
                 updated_at: now,

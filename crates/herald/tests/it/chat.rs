@@ -19,6 +19,7 @@ crate::both_backends!(
     history_pages_skip_and_repeat_nothing,
     concurrent_subscribes_count_right,
     concurrent_sends_get_unique_increasing_ids,
+    concurrent_leaves_delete_an_auto_delete_channel,
 );
 
 /// A GameTalk client of the test app's project: its app key and secret key.
@@ -323,6 +324,8 @@ async fn gametalk_channel_list_filters_and_paging(app: TestApp) {
         gt.fails(Method::GET, &format!("/channels{q}"), None, INVALID_PARAMETER).await;
     }
     gt.fails(Method::GET, "/channels?size=10&tagIdList=777777", None, TAG_NOT_FOUND).await;
+    let many: Vec<i64> = (1..=101).collect();
+    gt.fails(Method::POST, "/channels", Some(json!({"name": "x", "tagIdList": many})), INVALID_PARAMETER).await;
 }
 
 async fn gametalk_subscriptions_and_auto_delete(app: TestApp) {
@@ -641,7 +644,9 @@ async fn history_pages_skip_and_repeat_nothing(app: TestApp) {
     assert_eq!(all.len(), 60, "each of the 60 messages seen exactly once: {} + {}", seen.len(), late.len());
     assert_eq!(seen.len() + late.len(), 60, "no message repeated");
 
-    for q in ["limit=0", "limit=101", "before=garbage", "after=1.x", "before=1.1&after=1.1"] {
+    for q in
+        ["limit=0", "limit=101", "before=garbage", "after=1.x", "before=1.1&after=1.1", "before=-300000000000000000.1"]
+    {
         let (status, body) = app.get(&format!("{path}?{q}")).await;
         assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation_error");
     }
@@ -715,4 +720,33 @@ async fn concurrent_sends_get_unique_increasing_ids(app: TestApp) {
     for id in [1, 30, 60] {
         assert_eq!(app.event_types("chat_message", &id.to_string()).await, ["chat.message.created"]);
     }
+}
+
+/// Every subscriber of an auto-delete channel leaves at once: whichever leaves last (each
+/// counts the others under the channel's lock) deletes the channel, exactly once.
+async fn concurrent_leaves_delete_an_auto_delete_channel(app: TestApp) {
+    let gt = Gt::new(&app).await;
+    let ch = gt.channel(json!({"name": "party"})).await;
+    let mut users = Vec::new();
+    for i in 0..20 {
+        let u = player(&app, &format!("party-{i}")).await;
+        gt.ok(Method::POST, &format!("/channels/{ch}/subscribes"), Some(json!({"userId": u}))).await;
+        users.push(u);
+    }
+    let mut tasks = Vec::new();
+    for u in &users {
+        let req = app
+            .anon(Method::DELETE, &gt.url(&format!("/channels/{ch}/subscribes")))
+            .header("X-Secret-Key", &gt.secret)
+            .json(&json!({"userId": u}));
+        tasks.push(tokio::spawn(send(req)));
+    }
+    for t in tasks {
+        let (_, body) = t.await.expect("task");
+        assert_eq!(body["header"]["resultCode"], 0, "{body}");
+    }
+    gt.fails(Method::GET, &format!("/channels/{ch}"), None, CHANNEL_NOT_FOUND).await;
+    let types = app.event_types("chat_channel", &ch).await;
+    assert_eq!(types.iter().filter(|t| *t == "chat.unsubscribed").count(), 20, "{types:?}");
+    assert_eq!(types.iter().filter(|t| *t == "chat.channel.deleted").count(), 1, "{types:?}");
 }
