@@ -30,6 +30,8 @@ const MAX_PAGE_NUMBER: i64 = 10_000_000;
 /// Most tag ids one request may name.
 const MAX_TAG_IDS: usize = 100;
 const MAX_NAME: usize = 100;
+/// Tries of a read-modify-write that keeps losing to concurrent changes.
+const RETRIES: usize = 5;
 const MAX_DESCRIPTION: usize = 1000;
 const MAX_DATA_BYTES: usize = 16 * 1024;
 
@@ -255,20 +257,31 @@ pub async fn update_tag(
     id: i64,
     input: TagInput,
 ) -> ChatResult<Tag> {
-    let mut tag = store.get_tag(project_id, id).await?;
-    if let Some(name) = input.name {
-        check_text("name", &name, MAX_NAME)?;
-        tag.name = name;
+    if let Some(name) = &input.name {
+        check_text("name", name, MAX_NAME)?;
     }
-    if let Some(description) = input.description {
-        check_opt_text("description", description.as_deref(), MAX_DESCRIPTION)?;
-        tag.description = description;
+    if let Some(Some(description)) = &input.description {
+        check_opt_text("description", Some(description), MAX_DESCRIPTION)?;
     }
-    tag.mod_user = who(ctx);
-    tag.updated_at = store::next_updated_at(tag.updated_at);
-    let e = event(ctx, types::CHAT_TAG_UPDATED, project_id, "chat_tag", &id.to_string(), tag_data(&tag));
-    store.update_tag(&tag, &e).await?;
-    Ok(tag)
+    // Read, change, save if unchanged meanwhile; else again.
+    for _ in 0..RETRIES {
+        let mut tag = store.get_tag(project_id, id).await?;
+        let previous = tag.updated_at;
+        if let Some(name) = &input.name {
+            tag.name = name.clone();
+        }
+        if let Some(description) = &input.description {
+            tag.description = description.clone();
+        }
+        tag.mod_user = who(ctx);
+        tag.updated_at = store::next_updated_at(previous);
+        let e = event(ctx, types::CHAT_TAG_UPDATED, project_id, "chat_tag", &id.to_string(), tag_data(&tag));
+        match store.update_tag(&tag, previous, &e).await {
+            Err(StoreError::Stale) => continue,
+            other => return other.map(|()| tag).map_err(Into::into),
+        }
+    }
+    Err(StoreError::Stale.into())
 }
 
 pub async fn delete_tag(store: &Store, ctx: &EventContext, project_id: &str, id: i64) -> ChatResult<Tag> {
@@ -356,27 +369,42 @@ pub async fn update_channel(
     id: &str,
     input: ChannelInput,
 ) -> ChatResult<Channel> {
-    let mut channel = store.get_channel(project_id, id).await?;
-    if let Some(name) = input.name {
-        check_text("name", &name, MAX_NAME)?;
-        channel.row.name = name;
+    if let Some(name) = &input.name {
+        check_text("name", name, MAX_NAME)?;
     }
-    if let Some(nickname) = input.nickname {
+    if let Some(nickname) = &input.nickname {
         check_opt_text("nickname", nickname.as_deref(), MAX_NAME)?;
-        channel.row.nickname = nickname;
     }
-    if let Some(auto_delete) = input.auto_delete {
-        channel.row.auto_delete = auto_delete;
+    let tags = match &input.tag_id_list {
+        Some(ids) => Some(resolve_tags(store, project_id, ids).await?),
+        None => None,
+    };
+    // Read, change, save if unchanged meanwhile; else again.
+    for _ in 0..RETRIES {
+        let mut channel = store.get_channel(project_id, id).await?;
+        let previous = channel.row.updated_at;
+        if let Some(name) = &input.name {
+            channel.row.name = name.clone();
+        }
+        if let Some(nickname) = &input.nickname {
+            channel.row.nickname = nickname.clone();
+        }
+        if let Some(auto_delete) = input.auto_delete {
+            channel.row.auto_delete = auto_delete;
+        }
+        if let Some(tags) = &tags {
+            channel.tags = tags.clone();
+        }
+        channel.row.mod_user = who(ctx);
+        channel.row.updated_at = store::next_updated_at(previous);
+        let e =
+            event(ctx, types::CHAT_CHANNEL_UPDATED, project_id, "chat_channel", id, channel_json(app_key, &channel));
+        match store.update_channel(&channel, previous, tags.is_some(), &e).await {
+            Err(StoreError::Stale) => continue,
+            other => return other.map(|()| channel).map_err(Into::into),
+        }
     }
-    let replace_tags = input.tag_id_list.is_some();
-    if let Some(ids) = &input.tag_id_list {
-        channel.tags = resolve_tags(store, project_id, ids).await?;
-    }
-    channel.row.mod_user = who(ctx);
-    channel.row.updated_at = store::next_updated_at(channel.row.updated_at);
-    let e = event(ctx, types::CHAT_CHANNEL_UPDATED, project_id, "chat_channel", id, channel_json(app_key, &channel));
-    store.update_channel(&channel, replace_tags, &e).await?;
-    Ok(channel)
+    Err(StoreError::Stale.into())
 }
 
 pub async fn delete_channel(
@@ -679,17 +707,23 @@ pub async fn edit_message(
     id: i64,
     input: EditMessage,
 ) -> ChatResult<Message> {
-    let mut m = own_message(store, project_id, channel_id, id, input.user_id.as_deref()).await?;
-    if let Some(text) = input.text {
-        m.text = text;
+    for _ in 0..RETRIES {
+        let mut m = own_message(store, project_id, channel_id, id, input.user_id.as_deref()).await?;
+        let previous = m.updated_at;
+        if let Some(text) = &input.text {
+            m.text = text.clone();
+        }
+        if let Some(data) = &input.data {
+            m.data = data.clone().map(sqlx::types::Json);
+        }
+        check_message(config, &m.text, m.data.as_ref().map(|d| &d.0))?;
+        m.updated_at = store::next_updated_at(previous);
+        match store.update_message(&m, previous, &message_event(ctx, types::CHAT_MESSAGE_UPDATED, &m)).await {
+            Err(StoreError::Stale) => continue,
+            other => return other.map(|()| m).map_err(Into::into),
+        }
     }
-    if let Some(data) = input.data {
-        m.data = data.map(sqlx::types::Json);
-    }
-    check_message(config, &m.text, m.data.as_ref().map(|d| &d.0))?;
-    m.updated_at = store::next_updated_at(m.updated_at);
-    store.update_message(&m, &message_event(ctx, types::CHAT_MESSAGE_UPDATED, &m)).await?;
-    Ok(m)
+    Err(StoreError::Stale.into())
 }
 
 /// Soft delete: the message keeps its id and place in the history, without its text and data.
@@ -701,11 +735,17 @@ pub async fn delete_message(
     id: i64,
     acting_for: Option<&str>,
 ) -> ChatResult<Message> {
-    let mut m = own_message(store, project_id, channel_id, id, acting_for).await?;
-    (m.text, m.data, m.deleted) = (String::new(), None, true);
-    m.updated_at = store::next_updated_at(m.updated_at);
-    store.update_message(&m, &message_event(ctx, types::CHAT_MESSAGE_DELETED, &m)).await?;
-    Ok(m)
+    for _ in 0..RETRIES {
+        let mut m = own_message(store, project_id, channel_id, id, acting_for).await?;
+        let previous = m.updated_at;
+        (m.text, m.data, m.deleted) = (String::new(), None, true);
+        m.updated_at = store::next_updated_at(previous);
+        match store.update_message(&m, previous, &message_event(ctx, types::CHAT_MESSAGE_DELETED, &m)).await {
+            Err(StoreError::Stale) => continue,
+            other => return other.map(|()| m).map_err(Into::into),
+        }
+    }
+    Err(StoreError::Stale.into())
 }
 
 /// A history position a client can store: `<microseconds since 1970>.<message id>`.

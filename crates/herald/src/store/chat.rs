@@ -191,11 +191,12 @@ impl Store {
         })
     }
 
-    pub async fn update_tag(&self, tag: &Tag, event: &NewEvent) -> StoreResult<()> {
+    /// Saves `tag` if it is still as read (`previous` is its `updated_at` then); `Stale` if not.
+    pub async fn update_tag(&self, tag: &Tag, previous: DateTime<Utc>, event: &NewEvent) -> StoreResult<()> {
         write_with_events!(self, [event], |tx| {
             let done = sqlx::query(
                 "UPDATE chat_tags SET name = $1, description = $2, mod_user = $3, updated_at = $4 \
-                 WHERE project_id = $5 AND id = $6",
+                 WHERE project_id = $5 AND id = $6 AND updated_at = $7",
             )
             .bind(&tag.name)
             .bind(&tag.description)
@@ -203,12 +204,11 @@ impl Store {
             .bind(tag.updated_at)
             .bind(&tag.project_id)
             .bind(tag.id)
+            .bind(previous)
             .execute(&mut *tx)
             .await
             .map_err(super::conflict_on_unique(TAG_TAKEN))?;
-            if done.rows_affected() == 0 {
-                return Err(StoreError::NotFound("tag"));
-            }
+            super::expect_one_row(done.rows_affected())?;
         })
     }
 
@@ -345,12 +345,19 @@ impl Store {
     }
 
     /// Saves a channel's fields and replaces its tags when `replace_tags`.
-    pub async fn update_channel(&self, channel: &Channel, replace_tags: bool, event: &NewEvent) -> StoreResult<()> {
+    /// `Stale` if the channel changed since it was read (`previous`: its `updated_at` then).
+    pub async fn update_channel(
+        &self,
+        channel: &Channel,
+        previous: DateTime<Utc>,
+        replace_tags: bool,
+        event: &NewEvent,
+    ) -> StoreResult<()> {
         let r = &channel.row;
         write_with_events!(self, [event], |tx| {
             let done = sqlx::query(
                 "UPDATE chat_channels SET name = $1, nickname = $2, auto_delete = $3, mod_user = $4, updated_at = $5 \
-                 WHERE project_id = $6 AND id = $7",
+                 WHERE project_id = $6 AND id = $7 AND updated_at = $8",
             )
             .bind(&r.name)
             .bind(&r.nickname)
@@ -359,11 +366,10 @@ impl Store {
             .bind(r.updated_at)
             .bind(&r.project_id)
             .bind(&r.id)
+            .bind(previous)
             .execute(&mut *tx)
             .await?;
-            if done.rows_affected() == 0 {
-                return Err(StoreError::NotFound("channel"));
-            }
+            super::expect_one_row(done.rows_affected())?;
             if replace_tags {
                 sqlx::query("DELETE FROM chat_channel_tags WHERE channel_id = $1")
                     .bind(&r.id)
@@ -682,11 +688,12 @@ impl Store {
     }
 
     /// Saves an edited or deleted message (`text`, `data`, `deleted`, `updated_at`).
-    pub async fn update_message(&self, m: &Message, event: &NewEvent) -> StoreResult<()> {
+    /// `Stale` if the message changed (or was deleted) since it was read.
+    pub async fn update_message(&self, m: &Message, previous: DateTime<Utc>, event: &NewEvent) -> StoreResult<()> {
         write_with_events!(self, [event], |tx| {
             let done = sqlx::query(
                 "UPDATE chat_messages SET text = $1, data = $2, deleted = $3, updated_at = $4 \
-                 WHERE project_id = $5 AND id = $6 AND deleted = FALSE",
+                 WHERE project_id = $5 AND id = $6 AND deleted = FALSE AND updated_at = $7",
             )
             .bind(&m.text)
             .bind(&m.data)
@@ -694,11 +701,10 @@ impl Store {
             .bind(m.updated_at)
             .bind(&m.project_id)
             .bind(m.id)
+            .bind(previous)
             .execute(&mut *tx)
             .await?;
-            if done.rows_affected() == 0 {
-                return Err(StoreError::NotFound("message"));
-            }
+            super::expect_one_row(done.rows_affected())?;
         })
     }
 

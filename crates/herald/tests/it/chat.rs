@@ -20,6 +20,7 @@ crate::both_backends!(
     concurrent_subscribes_count_right,
     concurrent_sends_get_unique_increasing_ids,
     concurrent_leaves_delete_an_auto_delete_channel,
+    concurrent_updates_of_different_fields_all_stay,
 );
 
 /// A GameTalk client of the test app's project: its app key and secret key.
@@ -749,4 +750,38 @@ async fn concurrent_leaves_delete_an_auto_delete_channel(app: TestApp) {
     let types = app.event_types("chat_channel", &ch).await;
     assert_eq!(types.iter().filter(|t| *t == "chat.unsubscribed").count(), 20, "{types:?}");
     assert_eq!(types.iter().filter(|t| *t == "chat.channel.deleted").count(), 1, "{types:?}");
+}
+
+/// Updates of different fields at once: each is kept (none writes back a stale copy of the
+/// others), over several rounds.
+async fn concurrent_updates_of_different_fields_all_stay(app: TestApp) {
+    let gt = Gt::new(&app).await;
+    let tag = gt.tag("t").await;
+    for round in 0..5 {
+        let ch = gt.channel(json!({"name": "before", "autoDelete": true})).await;
+        let bodies = [
+            json!({"name": format!("name {round}")}),
+            json!({"nickname": format!("nick {round}")}),
+            json!({"autoDelete": false}),
+            json!({"tagIdList": [tag]}),
+        ];
+        let mut tasks = Vec::new();
+        for body in bodies {
+            let req = app
+                .anon(Method::PUT, &gt.url(&format!("/channels/{ch}")))
+                .header("X-Secret-Key", &gt.secret)
+                .json(&body);
+            tasks.push(tokio::spawn(send(req)));
+        }
+        for t in tasks {
+            let (_, body) = t.await.expect("task");
+            assert_eq!(body["header"]["resultCode"], 0, "{body}");
+        }
+        let got = gt.ok(Method::GET, &format!("/channels/{ch}"), None).await;
+        let r = &got["result"];
+        assert_eq!(r["name"], format!("name {round}"), "{r}");
+        assert_eq!(r["nickname"], format!("nick {round}"), "{r}");
+        assert_eq!(r["autoDelete"], false, "{r}");
+        assert_eq!(r["tagList"], json!([{"id": tag, "name": "t"}]), "{r}");
+    }
 }
