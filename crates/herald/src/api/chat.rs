@@ -12,7 +12,7 @@ use crate::{
     app::State,
     domain::chat::{self, EditMessage, SendMessage, TagInput},
     error::{ApiError, ApiResult},
-    store::{Page, chat::Message, chat::Tag},
+    store::{chat::Message, chat::Tag},
 };
 
 /// A tag as `/api/v1` shows it.
@@ -60,8 +60,8 @@ pub async fn list_tags(
 ) -> ApiResult<Json<PageBody<TagBody>>> {
     scope.require("chat:read")?;
     let req = Paging { page: q.page, limit: q.limit }.request()?;
-    let (items, total) = s.store.list_tags(&scope.project_id, req.offset(), i64::from(req.limit)).await?;
-    Ok(Json(PageBody::new(Page { items, total }, req, TagBody::from)))
+    let page = s.store.list_tags(&scope.project_id, req).await?;
+    Ok(Json(PageBody::new(page, req, TagBody::from)))
 }
 
 pub async fn create_tag(s: State, scope: ProjectScope, Json(input): Json<TagInput>) -> ApiResult<Response> {

@@ -19,7 +19,7 @@ use crate::{
     app::{AppState, State},
     domain::chat::{self, ChannelInput, ChatError, ProfileInput},
     events::EventContext,
-    store::{StoreError, orgs::Project},
+    store::{Page, PageRequest, StoreError, orgs::Project},
 };
 
 /// The GameTalk result codes Herald answers with (0 is success).
@@ -280,7 +280,7 @@ async fn list_subscribers(
 ) -> Response {
     answer(&s, &headers, &app_key, async |call: Call| {
         let (page, size) = paging(&query(raw))?;
-        s.store.get_channel(&call.project.id, &channel_id).await?;
+        s.store.channel_exists(&call.project.id, &channel_id).await?;
         let (items, total) = s.store.list_subscribers(&channel_id, page * size, size).await?;
         Ok(json!({
             "pagingInfo": chat::paging_info(page, size, items.len(), total),
@@ -293,7 +293,9 @@ async fn list_subscribers(
 async fn list_tags(s: State, Path(app_key): Path<String>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
     answer(&s, &headers, &app_key, async |call: Call| {
         let (page, size) = paging(&query(raw))?;
-        let (items, total) = s.store.list_tags(&call.project.id, page * size, size).await?;
+        // GameTalk pages count from 0, Herald's from 1; both are bounded by `chat::paging`.
+        let request = PageRequest { page: u32::try_from(page + 1).unwrap_or(u32::MAX), limit: size as u32 };
+        let Page { items, total } = s.store.list_tags(&call.project.id, request).await?;
         Ok(json!({
             "pagingInfo": chat::paging_info(page, size, items.len(), total),
             "tagList": items.iter().map(|t| chat::tag_json(&app_key, t)).collect::<Vec<_>>(),

@@ -504,7 +504,7 @@ pub async fn unsubscribe(
     user_id: Option<String>,
 ) -> ChatResult<()> {
     let user_id = user_id.filter(|u| !u.is_empty()).ok_or_else(|| invalid("userId", "is required"))?;
-    store.get_channel(project_id, channel_id).await?;
+    // The store answers NotFound for a missing channel, then for a missing subscription.
     store
         .unsubscribe(project_id, &user_id, Some(channel_id), |u| unsubscribe_events(ctx, app_key, &user_id, u), None)
         .await?;
@@ -659,7 +659,7 @@ pub async fn send_message(
 ) -> ChatResult<Message> {
     check_message(config, &input.text, input.data.as_ref())?;
     if let Some(user_id) = &input.user_id {
-        store.get_channel(project_id, channel_id).await?;
+        store.channel_exists(project_id, channel_id).await?;
         if !store.is_subscribed(channel_id, user_id).await? {
             return Err(ChatError::NotSubscribed);
         }
@@ -789,6 +789,6 @@ pub async fn history(
         }
         (None, None) => HistoryFrom::Latest,
     };
-    store.get_channel(project_id, channel_id).await?;
+    store.channel_exists(project_id, channel_id).await?;
     Ok(store.history(channel_id, from, limit).await?)
 }

@@ -10,7 +10,11 @@ use sqlx::types::Json;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Backend, Store, StoreError, StoreResult, events::insert_event, script::Arg, with_pool, write_with_events};
+use super::{
+    Backend, Page, PageRequest, Store, StoreError, StoreResult,
+    events::{INSERT_EVENTS_HEAD, event_args, insert_event},
+    fetch_page, placeholders, push_rows, with_pool, write_with_events,
+};
 use crate::events::NewEvent;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -106,11 +110,6 @@ fn for_update(store: &Store) -> &'static str {
     }
 }
 
-/// `$start, $start+1, ...` for `n` parameters.
-fn params(start: usize, n: usize) -> String {
-    (start..start + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
-}
-
 /// What one subscription change did: the channel, and whether it was deleted with it.
 pub struct Unsubscribed {
     pub channel: Channel,
@@ -161,8 +160,10 @@ impl Store {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let sql =
-            format!("SELECT * FROM chat_tags WHERE project_id = $1 AND id IN ({}) ORDER BY id", params(2, ids.len()));
+        let sql = format!(
+            "SELECT * FROM chat_tags WHERE project_id = $1 AND id IN ({}) ORDER BY id",
+            placeholders(2, ids.len())
+        );
         with_pool!(self, read, |pool| {
             let mut q = sqlx::query_as::<_, Tag>(sqlx::AssertSqlSafe(sql)).bind(project_id);
             for id in ids {
@@ -172,23 +173,16 @@ impl Store {
         })
     }
 
-    /// One page (`offset`, `limit`) of the project's tags by id, and the total.
-    pub async fn list_tags(&self, project_id: &str, offset: i64, limit: i64) -> StoreResult<(Vec<Tag>, i64)> {
-        with_pool!(self, read, |pool| {
-            let items = sqlx::query_as::<_, Tag>(
-                "SELECT * FROM chat_tags WHERE project_id = $1 ORDER BY id LIMIT $2 OFFSET $3",
-            )
-            .bind(project_id)
-            .bind(limit)
-            .bind(offset)
-            .fetch_all(pool)
-            .await?;
-            let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM chat_tags WHERE project_id = $1")
-                .bind(project_id)
-                .fetch_one(pool)
-                .await?;
-            Ok((items, total))
-        })
+    /// One page of the project's tags, by id.
+    pub async fn list_tags(&self, project_id: &str, page: PageRequest) -> StoreResult<Page<Tag>> {
+        fetch_page!(
+            self,
+            Tag,
+            "FROM chat_tags WHERE project_id = $1".to_string(),
+            "id",
+            vec![project_id.to_owned()],
+            page
+        )
     }
 
     /// Saves `tag` if it is still as read (`previous` is its `updated_at` then); `Stale` if not.
@@ -235,7 +229,7 @@ impl Store {
         let sql = format!(
             "SELECT ct.channel_id, t.id, t.name FROM chat_channel_tags ct JOIN chat_tags t ON t.id = ct.tag_id \
              WHERE ct.channel_id IN ({}) ORDER BY t.id",
-            params(1, rows.len())
+            placeholders(1, rows.len())
         );
         let pairs: Vec<(String, i64, String)> = with_pool!(self, read, |pool| {
             let mut q = sqlx::query_as::<_, (String, i64, String)>(sqlx::AssertSqlSafe(sql));
@@ -251,6 +245,19 @@ impl Store {
                 Channel { row, tags }
             })
             .collect())
+    }
+
+    /// `NotFound("channel")` unless the project has the channel (one indexed read, where the
+    /// channel itself is not needed).
+    pub async fn channel_exists(&self, project_id: &str, id: &str) -> StoreResult<()> {
+        let found: Option<i32> = with_pool!(self, read, |pool| {
+            sqlx::query_scalar("SELECT 1 FROM chat_channels WHERE project_id = $1 AND id = $2")
+                .bind(project_id)
+                .bind(id)
+                .fetch_optional(pool)
+                .await
+        })?;
+        found.map(|_| ()).ok_or(StoreError::NotFound("channel"))
     }
 
     pub async fn get_channel(&self, project_id: &str, id: &str) -> StoreResult<Channel> {
@@ -279,14 +286,14 @@ impl Store {
             TagFilter::Any(ids) => (
                 format!(
                     " AND EXISTS (SELECT 1 FROM chat_channel_tags ct WHERE ct.channel_id = c.id AND ct.tag_id IN ({}))",
-                    params(2, ids.len())
+                    placeholders(2, ids.len())
                 ),
                 ids,
             ),
             TagFilter::All(ids) => (
                 format!(
                     " AND (SELECT COUNT(*) FROM chat_channel_tags ct WHERE ct.channel_id = c.id AND ct.tag_id IN ({})) = {}",
-                    params(2, ids.len()),
+                    placeholders(2, ids.len()),
                     ids.len()
                 ),
                 ids,
@@ -795,7 +802,7 @@ async fn write_messages(store: &Store, batch: &[NewMessage]) -> StoreResult<Vec<
     // On PostgreSQL the channels are share-locked (in id order) until the commit, so one deleted
     // meanwhile drops out here and fails its own send only, not the batch's foreign key check.
     let mut channel_sql = String::from("SELECT project_id, id FROM chat_channels WHERE id IN (");
-    channel_sql.push_str(&params(1, batch.len()));
+    channel_sql.push_str(&placeholders(1, batch.len()));
     channel_sql.push_str(") ORDER BY id");
     if let Backend::Postgres(_) = backend {
         channel_sql.push_str(" FOR KEY SHARE");
@@ -838,7 +845,7 @@ async fn write_messages(store: &Store, batch: &[NewMessage]) -> StoreResult<Vec<
         }
         let now = super::now();
         let mut results = Vec::with_capacity(batch.len());
-        let mut written = Vec::new();
+        let mut events = Vec::new();
         for (m, ok) in batch.iter().zip(ok) {
             if !ok {
                 results.push(Err(StoreError::NotFound("channel")));
@@ -860,30 +867,21 @@ async fn write_messages(store: &Store, batch: &[NewMessage]) -> StoreResult<Vec<
                 created_at: now,
                 updated_at: now,
             };
-            let event = (m.event)(&message);
-            written.push((message.clone(), event));
+            events.push((m.event)(&message));
             results.push(Ok(message));
         }
+        let written: Vec<&Message> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+        let mut events = events.into_iter();
         for chunk in written.chunks(MESSAGE_BATCH) {
             let mut sql = String::from(
                 "INSERT INTO chat_messages (project_id, id, channel_id, user_id, text, data, deleted, created_at, \
                  updated_at) VALUES ",
             );
-            let mut events_sql = String::from(
-                "INSERT INTO events (id, organization_id, project_id, type, resource_type, resource_id, data, \
-                 request_id, actor, idempotency_key, sandbox, occurred_at) VALUES ",
-            );
-            for i in 0..chunk.len() {
-                let sep = if i == 0 { "(" } else { ", (" };
-                sql.push_str(sep);
-                sql.push_str(&bound(backend, i * 9 + 1, 9));
-                sql.push(')');
-                events_sql.push_str(sep);
-                events_sql.push_str(&bound(backend, i * 12 + 1, 12));
-                events_sql.push(')');
-            }
+            push_rows(backend, &mut sql, chunk.len(), 9);
+            let mut events_sql = String::from(INSERT_EVENTS_HEAD);
+            push_rows(backend, &mut events_sql, chunk.len(), 12);
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
-            for (m, _) in chunk {
+            for m in chunk {
                 q = q
                     .bind(&m.project_id)
                     .bind(m.id)
@@ -897,7 +895,7 @@ async fn write_messages(store: &Store, batch: &[NewMessage]) -> StoreResult<Vec<
             }
             q.execute(&mut *tx).await?;
             let mut q = sqlx::query(sqlx::AssertSqlSafe(events_sql)).persistent(false);
-            for (_, e) in chunk {
+            for e in events.by_ref().take(chunk.len()) {
                 for arg in event_args(e) {
                     q = super::script::bind_arg!(q, arg);
                 }
@@ -906,7 +904,7 @@ async fn write_messages(store: &Store, batch: &[NewMessage]) -> StoreResult<Vec<
         }
         // Each channel's last message.
         let mut last: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
-        for (m, _) in &written {
+        for m in &written {
             let entry = last.entry(m.channel_id.as_str()).or_default();
             *entry = (*entry).max(m.id);
         }
@@ -914,11 +912,7 @@ async fn write_messages(store: &Store, batch: &[NewMessage]) -> StoreResult<Vec<
             // One statement for every channel of the batch (VALUES columns are `column1`,
             // `column2` on both backends).
             let mut sql = String::from("UPDATE chat_channels SET last_message_id = v.column2 FROM (VALUES ");
-            for i in 0..last.len() {
-                sql.push_str(if i == 0 { "(" } else { ", (" });
-                sql.push_str(&bound(backend, i * 2 + 1, 2));
-                sql.push(')');
-            }
+            push_rows(backend, &mut sql, last.len(), 2);
             sql.push_str(") AS v WHERE chat_channels.id = v.column1 AND chat_channels.last_message_id < v.column2");
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
             for (channel, id) in last {
@@ -932,33 +926,6 @@ async fn write_messages(store: &Store, batch: &[NewMessage]) -> StoreResult<Vec<
         }
         Ok(results)
     })
-}
-
-/// An event's values in `INSERT INTO events` column order.
-fn event_args(e: &NewEvent) -> [Arg; 12] {
-    [
-        Arg::Str(Some(e.id.clone())),
-        Arg::Str(e.organization_id.clone()),
-        Arg::Str(e.project_id.clone()),
-        Arg::Str(Some(e.event_type.clone())),
-        Arg::Str(e.resource_type.clone()),
-        Arg::Str(e.resource_id.clone()),
-        Arg::Json(e.data.clone()),
-        Arg::Str(e.request_id.clone()),
-        Arg::Str(e.actor.clone()),
-        Arg::Str(e.idempotency_key.clone()),
-        Arg::Bool(e.sandbox),
-        Arg::Time(Some(e.occurred_at)),
-    ]
-}
-
-/// `n` parameters bound in order: numbered on PostgreSQL, anonymous on SQLite (where sqlx
-/// binds a numbered one by a linear search of the names; see `store::webhooks::params`).
-fn bound(backend: &Backend, start: usize, n: usize) -> String {
-    match backend {
-        Backend::Postgres(_) => params(start, n),
-        Backend::Sqlite { .. } => vec!["?"; n].join(", "),
-    }
 }
 
 /// A tag that vanished between validation and insert.

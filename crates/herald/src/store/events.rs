@@ -4,11 +4,37 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::types::Json;
 
-use super::{Store, StoreResult, with_pool};
+use super::{Store, StoreResult, script::Arg, with_pool};
+use crate::events::NewEvent;
 
-pub(crate) const INSERT_EVENT: &str = "INSERT INTO events \
-    (id, organization_id, project_id, type, resource_type, resource_id, data, request_id, actor, idempotency_key, \
-    sandbox, occurred_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+/// `INSERT INTO events (...) VALUES `, for one row or many; the values in [`event_args`] order.
+macro_rules! insert_events_head {
+    () => {
+        "INSERT INTO events (id, organization_id, project_id, type, resource_type, resource_id, data, request_id, \
+         actor, idempotency_key, sandbox, occurred_at) VALUES "
+    };
+}
+pub(crate) const INSERT_EVENTS_HEAD: &str = insert_events_head!();
+pub(crate) const INSERT_EVENT: &str =
+    concat!(insert_events_head!(), "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)");
+
+/// An event's values for [`INSERT_EVENTS_HEAD`], in column order.
+pub(crate) fn event_args(e: NewEvent) -> [Arg; 12] {
+    [
+        Arg::Str(Some(e.id)),
+        Arg::Str(e.organization_id),
+        Arg::Str(e.project_id),
+        Arg::Str(Some(e.event_type)),
+        Arg::Str(e.resource_type),
+        Arg::Str(e.resource_id),
+        Arg::Json(e.data),
+        Arg::Str(e.request_id),
+        Arg::Str(e.actor),
+        Arg::Str(e.idempotency_key),
+        Arg::Bool(e.sandbox),
+        Arg::Time(Some(e.occurred_at)),
+    ]
+}
 
 /// Inserts `$event` (a `&NewEvent`) through `$conn` (a transaction), as part of its change.
 macro_rules! insert_event {

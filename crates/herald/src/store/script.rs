@@ -98,12 +98,12 @@ impl From<&Json<Value>> for Arg {
 macro_rules! bind_arg_impl {
     ($query:expr, $arg:expr) => {
         match $arg {
-            Arg::Str(v) => $query.bind(v),
-            Arg::I32(v) => $query.bind(v),
-            Arg::I64(v) => $query.bind(v),
-            Arg::Bool(v) => $query.bind(v),
-            Arg::Time(v) => $query.bind(v),
-            Arg::Json(v) => $query.bind(sqlx::types::Json(v)),
+            $crate::store::script::Arg::Str(v) => $query.bind(v),
+            $crate::store::script::Arg::I32(v) => $query.bind(v),
+            $crate::store::script::Arg::I64(v) => $query.bind(v),
+            $crate::store::script::Arg::Bool(v) => $query.bind(v),
+            $crate::store::script::Arg::Time(v) => $query.bind(v),
+            $crate::store::script::Arg::Json(v) => $query.bind(sqlx::types::Json(v)),
         }
     };
 }
@@ -133,23 +133,7 @@ impl Script {
     /// Adds the outbox row of `e`.
     pub fn event(&mut self, e: NewEvent) {
         self.has_events = true;
-        self.push(
-            super::events::INSERT_EVENT,
-            vec![
-                Arg::Str(Some(e.id)),
-                Arg::Str(e.organization_id),
-                Arg::Str(e.project_id),
-                Arg::Str(Some(e.event_type)),
-                Arg::Str(e.resource_type),
-                Arg::Str(e.resource_id),
-                Arg::Json(e.data),
-                Arg::Str(e.request_id),
-                Arg::Str(e.actor),
-                Arg::Str(e.idempotency_key),
-                Arg::Bool(e.sandbox),
-                Arg::Time(Some(e.occurred_at)),
-            ],
-        );
+        self.push(super::events::INSERT_EVENT, super::events::event_args(e).into());
     }
 
     fn arg_count(&self) -> usize {

@@ -10,7 +10,7 @@ use sqlx::types::Json;
 use super::{
     Backend, Page, PageRequest, Store, StoreError, StoreResult,
     events::{EVENT_COLUMNS, EventRow},
-    expect_one_row, fetch_page,
+    expect_one_row, fetch_page, params, placeholders, push_rows,
     script::{Arg, Script},
     with_pool, write_with_events,
 };
@@ -132,16 +132,6 @@ fn lock_clause(backend: &Backend) -> &'static str {
 /// Rows per multi-row statement (PostgreSQL takes at most 65,535 parameters, SQLite 32,766).
 const INSERT_CHUNK: usize = 1000;
 
-/// Appends `rows` groups of `width` parameters, `($1, .., $w), ($w+1, ..)`, in the
-/// backend's style (see [`params`]).
-fn push_rows(backend: &Backend, sql: &mut String, rows: usize, width: usize) {
-    for r in 0..rows {
-        sql.push_str(if r == 0 { "(" } else { ", (" });
-        sql.push_str(&params(backend, r * width + 1, width));
-        sql.push(')');
-    }
-}
-
 /// How [`Store::fan_out`] leases new deliveries to the calling node.
 pub struct Lease<'a> {
     pub node: &'a str,
@@ -166,22 +156,6 @@ struct NewDelivery {
     hook: usize,
     id: String,
     leased: bool,
-}
-
-/// `n` numbered parameters from `$start`.
-fn placeholders(start: usize, n: usize) -> String {
-    (start..start + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
-}
-
-/// `n` parameters from `$start` for a statement whose parameters are all bound in order:
-/// numbered on PostgreSQL, anonymous `?` on SQLite. sqlx looks a numbered SQLite parameter
-/// up by name, and SQLite finds a name by walking all of them, so a statement with thousands
-/// of numbered parameters spends its time binding (quadratic); anonymous ones are free.
-fn params(backend: &Backend, start: usize, n: usize) -> String {
-    match backend {
-        Backend::Postgres(_) => placeholders(start, n),
-        Backend::Sqlite { .. } => vec!["?"; n].join(", "),
-    }
 }
 
 /// One delivery per (event, active endpoint of its project created before it, matching).
