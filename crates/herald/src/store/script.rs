@@ -332,7 +332,7 @@ fn join(jobs: &[Job]) -> (String, Vec<Part>, Vec<Arg>) {
 /// statements and each is a plain `INSERT .. VALUES (..)` taking `$1..$n` in order: statement
 /// `i` of every script, in script order, becomes one statement. Far fewer statements for
 /// SQLite to run and hand back (one result each), and anonymous `?` parameters (see
-/// `store::webhooks::params` on why numbered ones are slow to bind). `None` when the batch
+/// `store::params` on why numbered ones are slow to bind). `None` when the batch
 /// does not have that shape. Parts are all `Begin`: a failure is not attributed to a script.
 fn merged(jobs: &[Job]) -> Option<(String, Vec<Part>, Vec<Arg>)> {
     let first = &jobs.first()?.script.stmts;
