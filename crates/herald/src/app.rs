@@ -16,6 +16,7 @@ use crate::{
     auth::{KeyCache, jwt::JwtKeys, keys},
     config::Config,
     domain::bootstrap::{self, Bootstrapped},
+    realtime,
     store::Store,
     webhooks::{Clock, dispatcher::Dispatcher, sender::Sender},
 };
@@ -76,9 +77,12 @@ impl AppState {
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-pub fn router(state: AppState) -> Router {
+/// The router, and (when `realtime.enabled`) the socket.io gateway mounted on it, whose feed
+/// [`Server::run`] starts.
+pub fn router(state: AppState) -> (Router, Option<(socketioxide::SocketIo, Arc<realtime::Gateway>)>) {
     let config = &state.config;
-    Router::new()
+    let gateway = config.realtime.enabled.then(|| realtime::layer(state.clone()));
+    let mut router = Router::new()
         .nest("/api/v1", api::router())
         .nest("/game-talk/v1.1/appkeys/{app_key}", api::gametalk::router())
         .route("/healthz", axum::routing::get(|| async { "ok" }))
@@ -95,7 +99,13 @@ pub fn router(state: AppState) -> Router {
         }))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-        .with_state(state)
+        .with_state(state);
+    let gateway = gateway.map(|(layer, io, gw)| {
+        // Outside the HTTP layers: a socket lives longer than the request timeout.
+        router = std::mem::take(&mut router).layer(layer);
+        (io, gw)
+    });
+    (router, gateway)
 }
 
 /// A server ready to run: bound, migrated, bootstrapped.
@@ -140,7 +150,14 @@ impl Server {
             )
             .spawn()
         });
-        let served = axum::serve(self.listener, router(self.state)).with_graceful_shutdown(shutdown).await;
+        let (router, gateway) = router(self.state);
+        let (stop_feed, feed_stopped) = tokio::sync::watch::channel(false);
+        let feed = gateway.map(|(io, gw)| realtime::feed::spawn(io, gw, feed_stopped));
+        let served = axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await;
+        let _ = stop_feed.send(true);
+        if let Some(feed) = feed {
+            let _ = feed.await;
+        }
         if let Some(d) = dispatcher {
             d.shutdown().await;
         }

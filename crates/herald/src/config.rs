@@ -26,6 +26,49 @@ pub struct Config {
     pub log: LogConfig,
     pub webhooks: WebhooksConfig,
     pub chat: ChatConfig,
+    pub realtime: RealtimeConfig,
+}
+
+/// The socket.io gateway (`/socket.io/`): see docs/REALTIME.md.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RealtimeConfig {
+    /// Serve socket.io on the API port.
+    pub enabled: bool,
+    /// Lifetime of a player session token when the request names none, in seconds.
+    pub session_token_ttl_secs: u64,
+    /// Longest lifetime a request may ask for a player session token, in seconds.
+    pub max_session_token_ttl_secs: u64,
+    /// Largest message a client may send, in bytes (engine.io `maxPayload`).
+    pub max_payload_bytes: u64,
+    /// Packets waiting to be written to one connection; a client that lets more pile up
+    /// is too slow to read and is disconnected.
+    pub max_buffered_packets: usize,
+    /// Connected sockets one project may hold on one node; 0: no limit.
+    pub max_connections_per_project: usize,
+    /// socket.io heartbeat: a ping every `ping_interval_secs`; no pong within
+    /// `ping_timeout_secs` closes the connection.
+    pub ping_interval_secs: u64,
+    pub ping_timeout_secs: u64,
+    /// How often the event feed looks for events committed by other nodes when no
+    /// notification woke it, in milliseconds.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for RealtimeConfig {
+    fn default() -> Self {
+        RealtimeConfig {
+            enabled: true,
+            session_token_ttl_secs: 3600,
+            max_session_token_ttl_secs: 86_400,
+            max_payload_bytes: 64 * 1024,
+            max_buffered_packets: 256,
+            max_connections_per_project: 20_000,
+            ping_interval_secs: 25,
+            ping_timeout_secs: 20,
+            poll_interval_ms: 1000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -181,6 +224,7 @@ impl Default for Config {
             log: LogConfig::default(),
             webhooks: WebhooksConfig::default(),
             chat: ChatConfig::default(),
+            realtime: RealtimeConfig::default(),
         }
     }
 }

@@ -8,5 +8,6 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod events;
+pub mod realtime;
 pub mod store;
 pub mod webhooks;

@@ -33,6 +33,25 @@ pub struct Query<T>(pub T);
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub struct Path<T>(pub T);
 
+/// A JSON body that may be left out: a request without body or `Content-Type` gets
+/// `T::default()`; one with a body is read as [`Json`] is.
+pub struct OptionalJson<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + Default> FromRequest<AppState> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &AppState) -> ApiResult<Self> {
+        let headers = req.headers();
+        let empty = !headers.contains_key(axum::http::header::CONTENT_TYPE)
+            && headers.get(axum::http::header::CONTENT_LENGTH).is_none_or(|len| len == "0");
+        if empty {
+            return Ok(OptionalJson(T::default()));
+        }
+        let Json(value) = Json::<T>::from_request(req, state).await?;
+        Ok(OptionalJson(value))
+    }
+}
+
 impl<T: serde::Serialize> axum::response::IntoResponse for Json<T> {
     fn into_response(self) -> axum::response::Response {
         axum::Json(self.0).into_response()

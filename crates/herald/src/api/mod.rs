@@ -82,6 +82,8 @@ pub fn router() -> Router<AppState> {
         .route("/users", get(users::list).post(users::create))
         .route("/users/{id}", get(users::get).put(users::update).patch(users::update).delete(users::delete))
         .route("/users/{id}/login", post(users::login))
+        .route("/users/{id}/session-token", post(users::session_token))
+        .route("/users/{id}/sessions", axum::routing::delete(users::revoke_sessions))
         .route("/game-worlds", get(worlds::list).post(worlds::create))
         .route("/game-worlds/{id}", get(worlds::get).put(worlds::update).patch(worlds::update).delete(worlds::delete))
         .route("/game-worlds/{id}/maintenance", axum::routing::put(worlds::maintenance))

@@ -3,11 +3,14 @@ use serde::Deserialize;
 
 use super::{
     PageBody, created,
-    extract::{Json, Paging, Path, ProjectScope, Query},
+    extract::{Json, OptionalJson, Paging, Path, ProjectScope, Query},
 };
 use crate::{
     app::State,
-    domain::users::{self, NewUser, UserPatch},
+    domain::{
+        player_session::{self, SessionRequest, SessionToken},
+        users::{self, NewUser, UserPatch},
+    },
     error::{ApiError, ApiResult},
     store::users::{User, UserFilter},
 };
@@ -70,4 +73,30 @@ pub async fn delete(s: State, scope: ProjectScope, Path(id): Path<String>) -> Ap
 pub async fn login(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<User>> {
     scope.require("users:write")?;
     Ok(Json(users::record_login(&s.store, &scope.events(), &scope.project_id, &id).await?))
+}
+
+/// A game server asks for a session token for the player's game client (socket.io gateway).
+pub async fn session_token(
+    s: State,
+    scope: ProjectScope,
+    Path(id): Path<String>,
+    OptionalJson(input): OptionalJson<SessionRequest>,
+) -> ApiResult<Response> {
+    scope.require("users:write")?;
+    let token: SessionToken =
+        player_session::issue(&s.store, &s.jwt, &s.config.realtime, &scope.project_id, &id, input).await?;
+    Ok(created(token))
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Revoked {
+    revoked: Vec<String>,
+}
+
+/// Revokes every live session token of the player; their sockets are disconnected.
+pub async fn revoke_sessions(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<Revoked>> {
+    scope.require("users:write")?;
+    let revoked = player_session::revoke(&s.store, &scope.events(), &scope.project_id, &id).await?;
+    Ok(Json(Revoked { revoked }))
 }

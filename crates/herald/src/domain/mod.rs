@@ -4,6 +4,7 @@
 pub mod bootstrap;
 pub mod chat;
 pub mod events;
+pub mod player_session;
 pub mod session;
 pub mod tenancy;
 pub mod users;

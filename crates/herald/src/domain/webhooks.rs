@@ -62,9 +62,13 @@ pub fn is_event_name(name: &str) -> bool {
             .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
 }
 
+/// Whether `pattern` is `*`, an event type, or a prefix pattern like `user.*`.
+pub fn is_pattern(pattern: &str) -> bool {
+    pattern == "*" || pattern.strip_suffix(".*").map_or_else(|| is_event_name(pattern), is_event_name)
+}
+
 fn check_pattern(c: &mut Checks, pattern: &str) {
-    let ok = pattern == "*" || pattern.strip_suffix(".*").map_or_else(|| is_event_name(pattern), is_event_name);
-    if !ok {
+    if !is_pattern(pattern) {
         c.fail("events", format!("`{pattern}` is not an event type, `*`, or a prefix pattern like `user.*`"));
     }
 }

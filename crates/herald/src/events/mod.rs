@@ -82,6 +82,8 @@ pub mod types {
     pub const USER_UPDATED: &str = "user.updated";
     pub const USER_DELETED: &str = "user.deleted";
     pub const USER_LOGIN: &str = "user.login";
+    /// A player's session tokens were revoked: their sockets are disconnected.
+    pub const USER_SESSIONS_REVOKED: &str = "user.sessions_revoked";
     pub const PLAYER_UPDATE: &str = "player.update";
     pub const WORLD_CREATED: &str = "world.created";
     pub const WORLD_UPDATED: &str = "world.updated";
@@ -130,6 +132,7 @@ pub mod types {
         USER_UPDATED,
         USER_DELETED,
         USER_LOGIN,
+        USER_SESSIONS_REVOKED,
         PLAYER_UPDATE,
         WORLD_CREATED,
         WORLD_UPDATED,

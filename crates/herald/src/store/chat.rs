@@ -658,6 +658,17 @@ impl Store {
         })
     }
 
+    /// The ids of the channels `user_id` subscribes to.
+    pub async fn channels_of_user(&self, project_id: &str, user_id: &str) -> StoreResult<Vec<String>> {
+        with_pool!(self, read, |pool| {
+            Ok(sqlx::query_scalar("SELECT channel_id FROM chat_subscriptions WHERE project_id = $1 AND user_id = $2")
+                .bind(project_id)
+                .bind(user_id)
+                .fetch_all(pool)
+                .await?)
+        })
+    }
+
     pub async fn is_subscribed(&self, channel_id: &str, user_id: &str) -> StoreResult<bool> {
         with_pool!(self, read, |pool| {
             let found: Option<i32> =

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::types::Json;
 
-use super::{Store, StoreResult, script::Arg, with_pool};
+use super::{Store, StoreError, StoreResult, script::Arg, with_pool};
 use crate::events::NewEvent;
 
 /// `INSERT INTO events (...) VALUES `, for one row or many; the values in [`event_args`] order.
@@ -102,4 +102,87 @@ impl Store {
             Ok(sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM events").fetch_one(pool).await?)
         })
     }
+}
+
+/// Where the real-time feed stands in the outbox (see [`Store::feed_next`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedCursor {
+    /// SQLite: the last `seq` read. One writer commits events in `seq` order.
+    Seq(i64),
+    /// PostgreSQL: every transaction below `from_xid` has been read; of those from `from_xid`
+    /// up to (not including) `to_xid`, which had all ended when the window was opened, the
+    /// events after `after_seq`. `to_xid == from_xid` when no window is open.
+    Xid { from_xid: u64, to_xid: u64, after_seq: i64 },
+}
+
+impl Store {
+    /// The feed's starting point: the present (events already committed are not read).
+    pub async fn feed_start(&self) -> StoreResult<FeedCursor> {
+        match self.backend() {
+            super::Backend::Sqlite { read, .. } => {
+                let seq: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM events").fetch_one(read).await?;
+                Ok(FeedCursor::Seq(seq.unwrap_or(0)))
+            }
+            super::Backend::Postgres(pool) => {
+                let xmin = snapshot_xmin(pool).await?;
+                Ok(FeedCursor::Xid { from_xid: xmin, to_xid: xmin, after_seq: 0 })
+            }
+        }
+    }
+
+    /// Up to `limit` events committed after `cursor`, in order, and the cursor after them.
+    /// Never returns an event before its transaction committed, and (on PostgreSQL, where
+    /// `seq` is taken at insert, not at commit) never steps past one that commits late: it
+    /// reads only windows of transactions that have all ended.
+    pub async fn feed_next(&self, cursor: FeedCursor, limit: i64) -> StoreResult<(Vec<EventRow>, FeedCursor)> {
+        match (self.backend(), cursor) {
+            (super::Backend::Sqlite { read, .. }, FeedCursor::Seq(after)) => {
+                let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > $1 ORDER BY seq LIMIT $2");
+                let rows = sqlx::query_as::<_, EventRow>(sqlx::AssertSqlSafe(sql))
+                    .bind(after)
+                    .bind(limit)
+                    .fetch_all(read)
+                    .await?;
+                let next = rows.last().map_or(after, |e| e.seq);
+                Ok((rows, FeedCursor::Seq(next)))
+            }
+            (super::Backend::Postgres(pool), FeedCursor::Xid { from_xid, to_xid, after_seq }) => {
+                // A drained window: open the next one, up to what has ended by now.
+                let (from_xid, to_xid, after_seq) = if after_seq == i64::MAX || from_xid == to_xid {
+                    (to_xid, snapshot_xmin(pool).await?, 0)
+                } else {
+                    (from_xid, to_xid, after_seq)
+                };
+                if from_xid == to_xid {
+                    return Ok((Vec::new(), FeedCursor::Xid { from_xid, to_xid, after_seq: 0 }));
+                }
+                let sql = format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE xid >= $1::text::xid8 AND xid < $2::text::xid8 AND \
+                     seq > $3 ORDER BY seq LIMIT $4"
+                );
+                let rows = sqlx::query_as::<_, EventRow>(sqlx::AssertSqlSafe(sql))
+                    .bind(from_xid.to_string())
+                    .bind(to_xid.to_string())
+                    .bind(after_seq)
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await?;
+                // A short page drains the window; mark it so the next call opens a new one.
+                let after_seq = match rows.last() {
+                    Some(last) if i64::try_from(rows.len()).unwrap_or(i64::MAX) >= limit => last.seq,
+                    _ => i64::MAX,
+                };
+                Ok((rows, FeedCursor::Xid { from_xid, to_xid, after_seq }))
+            }
+            _ => Err(StoreError::Conflict("feed cursor of another backend".into())),
+        }
+    }
+}
+
+/// The oldest transaction still running anywhere in the cluster: every transaction below it
+/// has committed or aborted.
+async fn snapshot_xmin(pool: &sqlx::PgPool) -> StoreResult<u64> {
+    let xmin: String =
+        sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text").fetch_one(pool).await?;
+    xmin.parse().map_err(|_| StoreError::Conflict(format!("unexpected snapshot xmin {xmin:?}")))
 }

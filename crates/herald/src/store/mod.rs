@@ -15,6 +15,7 @@ pub mod catalog;
 pub mod chat;
 pub mod events;
 pub mod orgs;
+pub mod player_sessions;
 pub mod script;
 pub mod users;
 pub mod versions;
@@ -77,12 +78,30 @@ pub enum Backend {
     Postgres(PgPool),
 }
 
+/// Wakes the outbox's readers on this node after a commit that wrote events. Each reader has
+/// its own [`tokio::sync::Notify`], whose stored permit means a wake-up is never lost while
+/// the reader is busy.
+#[derive(Default)]
+pub struct EventsWritten {
+    /// The webhook dispatcher.
+    pub dispatcher: tokio::sync::Notify,
+    /// The real-time feed.
+    pub realtime: tokio::sync::Notify,
+}
+
+impl EventsWritten {
+    pub fn notify(&self) {
+        self.dispatcher.notify_one();
+        self.realtime.notify_one();
+    }
+}
+
 #[derive(Clone)]
 pub struct Store {
     backend: Arc<Backend>,
-    /// Signalled after every commit that wrote events, so the dispatcher on this node starts
-    /// at once instead of at its next poll.
-    events_written: Arc<tokio::sync::Notify>,
+    /// Signalled after every commit that wrote events, so the outbox's readers on this node
+    /// start at once instead of at their next poll.
+    events_written: Arc<EventsWritten>,
     /// Bumped after every committed change to game worlds through this node, so cached
     /// world lists (`api::cache`) know they are stale.
     worlds_generation: Arc<std::sync::atomic::AtomicU64>,
@@ -115,7 +134,7 @@ impl Store {
     pub async fn connect(config: &Config) -> anyhow::Result<Store> {
         let url = config.effective_database_url();
         let acquire = Duration::from_secs(config.database.acquire_timeout_secs);
-        let events_written = Arc::new(tokio::sync::Notify::new());
+        let events_written = Arc::new(EventsWritten::default());
         let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             // sqlx keeps prepared statements per connection, and PostgreSQL may settle on a
             // generic plan for one after five runs. On a new database those first runs see
@@ -165,7 +184,7 @@ impl Store {
 
     /// Wakes whoever waits on [`Store::events_written`].
     pub(crate) fn notify_events(&self) {
-        self.events_written.notify_one();
+        self.events_written.notify();
     }
 
     /// Changes to game worlds committed through this node so far (see `api::cache`).
@@ -177,7 +196,7 @@ impl Store {
         self.worlds_generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
-    pub fn events_written(&self) -> Arc<tokio::sync::Notify> {
+    pub fn events_written(&self) -> Arc<EventsWritten> {
         self.events_written.clone()
     }
 

@@ -26,7 +26,7 @@ use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use serde_json::Value;
 use sqlx::{Executor, SqlitePool, types::Json};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use super::{Backend, Store};
 use crate::events::NewEvent;
@@ -189,7 +189,7 @@ pub(crate) struct GroupWriter;
 
 impl GroupWriter {
     /// Starts the writer task; it ends when every sender is dropped.
-    pub fn spawn(pool: SqlitePool, events_written: Arc<Notify>) -> mpsc::Sender<Job> {
+    pub fn spawn(pool: SqlitePool, events_written: Arc<super::EventsWritten>) -> mpsc::Sender<Job> {
         let (tx, mut rx) = mpsc::channel::<Job>(4096);
         tokio::spawn(async move {
             let mut waiting: Vec<Job> = Vec::new();
@@ -217,7 +217,7 @@ impl GroupWriter {
                 let wrote_events = batch.iter().any(|j| j.script.has_events);
                 let ok = run_batch(&pool, batch).await;
                 if ok && wrote_events {
-                    events_written.notify_one();
+                    events_written.notify();
                 }
             }
         });

@@ -205,7 +205,7 @@ impl Dispatcher {
                 continue;
             }
             tokio::select! {
-                _ = wake.notified() => {
+                _ = wake.dispatcher.notified() => {
                     tokio::time::sleep(Duration::from_millis(self.config.linger_ms)).await;
                 }
                 // Work was left in the database for lack of room: take it when room frees up.

@@ -181,6 +181,8 @@ fn routes() -> Vec<Route> {
         in_project(Method::PATCH, "/users/{id}", "users:write", NotFound).body(json!({"displayName": "Patched"})),
         in_project(Method::DELETE, "/users/{id}", "users:write", NotFound),
         in_project(Method::POST, "/users/{id}/login", "users:write", NotFound),
+        in_project(Method::POST, "/users/{id}/session-token", "users:write", NotFound),
+        in_project(Method::DELETE, "/users/{id}/sessions", "users:write", NotFound),
         // Game worlds.
         in_project(Method::GET, "/game-worlds", "worlds:read", Excludes),
         in_project(Method::POST, "/game-worlds", "worlds:write", Own)

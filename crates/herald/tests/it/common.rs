@@ -185,6 +185,20 @@ impl TestApp {
         (project_id, key["keyValue"].as_str().expect("key").to_string())
     }
 
+    /// Starts a second server (node) on this app's database: PostgreSQL, several nodes.
+    /// Returns its base URL and what stops it.
+    pub async fn spawn_node(&self) -> (String, oneshot::Sender<()>) {
+        let mut config = self.config.clone();
+        config.data_dir = self._dir.path().join("node2");
+        let server = Server::build(config).await.expect("second node starts");
+        let addr = server.local_addr().expect("bound");
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(server.run(async {
+            let _ = rx.await;
+        }));
+        (format!("http://{addr}"), tx)
+    }
+
     /// Event types recorded for one resource, oldest first.
     pub async fn event_types(&self, resource_type: &str, resource_id: &str) -> Vec<String> {
         self.store
@@ -201,7 +215,7 @@ impl TestApp {
     /// Moves the dispatcher's clock forward and wakes it.
     pub fn advance(&self, by: chrono::TimeDelta) {
         self.clock.advance(by);
-        self.store.events_written().notify_one();
+        self.store.events_written().dispatcher.notify_one();
     }
 }
 

@@ -10,6 +10,8 @@ mod cli;
 mod errors;
 mod interop;
 mod outbox;
+mod realtime;
+mod socket_client;
 mod tenancy;
 mod users;
 mod versions;

@@ -476,7 +476,7 @@ async fn crashed_node_work_is_taken_over(backend: Backend) {
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert!(rx.received().is_empty(), "leased deliveries wait for the lease to end");
     clock.advance(TimeDelta::seconds(31));
-    store.events_written().notify_one();
+    store.events_written().dispatcher.notify_one();
     let got = rx.wait_for(30).await;
     let mut ids: Vec<String> = got.iter().map(|r| r.header("webhook-id").to_string()).collect();
     ids.sort();

@@ -1,0 +1,283 @@
+//! Which sockets an event reaches, under which names: a pure function of the event, so the
+//! rules can be read (and tested) in one place. The feed (`feed.rs`) carries the steps out.
+//!
+//! Sockets are grouped in rooms named after who they are:
+//!
+//! | room                  | members                                                   |
+//! |-----------------------|-----------------------------------------------------------|
+//! | `k/{project}/{pattern}` | server sockets (API key) subscribed to `pattern`        |
+//! | `p/{project}`         | every player socket of the project                        |
+//! | `u/{project}/{user}`  | the sockets of one player                                 |
+//! | `s/{session}`         | the sockets of one player session token                   |
+//! | `c/{project}/{channel}` | the sockets of the channel's subscribers                |
+//!
+//! The kind comes first and project ids hold no `/`, so no two rooms share a name.
+
+use serde_json::Value;
+
+use crate::{events::types, store::events::EventRow};
+
+/// What the feed does for one event, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Emit `name` to every socket in any of `rooms` (once per socket).
+    Emit { rooms: Vec<String>, name: String, payload: Payload },
+    /// The sockets in room `of` join `room`.
+    Join { of: String, room: String },
+    /// The sockets in room `of` leave `room`.
+    Leave { of: String, room: String },
+    /// The sockets in `room` are disconnected.
+    Disconnect { room: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Payload {
+    /// The event envelope, as webhooks carry it.
+    Envelope,
+    /// The envelope plus the fields the seeds' client reads (`alias_json`).
+    Alias,
+    /// A chat message in the socket form (`message_json`).
+    Message,
+}
+
+/// The seeds' names for some events (the Gatrix client listens for these).
+pub fn alias(event_type: &str) -> Option<&'static str> {
+    match event_type {
+        types::USER_CREATED => Some("user_registered"),
+        types::USER_LOGIN => Some("user_login"),
+        types::WORLD_MAINTENANCE_STARTED => Some("world_maintenance_started"),
+        types::WORLD_MAINTENANCE_ENDED => Some("world_maintenance_ended"),
+        _ => None,
+    }
+}
+
+pub fn key_room(project: &str, pattern: &str) -> String {
+    format!("k/{project}/{pattern}")
+}
+pub fn players_room(project: &str) -> String {
+    format!("p/{project}")
+}
+pub fn user_room(project: &str, user: &str) -> String {
+    format!("u/{project}/{user}")
+}
+pub fn session_room(session: &str) -> String {
+    format!("s/{session}")
+}
+pub fn channel_room(project: &str, channel: &str) -> String {
+    format!("c/{project}/{channel}")
+}
+
+/// The patterns that select `event_type`: `*`, each prefix (`a.*`, `a.b.*`), and the type.
+fn patterns_of(event_type: &str) -> Vec<String> {
+    let mut out = vec!["*".to_owned()];
+    for (i, _) in event_type.match_indices('.') {
+        out.push(format!("{}.*", &event_type[..i]));
+    }
+    out.push(event_type.to_owned());
+    out
+}
+
+fn emit(rooms: Vec<String>, name: &str, payload: Payload) -> Step {
+    Step::Emit { rooms, name: name.to_owned(), payload }
+}
+
+fn str_field<'a>(data: &'a Value, field: &str) -> Option<&'a str> {
+    data.get(field).and_then(Value::as_str)
+}
+
+/// Every step for `event`. Events outside a project reach no socket.
+pub fn plan(event: &EventRow) -> Vec<Step> {
+    let Some(project) = event.project_id.as_deref() else { return Vec::new() };
+    let t = event.event_type.as_str();
+    let data = &event.data.0;
+    let mut steps = Vec::new();
+
+    // Server sockets: by subscription, under the dotted name and the seeds' alias.
+    let key_rooms: Vec<String> = patterns_of(t).iter().map(|p| key_room(project, p)).collect();
+    steps.push(emit(key_rooms.clone(), t, Payload::Envelope));
+    if let Some(alias) = alias(t) {
+        steps.push(emit(key_rooms, alias, Payload::Alias));
+    }
+
+    // Players: world maintenance, their own profile, and the channels they subscribe to.
+    let resource_user = (event.resource_type.as_deref() == Some("user")).then_some(event.resource_id.as_deref());
+    match t {
+        types::WORLD_MAINTENANCE_STARTED | types::WORLD_MAINTENANCE_ENDED => {
+            steps.push(emit(vec![players_room(project)], t, Payload::Envelope));
+            if let Some(alias) = alias(t) {
+                steps.push(emit(vec![players_room(project)], alias, Payload::Alias));
+            }
+        }
+        types::USER_UPDATED | types::USER_LOGIN | types::USER_DELETED | types::USER_SESSIONS_REVOKED => {
+            let Some(Some(user)) = resource_user else { return steps };
+            let room = user_room(project, user);
+            steps.push(emit(vec![room.clone()], t, Payload::Envelope));
+            if let Some(alias) = alias(t) {
+                steps.push(emit(vec![room.clone()], alias, Payload::Alias));
+            }
+            let inactive = t == types::USER_UPDATED && str_field(data, "status").is_some_and(|s| s != "active");
+            if t == types::USER_DELETED || inactive {
+                steps.push(Step::Disconnect { room });
+            } else if t == types::USER_SESSIONS_REVOKED {
+                let sessions = data.get("sessionIds").and_then(Value::as_array).into_iter().flatten();
+                for id in sessions.filter_map(Value::as_str) {
+                    steps.push(Step::Disconnect { room: session_room(id) });
+                }
+            }
+        }
+        types::CHAT_USER_UPDATED | types::CHAT_USER_DELETED => {
+            if let Some(user) = str_field(data, "userId").or(event.resource_id.as_deref()) {
+                steps.push(emit(vec![user_room(project, user)], t, Payload::Envelope));
+            }
+        }
+        types::CHAT_SUBSCRIBED | types::CHAT_UNSUBSCRIBED => {
+            let (Some(channel), Some(user)) = (str_field(data, "channelId"), str_field(data, "userId")) else {
+                return steps;
+            };
+            let room = channel_room(project, channel);
+            let of = user_room(project, user);
+            if t == types::CHAT_SUBSCRIBED {
+                steps.push(Step::Join { of, room: room.clone() });
+                steps.push(emit(vec![room], t, Payload::Envelope));
+            } else {
+                steps.push(emit(vec![room.clone()], t, Payload::Envelope));
+                steps.push(Step::Leave { of, room });
+            }
+        }
+        types::CHAT_CHANNEL_UPDATED | types::CHAT_CHANNEL_DELETED => {
+            let Some(channel) = event.resource_id.as_deref() else { return steps };
+            let room = channel_room(project, channel);
+            steps.push(emit(vec![room.clone()], t, Payload::Envelope));
+            if t == types::CHAT_CHANNEL_DELETED {
+                steps.push(Step::Leave { of: room.clone(), room });
+            }
+        }
+        types::CHAT_MESSAGE_CREATED | types::CHAT_MESSAGE_UPDATED | types::CHAT_MESSAGE_DELETED => {
+            let Some(channel) = str_field(data, "channelId") else { return steps };
+            let room = channel_room(project, channel);
+            let name = match t {
+                types::CHAT_MESSAGE_CREATED => "message",
+                types::CHAT_MESSAGE_UPDATED => "message_updated",
+                _ => "message_deleted",
+            };
+            steps.push(emit(vec![room.clone()], name, Payload::Message));
+            steps.push(emit(vec![room], t, Payload::Envelope));
+        }
+        _ => {}
+    }
+    steps
+}
+
+/// The payload of an aliased event: the envelope, plus what the seeds' Gatrix client reads
+/// from it: `user` and `userId` for user events, `worldId` and `world` for world events.
+pub fn alias_json(mut envelope: Value, event: &EventRow) -> Value {
+    let data = &event.data.0;
+    if let Some(map) = envelope.as_object_mut() {
+        match event.resource_type.as_deref() {
+            Some("user") => {
+                map.insert("userId".into(), data.get("id").cloned().unwrap_or(Value::Null));
+                map.insert("user".into(), data.clone());
+            }
+            Some("world") => {
+                map.insert("worldId".into(), data.get("worldId").cloned().unwrap_or(Value::Null));
+                map.insert("world".into(), data.clone());
+            }
+            _ => {}
+        }
+    }
+    envelope
+}
+
+/// A chat message as sockets receive it (`message`, `message_updated`, `message_deleted`),
+/// from the data of a `chat.message.*` event.
+pub fn message_json(data: &Value) -> Value {
+    let field = |name: &str| data.get(name).cloned().unwrap_or(Value::Null);
+    serde_json::json!({
+        "channelId": field("channelId"),
+        "id": field("id"),
+        "sender": field("userId"),
+        "text": field("text"),
+        "data": field("data"),
+        "time": field("createdAt"),
+        "updatedAt": field("updatedAt"),
+        "deleted": field("deleted"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use sqlx::types::Json;
+
+    use super::*;
+
+    fn event(t: &str, resource: Option<(&str, &str)>, data: Value) -> EventRow {
+        EventRow {
+            seq: 1,
+            id: "e1".into(),
+            organization_id: None,
+            project_id: Some("p1".into()),
+            event_type: t.into(),
+            resource_type: resource.map(|r| r.0.to_owned()),
+            resource_id: resource.map(|r| r.1.to_owned()),
+            data: Json(data),
+            request_id: None,
+            actor: None,
+            idempotency_key: None,
+            sandbox: false,
+            occurred_at: chrono::Utc::now(),
+        }
+    }
+
+    fn emitted(steps: &[Step]) -> Vec<(Vec<String>, String)> {
+        steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Emit { rooms, name, .. } => Some((rooms.clone(), name.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn server_sockets_get_dotted_names_and_aliases_by_pattern() {
+        let steps = plan(&event("user.created", Some(("user", "u1")), json!({})));
+        let rooms = vec!["k/p1/*".to_owned(), "k/p1/user.*".to_owned(), "k/p1/user.created".to_owned()];
+        assert_eq!(emitted(&steps), vec![(rooms.clone(), "user.created".into()), (rooms, "user_registered".into())]);
+    }
+
+    #[test]
+    fn players_get_maintenance_their_profile_and_their_channels_only() {
+        let steps = plan(&event("world.maintenance_started", Some(("world", "w1")), json!({})));
+        assert!(emitted(&steps).contains(&(vec!["p/p1".into()], "world_maintenance_started".into())));
+
+        let steps = plan(&event("user.updated", Some(("user", "u1")), json!({"status": "active"})));
+        assert!(emitted(&steps).contains(&(vec!["u/p1/u1".into()], "user.updated".into())));
+        assert!(!steps.iter().any(|s| matches!(s, Step::Disconnect { .. })));
+
+        let steps = plan(&event("user.created", Some(("user", "u1")), json!({})));
+        assert!(emitted(&steps).iter().all(|(rooms, _)| rooms.iter().all(|r| r.starts_with("k/"))));
+
+        let steps = plan(&event("chat.message.created", None, json!({"channelId": "c1", "id": 7})));
+        assert!(emitted(&steps).contains(&(vec!["c/p1/c1".into()], "message".into())));
+    }
+
+    #[test]
+    fn membership_follows_subscriptions_and_bans_disconnect() {
+        let steps = plan(&event("chat.subscribed", None, json!({"channelId": "c1", "userId": "u1"})));
+        assert_eq!(steps[2], Step::Join { of: "u/p1/u1".into(), room: "c/p1/c1".into() });
+        let steps = plan(&event("chat.unsubscribed", None, json!({"channelId": "c1", "userId": "u1"})));
+        assert_eq!(steps.last(), Some(&Step::Leave { of: "u/p1/u1".into(), room: "c/p1/c1".into() }));
+        let steps = plan(&event("user.updated", Some(("user", "u1")), json!({"status": "suspended"})));
+        assert_eq!(steps.last(), Some(&Step::Disconnect { room: "u/p1/u1".into() }));
+        let steps = plan(&event("user.sessions_revoked", Some(("user", "u1")), json!({"sessionIds": ["s1", "s2"]})));
+        assert!(steps.contains(&Step::Disconnect { room: "s/s2".into() }));
+    }
+
+    #[test]
+    fn events_outside_a_project_reach_nobody() {
+        let mut e = event("organization.created", None, json!({}));
+        e.project_id = None;
+        assert!(plan(&e).is_empty());
+    }
+}
