@@ -265,7 +265,9 @@ mod tests {
     #[test]
     fn membership_follows_subscriptions_and_bans_disconnect() {
         let steps = plan(&event("chat.subscribed", None, json!({"channelId": "c1", "userId": "u1"})));
-        assert_eq!(steps[2], Step::Join { of: "u/p1/u1".into(), room: "c/p1/c1".into() });
+        let join = steps.iter().position(|s| *s == Step::Join { of: "u/p1/u1".into(), room: "c/p1/c1".into() });
+        let told = steps.iter().position(|s| matches!(s, Step::Emit { rooms, .. } if rooms == &["c/p1/c1"]));
+        assert!(join.expect("joins") < told.expect("told"), "the new subscriber hears of its own join: {steps:?}");
         let steps = plan(&event("chat.unsubscribed", None, json!({"channelId": "c1", "userId": "u1"})));
         assert_eq!(steps.last(), Some(&Step::Leave { of: "u/p1/u1".into(), room: "c/p1/c1".into() }));
         let steps = plan(&event("user.updated", Some(("user", "u1")), json!({"status": "suspended"})));

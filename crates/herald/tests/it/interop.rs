@@ -3,6 +3,8 @@
 //! - the seeds' own Node.js receiver (`tests/interop/node/seed-receiver.js`: Express,
 //!   `express.json()`, HMAC of `JSON.stringify(req.body)`, `crypto.timingSafeEqual` on
 //!   `x-webhook-signature`), run with `node`;
+//! - the seeds' socket.io client (`tests/interop/node/seed-socket-client.js`, the npm
+//!   `socket.io-client`), connected to Herald's gateway;
 //! - the Standard Webhooks reference library for Python (`standardwebhooks`, run by
 //!   `tests/interop/python/verify_standard.py`).
 //!
@@ -26,7 +28,11 @@ use crate::{
     receiver::{Received, Receiver},
 };
 
-crate::both_backends!(seed_node_receiver_accepts_deliveries, standard_webhooks_library_verifies_deliveries);
+crate::both_backends!(
+    seed_node_receiver_accepts_deliveries,
+    standard_webhooks_library_verifies_deliveries,
+    seed_socket_client_receives_events,
+);
 
 /// The secret of the seeds' registration example.
 const SEED_SECRET: &str = "your-webhook-secret";
@@ -92,24 +98,29 @@ async fn settled_deliveries(app: &TestApp, webhook_id: &str, n: usize) -> Vec<Va
 /// The seeds' Express receiver, running under `node` on a loopback port.
 struct SeedReceiver {
     url: String,
+    node: NodeScript,
+}
+
+/// A Node.js script of `tests/interop/node` running beside the test; what it prints to
+/// stdout is kept line by line (parsed as JSON where it is JSON).
+struct NodeScript {
     child: Child,
-    /// What it printed: one JSON line per request.
     lines: Arc<Mutex<Vec<Value>>>,
     stderr: Arc<Mutex<String>>,
 }
 
-impl SeedReceiver {
-    async fn start(dir: &str, secret: &str) -> SeedReceiver {
+impl NodeScript {
+    fn start(dir: &str, script: &str, args: &[&str], env: &[(&str, &str)]) -> NodeScript {
         let mut child = Command::new("node")
-            .arg("seed-receiver.js")
-            .arg("0")
+            .arg(script)
+            .args(args)
             .current_dir(dir)
-            .env("WEBHOOK_SECRET", secret)
-            .stdin(Stdio::null())
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot run `node seed-receiver.js` in {dir}: {e} (run scripts/test.sh)"));
+            .unwrap_or_else(|e| panic!("cannot run `node {script}` in {dir}: {e} (run scripts/test.sh)"));
         let lines = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
         let out = child.stdout.take().expect("stdout");
@@ -132,33 +143,59 @@ impl SeedReceiver {
                 sink.lock().expect("lock").push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
-        let mut receiver = SeedReceiver { url: String::new(), child, lines, stderr };
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        let port = loop {
-            if let Some(port) = receiver.lines.lock().expect("lock").first().and_then(|l| l["listening"].as_u64()) {
-                break port;
-            }
-            if let Ok(Some(status)) = receiver.child.try_wait() {
-                panic!("node seed-receiver.js exited ({status}): {}", receiver.stderr());
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "node seed-receiver.js did not start: {}",
-                receiver.stderr()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
-        receiver.url = format!("http://127.0.0.1:{port}");
-        receiver
+        NodeScript { child, lines, stderr }
     }
 
     fn stderr(&self) -> String {
         self.stderr.lock().expect("lock").clone()
     }
 
+    fn lines(&self) -> Vec<Value> {
+        self.lines.lock().expect("lock").clone()
+    }
+
+    /// Waits (up to 20 s) for a printed line that `want` accepts, and returns it.
+    async fn wait_line(&mut self, what: &str, want: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(line) = self.lines().into_iter().find(|l| want(l)) {
+                return line;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("node exited ({status}) before {what}: {}", self.stderr());
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no {what} from node; it printed:\n{}\nits stderr: {}",
+                show(&self.lines()),
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for NodeScript {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl SeedReceiver {
+    async fn start(dir: &str, secret: &str) -> SeedReceiver {
+        let mut node = NodeScript::start(dir, "seed-receiver.js", &["0"], &[("WEBHOOK_SECRET", secret)]);
+        let port = node.wait_line("its port", |l| l["listening"].is_u64()).await["listening"].as_u64().expect("port");
+        SeedReceiver { url: format!("http://127.0.0.1:{port}"), node }
+    }
+
+    fn stderr(&self) -> String {
+        self.node.stderr()
+    }
+
     /// The requests it logged: `{verdict, path, event, id, data}`.
     fn requests(&self) -> Vec<Value> {
-        self.lines.lock().expect("lock").iter().filter(|l| l.get("verdict").is_some()).cloned().collect()
+        self.node.lines().into_iter().filter(|l| l.get("verdict").is_some()).collect()
     }
 
     /// Waits until it logged `n` requests (up to 10 s), and returns them.
@@ -177,13 +214,6 @@ impl SeedReceiver {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-    }
-}
-
-impl Drop for SeedReceiver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -399,4 +429,44 @@ async fn standard_webhooks_library_verifies_deliveries(app: TestApp) {
         assert_eq!(r["error"], "No matching signature found", "{r}");
     }
     assert_eq!(valid[0]["payload"]["data"]["displayName"], "메인 월드의 용사 🎮");
+}
+
+/// The seeds' socket.io client, unchanged, on the npm `socket.io-client`: connects with a key
+/// as its token, and its handlers get what they read (`data.user`, `data.userId`,
+/// `data.worldId`) after `POST /users`, a sign-in and the maintenance toggle. A bad token is
+/// refused in `connect_error`.
+async fn seed_socket_client_receives_events(app: TestApp) {
+    let Some(dir) = interop_env("HERALD_TEST_NODE_DIR") else { return };
+    let mut client = NodeScript::start(&dir, "seed-socket-client.js", &[&app.base, &app.key], &[]);
+    client.wait_line("connect", |l| l["event"] == "connect").await;
+
+    let (status, user) = app.post("/api/v1/users", json!({"username": "seeded", "email": "s@example.com"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{user}");
+    let welcomed = client.wait_line("sendWelcomeEmail", |l| l["call"] == "sendWelcomeEmail").await;
+    assert_eq!(welcomed["args"][0]["username"], "seeded");
+    assert_eq!(welcomed["args"][0]["email"], "s@example.com");
+    let analytics = client.wait_line("updateAnalytics", |l| l["call"] == "updateAnalytics").await;
+    assert_eq!(analytics["args"][1]["type"], "user.created");
+
+    let id = user["id"].as_str().expect("id");
+    let (status, _) = app.post(&format!("/api/v1/users/{id}/login"), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    let activity = client.wait_line("updateUserActivity", |l| l["call"] == "updateUserActivity").await;
+    assert_eq!(activity["args"][0], id);
+
+    let (status, world) = app.post("/api/v1/game-worlds", json!({"worldId": "seed-1", "name": "Seed"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{world}");
+    let path = format!("/api/v1/game-worlds/{}/maintenance", world["id"].as_str().expect("id"));
+    app.put(&path, json!({"enabled": true, "message": "patch"})).await;
+    let status = client.wait_line("maintenance", |l| l["args"][1] == "maintenance").await;
+    assert_eq!(status["args"][0], "seed-1");
+    app.put(&path, json!({"enabled": false})).await;
+    let status = client.wait_line("maintenance end", |l| l["args"][1] == "active").await;
+    assert_eq!(status["args"][0], "seed-1");
+    assert!(client.lines().iter().all(|l| l["event"] != "disconnect"), "{}", show(&client.lines()));
+
+    let mut refused = NodeScript::start(&dir, "seed-socket-client.js", &[&app.base, "not-a-token"], &[]);
+    let error = refused.wait_line("connect_error", |l| l["event"] == "connect_error").await;
+    assert!(error["message"].as_str().is_some_and(|m| m.contains("invalid")), "{error}");
+    assert!(refused.lines().iter().all(|l| l["event"] != "connect"), "{}", show(&refused.lines()));
 }
