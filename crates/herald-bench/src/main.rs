@@ -22,6 +22,7 @@ use hyper::{Request, client::conn::http1};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+mod sockets;
 mod webhooks;
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -39,6 +40,9 @@ enum Scenario {
     /// Publish events and time their webhook deliveries to the benchmark receiver
     /// (uses the `(webhooks)` options; `--connections` and `--seconds` do not apply).
     Webhooks,
+    /// Hold player sockets and time the fan-out of maintenance events to all of them
+    /// (uses the `(sockets)` options).
+    Sockets,
 }
 
 #[derive(Parser)]
@@ -62,6 +66,8 @@ struct Args {
     channels_file: Option<std::path::PathBuf>,
     #[command(flatten)]
     webhooks: webhooks::WebhookArgs,
+    #[command(flatten)]
+    sockets: sockets::SocketArgs,
 }
 
 struct Totals {
@@ -74,6 +80,9 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if let Scenario::Webhooks = args.scenario {
         return webhooks::run(&args.addr, &args.key, &args.webhooks).await;
+    }
+    if let Scenario::Sockets = args.scenario {
+        return sockets::run(&args.addr, &args.key, &args.sockets).await;
     }
     let channels: Arc<Vec<String>> = Arc::new(match &args.channels_file {
         Some(path) => {
@@ -145,7 +154,7 @@ async fn run_worker(
         let builder = Request::builder().header("host", addr).header("x-api-key", key);
         let request = match scenario {
             Scenario::GetWorlds => builder.method("GET").uri("/api/v1/game-worlds").body(Full::new(Bytes::new()))?,
-            Scenario::Webhooks => unreachable!("run by webhooks::run"),
+            Scenario::Webhooks | Scenario::Sockets => unreachable!("run by their own modules"),
             Scenario::ChatSendOne | Scenario::ChatSendSpread => {
                 let channel = match scenario {
                     Scenario::ChatSendSpread => &channels[(worker + n as usize * 7919) % channels.len()],

@@ -148,6 +148,12 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    // Every socket.io connection holds a file descriptor: raise the soft limit to the hard one
+    // (commonly 1,024 soft against 512 K or more hard).
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!(limit = n, "open file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open file limit"),
+    }
     let server = Server::build(config).await?;
     let addr = server.local_addr()?;
     let base = format!("http://{addr}");

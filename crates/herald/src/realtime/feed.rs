@@ -17,13 +17,13 @@ use std::{
 };
 
 use serde_json::{Value, value::RawValue};
-use socketioxide::{SendError, SocketError, SocketIo, extract::SocketRef};
+use socketioxide::{BroadcastError, SocketError, SocketIo};
 use tokio::{
     sync::{Notify, watch},
     task::JoinHandle,
 };
 
-use super::{Gateway, Slow, route};
+use super::{Gateway, route};
 use crate::{
     store::{
         Backend,
@@ -124,30 +124,24 @@ pub(crate) async fn deliver(io: &SocketIo, gw: &Gateway, event: &EventRow) {
     let mut alias: Option<Value> = None;
     for step in steps {
         match step {
-            route::Step::Emit { rooms, name, payload } => {
-                let sockets = io.to(rooms).sockets();
-                if sockets.is_empty() {
-                    continue;
-                }
-                match payload {
-                    route::Payload::Envelope => {
-                        if let Some(envelope) = &envelope {
-                            emit_each(gw, &sockets, &name, envelope.as_ref());
-                        }
-                    }
-                    route::Payload::Alias => {
-                        let alias = alias.get_or_insert_with(|| {
-                            let envelope = serde_json::from_slice(&envelope_body(event)).unwrap_or(Value::Null);
-                            route::alias_json(envelope, event)
-                        });
-                        emit_each(gw, &sockets, &name, &*alias);
-                    }
-                    route::Payload::Message => {
-                        let message = message.get_or_insert_with(|| route::message_json(&event.data.0));
-                        emit_each(gw, &sockets, &name, &*message);
+            route::Step::Emit { rooms, name, payload } => match payload {
+                route::Payload::Envelope => {
+                    if let Some(envelope) = &envelope {
+                        emit_to(io, gw, rooms, &name, envelope.as_ref()).await;
                     }
                 }
-            }
+                route::Payload::Alias => {
+                    let alias = alias.get_or_insert_with(|| {
+                        let envelope = serde_json::from_slice(&envelope_body(event)).unwrap_or(Value::Null);
+                        route::alias_json(envelope, event)
+                    });
+                    emit_to(io, gw, rooms, &name, &*alias).await;
+                }
+                route::Payload::Message => {
+                    let message = message.get_or_insert_with(|| route::message_json(&event.data.0));
+                    emit_to(io, gw, rooms, &name, &*message).await;
+                }
+            },
             route::Step::Join { of, room } => {
                 let _ = io.to(of).join(room).await;
             }
@@ -161,26 +155,34 @@ pub(crate) async fn deliver(io: &SocketIo, gw: &Gateway, event: &EventRow) {
     }
 }
 
-/// Emits to each socket on its own, so one too slow to read (its buffer full) is found and
-/// disconnected rather than left to grow. If the buffer is too full to take even the
-/// disconnect, the next heartbeat ping fails the same way and engine.io closes it then.
-pub(crate) fn emit_each<T: serde::Serialize + ?Sized>(gw: &Gateway, sockets: &[SocketRef], name: &str, data: &T) {
-    let mut sent = 0;
-    for s in sockets {
-        match s.emit(name, data) {
-            Ok(()) => sent += 1,
-            Err(SendError::Socket(SocketError::InternalChannelFull)) => {
-                let first = s.extensions.get::<Slow>().is_none_or(|slow| !slow.0.swap(true, Ordering::Relaxed));
-                if first {
-                    gw.stats.dropped_slow.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(sid = %s.id, "disconnecting a socket too slow to read");
-                }
-                let _ = s.clone().disconnect();
-            }
-            Err(_) => {}
-        }
+/// Emits `name` to every socket in `rooms`, serialized once. A socket whose buffer is full
+/// (a client too slow to read) misses the packet; its next heartbeat ping cannot be queued
+/// either, and engine.io closes it then (within `realtime.ping_interval_secs`), so its memory
+/// stays bounded by `realtime.max_buffered_packets`.
+pub(crate) async fn emit_to<T: serde::Serialize + ?Sized>(
+    io: &SocketIo,
+    gw: &Gateway,
+    rooms: Vec<String>,
+    name: &str,
+    data: &T,
+) {
+    let recipients = io.to(rooms.clone()).sockets().len() as u64;
+    if recipients == 0 {
+        return;
     }
-    gw.stats.messages_out.fetch_add(sent, Ordering::Relaxed);
+    let failed = match io.to(rooms).emit(name, data).await {
+        Ok(()) => 0,
+        Err(BroadcastError::Socket(errors)) => {
+            let full = errors.iter().filter(|e| matches!(e, SocketError::InternalChannelFull)).count() as u64;
+            gw.stats.dropped_packets.fetch_add(full, Ordering::Relaxed);
+            errors.len() as u64
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, event = name, "cannot emit to sockets");
+            recipients
+        }
+    };
+    gw.stats.messages_out.fetch_add(recipients.saturating_sub(failed), Ordering::Relaxed);
 }
 
 /// Follows PostgreSQL notifications: other nodes' commits wake the feed; their typing notes
@@ -206,7 +208,7 @@ async fn listen(pool: sqlx::PgPool, io: SocketIo, gw: Arc<Gateway>, wake: Arc<No
         loop {
             match listener.recv().await {
                 Ok(n) if n.channel() == EVENTS_CHANNEL => wake.notify_one(),
-                Ok(n) => typing_from_elsewhere(&io, &gw, n.payload()),
+                Ok(n) => typing_from_elsewhere(&io, &gw, n.payload()).await,
                 Err(_) if pool.is_closed() => return,
                 Err(e) => {
                     tracing::warn!(error = %e, "real-time feed lost its notification connection");
@@ -226,7 +228,7 @@ struct TypingNote {
 }
 
 /// Sends a typing note to the other nodes (PostgreSQL); SQLite has no other nodes.
-pub(crate) async fn share_typing(gw: &Gateway, room: &str, note: &Value, _from: &SocketRef) {
+pub(crate) async fn share_typing(gw: &Gateway, room: &str, note: &Value) {
     if let Backend::Postgres(pool) = gw.app.store.backend() {
         let payload = TypingNote { node: gw.node_id.clone(), room: room.to_owned(), note: note.clone() };
         let payload = serde_json::to_string(&payload).unwrap_or_default();
@@ -234,11 +236,10 @@ pub(crate) async fn share_typing(gw: &Gateway, room: &str, note: &Value, _from: 
     }
 }
 
-fn typing_from_elsewhere(io: &SocketIo, gw: &Gateway, payload: &str) {
+async fn typing_from_elsewhere(io: &SocketIo, gw: &Gateway, payload: &str) {
     let Ok(t) = serde_json::from_str::<TypingNote>(payload) else { return };
     if t.node == gw.node_id {
         return;
     }
-    let sockets = io.to(t.room).sockets();
-    emit_each(gw, &sockets, "typing", &t.note);
+    emit_to(io, gw, vec![t.room], "typing", &t.note).await;
 }

@@ -15,7 +15,7 @@ use std::{
     collections::HashMap,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering},
+        atomic::{AtomicI64, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -66,7 +66,11 @@ pub struct Stats {
     pub connected: AtomicI64,
     pub messages_in: AtomicU64,
     pub messages_out: AtomicU64,
-    pub dropped_slow: AtomicU64,
+    /// Packets not queued because the client's buffer was full (it reads too slowly).
+    pub dropped_packets: AtomicU64,
+    /// Sockets closed because a heartbeat failed: the client was gone, or too slow to read
+    /// for even the ping to be queued.
+    pub heartbeat_timeouts: AtomicU64,
     pub refused: AtomicU64,
 }
 
@@ -79,10 +83,6 @@ pub struct Gateway {
     /// Connected sockets per project on this node, for `max_connections_per_project`.
     per_project: Mutex<HashMap<String, usize>>,
 }
-
-/// Marks a socket found too slow to read (its buffer was full), so it is counted once.
-#[derive(Clone, Default)]
-pub(crate) struct Slow(pub(crate) Arc<AtomicBool>);
 
 /// The socket.io layer to mount on the router, its handle (to emit), and the gateway.
 pub fn layer(app: AppState) -> (SocketIoLayer, SocketIo, Arc<Gateway>) {
@@ -145,9 +145,11 @@ async fn admit(s: SocketRef, TryData(auth): TryData<Handshake>, State(gw): State
     // Set up here, before the server confirms the connection: a client may send its first
     // request the moment it is connected, and the connect handler runs only after that.
     s.extensions.insert(identity.clone());
-    s.extensions.insert(Slow::default());
     s.join(rooms);
-    s.on_disconnect(async |s: SocketRef, State(gw): State<Arc<Gateway>>, _reason: DisconnectReason| {
+    s.on_disconnect(async |s: SocketRef, State(gw): State<Arc<Gateway>>, reason: DisconnectReason| {
+        if reason == DisconnectReason::HeartbeatTimeout {
+            gw.stats.heartbeat_timeouts.fetch_add(1, Ordering::Relaxed);
+        }
         if let Some(identity) = s.extensions.get::<Identity>() {
             gw.count_out(identity.project_id());
         }
@@ -444,7 +446,7 @@ async fn typing(s: SocketRef, TryData(data): TryData<Value>, ack: AckSender, Sta
             if s.rooms().iter().any(|r| *r == room) {
                 let note = json!({"channelId": req.channel_id, "userId": p.user_id, "typing": req.typing});
                 let _ = s.to(room.clone()).emit("typing", &note).await;
-                feed::share_typing(&gw, &room, &note, &s).await;
+                feed::share_typing(&gw, &room, &note).await;
                 ok(json!({}))
             } else {
                 fail("not_subscribed", "join the channel first")

@@ -93,28 +93,29 @@ pub fn plan(event: &EventRow) -> Vec<Step> {
     let mut steps = Vec::new();
 
     // Server sockets: by subscription, under the dotted name and the seeds' alias.
+    // The alias goes first: it is what the seeds' clients wait for.
     let key_rooms: Vec<String> = patterns_of(t).iter().map(|p| key_room(project, p)).collect();
-    steps.push(emit(key_rooms.clone(), t, Payload::Envelope));
     if let Some(alias) = alias(t) {
-        steps.push(emit(key_rooms, alias, Payload::Alias));
+        steps.push(emit(key_rooms.clone(), alias, Payload::Alias));
     }
+    steps.push(emit(key_rooms, t, Payload::Envelope));
 
     // Players: world maintenance, their own profile, and the channels they subscribe to.
     let resource_user = (event.resource_type.as_deref() == Some("user")).then_some(event.resource_id.as_deref());
     match t {
         types::WORLD_MAINTENANCE_STARTED | types::WORLD_MAINTENANCE_ENDED => {
-            steps.push(emit(vec![players_room(project)], t, Payload::Envelope));
             if let Some(alias) = alias(t) {
                 steps.push(emit(vec![players_room(project)], alias, Payload::Alias));
             }
+            steps.push(emit(vec![players_room(project)], t, Payload::Envelope));
         }
         types::USER_UPDATED | types::USER_LOGIN | types::USER_DELETED | types::USER_SESSIONS_REVOKED => {
             let Some(Some(user)) = resource_user else { return steps };
             let room = user_room(project, user);
-            steps.push(emit(vec![room.clone()], t, Payload::Envelope));
             if let Some(alias) = alias(t) {
                 steps.push(emit(vec![room.clone()], alias, Payload::Alias));
             }
+            steps.push(emit(vec![room.clone()], t, Payload::Envelope));
             let inactive = t == types::USER_UPDATED && str_field(data, "status").is_some_and(|s| s != "active");
             if t == types::USER_DELETED || inactive {
                 steps.push(Step::Disconnect { room });
@@ -243,7 +244,7 @@ mod tests {
     fn server_sockets_get_dotted_names_and_aliases_by_pattern() {
         let steps = plan(&event("user.created", Some(("user", "u1")), json!({})));
         let rooms = vec!["k/p1/*".to_owned(), "k/p1/user.*".to_owned(), "k/p1/user.created".to_owned()];
-        assert_eq!(emitted(&steps), vec![(rooms.clone(), "user.created".into()), (rooms, "user_registered".into())]);
+        assert_eq!(emitted(&steps), vec![(rooms.clone(), "user_registered".into()), (rooms, "user.created".into())]);
     }
 
     #[test]
