@@ -132,8 +132,9 @@ pub(crate) async fn deliver(io: &SocketIo, gw: &Gateway, event: &EventRow) {
                 }
                 route::Payload::Alias => {
                     let alias = alias.get_or_insert_with(|| {
-                        let envelope = serde_json::from_slice(&envelope_body(event)).unwrap_or(Value::Null);
-                        route::alias_json(envelope, event)
+                        // The envelope already serialized above, as a value to add fields to.
+                        let envelope = envelope.as_ref().and_then(|e| serde_json::from_str(e.get()).ok());
+                        route::alias_json(envelope.unwrap_or(Value::Null), event)
                     });
                     emit_to(io, gw, rooms, &name, &*alias).await;
                 }

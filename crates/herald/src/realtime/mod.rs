@@ -374,11 +374,26 @@ async fn app_key(gw: &Gateway, project_id: &str) -> Result<String, Value> {
     gw.app.store.get_project(project_id).await.map(|p| p.app_key).map_err(|e| api_fail(e.into()))
 }
 
-async fn join_channel(s: SocketRef, TryData(data): TryData<Value>, ack: AckSender, State(gw): State<Arc<Gateway>>) {
+/// Runs a player's request: counts it, reads its data as `T`, and acknowledges with what
+/// `handle` answers. Sockets of servers have no player requests and get no answer.
+async fn player_request<T: serde::de::DeserializeOwned>(
+    s: SocketRef,
+    data: Result<Value, impl std::fmt::Display>,
+    ack: AckSender,
+    gw: &Gateway,
+    handle: impl AsyncFnOnce(&SocketRef, Player, T) -> Result<Value, Value>,
+) {
     gw.stats.messages_in.fetch_add(1, Ordering::Relaxed);
     let Some(p) = player_of(&s) else { return };
-    let reply = async {
-        let req: ChannelRequest = request(data)?;
+    let reply = match request(data) {
+        Ok(req) => handle(&s, p, req).await,
+        Err(reply) => Err(reply),
+    };
+    answer(ack, reply.unwrap_or_else(|e| e));
+}
+
+async fn join_channel(s: SocketRef, TryData(data): TryData<Value>, ack: AckSender, State(gw): State<Arc<Gateway>>) {
+    player_request(s, data, ack, &gw, async |s, p, req: ChannelRequest| {
         let key = app_key(&gw, &p.project_id).await?;
         let store = &gw.app.store;
         match chat::subscribe(store, &player_ctx(&p), &key, &p.project_id, &req.channel_id, Some(p.user_id.clone()))
@@ -389,16 +404,12 @@ async fn join_channel(s: SocketRef, TryData(data): TryData<Value>, ack: AckSende
         }
         s.join(route::channel_room(&p.project_id, &req.channel_id));
         Ok(ok(json!({"channelId": req.channel_id})))
-    }
+    })
     .await;
-    answer(ack, reply.unwrap_or_else(|e| e));
 }
 
 async fn leave_channel(s: SocketRef, TryData(data): TryData<Value>, ack: AckSender, State(gw): State<Arc<Gateway>>) {
-    gw.stats.messages_in.fetch_add(1, Ordering::Relaxed);
-    let Some(p) = player_of(&s) else { return };
-    let reply = async {
-        let req: ChannelRequest = request(data)?;
+    player_request(s, data, ack, &gw, async |s, p, req: ChannelRequest| {
         let key = app_key(&gw, &p.project_id).await?;
         let store = &gw.app.store;
         chat::unsubscribe(store, &player_ctx(&p), &key, &p.project_id, &req.channel_id, Some(p.user_id.clone()))
@@ -406,16 +417,12 @@ async fn leave_channel(s: SocketRef, TryData(data): TryData<Value>, ack: AckSend
             .map_err(|e| api_fail(e.into()))?;
         s.leave(route::channel_room(&p.project_id, &req.channel_id));
         Ok(ok(json!({"channelId": req.channel_id})))
-    }
+    })
     .await;
-    answer(ack, reply.unwrap_or_else(|e| e));
 }
 
 async fn send_message(s: SocketRef, TryData(data): TryData<Value>, ack: AckSender, State(gw): State<Arc<Gateway>>) {
-    gw.stats.messages_in.fetch_add(1, Ordering::Relaxed);
-    let Some(p) = player_of(&s) else { return };
-    let reply = async {
-        let req: MessageRequest = request(data)?;
+    player_request(s, data, ack, &gw, async |_, p, req: MessageRequest| {
         let app = &gw.app;
         let input = SendMessage { user_id: Some(p.user_id.clone()), text: req.text, data: req.data };
         let m = chat::send_message(
@@ -430,29 +437,22 @@ async fn send_message(s: SocketRef, TryData(data): TryData<Value>, ack: AckSende
         .await
         .map_err(|e| api_fail(e.into()))?;
         Ok(ok(json!({"id": m.id, "channelId": m.channel_id, "time": m.created_at})))
-    }
+    })
     .await;
-    answer(ack, reply.unwrap_or_else(|e| e));
 }
 
 /// `typing`: shown to the channel's other sockets on this node, and (PostgreSQL) sent to the
 /// other nodes through the feed. Not stored; only a subscriber's socket may send it.
 async fn typing(s: SocketRef, TryData(data): TryData<Value>, ack: AckSender, State(gw): State<Arc<Gateway>>) {
-    gw.stats.messages_in.fetch_add(1, Ordering::Relaxed);
-    let Some(p) = player_of(&s) else { return };
-    let reply = match request::<TypingRequest>(data) {
-        Ok(req) => {
-            let room = route::channel_room(&p.project_id, &req.channel_id);
-            if s.rooms().iter().any(|r| *r == room) {
-                let note = json!({"channelId": req.channel_id, "userId": p.user_id, "typing": req.typing});
-                let _ = s.to(room.clone()).emit("typing", &note).await;
-                feed::share_typing(&gw, &room, &note).await;
-                ok(json!({}))
-            } else {
-                fail("not_subscribed", "join the channel first")
-            }
+    player_request(s, data, ack, &gw, async |s, p, req: TypingRequest| {
+        let room = route::channel_room(&p.project_id, &req.channel_id);
+        if !s.rooms().iter().any(|r| *r == room) {
+            return Err(fail("not_subscribed", "join the channel first"));
         }
-        Err(reply) => reply,
-    };
-    answer(ack, reply);
+        let note = json!({"channelId": req.channel_id, "userId": p.user_id, "typing": req.typing});
+        let _ = s.to(room.clone()).emit("typing", &note).await;
+        feed::share_typing(&gw, &room, &note).await;
+        Ok(ok(json!({})))
+    })
+    .await;
 }
