@@ -110,6 +110,21 @@ fn for_update(store: &Store) -> &'static str {
     }
 }
 
+/// Inserts `$channel`'s tags through `$tx` (a transaction of either backend); a tag deleted
+/// meanwhile is `tag_gone`.
+macro_rules! insert_channel_tags {
+    ($tx:ident, $channel:expr) => {
+        for (tag_id, _) in &$channel.tags {
+            sqlx::query("INSERT INTO chat_channel_tags (channel_id, tag_id) VALUES ($1, $2)")
+                .bind(&$channel.row.id)
+                .bind(*tag_id)
+                .execute(&mut *$tx)
+                .await
+                .map_err(tag_gone)?;
+        }
+    };
+}
+
 /// What one subscription change did: the channel, and whether it was deleted with it.
 pub struct Unsubscribed {
     pub channel: Channel,
@@ -340,14 +355,7 @@ impl Store {
             .bind(r.updated_at)
             .execute(&mut *tx)
             .await?;
-            for (tag_id, _) in &channel.tags {
-                sqlx::query("INSERT INTO chat_channel_tags (channel_id, tag_id) VALUES ($1, $2)")
-                    .bind(&r.id)
-                    .bind(*tag_id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(tag_gone)?;
-            }
+            insert_channel_tags!(tx, channel);
         })
     }
 
@@ -382,14 +390,7 @@ impl Store {
                     .bind(&r.id)
                     .execute(&mut *tx)
                     .await?;
-                for (tag_id, _) in &channel.tags {
-                    sqlx::query("INSERT INTO chat_channel_tags (channel_id, tag_id) VALUES ($1, $2)")
-                        .bind(&r.id)
-                        .bind(*tag_id)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(tag_gone)?;
-                }
+                insert_channel_tags!(tx, channel);
             }
         })
     }
