@@ -28,7 +28,7 @@ bench_backend() {
   local backend="$1" url="$2" dir port key base token world
   dir="$(mktemp -d /tmp/herald-bench.XXXXXX)"
   port="$(free_port)"
-  (cd "$dir" && HERALD_LISTEN="127.0.0.1:$port" HERALD_DATABASE_URL="$url" HERALD_LOG=warn \
+  (cd "$dir" && HERALD_LISTEN="127.0.0.1:$port" HERALD_DATABASE_URL="$url" HERALD_LOG=warn HERALD_HTTP__RATE_LIMIT_PER_SEC="${HERALD_HTTP__RATE_LIMIT_PER_SEC:-0}" \
     exec "$ROOT/target/release/herald" serve >"$dir/out.log" 2>"$dir/err.log") &
   SERVER_PID=$!
   for _ in $(seq 1 100); do grep -q "listening" "$dir/out.log" 2>/dev/null && break; sleep 0.1; done

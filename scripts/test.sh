@@ -5,6 +5,9 @@
 # port, data in a temp dir, removed on exit), so nothing has to be set up by hand. Extra
 # arguments go to `cargo test` (e.g. `scripts/test.sh users` to run matching tests).
 #
+# After the tests, scripts/check-log-secrets.sh greps the logs the servers wrote during the
+# run for every secret the tests handled (keys, tokens, webhook secrets, passwords).
+#
 # The interop tests also run the seeds' Node.js receiver and the Standard Webhooks Python
 # library against real deliveries: scripts/interop.sh installs them (once; quick afterwards).
 set -euo pipefail
@@ -17,4 +20,11 @@ install_interop_deps
 start_throwaway_pg
 
 export HERALD_TEST_PG_URL="$PG_URL"
+# The servers' logs (debug level) and every secret the tests handled, checked against each
+# other once the tests pass: no secret may reach a log.
+export HERALD_TEST_LOG_DIR="$PWD/target/suite-logs"
+rm -rf "$HERALD_TEST_LOG_DIR"
 cargo test --workspace "$@"
+if [ $# -eq 0 ]; then
+    scripts/check-log-secrets.sh "$HERALD_TEST_LOG_DIR"
+fi

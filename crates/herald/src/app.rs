@@ -6,9 +6,10 @@ use std::{sync::Arc, time::Duration};
 use axum::{Router, extract::DefaultBodyLimit, http::HeaderName};
 use tokio::net::TcpListener;
 use tower_http::{
+    LatencyUnit,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     timeout::TimeoutLayer,
-    trace::TraceLayer,
+    trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer},
 };
 
 use crate::{
@@ -18,7 +19,11 @@ use crate::{
     domain::bootstrap::{self, Bootstrapped},
     realtime,
     store::Store,
-    webhooks::{Clock, dispatcher::Dispatcher, sender::Sender},
+    webhooks::{
+        Clock,
+        dispatcher::{Dispatcher, Liveness},
+        sender::Sender,
+    },
 };
 
 /// What every handler can reach. Cheap to clone.
@@ -37,6 +42,12 @@ pub struct Inner {
     pub list_cache: api::cache::ResponseCache,
     /// Per-player chat send limit (see `chat.rate_limit_messages`).
     pub chat_limiter: crate::domain::chat::RateLimiter,
+    /// Per-credential request limit (see `http.rate_limit_per_sec`).
+    pub rate_limiter: api::rate_limit::KeyRateLimiter,
+    /// The socket.io gateway's counters, read by `GET /metrics`.
+    pub realtime_stats: Arc<realtime::Stats>,
+    /// The webhook dispatcher's heartbeat, read by `GET /readyz`.
+    pub dispatcher: Arc<Liveness>,
 }
 
 impl std::ops::Deref for AppState {
@@ -62,7 +73,11 @@ impl AppState {
         let sender = Sender::new(&config.webhooks)?;
         let list_cache = api::cache::ResponseCache::new(Duration::from_millis(config.http.list_cache_ms));
         let chat_limiter = crate::domain::chat::RateLimiter::new(&config.chat);
+        let rate_limiter = api::rate_limit::KeyRateLimiter::new(&config.http);
         Ok(AppState(Arc::new(Inner {
+            rate_limiter,
+            realtime_stats: Arc::default(),
+            dispatcher: Arc::default(),
             jwt: JwtKeys::new(secret.as_bytes()),
             keys,
             store,
@@ -85,7 +100,7 @@ pub fn router(state: AppState) -> (Router, Option<(socketioxide::SocketIo, Arc<r
     let mut router = Router::new()
         .nest("/api/v1", api::router())
         .nest("/game-talk/v1.1/appkeys/{app_key}", api::gametalk::router())
-        .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .merge(api::ops::router())
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(DefaultBodyLimit::max(config.http.body_limit_bytes))
@@ -93,10 +108,13 @@ pub fn router(state: AppState) -> (Router, Option<(socketioxide::SocketIo, Arc<r
             axum::http::StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(config.http.request_timeout_secs),
         ))
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
-            let request_id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
-            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id)
-        }))
+        .layer(axum::middleware::from_fn_with_state(state.store.metrics().clone(), api::ops::track))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO).latency_unit(LatencyUnit::Millis))
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::ERROR).latency_unit(LatencyUnit::Millis)),
+        )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .with_state(state);
@@ -106,6 +124,24 @@ pub fn router(state: AppState) -> (Router, Option<(socketioxide::SocketIo, Arc<r
         (io, gw)
     });
     (router, gateway)
+}
+
+/// The span of one request. The log line written when it ends carries these fields with the
+/// status and latency; the tenant (`org`, `project`) and `actor` (`key:<id>`, `admin:<id>`)
+/// are filled in once the caller is known (`api::extract`). Never a header
+/// value or query string: those may hold credentials.
+fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let request_id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let route = req.extensions().get::<axum::extract::MatchedPath>().map_or("unmatched", |p| p.as_str());
+    tracing::info_span!(
+        "request",
+        method = %req.method(),
+        route,
+        request_id,
+        org = tracing::field::Empty,
+        project = tracing::field::Empty,
+        actor = tracing::field::Empty,
+    )
 }
 
 /// A server ready to run: bound, migrated, bootstrapped.
@@ -148,12 +184,18 @@ impl Server {
                 state.config.webhooks.clone(),
                 state.clock.clone(),
             )
+            .with_liveness(state.dispatcher.clone())
             .spawn()
         });
+        let upkeep = tokio::spawn(upkeep(state.clone()));
         let (router, gateway) = router(self.state);
         let (stop_feed, feed_stopped) = tokio::sync::watch::channel(false);
         let feed = gateway.map(|(io, gw)| realtime::feed::spawn(io, gw, feed_stopped));
-        let served = axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await;
+        // The peer address tells `/metrics` whether the client is on this host.
+        let served = axum::serve(self.listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await;
+        upkeep.abort();
         let _ = stop_feed.send(true);
         if let Some(feed) = feed {
             let _ = feed.await;
@@ -163,6 +205,17 @@ impl Server {
         }
         state.store.close().await;
         Ok(served?)
+    }
+}
+
+/// Housekeeping of in-memory state every few seconds: histogram samples folded into
+/// buckets, idle rate-limit buckets forgotten.
+async fn upkeep(state: AppState) {
+    let mut every = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        every.tick().await;
+        state.store.metrics().upkeep();
+        state.rate_limiter.forget_idle();
     }
 }
 

@@ -27,6 +27,26 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     pub chat: ChatConfig,
     pub realtime: RealtimeConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// `GET /metrics` (Prometheus): see docs/OPERATIONS.md.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve `GET /metrics`.
+    pub enabled: bool,
+    /// Answer clients connecting from a loopback address without a credential (a Prometheus
+    /// on the same host, or a sidecar). Turn off when a proxy on the same host forwards
+    /// outside traffic: every request would then come from loopback. Other clients always
+    /// need a credential with the `metrics:read` scope.
+    pub open_to_loopback: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { enabled: true, open_to_loopback: true }
+    }
 }
 
 /// The socket.io gateway (`/socket.io/`): see docs/REALTIME.md.
@@ -109,6 +129,12 @@ pub struct HttpConfig {
     /// Changes made through the same node are seen at once; through another node sharing
     /// the database, within this time.
     pub list_cache_ms: u64,
+    /// Requests per second one API key or admin account may make to `/api/v1` on one node
+    /// (token bucket refill rate); past it, 429 with `Retry-After`. 0: no limit.
+    pub rate_limit_per_sec: u32,
+    /// Requests a credential may make at once before the rate applies (bucket size; at least
+    /// `rate_limit_per_sec`).
+    pub rate_limit_burst: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -225,6 +251,7 @@ impl Default for Config {
             webhooks: WebhooksConfig::default(),
             chat: ChatConfig::default(),
             realtime: RealtimeConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -237,7 +264,13 @@ impl Default for DatabaseConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { body_limit_bytes: 1024 * 1024, request_timeout_secs: 30, list_cache_ms: 1000 }
+        HttpConfig {
+            body_limit_bytes: 1024 * 1024,
+            request_timeout_secs: 30,
+            list_cache_ms: 1000,
+            rate_limit_per_sec: 1000,
+            rate_limit_burst: 2000,
+        }
     }
 }
 

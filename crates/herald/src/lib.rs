@@ -8,6 +8,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod events;
+pub mod metrics;
 pub mod realtime;
 pub mod store;
 pub mod webhooks;

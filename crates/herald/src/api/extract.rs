@@ -156,6 +156,16 @@ impl FromRequestParts<AppState> for Caller {
         } else {
             authenticate_jwt(state, token).await?
         };
+        let actor = principal.actor();
+        let span = tracing::Span::current();
+        span.record("actor", actor.as_str());
+        if let Some(org) = &principal.organization_id {
+            span.record("org", org.as_str());
+        }
+        if let Some(project) = &principal.project_id {
+            span.record("project", project.as_str());
+        }
+        state.rate_limiter.check(&actor)?;
         Ok(Caller { principal, request_id })
     }
 }
@@ -223,6 +233,9 @@ impl FromRequestParts<AppState> for ProjectScope {
                 project.id
             }
         };
+        if caller.principal.project_id.is_none() {
+            tracing::Span::current().record("project", project_id.as_str());
+        }
         Ok(ProjectScope { caller, project_id })
     }
 }

@@ -6,6 +6,8 @@ mod chat;
 mod events;
 pub mod extract;
 pub mod gametalk;
+pub mod ops;
+pub mod rate_limit;
 mod sessions;
 mod tenancy;
 mod users;

@@ -77,7 +77,8 @@ pub struct Stats {
 /// Shared by every socket handler (socketioxide state) and the feed.
 pub struct Gateway {
     pub app: AppState,
-    pub stats: Stats,
+    /// Shared with the app state, where `GET /metrics` reads it.
+    pub stats: Arc<Stats>,
     /// Tells this node's own typing notes apart when they come back from PostgreSQL.
     pub node_id: String,
     /// Connected sockets per project on this node, for `max_connections_per_project`.
@@ -88,8 +89,8 @@ pub struct Gateway {
 pub fn layer(app: AppState) -> (SocketIoLayer, SocketIo, Arc<Gateway>) {
     let cfg = app.config.realtime.clone();
     let gateway = Arc::new(Gateway {
+        stats: app.realtime_stats.clone(),
         app,
-        stats: Stats::default(),
         node_id: crate::store::new_id(),
         per_project: Mutex::default(),
     });

@@ -14,6 +14,7 @@ pub mod auth;
 pub mod catalog;
 pub mod chat;
 pub mod events;
+pub mod ops;
 pub mod orgs;
 pub mod player_sessions;
 pub mod script;
@@ -96,6 +97,9 @@ impl EventsWritten {
     }
 }
 
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
 #[derive(Clone)]
 pub struct Store {
     backend: Arc<Backend>,
@@ -108,23 +112,28 @@ pub struct Store {
     /// Chat message sends, written in batches (see `chat::write_messages`). `None` in the
     /// writer's own copy of the store, so the writer ends when the last outside copy is dropped.
     messages: Option<tokio::sync::mpsc::Sender<chat::MessageJob>>,
+    /// The node's metrics registry: store operations are timed in [`with_pool!`]. Created
+    /// here because the store is the first thing a node builds and everything holds it.
+    metrics: crate::metrics::Metrics,
 }
 
 /// Runs `$body` with `$pool` bound to the backend's pool (`read` or `write`). The body is
 /// expanded once per backend, so the same query text and binds serve both.
 macro_rules! with_pool {
-    ($store:expr, read, |$pool:ident| $body:expr) => {
+    ($store:expr, read, |$pool:ident| $body:expr) => {{
+        let _timer = $store.metrics().db_timer("read");
         match $store.backend() {
             $crate::store::Backend::Sqlite { read: $pool, .. } => $body,
             $crate::store::Backend::Postgres($pool) => $body,
         }
-    };
-    ($store:expr, write, |$pool:ident| $body:expr) => {
+    }};
+    ($store:expr, write, |$pool:ident| $body:expr) => {{
+        let _timer = $store.metrics().db_timer("write");
         match $store.backend() {
             $crate::store::Backend::Sqlite { write: $pool, .. } => $body,
             $crate::store::Backend::Postgres($pool) => $body,
         }
-    };
+    }};
 }
 pub(crate) use with_pool;
 
@@ -176,8 +185,13 @@ impl Store {
         } else {
             anyhow::bail!("database_url must start with sqlite: or postgres://, got {url:?}");
         };
-        let mut store =
-            Store { backend: Arc::new(backend), events_written, worlds_generation: Default::default(), messages: None };
+        let mut store = Store {
+            backend: Arc::new(backend),
+            events_written,
+            worlds_generation: Default::default(),
+            messages: None,
+            metrics: crate::metrics::Metrics::new(),
+        };
         store.messages = Some(chat::spawn_message_writer(store.clone()));
         Ok(store)
     }
@@ -204,6 +218,22 @@ impl Store {
         &self.backend
     }
 
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
+    }
+
+    /// Connections of each pool: `(pool, in use, idle)`.
+    pub fn pool_stats(&self) -> Vec<(&'static str, u32, u32)> {
+        fn stats<DB: sqlx::Database>(name: &'static str, pool: &sqlx::Pool<DB>) -> (&'static str, u32, u32) {
+            let idle = pool.num_idle() as u32;
+            (name, pool.size().saturating_sub(idle), idle)
+        }
+        match self.backend() {
+            Backend::Sqlite { read, write, .. } => vec![stats("read", read), stats("write", write)],
+            Backend::Postgres(pool) => vec![stats("main", pool)],
+        }
+    }
+
     pub fn backend_name(&self) -> &'static str {
         match self.backend() {
             Backend::Sqlite { .. } => "sqlite",
@@ -214,8 +244,8 @@ impl Store {
     /// Applies pending migrations. Safe to run on several nodes at once (sqlx takes a lock).
     pub async fn migrate(&self) -> anyhow::Result<()> {
         match self.backend() {
-            Backend::Sqlite { write, .. } => sqlx::migrate!("./migrations/sqlite").run(write).await?,
-            Backend::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
+            Backend::Sqlite { write, .. } => SQLITE_MIGRATIONS.run(write).await?,
+            Backend::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
         }
         Ok(())
     }

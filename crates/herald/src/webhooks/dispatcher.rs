@@ -34,6 +34,54 @@ use crate::{
 /// How often a busy dispatcher vacuums the outbox queue (see `Store::vacuum_outbox`).
 const VACUUM_OUTBOX_EVERY: Duration = Duration::from_secs(1);
 
+/// Whether this node's dispatcher loop is alive, for `GET /readyz`: the loop beats once per
+/// round; a stopped (or panicked) loop says so through a drop guard.
+#[derive(Default)]
+pub struct Liveness {
+    /// Unix milliseconds of the last beat; 0 before the first, -1 once stopped.
+    last_beat_ms: std::sync::atomic::AtomicI64,
+}
+
+/// What [`Liveness::state`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoopState {
+    NotStarted,
+    Running,
+    /// No beat for this many seconds: stuck (or starved of the database).
+    Stalled(i64),
+    Stopped,
+}
+
+impl Liveness {
+    fn beat(&self) {
+        self.last_beat_ms.store(Utc::now().timestamp_millis(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn state(&self, stale_after: Duration) -> LoopState {
+        match self.last_beat_ms.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => LoopState::NotStarted,
+            -1 => LoopState::Stopped,
+            at => {
+                let silent_ms = Utc::now().timestamp_millis() - at;
+                if silent_ms > stale_after.as_millis() as i64 {
+                    LoopState::Stalled(silent_ms / 1000)
+                } else {
+                    LoopState::Running
+                }
+            }
+        }
+    }
+}
+
+/// Marks the loop stopped however it ends, panics included.
+struct StoppedOnDrop(Arc<Liveness>);
+
+impl Drop for StoppedOnDrop {
+    fn drop(&mut self) {
+        self.0.last_beat_ms.store(-1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// One finished attempt on its way to the database.
 struct Finished {
     record: AttemptRecord,
@@ -55,6 +103,7 @@ pub struct Dispatcher {
     in_hand: Mutex<InHand>,
     /// Signalled when a held delivery is done, so work left in the database is claimed.
     freed: Notify,
+    liveness: Arc<Liveness>,
 }
 
 #[derive(Default)]
@@ -128,7 +177,14 @@ impl Dispatcher {
             buckets: Mutex::new(HashMap::new()),
             in_hand: Mutex::new(InHand::default()),
             freed: Notify::new(),
+            liveness: Arc::default(),
         }
+    }
+
+    /// Reports the loop's health to `liveness` (shared with `GET /readyz`).
+    pub fn with_liveness(mut self, liveness: Arc<Liveness>) -> Dispatcher {
+        self.liveness = liveness;
+        self
     }
 
     pub fn spawn(self) -> DispatcherHandle {
@@ -180,7 +236,9 @@ impl Dispatcher {
         let mut renewed = Instant::now();
         let mut vacuumed = Instant::now();
         let mut claims = Claims { last: None, owed: false };
+        let _stopped_on_drop = StoppedOnDrop(self.liveness.clone());
         loop {
+            self.liveness.beat();
             if *stopped.borrow() {
                 break;
             }
@@ -428,7 +486,10 @@ impl Dispatcher {
                 timeout: Duration::from_millis(hook.timeout_ms.max(1) as u64),
             })
             .await;
-        decide(&self.config, delivery, hook, event, outcome, self.clock.now())
+        let (latency, succeeded) = (outcome.latency, outcome.succeeded());
+        let finished = decide(&self.config, delivery, hook, event, outcome, self.clock.now());
+        self.store.metrics().webhook_attempt(latency, succeeded, finished.record.new_status);
+        finished
     }
 }
 

@@ -75,8 +75,9 @@ impl TestApp {
     }
 
     pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Option<TestApp> {
-        // Server warnings and errors show up in a failing test's output.
-        let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("herald=warn").try_init();
+        // Server warnings and errors show up in a failing test's output; all logs go to the
+        // suite's log file (see `log_capture`).
+        crate::log_capture::init();
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = test_config(backend, dir.path()).await?;
         tweak(&mut config);
@@ -85,6 +86,7 @@ impl TestApp {
         let addr = server.local_addr().expect("bound");
         let boot = server.bootstrapped.as_ref().expect("a fresh database bootstraps");
         let (key, org_id, project_id) = (boot.key_value.clone(), boot.organization.id.clone(), boot.project.id.clone());
+        crate::log_capture::secret(&key);
         let store = server.state.store.clone();
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(server.run(async {
@@ -229,6 +231,12 @@ impl Drop for TestApp {
 
 /// Sends and returns status and JSON body (`Value::Null` for an empty body).
 pub async fn send(req: RequestBuilder) -> (StatusCode, Value) {
+    if let Some(Ok(sent)) = req.try_clone().map(RequestBuilder::build)
+        && let Some(body) = sent.body().and_then(|b| b.as_bytes())
+        && let Ok(json) = serde_json::from_slice::<Value>(body)
+    {
+        crate::log_capture::secrets_in(&json);
+    }
     let resp: Response = req.send().await.expect("request sent");
     let status = resp.status();
     let bytes = resp.bytes().await.expect("body");
@@ -237,6 +245,7 @@ pub async fn send(req: RequestBuilder) -> (StatusCode, Value) {
     } else {
         serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
     };
+    crate::log_capture::secrets_in(&body);
     (status, body)
 }
 

@@ -2,6 +2,7 @@
 //! fresh database, once on SQLite and once on PostgreSQL (see `common::both_backends!`).
 
 mod common;
+mod log_capture;
 mod receiver;
 
 mod auth_matrix;
@@ -9,6 +10,7 @@ mod chat;
 mod cli;
 mod errors;
 mod interop;
+mod ops;
 mod outbox;
 mod realtime;
 mod socket_client;

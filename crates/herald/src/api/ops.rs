@@ -1,0 +1,153 @@
+//! Routes for operators, outside `/api/v1`: `GET /healthz`, `GET /readyz`, `GET /metrics`,
+//! and the middleware that counts and times every HTTP request.
+
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use axum::{
+    Router,
+    extract::{ConnectInfo, FromRequestParts, MatchedPath, Request},
+    http::{StatusCode, header},
+    middleware::Next,
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use serde_json::json;
+
+use super::extract::Caller;
+use crate::{
+    app::{AppState, State},
+    error::ApiResult,
+    metrics::{self as m, Metrics},
+    webhooks::dispatcher::LoopState,
+};
+
+/// A dispatcher loop silent for longer than this is reported stalled (a round may take a few
+/// seconds under load; a minute is stuck).
+const DISPATCHER_STALE_AFTER: Duration = Duration::from_secs(60);
+/// Readiness gives the database this long to answer.
+const READY_DB_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics))
+}
+
+/// The process is up and serving HTTP. Touches nothing else, so a slow database never makes
+/// an orchestrator restart a healthy process.
+async fn healthz() -> impl IntoResponse {
+    axum::Json(json!({"status": "ok"}))
+}
+
+/// Whether this node should receive traffic: the database answers, its schema has every
+/// migration this binary needs, and (where it runs) the webhook dispatcher is looping.
+/// 200 when all hold, 503 otherwise; the body names each check.
+async fn readyz(s: State) -> Response {
+    let (database, migrations) = match tokio::time::timeout(READY_DB_TIMEOUT, s.store.schema_state()).await {
+        Ok(Ok(schema)) if schema.missing.is_empty() => (json!({"ok": true}), json!({"ok": true})),
+        Ok(Ok(schema)) => (
+            json!({"ok": true}),
+            json!({"ok": false, "message": format!("migrations not applied: {:?}; run `herald migrate`", schema.missing)}),
+        ),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "readiness: database check failed");
+            (json!({"ok": false, "message": "the database did not answer"}), json!({"ok": false, "message": "unknown"}))
+        }
+        Err(_) => (
+            json!({"ok": false, "message": format!("the database did not answer within {READY_DB_TIMEOUT:?}")}),
+            json!({"ok": false, "message": "unknown"}),
+        ),
+    };
+    let dispatcher = if !s.config.webhooks.dispatcher {
+        json!({"ok": true, "state": "disabled"})
+    } else {
+        match s.dispatcher.state(DISPATCHER_STALE_AFTER) {
+            LoopState::Running => json!({"ok": true, "state": "running"}),
+            LoopState::NotStarted => json!({"ok": false, "state": "starting"}),
+            LoopState::Stopped => json!({"ok": false, "state": "stopped"}),
+            LoopState::Stalled(secs) => {
+                json!({"ok": false, "state": "stalled", "message": format!("no round for {secs} s")})
+            }
+        }
+    };
+    let ready = [&database, &migrations, &dispatcher].iter().all(|c| c["ok"] == true);
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let body = json!({
+        "status": if ready { "ready" } else { "unavailable" },
+        "checks": {"database": database, "migrations": migrations, "dispatcher": dispatcher},
+    });
+    (status, axum::Json(body)).into_response()
+}
+
+/// Prometheus text. Answered to loopback clients without a credential (unless
+/// `metrics.open_to_loopback` is off) and to any client with a `metrics:read` credential.
+async fn metrics(s: State, req: Request) -> ApiResult<Response> {
+    if !s.config.metrics.enabled {
+        return Err(super::not_found().await);
+    }
+    let loopback = req.extensions().get::<ConnectInfo<SocketAddr>>().is_some_and(|ci| ci.0.ip().is_loopback());
+    if !(loopback && s.config.metrics.open_to_loopback) {
+        let (mut parts, _) = req.into_parts();
+        let caller = Caller::from_request_parts(&mut parts, &s).await?;
+        caller.principal.require("metrics:read")?;
+    }
+    scrape_gauges(&s).await;
+    let body = s.store.metrics().render();
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response())
+}
+
+/// Reads the values kept elsewhere (pools, queues, sockets) into the registry.
+async fn scrape_gauges(s: &AppState) {
+    let metrics = s.store.metrics();
+    // Queue depths come from the database; a scrape during an outage still answers with the rest.
+    let queues = match tokio::time::timeout(READY_DB_TIMEOUT, s.store.queue_stats()).await {
+        Ok(Ok(q)) => Some(q),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "metrics: cannot read queue depths");
+            None
+        }
+        Err(_) => None,
+    };
+    let realtime = &s.realtime_stats;
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    metrics.record(|| {
+        for (pool, in_use, idle) in s.store.pool_stats() {
+            metrics::gauge!(m::DB_POOL_CONNECTIONS, "pool" => pool, "state" => "in_use").set(in_use);
+            metrics::gauge!(m::DB_POOL_CONNECTIONS, "pool" => pool, "state" => "idle").set(idle);
+        }
+        if let Some(q) = queues {
+            metrics::gauge!(m::OUTBOX_PENDING).set(q.pending_events as f64);
+            let age = q.oldest_pending_at.map_or(0.0, |at| (crate::store::now() - at).as_seconds_f64().max(0.0));
+            metrics::gauge!(m::OUTBOX_OLDEST_AGE).set(age);
+            metrics::gauge!(m::DELIVERIES_PENDING).set(q.pending_deliveries as f64);
+            metrics::gauge!(m::ENDPOINTS_DISABLED).set(q.disabled_endpoints as f64);
+        }
+        metrics::gauge!(m::SOCKETS_CONNECTED).set(realtime.connected.load(std::sync::atomic::Ordering::Relaxed) as f64);
+        metrics::counter!(m::SOCKET_MESSAGES_IN).absolute(load(&realtime.messages_in));
+        metrics::counter!(m::SOCKET_MESSAGES_OUT).absolute(load(&realtime.messages_out));
+        metrics::counter!(m::SOCKET_PACKETS_DROPPED).absolute(load(&realtime.dropped_packets));
+        metrics::counter!(m::SOCKET_HEARTBEAT_TIMEOUTS).absolute(load(&realtime.heartbeat_timeouts));
+        metrics::counter!(m::SOCKET_REFUSED).absolute(load(&realtime.refused));
+    });
+}
+
+/// Counts and times every request by its route template (`/api/v1/users/{id}`, never the raw
+/// path, so the number of series stays bounded); requests that matched no route are
+/// `unmatched`.
+pub async fn track(metrics: axum::extract::State<Metrics>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
+    let response = next.run(req).await;
+    let secs = started.elapsed().as_secs_f64();
+    let status = response.status();
+    metrics.record(|| {
+        let route = route.unwrap_or_else(|| "unmatched".into());
+        let labels = [("method", method.as_str().to_owned()), ("route", route)];
+        metrics::histogram!(m::HTTP_DURATION, &labels).record(secs);
+        let [method, route] = labels;
+        metrics::counter!(m::HTTP_REQUESTS, &[method, route, ("status", status.as_str().to_owned())]).increment(1);
+    });
+    response
+}

@@ -1,0 +1,89 @@
+//! The per-credential API rate limit (`http.rate_limit_per_sec`, `http.rate_limit_burst`): a
+//! token bucket per API key or admin account, kept by `governor` (GCRA, one atomic per key).
+//!
+//! Per node: behind a load balancer spreading a key over N nodes, the key may reach N times
+//! the rate. docs/OPERATIONS.md says so.
+
+use std::num::NonZeroU32;
+
+use governor::{
+    Quota, RateLimiter,
+    clock::{Clock, DefaultClock},
+    state::keyed::DefaultKeyedStateStore,
+};
+
+use crate::{
+    config::HttpConfig,
+    error::{ApiError, ApiResult},
+};
+
+pub struct KeyRateLimiter {
+    /// `None` when the limit is off (`rate_limit_per_sec = 0`).
+    limiter: Option<RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock>>,
+    clock: DefaultClock,
+}
+
+impl KeyRateLimiter {
+    pub fn new(config: &HttpConfig) -> KeyRateLimiter {
+        let limiter = NonZeroU32::new(config.rate_limit_per_sec).map(|rate| {
+            let burst = NonZeroU32::new(config.rate_limit_burst).unwrap_or(rate).max(rate);
+            RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
+        });
+        KeyRateLimiter { limiter, clock: DefaultClock::default() }
+    }
+
+    /// Takes one token for `key` (`key:<id>` or `admin:<id>`), or answers 429 with how long
+    /// to wait in `Retry-After`.
+    pub fn check(&self, key: &str) -> ApiResult<()> {
+        let Some(limiter) = &self.limiter else { return Ok(()) };
+        match limiter.check_key(&key.to_owned()) {
+            Ok(()) => Ok(()),
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(self.clock.now());
+                // Whole seconds, rounded up: a client that waits this long gets through.
+                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                Err(ApiError::new(
+                    axum::http::StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    format!("this credential is over its request rate; retry in {secs} s"),
+                )
+                .with_retry_after(secs.max(1)))
+            }
+        }
+    }
+
+    /// Forgets keys whose buckets are full again, so memory follows the keys in use.
+    pub fn forget_idle(&self) {
+        if let Some(limiter) = &self.limiter {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(rate: u32, burst: u32) -> HttpConfig {
+        HttpConfig { rate_limit_per_sec: rate, rate_limit_burst: burst, ..HttpConfig::default() }
+    }
+
+    #[test]
+    fn burst_then_refusal_per_key() {
+        let limiter = KeyRateLimiter::new(&config(1, 3));
+        for _ in 0..3 {
+            assert!(limiter.check("key:a").is_ok());
+        }
+        let refused = limiter.check("key:a").expect_err("the fourth request within a second is over the burst");
+        assert_eq!(refused.status, axum::http::StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(refused.retry_after_secs, Some(1));
+        assert!(limiter.check("key:b").is_ok(), "another key has its own bucket");
+    }
+
+    #[test]
+    fn zero_turns_it_off() {
+        let limiter = KeyRateLimiter::new(&config(0, 0));
+        assert!((0..10_000).all(|_| limiter.check("key:a").is_ok()));
+    }
+}
