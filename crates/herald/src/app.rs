@@ -191,8 +191,12 @@ impl Server {
         let (router, gateway) = router(self.state);
         let (stop_feed, feed_stopped) = tokio::sync::watch::channel(false);
         let feed = gateway.map(|(io, gw)| realtime::feed::spawn(io, gw, feed_stopped));
+        let listener = crate::net::GuardedListener::new(
+            self.listener,
+            Duration::from_secs(state.config.http.write_stall_timeout_secs.max(1)),
+        );
         // The peer address tells `/metrics` whether the client is on this host.
-        let served = axum::serve(self.listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        let served = axum::serve(listener, router.into_make_service_with_connect_info::<crate::net::PeerAddr>())
             .with_graceful_shutdown(shutdown)
             .await;
         upkeep.abort();

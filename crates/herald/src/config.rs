@@ -135,6 +135,10 @@ pub struct HttpConfig {
     /// Requests a credential may make at once before the rate applies (bucket size; at least
     /// `rate_limit_per_sec`).
     pub rate_limit_burst: u32,
+    /// A connection whose pending write makes no progress for this long (the client stopped
+    /// reading) is cut, in seconds. This is what disconnects a socket.io client too slow to
+    /// read (see docs/REALTIME.md).
+    pub write_stall_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -270,6 +274,7 @@ impl Default for HttpConfig {
             list_cache_ms: 1000,
             rate_limit_per_sec: 1000,
             rate_limit_burst: 2000,
+            write_stall_timeout_secs: 20,
         }
     }
 }

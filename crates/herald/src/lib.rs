@@ -9,6 +9,7 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod metrics;
+pub mod net;
 pub mod realtime;
 pub mod store;
 pub mod webhooks;

@@ -1,10 +1,7 @@
 //! Routes for operators, outside `/api/v1`: `GET /healthz`, `GET /readyz`, `GET /metrics`,
 //! and the middleware that counts and times every HTTP request.
 
-use std::{
-    net::SocketAddr,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use axum::{
     Router,
@@ -21,6 +18,7 @@ use crate::{
     app::{AppState, State},
     error::ApiResult,
     metrics::{self as m, Metrics},
+    net::PeerAddr,
     webhooks::dispatcher::LoopState,
 };
 
@@ -86,7 +84,7 @@ async fn metrics(s: State, req: Request) -> ApiResult<Response> {
     if !s.config.metrics.enabled {
         return Err(super::not_found().await);
     }
-    let loopback = req.extensions().get::<ConnectInfo<SocketAddr>>().is_some_and(|ci| ci.0.ip().is_loopback());
+    let loopback = req.extensions().get::<ConnectInfo<PeerAddr>>().is_some_and(|ci| ci.0.0.ip().is_loopback());
     if !(loopback && s.config.metrics.open_to_loopback) {
         let (mut parts, _) = req.into_parts();
         let caller = Caller::from_request_parts(&mut parts, &s).await?;

@@ -102,6 +102,10 @@ async fn drain(io: &SocketIo, gw: &Gateway, mut cursor: FeedCursor) -> FeedCurso
                 }
                 for event in &events {
                     deliver(io, gw, event).await;
+                    // Emitting only queues packets; the connections' writer tasks send them.
+                    // Let them run before the next event, or a burst (a 1,000-event batch)
+                    // would overflow the buffers of clients that read perfectly well.
+                    tokio::task::yield_now().await;
                 }
             }
             Err(e) => {

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::{
     common::{Backend, TestApp, assert_error, send},
-    socket_client::SocketClient,
+    socket_client::{SocketClient, StalledSocket},
 };
 
 crate::both_backends!(
@@ -412,4 +412,72 @@ async fn connections_per_project_are_limited() {
         assert!(tokio::time::Instant::now() < deadline, "a closed socket frees its place");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A value of `GET /metrics`.
+async fn metric(app: &TestApp, series: &str) -> f64 {
+    let text = app.anon(Method::GET, "/metrics").send().await.expect("scrape").text().await.expect("text");
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("no `{series}` in /metrics:\n{text}"))
+}
+
+/// A client that stops reading loses the packets that do not fit its buffer and is then
+/// disconnected by the heartbeat; a client reading beside it gets every event. (Socket
+/// buffers are in memory, whatever the store: one backend is enough.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_too_slow_to_read_is_disconnected() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| {
+        c.realtime.max_buffered_packets = 8;
+        c.realtime.ping_interval_secs = 1;
+        c.realtime.ping_timeout_secs = 1;
+        c.http.write_stall_timeout_secs = 1;
+        c.http.body_limit_bytes = 8 * 1024 * 1024;
+    })
+    .await
+    .expect("sqlite");
+    let (status, body) = app.post("/api/v1/event-types", json!({"name": "load.blob"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let reader = server_socket(&app, json!({"token": app.key, "events": ["load.*"]})).await;
+    let _stalled = StalledSocket::connect(&app.base, json!({"token": app.key, "events": ["load.*"]})).await;
+    assert_eq!(metric(&app, "herald_sockets_connected").await, 2.0);
+
+    // Publish 2 MiB batches until the stalled client's buffer overflows (the kernel's socket
+    // buffers take the first few MiB).
+    let blob = "x".repeat(4096);
+    let mut published = 0;
+    for _ in 0..20 {
+        let events: Vec<Value> =
+            (0..500).map(|i| json!({"type": "load.blob", "data": {"i": i, "blob": blob}})).collect();
+        let (status, body) = app.post("/api/v1/events/batch", json!({"events": events})).await;
+        assert!(status.is_success(), "{status} {body}");
+        published += 500;
+        if metric(&app, "herald_socket_packets_dropped_total").await > 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        metric(&app, "herald_socket_packets_dropped_total").await > 0.0,
+        "the stalled client's buffer never filled"
+    );
+
+    // The heartbeat ping cannot be queued either: the stalled socket is closed.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while metric(&app, "herald_sockets_connected").await != 1.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stalled client was never disconnected: {} connected, {} heartbeat timeouts, {} dropped",
+            metric(&app, "herald_sockets_connected").await,
+            metric(&app, "herald_socket_heartbeat_timeouts_total").await,
+            metric(&app, "herald_socket_packets_dropped_total").await,
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(metric(&app, "herald_socket_heartbeat_timeouts_total").await >= 1.0);
+    // The client that kept reading got everything and is still connected.
+    for _ in 0..published {
+        reader.expect("load.blob").await;
+    }
+    assert_eq!(metric(&app, "herald_sockets_connected").await, 1.0);
 }

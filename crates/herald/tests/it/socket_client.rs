@@ -170,3 +170,30 @@ impl SocketClient {
         self.inbox.lock().expect("inbox").iter().map(|(n, _)| n.clone()).collect()
     }
 }
+
+/// A client that completes the handshake and then never reads again, with a tiny receive
+/// buffer: what a frozen game client looks like to the server.
+pub struct StalledSocket {
+    _ws: tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+}
+
+impl StalledSocket {
+    pub async fn connect(base: &str, auth: Value) -> StalledSocket {
+        let addr = base.trim_start_matches("http://");
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(4096).expect("small receive buffer");
+        let tcp = socket.connect(addr.parse().expect("addr")).await.expect("connect");
+        let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
+        let (mut ws, _) = tokio_tungstenite::client_async(url, tcp).await.expect("websocket");
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) if t.starts_with('0') => {}
+            other => panic!("no engine.io open packet: {other:?}"),
+        }
+        ws.send(Message::text(format!("40{auth}"))).await.expect("connect packet");
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) if t.starts_with("40") => {}
+            other => panic!("not connected: {other:?}"),
+        }
+        StalledSocket { _ws: ws }
+    }
+}
