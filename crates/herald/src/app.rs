@@ -8,7 +8,6 @@ use tokio::net::TcpListener;
 use tower_http::{
     LatencyUnit,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
-    timeout::TimeoutLayer,
     trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer},
 };
 
@@ -104,9 +103,9 @@ pub fn router(state: AppState) -> (Router, Option<(socketioxide::SocketIo, Arc<r
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(DefaultBodyLimit::max(config.http.body_limit_bytes))
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
+        .layer(axum::middleware::from_fn_with_state(
             Duration::from_secs(config.http.request_timeout_secs),
+            api::ops::deadline,
         ))
         .layer(axum::middleware::from_fn_with_state(state.store.metrics().clone(), api::ops::track))
         .layer(

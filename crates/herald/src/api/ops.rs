@@ -1,5 +1,6 @@
-//! Routes for operators, outside `/api/v1`: `GET /healthz`, `GET /readyz`, `GET /metrics`,
-//! and the middleware that counts and times every HTTP request.
+//! Routes for operators, outside `/api/v1`: `GET /healthz`, `GET /readyz`, `GET /metrics`;
+//! and the middleware every HTTP request passes: counted and timed ([`track`]), and cut off
+//! at `http.request_timeout_secs` ([`deadline`]).
 
 use std::time::{Duration, Instant};
 
@@ -148,4 +149,20 @@ pub async fn track(metrics: axum::extract::State<Metrics>, req: Request, next: N
         metrics::counter!(m::HTTP_REQUESTS, &[method, route, ("status", status.as_str().to_owned())]).increment(1);
     });
     response
+}
+
+/// Answers 408 in the API's error shape when a request (reading its body included) takes
+/// longer than `limit`; the handler's work is dropped at that point, and a transaction it
+/// had open rolls back.
+pub async fn deadline(limit: axum::extract::State<Duration>, req: Request, next: Next) -> Response {
+    let limit = *limit;
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => crate::error::ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!("the request took longer than {} s (http.request_timeout_secs)", limit.as_secs()),
+        )
+        .into_response(),
+    }
 }

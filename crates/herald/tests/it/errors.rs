@@ -64,3 +64,32 @@ async fn request_id_is_echoed_or_generated(app: TestApp) {
     let events = app.store.events_for_resource("user", user["id"].as_str().expect("id")).await.expect("events");
     assert_eq!(events[0].request_id.as_deref(), Some("req-for-event"));
 }
+
+/// A request still arriving when `http.request_timeout_secs` runs out gets 408 in the error
+/// shape, and what it would have created is not created. (A clock in memory: one backend.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_over_the_time_limit_is_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app =
+        TestApp::spawn_with(crate::common::Backend::Sqlite, |c| c.http.request_timeout_secs = 1).await.expect("app");
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let body = json!({"username": "late"}).to_string();
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    let head = format!(
+        "POST /api/v1/users HTTP/1.1\r\nHost: {addr}\r\nX-API-Key: {}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{}",
+        app.key,
+        body.len(),
+        &body[..body.len() / 2]
+    );
+    conn.write_all(head.as_bytes()).await.expect("send half the request");
+    // Never send the rest: the server answers when the limit runs out.
+    let mut response = String::new();
+    conn.read_to_string(&mut response).await.expect("read the answer");
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    let json_body = response.split("\r\n\r\n").nth(1).expect("a body");
+    let json_body: serde_json::Value = serde_json::from_str(json_body).expect("JSON");
+    assert_eq!(json_body["error"]["code"], "request_timeout", "{json_body}");
+    let (_, list) = app.get("/api/v1/users").await;
+    assert_eq!(list["total"], 0);
+}
