@@ -50,6 +50,17 @@ fn rss_kib(pid: Option<u32>) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// CPU time (user + system) a process has used, in milliseconds, from `/proc/<pid>/stat`
+/// (`self` for this process). Assumes the usual 100 clock ticks per second.
+fn cpu_ms(pid: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks * 10)
+}
+
 pub async fn run(addr: &str, key: &str, args: &SocketArgs) -> anyhow::Result<()> {
     anyhow::ensure!(!args.token.is_empty() && !args.world.is_empty(), "--token and --world are required");
     let _ = rlimit::increase_nofile_limit(u64::MAX);
@@ -81,6 +92,8 @@ pub async fn run(addr: &str, key: &str, args: &SocketArgs) -> anyhow::Result<()>
     let mut second = Histogram::<u64>::new(3)?;
     let mut last_arrival = Histogram::<u64>::new(3)?;
     let mut missing = 0usize;
+    let server_pid = args.pid.map(|p| p.to_string());
+    let cpu_before = (server_pid.as_deref().and_then(cpu_ms), cpu_ms("self"));
     for round in 0..args.rounds {
         toggle(addr, key, &args.world, round % 2 == 0).await?;
         let mut got = 0;
@@ -106,6 +119,11 @@ pub async fn run(addr: &str, key: &str, args: &SocketArgs) -> anyhow::Result<()>
         last_arrival.record(slowest.max(1))?;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // Includes the 200 ms pauses between rounds, when both sides are idle.
+    let per_event =
+        |before: Option<u64>, after: Option<u64>| Some((after? - before?) as f64 / args.rounds.max(1) as f64);
+    let server_cpu = per_event(cpu_before.0, server_pid.as_deref().and_then(cpu_ms));
+    let client_cpu = per_event(cpu_before.1, cpu_ms("self"));
     let rss_after = rss_kib(args.pid);
     let per_socket = match (rss_before, rss_held) {
         (Some(b), Some(h)) => Some(((h.saturating_sub(b)) as f64 * 1024.0 / args.sockets as f64).round()),
@@ -130,6 +148,8 @@ pub async fn run(addr: &str, key: &str, args: &SocketArgs) -> anyhow::Result<()>
             "last_socket_max_ms": last_arrival.max() as f64 / 1000.0,
             "dotted_name_p50_ms": second.value_at_quantile(0.50) as f64 / 1000.0,
             "dotted_name_p99_ms": second.value_at_quantile(0.99) as f64 / 1000.0,
+            "server_cpu_ms_per_event": server_cpu,
+            "client_cpu_ms_per_event": client_cpu,
         })
     );
     anyhow::ensure!(missing == 0, "{missing} receipts missing");
