@@ -309,9 +309,10 @@ impl Config {
             None => figment = figment.merge(Toml::file("herald.toml")),
         }
         // HERALD_* variables that are not settings: the config file's path, the log filter
-        // shorthand, the CLI's password input, and the test and benchmark scripts' own.
+        // shorthand, the CLI's password input and server address and key, and the test and
+        // benchmark scripts' own.
         let env = Env::prefixed("HERALD_")
-            .ignore(&["CONFIG", "LOG", "ADMIN_PASSWORD", "BENCH_KEY"])
+            .ignore(&["CONFIG", "LOG", "ADMIN_PASSWORD", "BENCH_KEY", "URL", "API_KEY", "PROJECT_ID"])
             .filter(|key| !key.as_str().to_ascii_lowercase().starts_with("test_"))
             .split("__");
         figment = figment.merge(env);

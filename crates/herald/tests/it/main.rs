@@ -8,6 +8,7 @@ mod receiver;
 mod auth_matrix;
 mod chat;
 mod cli;
+mod cli_ops;
 mod errors;
 mod interop;
 mod ops;

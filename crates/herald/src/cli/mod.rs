@@ -1,5 +1,8 @@
 //! The `herald` command line: run the server, migrate, and manage keys and admin accounts
-//! straight in the database (for first set-up and recovery, when no key is at hand).
+//! straight in the database (for first set-up and recovery, when no key is at hand); and the
+//! operator commands that talk to a running server ([`remote`]).
+
+mod remote;
 
 use std::{io::BufRead, path::PathBuf, process::ExitCode};
 
@@ -36,6 +39,34 @@ enum Command {
     /// Manage admin accounts (password login).
     #[command(subcommand)]
     Admins(AdminsCommand),
+    /// Webhook endpoints of a running server: list, test, replay.
+    Webhooks {
+        #[command(flatten)]
+        target: remote::Target,
+        #[command(subcommand)]
+        command: remote::WebhooksCommand,
+    },
+    /// Webhook deliveries of a running server.
+    Deliveries {
+        #[command(flatten)]
+        target: remote::Target,
+        #[command(subcommand)]
+        command: remote::DeliveriesCommand,
+    },
+    /// Events of a running server.
+    Events {
+        #[command(flatten)]
+        target: remote::Target,
+        #[command(subcommand)]
+        command: remote::EventsCommand,
+    },
+    /// Players of a running server.
+    Users {
+        #[command(flatten)]
+        target: remote::Target,
+        #[command(subcommand)]
+        command: remote::UsersCommand,
+    },
     /// Print the version.
     Version,
 }
@@ -109,6 +140,7 @@ pub fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli.command, config)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<remote::OutputClosed>() => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -144,6 +176,26 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Keys(cmd) => keys(cmd, &open_store(&config).await?).await,
         Command::Admins(cmd) => admins(cmd, &open_store(&config).await?).await,
         Command::Version => Ok(()),
+        Command::Webhooks { target, command } => {
+            remote::webhooks(&remote::Remote::new(&target, &config)?, command).await
+        }
+        Command::Deliveries { target, command } => {
+            remote::deliveries(&remote::Remote::new(&target, &config)?, command).await
+        }
+        Command::Events { target, command } => {
+            remote::tail(&remote::Remote::new(&target, &config)?, command, shutdown_signal()).await
+        }
+        Command::Users { target, command: remote::UsersCommand::Import { file, concurrency, dry_run } } => {
+            let server = if dry_run { None } else { Some(remote::Remote::new(&target, &config)?) };
+            let imported = remote::import_users(server.as_ref(), &file, concurrency).await?;
+            anyhow::ensure!(
+                imported.failed == 0,
+                "{} of {} players were not created",
+                imported.failed,
+                imported.failed + imported.created
+            );
+            Ok(())
+        }
     }
 }
 
