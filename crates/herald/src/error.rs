@@ -12,7 +12,7 @@ use serde_json::json;
 use crate::store::StoreError;
 
 /// One problem with one input field, listed in `error.details`.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub message: String,

@@ -4,7 +4,6 @@
 //! result codes. Logic lives in `domain::chat`, shared with `/api/v1/chat`.
 
 use axum::{
-    Router,
     body::Bytes,
     extract::{Path, RawQuery},
     http::{HeaderMap, HeaderValue},
@@ -38,8 +37,8 @@ pub mod codes {
 
 const TRANSACTION_HEADER: &str = "x-gt-transaction-id";
 
-pub fn router() -> Router<AppState> {
-    Router::new()
+pub fn router() -> utoipa_axum::router::OpenApiRouter<AppState> {
+    utoipa_axum::router::OpenApiRouter::new()
         .route("/channels", get(list_channels).post(create_channel))
         .route("/channels/{channel_id}", get(get_channel).put(update_channel).delete(delete_channel))
         .route("/channels/{channel_id}/subscribes", get(list_subscribers).post(subscribe).delete(unsubscribe))

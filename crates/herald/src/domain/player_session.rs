@@ -18,14 +18,14 @@ use crate::{
 /// Shortest lifetime a request may ask for, in seconds.
 const MIN_TTL_SECS: u64 = 60;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SessionRequest {
     /// Lifetime in seconds; `realtime.session_token_ttl_secs` when absent.
     pub ttl_secs: Option<u64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionToken {
     pub token: String,

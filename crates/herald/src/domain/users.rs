@@ -15,7 +15,7 @@ use crate::{
 pub const STATUSES: &[&str] = &["active", "suspended", "deleted"];
 const MAX_METADATA_BYTES: usize = 64 * 1024;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewUser {
     /// The game's own player id; generated when absent.
@@ -30,7 +30,7 @@ pub struct NewUser {
 }
 
 /// A partial update (PUT and PATCH alike): absent fields stay, `null` clears a nullable one.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UserPatch {
     pub username: Option<String>,

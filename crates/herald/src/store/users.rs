@@ -12,7 +12,7 @@ use super::{
 };
 use crate::events::{EventContext, NewEvent, types};
 
-#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+#[derive(Debug, Clone, sqlx::FromRow, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct User {
     #[serde(skip)]
@@ -24,6 +24,7 @@ pub struct User {
     pub avatar_url: Option<String>,
     pub role: String,
     pub status: String,
+    #[schema(value_type = Object)]
     pub metadata: Json<Value>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

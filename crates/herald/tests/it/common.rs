@@ -231,8 +231,8 @@ impl Drop for TestApp {
 
 /// Sends and returns status and JSON body (`Value::Null` for an empty body).
 pub async fn send(req: RequestBuilder) -> (StatusCode, Value) {
-    if let Some(Ok(sent)) = req.try_clone().map(RequestBuilder::build)
-        && let Some(body) = sent.body().and_then(|b| b.as_bytes())
+    let sent = req.try_clone().map(RequestBuilder::build).and_then(Result::ok);
+    if let Some(body) = sent.as_ref().and_then(|s| s.body()).and_then(|b| b.as_bytes())
         && let Ok(json) = serde_json::from_slice::<Value>(body)
     {
         crate::log_capture::secrets_in(&json);
@@ -246,6 +246,11 @@ pub async fn send(req: RequestBuilder) -> (StatusCode, Value) {
         serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
     };
     crate::log_capture::secrets_in(&body);
+    if let Some(sent) = &sent
+        && !body.is_null()
+    {
+        crate::openapi::check_response(sent.method().as_str(), sent.url().path(), status.as_u16(), &body);
+    }
     (status, body)
 }
 

@@ -11,6 +11,7 @@ mod cli;
 mod cli_ops;
 mod errors;
 mod interop;
+mod openapi;
 mod ops;
 mod outbox;
 mod realtime;

@@ -1,0 +1,103 @@
+//! The OpenAPI 3.1 description of `/api/v1` and the GameTalk routes, generated from the
+//! handlers' `#[utoipa::path]` annotations and the types' `ToSchema` derives (utoipa), served
+//! at `/openapi.json`, with Swagger UI at `/docs` (utoipa-swagger-ui, its files compiled into
+//! the binary: no CDN).
+//!
+//! The routers are `utoipa_axum::router::OpenApiRouter`s built with `routes!`, which
+//! registers a handler and documents it in one step, so a route cannot be served without
+//! being described (`tests/it/openapi.rs` checks what remains: see there).
+
+use utoipa::{
+    Modify, OpenApi, ToSchema,
+    openapi::{
+        RefOr, Response,
+        security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme},
+    },
+};
+
+/// The error body every failing `/api/v1` call answers with.
+#[derive(ToSchema)]
+#[allow(dead_code)] // a schema only: error.rs builds the body
+pub struct ErrorBody {
+    error: ErrorDetails,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorDetails {
+    /// Machine-readable, stable: switch on it (`validation_error`, `not_found`, ...).
+    code: String,
+    /// For people: what to fix.
+    message: String,
+    /// One entry per invalid field.
+    details: Vec<crate::error::FieldError>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Herald",
+        description = "Self-hosted game-platform backend: platform API, chat (GameTalk v1.1 compatible), events and webhooks. See docs/API.md.",
+    ),
+    modifiers(&Security),
+    security(("api_key" = []), ("bearer" = [])),
+    components(schemas(ErrorBody, ErrorDetails, crate::error::FieldError)),
+)]
+pub struct ApiDoc;
+
+/// `X-API-Key: hk_...` or `Authorization: Bearer <key or admin JWT>`.
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components
+            .add_security_scheme("api_key", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))));
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The whole description: `ApiDoc` with every documented route of the routers merged in,
+/// and the error answers added to each `/api/v1` operation.
+pub fn spec(routes: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    let mut spec = routes;
+    Errors.modify(&mut spec);
+    spec
+}
+
+/// Every `/api/v1` operation may fail with the error body: 4XX for the caller's mistakes
+/// (400, 401, 403, 404, 409, 413, 415, 422, 429), 5XX when Herald or its database cannot
+/// answer (503 with `Retry-After`).
+struct Errors;
+
+impl Modify for Errors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let error = || -> RefOr<Response> {
+            RefOr::T(
+                utoipa::openapi::ResponseBuilder::new()
+                    .description("An error: `{\"error\": {code, message, details}}`")
+                    .content(
+                        "application/json",
+                        utoipa::openapi::ContentBuilder::new()
+                            .schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody")))
+                            .build(),
+                    )
+                    .build(),
+            )
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !path.starts_with("/api/v1") {
+                continue;
+            }
+            for op in
+                [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch].into_iter().flatten()
+            {
+                op.responses.responses.entry("4XX".into()).or_insert_with(error);
+                op.responses.responses.entry("5XX".into()).or_insert_with(error);
+            }
+        }
+    }
+}
