@@ -89,9 +89,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(users::login))
         .routes(routes!(users::session_token))
         .routes(routes!(users::revoke_sessions))
-        .route("/game-worlds", get(worlds::list).post(worlds::create))
-        .route("/game-worlds/{id}", get(worlds::get).put(worlds::update).patch(worlds::update).delete(worlds::delete))
-        .route("/game-worlds/{id}/maintenance", axum::routing::put(worlds::maintenance))
+        .routes(routes!(worlds::list, worlds::create))
+        .routes(routes!(worlds::get, worlds::update, worlds::delete))
+        .routes(routes!(worlds::maintenance))
         .route("/client-versions", get(versions::list).post(versions::create))
         .route("/client-versions/lookup", get(versions::lookup))
         .route(

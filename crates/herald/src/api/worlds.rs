@@ -24,8 +24,9 @@ fn view(world: GameWorld) -> WorldView {
     world.at(store::now())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     page: Option<u32>,
     limit: Option<u32>,
@@ -36,6 +37,7 @@ pub struct ListQuery {
 
 /// Served from [`super::cache`] when this node has an answer for the same query that is
 /// still current; see there for when a change becomes visible.
+#[utoipa::path(get, path = "/game-worlds", tag = "worlds", params(ListQuery), responses((status = 200, body = PageBody<GameWorld>)))]
 pub async fn list(s: State, scope: ProjectScope, Query(q): Query<ListQuery>) -> ApiResult<Response> {
     scope.require("worlds:read")?;
     let req = Paging { page: q.page, limit: q.limit }.request()?;
@@ -81,6 +83,7 @@ fn json_bytes(body: Bytes) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
+#[utoipa::path(post, path = "/game-worlds", tag = "worlds", request_body = NewWorld, responses((status = 201, body = GameWorld)))]
 pub async fn create(s: State, scope: ProjectScope, Json(input): Json<NewWorld>) -> ApiResult<Response> {
     scope.require("worlds:write")?;
     let world = worlds::create(&s.store, &scope.events(), &scope.project_id, input).await?;
@@ -88,11 +91,13 @@ pub async fn create(s: State, scope: ProjectScope, Json(input): Json<NewWorld>) 
 }
 
 /// `{id}` is the world's id or its `worldId`.
+#[utoipa::path(get, path = "/game-worlds/{id}", tag = "worlds", params(("id" = String, Path, description = "the world's id or its worldId")), responses((status = 200, body = GameWorld)))]
 pub async fn get(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<WorldView>> {
     scope.require("worlds:read")?;
     Ok(Json(s.store.get_world(&scope.project_id, &id).await?.at(store::now())))
 }
 
+#[utoipa::path(method(put, patch), path = "/game-worlds/{id}", tag = "worlds", params(("id" = String, Path)), request_body = WorldPatch, responses((status = 200, body = GameWorld)))]
 pub async fn update(
     s: State,
     scope: ProjectScope,
@@ -103,6 +108,7 @@ pub async fn update(
     Ok(Json(worlds::update(&s.store, &scope.events(), &scope.project_id, &id, patch).await?.at(store::now())))
 }
 
+#[utoipa::path(put, path = "/game-worlds/{id}/maintenance", tag = "worlds", params(("id" = String, Path)), request_body = MaintenanceChange, responses((status = 200, body = GameWorld)))]
 pub async fn maintenance(
     s: State,
     scope: ProjectScope,
@@ -113,6 +119,7 @@ pub async fn maintenance(
     Ok(Json(worlds::set_maintenance(&s.store, &scope.events(), &scope.project_id, &id, change).await?.at(store::now())))
 }
 
+#[utoipa::path(delete, path = "/game-worlds/{id}", tag = "worlds", params(("id" = String, Path)), responses((status = 200, body = GameWorld, description = "the deleted world")))]
 pub async fn delete(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<WorldView>> {
     scope.require("worlds:write")?;
     Ok(Json(worlds::delete(&s.store, &scope.events(), &scope.project_id, &id).await?.at(store::now())))

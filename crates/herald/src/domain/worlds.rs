@@ -13,7 +13,7 @@ use crate::{
     store::{self, Store, StoreError, worlds::GameWorld},
 };
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewWorld {
     pub world_id: String,
@@ -27,7 +27,7 @@ pub struct NewWorld {
     pub maintenance_message: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WorldPatch {
     pub world_id: Option<String>,
@@ -43,7 +43,7 @@ pub struct WorldPatch {
 }
 
 /// `PUT /game-worlds/{id}/maintenance`. `starts_at`/`ends_at` are accepted in either case.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MaintenanceChange {
     pub enabled: bool,

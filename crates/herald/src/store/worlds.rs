@@ -12,7 +12,7 @@ use super::{
 };
 use crate::events::{EventContext, NewEvent, types};
 
-#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+#[derive(Debug, Clone, sqlx::FromRow, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GameWorld {
     pub id: String,
@@ -23,11 +23,13 @@ pub struct GameWorld {
     pub description: Option<String>,
     pub visible: bool,
     pub display_order: i64,
+    #[schema(value_type = Vec<String>)]
     pub tags: Json<Vec<String>>,
     /// Maintenance switched on by an operator (see [`GameWorld::maintenance_active`]).
     pub maintenance: bool,
     pub maintenance_message: Option<String>,
     /// Per-language messages, keyed by language code.
+    #[schema(value_type = BTreeMap<String, String>)]
     pub maintenance_messages: Json<BTreeMap<String, String>>,
     pub maintenance_starts_at: Option<DateTime<Utc>>,
     pub maintenance_ends_at: Option<DateTime<Utc>>,
