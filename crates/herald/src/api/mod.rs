@@ -92,12 +92,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(worlds::list, worlds::create))
         .routes(routes!(worlds::get, worlds::update, worlds::delete))
         .routes(routes!(worlds::maintenance))
-        .route("/client-versions", get(versions::list).post(versions::create))
-        .route("/client-versions/lookup", get(versions::lookup))
-        .route(
-            "/client-versions/{id}",
-            get(versions::get).put(versions::update).patch(versions::update).delete(versions::delete),
-        )
+        .routes(routes!(versions::list, versions::create))
+        .routes(routes!(versions::lookup))
+        .routes(routes!(versions::get, versions::update, versions::delete))
         .route("/event-types", get(events::list_types).post(events::create_type))
         .route(
             "/event-types/{name}",

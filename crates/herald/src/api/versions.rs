@@ -12,8 +12,9 @@ use crate::{
     store::versions::{ClientVersion, VersionFilter},
 };
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     page: Option<u32>,
     limit: Option<u32>,
@@ -22,6 +23,7 @@ pub struct ListQuery {
     status: Option<String>,
 }
 
+#[utoipa::path(get, path = "/client-versions", tag = "versions", params(ListQuery), responses((status = 200, body = PageBody<ClientVersion>)))]
 pub async fn list(
     s: State,
     scope: ProjectScope,
@@ -42,16 +44,19 @@ pub async fn list(
     Ok(Json(PageBody::new(page, req, |v| v)))
 }
 
+#[utoipa::path(post, path = "/client-versions", tag = "versions", request_body = NewVersion, responses((status = 201, body = ClientVersion)))]
 pub async fn create(s: State, scope: ProjectScope, Json(input): Json<NewVersion>) -> ApiResult<Response> {
     scope.require("versions:write")?;
     Ok(created(versions::create(&s.store, &scope.events(), &scope.project_id, input).await?))
 }
 
+#[utoipa::path(get, path = "/client-versions/{id}", tag = "versions", params(("id" = String, Path)), responses((status = 200, body = ClientVersion)))]
 pub async fn get(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<ClientVersion>> {
     scope.require("versions:read")?;
     Ok(Json(s.store.get_client_version(&scope.project_id, &id).await?))
 }
 
+#[utoipa::path(method(put, patch), path = "/client-versions/{id}", tag = "versions", params(("id" = String, Path)), request_body = VersionPatch, responses((status = 200, body = ClientVersion)))]
 pub async fn update(
     s: State,
     scope: ProjectScope,
@@ -62,19 +67,22 @@ pub async fn update(
     Ok(Json(versions::update(&s.store, &scope.events(), &scope.project_id, &id, patch).await?))
 }
 
+#[utoipa::path(delete, path = "/client-versions/{id}", tag = "versions", params(("id" = String, Path)), responses((status = 200, body = ClientVersion, description = "the deleted version")))]
 pub async fn delete(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<ClientVersion>> {
     scope.require("versions:write")?;
     Ok(Json(s.store.delete_client_version(&scope.events(), &scope.project_id, &id).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct LookupQuery {
     channel: Option<String>,
     sub_channel: Option<String>,
     version: Option<String>,
 }
 
+#[utoipa::path(get, path = "/client-versions/lookup", tag = "versions", params(LookupQuery), responses((status = 200, body = LookupAnswer)))]
 pub async fn lookup(s: State, scope: ProjectScope, Query(q): Query<LookupQuery>) -> ApiResult<Json<LookupAnswer>> {
     scope.require("versions:read")?;
     let (Some(channel), Some(version)) = (q.channel, q.version) else {

@@ -13,7 +13,7 @@ use crate::{
 
 pub const STATUSES: &[&str] = &["online", "offline", "recommended_update", "forced_update", "maintenance"];
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewVersion {
     pub channel: String,
@@ -24,7 +24,7 @@ pub struct NewVersion {
     pub notes: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VersionPatch {
     pub channel: Option<String>,
@@ -135,7 +135,7 @@ pub fn compare_versions(a: &str, b: &str) -> Ordering {
 
 /// What a game client should do: `play`, `update_available`, `update_required`,
 /// `maintenance` or `unavailable`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LookupAnswer {
     pub channel: String,

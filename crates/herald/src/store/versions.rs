@@ -9,7 +9,7 @@ use super::{
 };
 use crate::events::{EventContext, NewEvent, types};
 
-#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+#[derive(Debug, Clone, sqlx::FromRow, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ClientVersion {
     pub id: String,
