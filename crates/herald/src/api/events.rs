@@ -16,13 +16,15 @@ use crate::{
     store::{catalog::EventType, webhooks::Delivery},
 };
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
     page: Option<u32>,
     limit: Option<u32>,
 }
 
+#[utoipa::path(get, path = "/event-types", tag = "events", params(PageQuery), responses((status = 200, body = PageBody<EventType>)))]
 pub async fn list_types(
     s: State,
     scope: ProjectScope,
@@ -34,16 +36,19 @@ pub async fn list_types(
     Ok(Json(PageBody::new(page, req, |t| t)))
 }
 
+#[utoipa::path(post, path = "/event-types", tag = "events", request_body = NewEventType, responses((status = 201, body = EventType)))]
 pub async fn create_type(s: State, scope: ProjectScope, Json(input): Json<NewEventType>) -> ApiResult<Response> {
     scope.require("events:publish")?;
     Ok(created(events::create_type(&s.store, &scope.project_id, input).await?))
 }
 
+#[utoipa::path(get, path = "/event-types/{name}", tag = "events", params(("name" = String, Path, description = "the event type's name")), responses((status = 200, body = EventType)))]
 pub async fn get_type(s: State, scope: ProjectScope, Path(name): Path<String>) -> ApiResult<Json<EventType>> {
     scope.require("events:read")?;
     Ok(Json(s.store.get_event_type(&scope.project_id, &name).await?))
 }
 
+#[utoipa::path(method(put, patch), path = "/event-types/{name}", tag = "events", params(("name" = String, Path, description = "the event type's name")), request_body = EventTypePatch, responses((status = 200, body = EventType)))]
 pub async fn update_type(
     s: State,
     scope: ProjectScope,
@@ -54,6 +59,7 @@ pub async fn update_type(
     Ok(Json(events::update_type(&s.store, &scope.project_id, &name, patch).await?))
 }
 
+#[utoipa::path(delete, path = "/event-types/{name}", tag = "events", params(("name" = String, Path, description = "the event type's name")), responses((status = 200, body = EventType)))]
 pub async fn delete_type(s: State, scope: ProjectScope, Path(name): Path<String>) -> ApiResult<Json<EventType>> {
     scope.require("events:publish")?;
     Ok(Json(s.store.delete_event_type(&scope.project_id, &name).await?))
@@ -64,6 +70,7 @@ fn idempotency_header(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// 201 with the new event, or 200 with the first event of a reused idempotency key.
+#[utoipa::path(post, path = "/events", tag = "events", params(("Idempotency-Key" = Option<String>, Header)), request_body = Publish, responses((status = 201, body = EventView), (status = 200, body = EventView, description = "the first event of a reused idempotency key")))]
 pub async fn publish(
     s: State,
     scope: ProjectScope,
@@ -80,28 +87,35 @@ pub async fn publish(
 
 use axum::response::IntoResponse;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Batch {
     events: Vec<Publish>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BatchItem {
     created: bool,
     event: EventView,
 }
 
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct BatchAnswer {
+    items: Vec<BatchItem>,
+}
+
 /// All events in one transaction: all stored, or none.
+#[utoipa::path(post, path = "/events/batch", tag = "events", request_body = Batch, responses((status = 201, body = BatchAnswer)))]
 pub async fn publish_batch(s: State, scope: ProjectScope, Json(batch): Json<Batch>) -> ApiResult<Response> {
     scope.require("events:publish")?;
     let out = events::publish(&s.store, &scope.events(), &scope.project_id, batch.events, None, true).await?;
     let items: Vec<BatchItem> = out.into_iter().map(|(created, event)| BatchItem { created, event }).collect();
-    Ok(created(serde_json::json!({ "items": items })))
+    Ok(created(BatchAnswer { items }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     #[serde(rename = "type")]
@@ -112,7 +126,7 @@ pub struct ListQuery {
     limit: Option<u32>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventPage {
     items: Vec<EventView>,
@@ -133,6 +147,7 @@ pub fn decode_cursor(cursor: &str) -> ApiResult<String> {
 }
 
 /// Newest first.
+#[utoipa::path(get, path = "/events", tag = "events", params(ListQuery), responses((status = 200, body = EventPage)))]
 pub async fn list(s: State, scope: ProjectScope, Query(q): Query<ListQuery>) -> ApiResult<Json<EventPage>> {
     scope.require("events:read")?;
     let limit = Paging { page: None, limit: q.limit }.request()?.limit as i64;
@@ -150,7 +165,7 @@ pub async fn list(s: State, scope: ProjectScope, Query(q): Query<ListQuery>) -> 
     Ok(Json(EventPage { items: rows.into_iter().map(EventView::from).collect(), next_cursor }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventDetails {
     #[serde(flatten)]
@@ -158,6 +173,7 @@ pub struct EventDetails {
     deliveries: Vec<Delivery>,
 }
 
+#[utoipa::path(get, path = "/events/{id}", tag = "events", params(("id" = String, Path)), responses((status = 200, body = EventDetails)))]
 pub async fn get(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<EventDetails>> {
     scope.require("events:read")?;
     let event = s.store.get_event(&scope.project_id, &id).await?;

@@ -95,14 +95,11 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(versions::list, versions::create))
         .routes(routes!(versions::lookup))
         .routes(routes!(versions::get, versions::update, versions::delete))
-        .route("/event-types", get(events::list_types).post(events::create_type))
-        .route(
-            "/event-types/{name}",
-            get(events::get_type).put(events::update_type).patch(events::update_type).delete(events::delete_type),
-        )
-        .route("/events", get(events::list).post(events::publish))
-        .route("/events/batch", post(events::publish_batch))
-        .route("/events/{id}", get(events::get))
+        .routes(routes!(events::list_types, events::create_type))
+        .routes(routes!(events::get_type, events::update_type, events::delete_type))
+        .routes(routes!(events::list, events::publish))
+        .routes(routes!(events::publish_batch))
+        .routes(routes!(events::get))
         .route("/webhooks", get(webhooks::list).post(webhooks::create))
         .route(
             "/webhooks/{id}",

@@ -22,7 +22,7 @@ pub use super::webhooks::is_event_name;
 pub const IDEMPOTENCY_WINDOW: TimeDelta = TimeDelta::hours(24);
 pub const MAX_BATCH: usize = 1000;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewEventType {
     pub name: String,
@@ -30,7 +30,7 @@ pub struct NewEventType {
     pub schema: Option<Value>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EventTypePatch {
     #[serde(default, deserialize_with = "nullable")]
@@ -91,7 +91,7 @@ pub async fn update_type(store: &Store, project_id: &str, name: &str, patch: Eve
     Ok(t)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Publish {
     #[serde(rename = "type")]
@@ -103,7 +103,7 @@ pub struct Publish {
     pub resource: Option<ResourceRef>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResourceRef {
     #[serde(rename = "type")]
@@ -112,7 +112,7 @@ pub struct ResourceRef {
 }
 
 /// An event as the API shows it (the same fields as the delivery envelope).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventView {
     pub id: String,

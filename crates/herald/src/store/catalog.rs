@@ -12,13 +12,14 @@ use super::{
 };
 use crate::events::NewEvent;
 
-#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+#[derive(Debug, Clone, sqlx::FromRow, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventType {
     #[serde(skip)]
     pub project_id: String,
     pub name: String,
     pub description: Option<String>,
+    #[schema(value_type = Option<Object>)]
     pub schema: Option<Json<Value>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
