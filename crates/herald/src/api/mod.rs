@@ -100,20 +100,17 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(events::list, events::publish))
         .routes(routes!(events::publish_batch))
         .routes(routes!(events::get))
-        .route("/webhooks", get(webhooks::list).post(webhooks::create))
-        .route(
-            "/webhooks/{id}",
-            get(webhooks::get).put(webhooks::update).patch(webhooks::update).delete(webhooks::delete),
-        )
-        .route("/webhooks/{id}/enable", post(webhooks::enable))
-        .route("/webhooks/{id}/disable", post(webhooks::disable))
-        .route("/webhooks/{id}/secret", get(webhooks::get_secret))
-        .route("/webhooks/{id}/secret/rotate", post(webhooks::rotate))
-        .route("/webhooks/{id}/test", post(webhooks::test))
-        .route("/webhooks/{id}/replay", post(webhooks::replay))
-        .route("/webhooks/{id}/deliveries", get(webhooks::deliveries))
-        .route("/deliveries/{id}", get(webhooks::delivery))
-        .route("/deliveries/{id}/retry", post(webhooks::retry))
+        .routes(routes!(webhooks::list, webhooks::create))
+        .routes(routes!(webhooks::get, webhooks::update, webhooks::delete))
+        .routes(routes!(webhooks::enable))
+        .routes(routes!(webhooks::disable))
+        .routes(routes!(webhooks::get_secret))
+        .routes(routes!(webhooks::rotate))
+        .routes(routes!(webhooks::test))
+        .routes(routes!(webhooks::replay))
+        .routes(routes!(webhooks::deliveries))
+        .routes(routes!(webhooks::delivery))
+        .routes(routes!(webhooks::retry))
         .route("/chat/tags", get(chat::list_tags).post(chat::create_tag))
         .route(
             "/chat/tags/{id}",

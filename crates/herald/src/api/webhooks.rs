@@ -17,7 +17,7 @@ use crate::{
 };
 
 /// An endpoint as the API shows it: `timeout` in seconds; the secret only where asked for.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WebhookView {
     #[serde(flatten)]
@@ -35,13 +35,15 @@ impl WebhookView {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
     page: Option<u32>,
     limit: Option<u32>,
 }
 
+#[utoipa::path(get, path = "/webhooks", tag = "webhooks", params(PageQuery), responses((status = 200, body = PageBody<WebhookView>)))]
 pub async fn list(s: State, scope: ProjectScope, Query(q): Query<PageQuery>) -> ApiResult<Json<PageBody<WebhookView>>> {
     scope.require("webhooks:read")?;
     let req = Paging { page: q.page, limit: q.limit }.request()?;
@@ -50,6 +52,7 @@ pub async fn list(s: State, scope: ProjectScope, Query(q): Query<PageQuery>) -> 
 }
 
 /// 201 with the endpoint and its secret (generated if not given).
+#[utoipa::path(post, path = "/webhooks", tag = "webhooks", request_body = NewWebhook, responses((status = 201, body = WebhookView, description = "the endpoint with its secret")))]
 pub async fn create(s: State, scope: ProjectScope, Json(input): Json<NewWebhook>) -> ApiResult<Response> {
     scope.require("webhooks:write")?;
     let timeout = s.config.webhooks.default_timeout_ms;
@@ -57,11 +60,13 @@ pub async fn create(s: State, scope: ProjectScope, Json(input): Json<NewWebhook>
     Ok(created(WebhookView::new(w, true)))
 }
 
+#[utoipa::path(get, path = "/webhooks/{id}", tag = "webhooks", params(("id" = String, Path)), responses((status = 200, body = WebhookView)))]
 pub async fn get(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<WebhookView>> {
     scope.require("webhooks:read")?;
     Ok(Json(WebhookView::new(s.store.get_webhook(&scope.project_id, &id).await?, false)))
 }
 
+#[utoipa::path(method(put, patch), path = "/webhooks/{id}", tag = "webhooks", params(("id" = String, Path)), request_body = WebhookPatch, responses((status = 200, body = WebhookView)))]
 pub async fn update(
     s: State,
     scope: ProjectScope,
@@ -73,6 +78,7 @@ pub async fn update(
     Ok(Json(WebhookView::new(w, false)))
 }
 
+#[utoipa::path(delete, path = "/webhooks/{id}", tag = "webhooks", params(("id" = String, Path)), responses((status = 200, body = WebhookView)))]
 pub async fn delete(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<WebhookView>> {
     scope.require("webhooks:write")?;
     Ok(Json(WebhookView::new(s.store.delete_webhook(&scope.events(), &scope.project_id, &id).await?, false)))
@@ -85,15 +91,17 @@ async fn set_active(s: &State, scope: &ProjectScope, id: &str, active: bool) -> 
     Ok(Json(WebhookView::new(w, false)))
 }
 
+#[utoipa::path(post, path = "/webhooks/{id}/enable", tag = "webhooks", params(("id" = String, Path)), responses((status = 200, body = WebhookView)))]
 pub async fn enable(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<WebhookView>> {
     set_active(&s, &scope, &id, true).await
 }
 
+#[utoipa::path(post, path = "/webhooks/{id}/disable", tag = "webhooks", params(("id" = String, Path)), responses((status = 200, body = WebhookView)))]
 pub async fn disable(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<WebhookView>> {
     set_active(&s, &scope, &id, false).await
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretView {
     secret: String,
@@ -113,17 +121,19 @@ fn secret_view(w: &Webhook) -> SecretView {
     }
 }
 
+#[utoipa::path(get, path = "/webhooks/{id}/secret", tag = "webhooks", params(("id" = String, Path)), responses((status = 200, body = SecretView)))]
 pub async fn get_secret(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<SecretView>> {
     scope.require("webhooks:write")?;
     Ok(Json(secret_view(&s.store.get_webhook(&scope.project_id, &id).await?)))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rotate {
     secret: Option<String>,
 }
 
+#[utoipa::path(post, path = "/webhooks/{id}/secret/rotate", tag = "webhooks", params(("id" = String, Path)), request_body(content = Option<Rotate>, description = "optional: the new secret; generated when absent"), responses((status = 200, body = SecretView)))]
 pub async fn rotate(
     s: State,
     scope: ProjectScope,
@@ -145,18 +155,20 @@ pub async fn rotate(
     Ok(Json(secret_view(&w)))
 }
 
+#[utoipa::path(post, path = "/webhooks/{id}/test", tag = "webhooks", params(("id" = String, Path)), responses((status = 200, body = TestResult)))]
 pub async fn test(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<TestResult>> {
     scope.require("webhooks:write")?;
     let w = s.store.get_webhook(&scope.project_id, &id).await?;
     Ok(Json(webhooks::send_test(&s.sender, &w).await))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Queued {
     queued: usize,
 }
 
+#[utoipa::path(post, path = "/webhooks/{id}/replay", tag = "webhooks", params(("id" = String, Path)), request_body = Replay, responses((status = 200, body = Queued)))]
 pub async fn replay(
     s: State,
     scope: ProjectScope,
@@ -169,7 +181,8 @@ pub async fn replay(
     Ok(Json(Queued { queued }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveriesQuery {
     status: Option<String>,
@@ -177,7 +190,7 @@ pub struct DeliveriesQuery {
     limit: Option<u32>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryPage {
     items: Vec<Delivery>,
@@ -187,6 +200,7 @@ pub struct DeliveryPage {
 const DELIVERY_STATUSES: &[&str] = &["pending", "succeeded", "failed"];
 
 /// Newest first.
+#[utoipa::path(get, path = "/webhooks/{id}/deliveries", tag = "webhooks", params(("id" = String, Path)), params(DeliveriesQuery), responses((status = 200, body = DeliveryPage)))]
 pub async fn deliveries(
     s: State,
     scope: ProjectScope,
@@ -217,7 +231,7 @@ pub async fn deliveries(
     Ok(Json(DeliveryPage { items, next_cursor }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryDetails {
     #[serde(flatten)]
@@ -225,6 +239,7 @@ pub struct DeliveryDetails {
     attempts: Vec<Attempt>,
 }
 
+#[utoipa::path(get, path = "/deliveries/{id}", tag = "webhooks", params(("id" = String, Path)), responses((status = 200, body = DeliveryDetails)))]
 pub async fn delivery(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<DeliveryDetails>> {
     scope.require("webhooks:read")?;
     // Attempts first: a delivery row is updated in the same transaction that adds an
@@ -235,6 +250,7 @@ pub async fn delivery(s: State, scope: ProjectScope, Path(id): Path<String>) -> 
 }
 
 /// Makes the delivery due now, with a fresh set of retries.
+#[utoipa::path(post, path = "/deliveries/{id}/retry", tag = "webhooks", params(("id" = String, Path)), responses((status = 200, body = Delivery)))]
 pub async fn retry(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<Delivery>> {
     scope.require("webhooks:write")?;
     Ok(Json(s.store.retry_delivery_now(&scope.project_id, &id, s.clock.now()).await?))

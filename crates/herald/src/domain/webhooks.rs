@@ -21,7 +21,7 @@ use crate::{
 pub const ROTATION_OVERLAP: TimeDelta = TimeDelta::hours(24);
 pub const MAX_TIMEOUT_SECS: f64 = 30.0;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewWebhook {
     pub url: String,
@@ -37,7 +37,7 @@ pub struct NewWebhook {
     pub timeout: Option<f64>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WebhookPatch {
     pub url: Option<String>,
@@ -265,7 +265,7 @@ pub async fn rotate_secret(
 }
 
 /// The result of `POST /webhooks/{id}/test`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TestResult {
     /// A 2xx answer within the timeout.
@@ -325,7 +325,7 @@ pub async fn send_test(sender: &Sender, hook: &Webhook) -> TestResult {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Replay {
     pub since: DateTime<Utc>,

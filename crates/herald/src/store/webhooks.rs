@@ -16,7 +16,7 @@ use super::{
 };
 use crate::events::{EventContext, NewEvent, types};
 
-#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+#[derive(Debug, Clone, sqlx::FromRow, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Webhook {
     pub id: String,
@@ -26,6 +26,7 @@ pub struct Webhook {
     pub url: String,
     pub description: Option<String>,
     /// Event type patterns: exact names, `*`, or prefixes like `user.*`.
+    #[schema(value_type = Vec<String>)]
     pub events: Json<Vec<String>>,
     #[serde(skip)]
     pub secret: String,
@@ -33,6 +34,7 @@ pub struct Webhook {
     pub previous_secret: Option<String>,
     pub previous_secret_expires_at: Option<DateTime<Utc>>,
     pub active: bool,
+    #[schema(value_type = BTreeMap<String, String>)]
     pub headers: Json<BTreeMap<String, String>>,
     /// Deliveries per second (per node); `None`: unlimited.
     pub rate_limit: Option<i32>,
@@ -76,7 +78,7 @@ pub struct Delivery {
     pub completed_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+#[derive(Debug, Clone, sqlx::FromRow, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Attempt {
     pub id: String,
@@ -86,6 +88,7 @@ pub struct Attempt {
     pub attempted_at: DateTime<Utc>,
     pub status_code: Option<i32>,
     pub latency_ms: i32,
+    #[schema(value_type = BTreeMap<String, String>)]
     pub response_headers: Json<BTreeMap<String, String>>,
     pub response_body: Option<String>,
     pub error: Option<String>,
