@@ -2,7 +2,6 @@
 
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 
 use super::{
     PageBody, created,
@@ -16,7 +15,7 @@ use crate::{
 };
 
 /// A tag as `/api/v1` shows it.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TagBody {
     id: i64,
@@ -46,13 +45,15 @@ fn tag_id(raw: &str) -> ApiResult<i64> {
     raw.parse().map_err(|_| ApiError::not_found("tag"))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
     page: Option<u32>,
     limit: Option<u32>,
 }
 
+#[utoipa::path(get, path = "/chat/tags", tag = "chat", params(PageQuery), responses((status = 200, body = PageBody<TagBody>)))]
 pub async fn list_tags(
     s: State,
     scope: ProjectScope,
@@ -64,17 +65,20 @@ pub async fn list_tags(
     Ok(Json(PageBody::new(page, req, TagBody::from)))
 }
 
+#[utoipa::path(post, path = "/chat/tags", tag = "chat", request_body = TagInput, responses((status = 201, body = TagBody)))]
 pub async fn create_tag(s: State, scope: ProjectScope, Json(input): Json<TagInput>) -> ApiResult<Response> {
     scope.require("chat:write")?;
     let tag = chat::create_tag(&s.store, &scope.events(), &scope.project_id, input).await?;
     Ok(created(TagBody::from(tag)))
 }
 
+#[utoipa::path(get, path = "/chat/tags/{id}", tag = "chat", params(("id" = i64, Path, description = "the tag's id")), responses((status = 200, body = TagBody)))]
 pub async fn get_tag(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<TagBody>> {
     scope.require("chat:read")?;
     Ok(Json(s.store.get_tag(&scope.project_id, tag_id(&id)?).await?.into()))
 }
 
+#[utoipa::path(method(put, patch), path = "/chat/tags/{id}", tag = "chat", params(("id" = i64, Path, description = "the tag's id")), request_body = TagInput, responses((status = 200, body = TagBody)))]
 pub async fn update_tag(
     s: State,
     scope: ProjectScope,
@@ -86,6 +90,7 @@ pub async fn update_tag(
     Ok(Json(tag.into()))
 }
 
+#[utoipa::path(delete, path = "/chat/tags/{id}", tag = "chat", params(("id" = i64, Path, description = "the tag's id")), responses((status = 200, body = TagBody)))]
 pub async fn delete_tag(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<TagBody>> {
     scope.require("chat:write")?;
     Ok(Json(chat::delete_tag(&s.store, &scope.events(), &scope.project_id, tag_id(&id)?).await?.into()))
@@ -95,6 +100,7 @@ fn message_id(raw: &str) -> ApiResult<i64> {
     raw.parse().map_err(|_| ApiError::not_found("message"))
 }
 
+#[utoipa::path(post, path = "/chat/channels/{id}/messages", tag = "chat", params(("id" = String, Path, description = "the channel's id")), request_body = SendMessage, responses((status = 201, body = Message)))]
 pub async fn send_message(
     s: State,
     scope: ProjectScope,
@@ -115,7 +121,8 @@ pub async fn send_message(
     Ok(created(m))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryQuery {
     before: Option<String>,
@@ -125,13 +132,14 @@ pub struct HistoryQuery {
 
 /// A history page, and the positions to page from: `before` (the oldest message shown) for
 /// older messages, `after` (the newest shown) for newer ones.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct HistoryBody {
     items: Vec<Message>,
     before: Option<String>,
     after: Option<String>,
 }
 
+#[utoipa::path(get, path = "/chat/channels/{id}/messages", tag = "chat", params(("id" = String, Path, description = "the channel's id"), HistoryQuery), responses((status = 200, body = HistoryBody)))]
 pub async fn history(
     s: State,
     scope: ProjectScope,
@@ -149,6 +157,7 @@ pub async fn history(
     Ok(Json(HistoryBody { items, before, after }))
 }
 
+#[utoipa::path(method(put, patch), path = "/chat/channels/{id}/messages/{message_id}", tag = "chat", params(("id" = String, Path, description = "the channel's id"), ("message_id" = i64, Path)), request_body = EditMessage, responses((status = 200, body = Message)))]
 pub async fn edit_message(
     s: State,
     scope: ProjectScope,
@@ -169,18 +178,20 @@ pub async fn edit_message(
     Ok(Json(m))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ActingFor {
     user_id: Option<String>,
 }
 
+#[utoipa::path(delete, path = "/chat/channels/{id}/messages/{message_id}", tag = "chat", params(("id" = String, Path, description = "the channel's id"), ("message_id" = i64, Path), ActingFor), responses((status = 200, body = Message, description = "the message, marked deleted")))]
 pub async fn delete_message(
     s: State,
     scope: ProjectScope,
     Path((channel_id, id)): Path<(String, String)>,
     Query(q): Query<ActingFor>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Message>> {
     scope.require("chat:write")?;
     let m = chat::delete_message(
         &s.store,
@@ -191,5 +202,5 @@ pub async fn delete_message(
         q.user_id.as_deref(),
     )
     .await?;
-    Ok(Json(json!(m)))
+    Ok(Json(m))
 }

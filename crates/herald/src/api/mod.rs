@@ -111,16 +111,10 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(webhooks::deliveries))
         .routes(routes!(webhooks::delivery))
         .routes(routes!(webhooks::retry))
-        .route("/chat/tags", get(chat::list_tags).post(chat::create_tag))
-        .route(
-            "/chat/tags/{id}",
-            get(chat::get_tag).put(chat::update_tag).patch(chat::update_tag).delete(chat::delete_tag),
-        )
-        .route("/chat/channels/{id}/messages", get(chat::history).post(chat::send_message))
-        .route(
-            "/chat/channels/{id}/messages/{message_id}",
-            axum::routing::put(chat::edit_message).patch(chat::edit_message).delete(chat::delete_message),
-        )
+        .routes(routes!(chat::list_tags, chat::create_tag))
+        .routes(routes!(chat::get_tag, chat::update_tag, chat::delete_tag))
+        .routes(routes!(chat::history, chat::send_message))
+        .routes(routes!(chat::edit_message, chat::delete_message))
 }
 
 pub async fn not_found() -> ApiError {

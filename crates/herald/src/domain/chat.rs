@@ -215,7 +215,7 @@ pub fn paging_info(page: i64, size: i64, count: usize, total: i64) -> Value {
 
 // ---- tags ----
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TagInput {
     pub name: Option<String>,
@@ -602,7 +602,7 @@ impl RateLimiter {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SendMessage {
     /// The sender; absent for a message from the game server itself.
@@ -611,7 +611,7 @@ pub struct SendMessage {
     pub data: Option<Value>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EditMessage {
     /// When given, the edit is made on this player's behalf: it must be the sender.

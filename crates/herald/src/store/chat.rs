@@ -65,7 +65,7 @@ pub struct ChatUser {
     pub reg_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Message {
     #[serde(skip)]
@@ -74,6 +74,7 @@ pub struct Message {
     pub channel_id: String,
     pub user_id: Option<String>,
     pub text: String,
+    #[schema(value_type = Option<Object>)]
     pub data: Option<Json<Value>>,
     pub deleted: bool,
     pub created_at: DateTime<Utc>,
