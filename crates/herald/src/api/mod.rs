@@ -19,7 +19,6 @@ mod worlds;
 use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
-    routing::{get, post},
 };
 use serde::Serialize;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -66,24 +65,15 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(sessions::login))
         .routes(routes!(sessions::refresh))
         .routes(routes!(sessions::me))
-        .route("/organizations", get(tenancy::list_orgs).post(tenancy::create_org))
-        .route(
-            "/organizations/{id}",
-            get(tenancy::get_org).put(tenancy::update_org).patch(tenancy::update_org).delete(tenancy::delete_org),
-        )
-        .route("/projects", get(tenancy::list_projects).post(tenancy::create_project))
-        .route(
-            "/projects/{id}",
-            get(tenancy::get_project)
-                .put(tenancy::update_project)
-                .patch(tenancy::update_project)
-                .delete(tenancy::delete_project),
-        )
-        .route("/projects/{id}/secret-key/regenerate", post(tenancy::regenerate_secret))
-        .route("/api-keys", get(tenancy::list_keys).post(tenancy::create_key))
-        .route("/api-keys/{id}", get(tenancy::get_key).delete(tenancy::revoke_key))
-        .route("/admin-users", get(tenancy::list_admins).post(tenancy::create_admin))
-        .route("/admin-users/{id}", axum::routing::delete(tenancy::delete_admin))
+        .routes(routes!(tenancy::list_orgs, tenancy::create_org))
+        .routes(routes!(tenancy::get_org, tenancy::update_org, tenancy::delete_org))
+        .routes(routes!(tenancy::list_projects, tenancy::create_project))
+        .routes(routes!(tenancy::get_project, tenancy::update_project, tenancy::delete_project))
+        .routes(routes!(tenancy::regenerate_secret))
+        .routes(routes!(tenancy::list_keys, tenancy::create_key))
+        .routes(routes!(tenancy::get_key, tenancy::revoke_key))
+        .routes(routes!(tenancy::list_admins, tenancy::create_admin))
+        .routes(routes!(tenancy::delete_admin))
         .routes(routes!(users::list, users::create))
         .routes(routes!(users::get, users::update, users::delete))
         .routes(routes!(users::login))

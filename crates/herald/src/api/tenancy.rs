@@ -14,14 +14,16 @@ use crate::{
     store::{StoreError, api_keys::ApiKey, auth::AdminUser, orgs::Organization, orgs::Project},
 };
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PageQuery {
     page: Option<u32>,
     limit: Option<u32>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OrgPageQuery {
     page: Option<u32>,
@@ -29,6 +31,7 @@ pub struct OrgPageQuery {
     organization_id: Option<String>,
 }
 
+#[utoipa::path(get, path = "/organizations", tag = "tenancy", params(PageQuery), responses((status = 200, body = PageBody<Organization>)))]
 pub async fn list_orgs(
     s: State,
     caller: Caller,
@@ -41,16 +44,19 @@ pub async fn list_orgs(
     Ok(Json(PageBody::new(page, req, |o| o)))
 }
 
+#[utoipa::path(post, path = "/organizations", tag = "tenancy", request_body = NewOrganization, responses((status = 201, body = Organization)))]
 pub async fn create_org(s: State, caller: Caller, Json(input): Json<NewOrganization>) -> ApiResult<Response> {
     let org = tenancy::create_organization(&s.store, &caller.principal, &caller.events(), input).await?;
     Ok(created(org))
 }
 
+#[utoipa::path(get, path = "/organizations/{id}", tag = "tenancy", params(("id" = String, Path)), responses((status = 200, body = Organization)))]
 pub async fn get_org(s: State, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Organization>> {
     caller.principal.require("admin")?;
     Ok(Json(tenancy::reachable_organization(&s.store, &caller.principal, &id).await?))
 }
 
+#[utoipa::path(method(put, patch), path = "/organizations/{id}", tag = "tenancy", params(("id" = String, Path)), request_body = NamePatch, responses((status = 200, body = Organization)))]
 pub async fn update_org(
     s: State,
     caller: Caller,
@@ -60,6 +66,7 @@ pub async fn update_org(
     Ok(Json(tenancy::update_organization(&s.store, &caller.principal, &caller.events(), &id, patch).await?))
 }
 
+#[utoipa::path(delete, path = "/organizations/{id}", tag = "tenancy", params(("id" = String, Path)), responses((status = 200, body = Organization)))]
 pub async fn delete_org(s: State, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Organization>> {
     caller.principal.require("admin")?;
     let org = tenancy::reachable_organization(&s.store, &caller.principal, &id).await?;
@@ -70,7 +77,7 @@ pub async fn delete_org(s: State, caller: Caller, Path(id): Path<String>) -> Api
 }
 
 /// A project's details, with its secret key (the GameTalk `X-Secret-Key`).
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProjectDetails {
     #[serde(flatten)]
@@ -85,6 +92,7 @@ impl From<Project> for ProjectDetails {
     }
 }
 
+#[utoipa::path(get, path = "/projects", tag = "tenancy", params(OrgPageQuery), responses((status = 200, body = PageBody<Project>)))]
 pub async fn list_projects(
     s: State,
     caller: Caller,
@@ -104,16 +112,19 @@ pub async fn list_projects(
     Ok(Json(PageBody::new(page, req, |p| p)))
 }
 
+#[utoipa::path(post, path = "/projects", tag = "tenancy", request_body = NewProject, responses((status = 201, body = ProjectDetails)))]
 pub async fn create_project(s: State, caller: Caller, Json(input): Json<NewProject>) -> ApiResult<Response> {
     let project = tenancy::create_project(&s.store, &caller.principal, &caller.events(), input).await?;
     Ok(created(ProjectDetails::from(project)))
 }
 
+#[utoipa::path(get, path = "/projects/{id}", tag = "tenancy", params(("id" = String, Path)), responses((status = 200, body = ProjectDetails)))]
 pub async fn get_project(s: State, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<ProjectDetails>> {
     caller.principal.require("admin")?;
     Ok(Json(tenancy::reachable_project(&s.store, &caller.principal, &id).await?.into()))
 }
 
+#[utoipa::path(method(put, patch), path = "/projects/{id}", tag = "tenancy", params(("id" = String, Path)), request_body = NamePatch, responses((status = 200, body = ProjectDetails)))]
 pub async fn update_project(
     s: State,
     caller: Caller,
@@ -124,12 +135,14 @@ pub async fn update_project(
     Ok(Json(project.into()))
 }
 
+#[utoipa::path(post, path = "/projects/{id}/secret-key/regenerate", tag = "tenancy", params(("id" = String, Path)), responses((status = 200, body = ProjectDetails)))]
 pub async fn regenerate_secret(s: State, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<ProjectDetails>> {
     let project =
         tenancy::modify_project(&s.store, &caller.principal, &caller.events(), &id, true, NamePatch::default()).await?;
     Ok(Json(project.into()))
 }
 
+#[utoipa::path(delete, path = "/projects/{id}", tag = "tenancy", params(("id" = String, Path)), responses((status = 200, body = Project)))]
 pub async fn delete_project(s: State, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Project>> {
     let p = &caller.principal;
     p.require("admin")?;
@@ -143,6 +156,7 @@ pub async fn delete_project(s: State, caller: Caller, Path(id): Path<String>) ->
     Ok(Json(deleted))
 }
 
+#[utoipa::path(get, path = "/api-keys", tag = "tenancy", params(OrgPageQuery), responses((status = 200, body = PageBody<ApiKey>)))]
 pub async fn list_keys(s: State, caller: Caller, Query(q): Query<OrgPageQuery>) -> ApiResult<Json<PageBody<ApiKey>>> {
     let p = &caller.principal;
     p.require("admin")?;
@@ -158,15 +172,18 @@ pub async fn list_keys(s: State, caller: Caller, Query(q): Query<OrgPageQuery>) 
     Ok(Json(PageBody::new(page, req, |k| k)))
 }
 
+#[utoipa::path(post, path = "/api-keys", tag = "tenancy", request_body = NewApiKey, responses((status = 201, body = crate::domain::tenancy::CreatedKey, description = "the key, with `keyValue` shown this once")))]
 pub async fn create_key(s: State, caller: Caller, Json(input): Json<NewApiKey>) -> ApiResult<Response> {
     Ok(created(tenancy::create_api_key(&s.store, &caller.principal, &caller.events(), input).await?))
 }
 
+#[utoipa::path(get, path = "/api-keys/{id}", tag = "tenancy", params(("id" = String, Path)), responses((status = 200, body = ApiKey)))]
 pub async fn get_key(s: State, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<ApiKey>> {
     Ok(Json(tenancy::reachable_key(&s.store, &caller.principal, &id).await?))
 }
 
 /// Revokes the key (it stays listed, with `revokedAt`).
+#[utoipa::path(delete, path = "/api-keys/{id}", tag = "tenancy", params(("id" = String, Path)), responses((status = 200, body = ApiKey)))]
 pub async fn revoke_key(s: State, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<ApiKey>> {
     let key = tenancy::reachable_key(&s.store, &caller.principal, &id).await?;
     let revoked = s.store.revoke_api_key(&caller.events(), &key.id).await?;
@@ -174,6 +191,7 @@ pub async fn revoke_key(s: State, caller: Caller, Path(id): Path<String>) -> Api
     Ok(Json(revoked))
 }
 
+#[utoipa::path(get, path = "/admin-users", tag = "tenancy", params(OrgPageQuery), responses((status = 200, body = PageBody<AdminUser>)))]
 pub async fn list_admins(
     s: State,
     caller: Caller,
@@ -185,6 +203,7 @@ pub async fn list_admins(
     Ok(Json(PageBody::new(page, req, |a| a)))
 }
 
+#[utoipa::path(post, path = "/admin-users", tag = "tenancy", request_body = NewAdminUser, responses((status = 201, body = AdminUser)))]
 pub async fn create_admin(s: State, caller: Caller, Json(input): Json<NewAdminUser>) -> ApiResult<Response> {
     let org = tenancy::target_organization(&s.store, &caller.principal, input.organization_id.as_deref()).await?;
     let admin =
@@ -195,6 +214,7 @@ pub async fn create_admin(s: State, caller: Caller, Json(input): Json<NewAdminUs
     Ok(created(admin))
 }
 
+#[utoipa::path(delete, path = "/admin-users/{id}", tag = "tenancy", params(("id" = String, Path)), responses((status = 200, body = AdminUser)))]
 pub async fn delete_admin(s: State, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<AdminUser>> {
     let p = &caller.principal;
     p.require("admin")?;

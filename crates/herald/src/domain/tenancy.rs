@@ -11,21 +11,21 @@ use crate::{
     store::{self, Store, StoreError, api_keys::ApiKey, auth::AdminUser, orgs::Organization, orgs::Project},
 };
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewOrganization {
     pub name: String,
     pub slug: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NamePatch {
     pub name: Option<String>,
     pub slug: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewProject {
     pub name: String,
@@ -194,7 +194,7 @@ pub async fn modify_project(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewApiKey {
     pub name: String,
@@ -206,7 +206,7 @@ pub struct NewApiKey {
 }
 
 /// A key as created: the only time its full value is shown.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreatedKey {
     #[serde(flatten)]
@@ -291,7 +291,7 @@ pub async fn reachable_key(store: &Store, caller: &Principal, id: &str) -> ApiRe
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewAdminUser {
     pub email: String,

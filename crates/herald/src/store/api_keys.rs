@@ -8,7 +8,7 @@ use sqlx::types::Json;
 use super::{Filter, Page, PageRequest, Store, StoreError, StoreResult, fetch_page, with_pool, write_with_events};
 use crate::events::{EventContext, NewEvent, types};
 
-#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+#[derive(Debug, Clone, sqlx::FromRow, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApiKey {
     pub id: String,
@@ -19,6 +19,7 @@ pub struct ApiKey {
     pub name: String,
     #[serde(skip)]
     pub secret_hash: Vec<u8>,
+    #[schema(value_type = Vec<String>)]
     pub scopes: Json<Vec<String>>,
     pub created_at: DateTime<Utc>,
     pub last_used_at: Option<DateTime<Utc>>,

@@ -9,7 +9,7 @@ use super::{
 };
 use crate::events::{EventContext, NewEvent, types};
 
-#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+#[derive(Debug, Clone, sqlx::FromRow, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Organization {
     pub id: String,
@@ -21,7 +21,7 @@ pub struct Organization {
 
 /// A project is one game. `secret_key` is never serialized with it (nor put in events): the
 /// project details route adds it explicitly for admins.
-#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+#[derive(Debug, Clone, sqlx::FromRow, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Project {
     pub id: String,
