@@ -8,7 +8,6 @@ use axum::{
     extract::{Path, RawQuery},
     http::{HeaderMap, HeaderValue},
     response::{IntoResponse, Response},
-    routing::get,
 };
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -39,12 +38,36 @@ const TRANSACTION_HEADER: &str = "x-gt-transaction-id";
 
 pub fn router() -> utoipa_axum::router::OpenApiRouter<AppState> {
     utoipa_axum::router::OpenApiRouter::new()
-        .route("/channels", get(list_channels).post(create_channel))
-        .route("/channels/{channel_id}", get(get_channel).put(update_channel).delete(delete_channel))
-        .route("/channels/{channel_id}/subscribes", get(list_subscribers).post(subscribe).delete(unsubscribe))
-        .route("/tags", get(list_tags))
-        .route("/tags/{tag_id}", get(get_tag))
-        .route("/users/{user_id}", get(get_user).put(put_user).delete(delete_user))
+        .routes(utoipa_axum::routes!(list_channels, create_channel))
+        .routes(utoipa_axum::routes!(get_channel, update_channel, delete_channel))
+        .routes(utoipa_axum::routes!(list_subscribers, subscribe, unsubscribe))
+        .routes(utoipa_axum::routes!(list_tags))
+        .routes(utoipa_axum::routes!(get_tag))
+        .routes(utoipa_axum::routes!(get_user, put_user, delete_user))
+}
+
+/// The `header` of every GameTalk answer (documentation: `respond` builds it).
+#[derive(utoipa::ToSchema)]
+#[schema(as = GameTalkHeader)]
+#[allow(dead_code)]
+pub struct Header {
+    #[schema(rename = "transactionId")]
+    transaction_id: String,
+    #[schema(rename = "isSuccessful")]
+    is_successful: bool,
+    /// 0 on success; otherwise a code of docs/CHAT.md.
+    #[schema(rename = "resultCode")]
+    result_code: i64,
+    #[schema(rename = "resultMessage")]
+    result_message: String,
+}
+
+/// Every GameTalk answer: HTTP 200, `header`, and the call's fields (docs/CHAT.md).
+#[derive(utoipa::ToSchema)]
+#[schema(as = GameTalkAnswer)]
+#[allow(dead_code)]
+pub struct Answer {
+    header: Header,
 }
 
 /// A failed call: its result code and message.
@@ -184,6 +207,7 @@ struct UserRef {
 
 // ---- handlers: each authenticates, calls the domain, shapes the fields ----
 
+#[utoipa::path(post, path = "/channels", tag = "gametalk", security(("secret_key" = [])), params(("app_key" = String, Path, description = "the project's appKey")), request_body(content = Object, description = "see docs/CHAT.md"), responses((status = 200, body = Answer, description = "always 200; success or failure is in `header`")))]
 async fn create_channel(s: State, Path(app_key): Path<String>, headers: HeaderMap, raw: Bytes) -> Response {
     answer(&s, &headers, &app_key, async |call: Call| {
         let input: ChannelInput = body(&raw)?;
@@ -193,6 +217,7 @@ async fn create_channel(s: State, Path(app_key): Path<String>, headers: HeaderMa
     .await
 }
 
+#[utoipa::path(put, path = "/channels/{channel_id}", tag = "gametalk", security(("secret_key" = [])), params(("app_key" = String, Path, description = "the project's appKey"), ("channel_id" = String, Path)), request_body(content = Object, description = "see docs/CHAT.md"), responses((status = 200, body = Answer, description = "always 200; success or failure is in `header`")))]
 async fn update_channel(
     s: State,
     Path((app_key, channel_id)): Path<(String, String)>,
@@ -207,6 +232,7 @@ async fn update_channel(
     .await
 }
 
+#[utoipa::path(delete, path = "/channels/{channel_id}", tag = "gametalk", security(("secret_key" = [])), params(("app_key" = String, Path, description = "the project's appKey"), ("channel_id" = String, Path)), responses((status = 200, body = Answer, description = "always 200; success or failure is in `header`")))]
 async fn delete_channel(s: State, Path((app_key, channel_id)): Path<(String, String)>, headers: HeaderMap) -> Response {
     answer(&s, &headers, &app_key, async |call: Call| {
         chat::delete_channel(&s.store, &call.ctx, &app_key, &call.project.id, &channel_id).await?;
@@ -215,6 +241,7 @@ async fn delete_channel(s: State, Path((app_key, channel_id)): Path<(String, Str
     .await
 }
 
+#[utoipa::path(get, path = "/channels", tag = "gametalk", security(("secret_key" = [])), params(("app_key" = String, Path, description = "the project's appKey")), responses((status = 200, body = Answer, description = "always 200; success or failure is in `header`")))]
 async fn list_channels(s: State, Path(app_key): Path<String>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
     answer(&s, &headers, &app_key, async |call: Call| {
         let q = query(raw);
@@ -235,6 +262,7 @@ async fn list_channels(s: State, Path(app_key): Path<String>, headers: HeaderMap
     .await
 }
 
+#[utoipa::path(get, path = "/channels/{channel_id}", tag = "gametalk", security(("secret_key" = [])), params(("app_key" = String, Path, description = "the project's appKey"), ("channel_id" = String, Path)), responses((status = 200, body = Answer, description = "always 200; success or failure is in `header`")))]
 async fn get_channel(s: State, Path((app_key, channel_id)): Path<(String, String)>, headers: HeaderMap) -> Response {
     answer(&s, &headers, &app_key, async |call: Call| {
         let c = s.store.get_channel(&call.project.id, &channel_id).await?;
@@ -243,6 +271,7 @@ async fn get_channel(s: State, Path((app_key, channel_id)): Path<(String, String
     .await
 }
 
+#[utoipa::path(post, path = "/channels/{channel_id}/subscribes", tag = "gametalk", security(("secret_key" = [])), params(("app_key" = String, Path, description = "the project's appKey"), ("channel_id" = String, Path)), request_body(content = Object, description = "see docs/CHAT.md"), responses((status = 200, body = Answer, description = "always 200; success or failure is in `header`")))]
 async fn subscribe(
     s: State,
     Path((app_key, channel_id)): Path<(String, String)>,
@@ -257,6 +286,7 @@ async fn subscribe(
     .await
 }
 
+#[utoipa::path(delete, path = "/channels/{channel_id}/subscribes", tag = "gametalk", security(("secret_key" = [])), params(("app_key" = String, Path, description = "the project's appKey"), ("channel_id" = String, Path)), request_body(content = Object, description = "see docs/CHAT.md"), responses((status = 200, body = Answer, description = "always 200; success or failure is in `header`")))]
 async fn unsubscribe(
     s: State,
     Path((app_key, channel_id)): Path<(String, String)>,
@@ -271,6 +301,7 @@ async fn unsubscribe(
     .await
 }
 
+#[utoipa::path(get, path = "/channels/{channel_id}/subscribes", tag = "gametalk", security(("secret_key" = [])), params(("app_key" = String, Path, description = "the project's appKey"), ("channel_id" = String, Path)), responses((status = 200, body = Answer, description = "always 200; success or failure is in `header`")))]
 async fn list_subscribers(
     s: State,
     Path((app_key, channel_id)): Path<(String, String)>,
@@ -289,6 +320,7 @@ async fn list_subscribers(
     .await
 }
 
+#[utoipa::path(get, path = "/tags", tag = "gametalk", security(("secret_key" = [])), params(("app_key" = String, Path, description = "the project's appKey")), responses((status = 200, body = Answer, description = "always 200; success or failure is in `header`")))]
 async fn list_tags(s: State, Path(app_key): Path<String>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
     answer(&s, &headers, &app_key, async |call: Call| {
         let (page, size) = paging(&query(raw))?;
@@ -303,6 +335,7 @@ async fn list_tags(s: State, Path(app_key): Path<String>, headers: HeaderMap, Ra
     .await
 }
 
+#[utoipa::path(get, path = "/tags/{tag_id}", tag = "gametalk", security(("secret_key" = [])), params(("app_key" = String, Path, description = "the project's appKey"), ("tag_id" = String, Path)), responses((status = 200, body = Answer, description = "always 200; success or failure is in `header`")))]
 async fn get_tag(s: State, Path((app_key, tag_id)): Path<(String, String)>, headers: HeaderMap) -> Response {
     answer(&s, &headers, &app_key, async |call: Call| {
         let id = tag_id.parse::<i64>().map_err(|_| Fail(codes::INVALID_PARAMETER, "tagId: must be a number".into()))?;
@@ -312,6 +345,7 @@ async fn get_tag(s: State, Path((app_key, tag_id)): Path<(String, String)>, head
     .await
 }
 
+#[utoipa::path(get, path = "/users/{user_id}", tag = "gametalk", security(("secret_key" = [])), params(("app_key" = String, Path, description = "the project's appKey"), ("user_id" = String, Path)), responses((status = 200, body = Answer, description = "always 200; success or failure is in `header`")))]
 async fn get_user(s: State, Path((app_key, user_id)): Path<(String, String)>, headers: HeaderMap) -> Response {
     answer(&s, &headers, &app_key, async |call: Call| {
         let u = s.store.get_chat_user(&call.project.id, &user_id).await?;
@@ -320,6 +354,7 @@ async fn get_user(s: State, Path((app_key, user_id)): Path<(String, String)>, he
     .await
 }
 
+#[utoipa::path(put, path = "/users/{user_id}", tag = "gametalk", security(("secret_key" = [])), params(("app_key" = String, Path, description = "the project's appKey"), ("user_id" = String, Path)), request_body(content = Object, description = "see docs/CHAT.md"), responses((status = 200, body = Answer, description = "always 200; success or failure is in `header`")))]
 async fn put_user(
     s: State,
     Path((app_key, user_id)): Path<(String, String)>,
@@ -334,6 +369,7 @@ async fn put_user(
     .await
 }
 
+#[utoipa::path(delete, path = "/users/{user_id}", tag = "gametalk", security(("secret_key" = [])), params(("app_key" = String, Path, description = "the project's appKey"), ("user_id" = String, Path)), responses((status = 200, body = Answer, description = "always 200; success or failure is in `header`")))]
 async fn delete_user(s: State, Path((app_key, user_id)): Path<(String, String)>, headers: HeaderMap) -> Response {
     answer(&s, &headers, &app_key, async |call: Call| {
         chat::delete_user(&s.store, &call.ctx, &app_key, &call.project.id, &user_id).await?;

@@ -54,6 +54,10 @@ impl Modify for Security {
         components
             .add_security_scheme("api_key", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))));
         components.add_security_scheme(
+            "secret_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Secret-Key"))),
+        );
+        components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );

@@ -18,7 +18,7 @@ use serde_json::Value;
 use crate::common::{Backend, TestApp, send};
 
 /// The description as the server serves it, built once per test process.
-fn spec() -> &'static Value {
+pub fn spec() -> &'static Value {
     static SPEC: OnceLock<Value> = OnceLock::new();
     SPEC.get_or_init(|| {
         let (router, spec) = utoipa_axum::router::OpenApiRouter::<herald::app::AppState>::with_openapi(

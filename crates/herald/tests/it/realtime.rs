@@ -443,26 +443,23 @@ async fn a_client_too_slow_to_read_is_disconnected() {
     assert_eq!(metric(&app, "herald_sockets_connected").await, 2.0);
 
     // Publish 2 MiB batches until the stalled client's buffer overflows (the kernel's socket
-    // buffers take the first few MiB).
+    // buffers take the first few MiB) or its stalled write times out, whichever comes first.
     let blob = "x".repeat(4096);
     let mut published = 0;
     for _ in 0..20 {
-        let events: Vec<Value> =
-            (0..500).map(|i| json!({"type": "load.blob", "data": {"i": i, "blob": blob}})).collect();
+        let events: Vec<Value> = (0..500).map(|i| json!({"type": "load.blob", "data": {"i": i, "blob": blob}})).collect();
         let (status, body) = app.post("/api/v1/events/batch", json!({"events": events})).await;
         assert!(status.is_success(), "{status} {body}");
         published += 500;
-        if metric(&app, "herald_socket_packets_dropped_total").await > 0.0 {
+        if metric(&app, "herald_socket_packets_dropped_total").await > 0.0
+            || metric(&app, "herald_sockets_connected").await < 2.0
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(
-        metric(&app, "herald_socket_packets_dropped_total").await > 0.0,
-        "the stalled client's buffer never filled"
-    );
 
-    // The heartbeat ping cannot be queued either: the stalled socket is closed.
+    // Its heartbeat fails (the ping cannot be queued, or no pong comes): it is closed.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while metric(&app, "herald_sockets_connected").await != 1.0 {
         assert!(

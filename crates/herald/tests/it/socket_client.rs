@@ -190,9 +190,15 @@ impl StalledSocket {
             other => panic!("no engine.io open packet: {other:?}"),
         }
         ws.send(Message::text(format!("40{auth}"))).await.expect("connect packet");
-        match ws.next().await {
-            Some(Ok(Message::Text(t))) if t.starts_with("40") => {}
-            other => panic!("not connected: {other:?}"),
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(t))) if t.starts_with("40") => break,
+                // A heartbeat may come first: answered, as a live client would.
+                Some(Ok(Message::Text(t))) if t.as_str() == "2" => {
+                    ws.send(Message::text("3")).await.expect("pong");
+                }
+                other => panic!("not connected: {other:?}"),
+            }
         }
         StalledSocket { _ws: ws }
     }
