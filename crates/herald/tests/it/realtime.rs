@@ -447,7 +447,8 @@ async fn a_client_too_slow_to_read_is_disconnected() {
     let blob = "x".repeat(4096);
     let mut published = 0;
     for _ in 0..20 {
-        let events: Vec<Value> = (0..500).map(|i| json!({"type": "load.blob", "data": {"i": i, "blob": blob}})).collect();
+        let events: Vec<Value> =
+            (0..500).map(|i| json!({"type": "load.blob", "data": {"i": i, "blob": blob}})).collect();
         let (status, body) = app.post("/api/v1/events/batch", json!({"events": events})).await;
         assert!(status.is_success(), "{status} {body}");
         published += 500;
