@@ -20,8 +20,10 @@ use crate::{events::types, store::events::EventRow};
 /// What the feed does for one event, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
-    /// Emit `name` to every socket in any of `rooms` (once per socket).
-    Emit { rooms: Vec<String>, name: String, payload: Payload },
+    /// Emit each of `packets` (`name`, payload), in order, to every socket in any of `rooms`
+    /// (once per socket). An event's alias and its dotted name form one step, so the feed can
+    /// hand both to a socket together and its connection writes them in one go.
+    Emit { rooms: Vec<String>, packets: Vec<(String, Payload)> },
     /// The sockets in room `of` join `room`.
     Join { of: String, room: String },
     /// The sockets in room `of` leave `room`.
@@ -78,7 +80,18 @@ fn patterns_of(event_type: &str) -> Vec<String> {
 }
 
 fn emit(rooms: Vec<String>, name: &str, payload: Payload) -> Step {
-    Step::Emit { rooms, name: name.to_owned(), payload }
+    Step::Emit { rooms, packets: vec![(name.to_owned(), payload)] }
+}
+
+/// The event under the seeds' alias (where it has one, first: it is what the seeds' clients
+/// wait for), then under its dotted name.
+fn emit_named(rooms: Vec<String>, event_type: &str) -> Step {
+    let mut packets = Vec::with_capacity(2);
+    if let Some(alias) = alias(event_type) {
+        packets.push((alias.to_owned(), Payload::Alias));
+    }
+    packets.push((event_type.to_owned(), Payload::Envelope));
+    Step::Emit { rooms, packets }
 }
 
 fn str_field<'a>(data: &'a Value, field: &str) -> Option<&'a str> {
@@ -93,29 +106,19 @@ pub fn plan(event: &EventRow) -> Vec<Step> {
     let mut steps = Vec::new();
 
     // Server sockets: by subscription, under the dotted name and the seeds' alias.
-    // The alias goes first: it is what the seeds' clients wait for.
     let key_rooms: Vec<String> = patterns_of(t).iter().map(|p| key_room(project, p)).collect();
-    if let Some(alias) = alias(t) {
-        steps.push(emit(key_rooms.clone(), alias, Payload::Alias));
-    }
-    steps.push(emit(key_rooms, t, Payload::Envelope));
+    steps.push(emit_named(key_rooms, t));
 
     // Players: world maintenance, their own profile, and the channels they subscribe to.
     let resource_user = (event.resource_type.as_deref() == Some("user")).then_some(event.resource_id.as_deref());
     match t {
         types::WORLD_MAINTENANCE_STARTED | types::WORLD_MAINTENANCE_ENDED => {
-            if let Some(alias) = alias(t) {
-                steps.push(emit(vec![players_room(project)], alias, Payload::Alias));
-            }
-            steps.push(emit(vec![players_room(project)], t, Payload::Envelope));
+            steps.push(emit_named(vec![players_room(project)], t));
         }
         types::USER_UPDATED | types::USER_LOGIN | types::USER_DELETED | types::USER_SESSIONS_REVOKED => {
             let Some(Some(user)) = resource_user else { return steps };
             let room = user_room(project, user);
-            if let Some(alias) = alias(t) {
-                steps.push(emit(vec![room.clone()], alias, Payload::Alias));
-            }
-            steps.push(emit(vec![room.clone()], t, Payload::Envelope));
+            steps.push(emit_named(vec![room.clone()], t));
             let inactive = t == types::USER_UPDATED && str_field(data, "status").is_some_and(|s| s != "active");
             if t == types::USER_DELETED || inactive {
                 steps.push(Step::Disconnect { room });
@@ -161,8 +164,8 @@ pub fn plan(event: &EventRow) -> Vec<Step> {
                 types::CHAT_MESSAGE_UPDATED => "message_updated",
                 _ => "message_deleted",
             };
-            steps.push(emit(vec![room.clone()], name, Payload::Message));
-            steps.push(emit(vec![room], t, Payload::Envelope));
+            let packets = vec![(name.to_owned(), Payload::Message), (t.to_owned(), Payload::Envelope)];
+            steps.push(Step::Emit { rooms: vec![room], packets });
         }
         _ => {}
     }
@@ -233,9 +236,11 @@ mod tests {
     fn emitted(steps: &[Step]) -> Vec<(Vec<String>, String)> {
         steps
             .iter()
-            .filter_map(|s| match s {
-                Step::Emit { rooms, name, .. } => Some((rooms.clone(), name.clone())),
-                _ => None,
+            .flat_map(|s| match s {
+                Step::Emit { rooms, packets } => {
+                    packets.iter().map(|(name, _)| (rooms.clone(), name.clone())).collect()
+                }
+                _ => Vec::new(),
             })
             .collect()
     }
