@@ -7,6 +7,8 @@
 #   throughput-1    BENCH_EVENTS events as fast as possible, 1 endpoint
 #   throughput-10   BENCH_EVENTS_FANOUT events as fast as possible, 10 endpoints per event
 #   latency-1       BENCH_RATE events/s for BENCH_RATE_SECONDS, 1 endpoint
+#   sustained-10    BENCH_SUSTAINED_RATE events/s for BENCH_SUSTAINED_SECONDS, 10 endpoints per
+#                   event (the default, 1,100 events/s, offers 11,000 deliveries/s for 30 s)
 #
 # and prints one JSON line per (backend, run): publish rate, delivery rate, latency from the
 # publish response to the arrival p50/p99/max, duplicates and missing deliveries ("result"),
@@ -14,7 +16,8 @@
 # `others_cores` well above 0 means other work on the machine disturbed the run, and
 # `herald_cpu_us_per_delivery` is the figure least moved by it). Exits 1 if a run lost
 # deliveries or events. Sizes: BENCH_EVENTS, BENCH_EVENTS_FANOUT, BENCH_RATE,
-# BENCH_RATE_SECONDS, BENCH_BATCH, BENCH_RATE_BATCH, BENCH_PUBLISHERS, BENCH_DRAIN_TIMEOUT.
+# BENCH_RATE_SECONDS, BENCH_SUSTAINED_RATE, BENCH_SUSTAINED_SECONDS, BENCH_BATCH,
+# BENCH_RATE_BATCH, BENCH_PUBLISHERS, BENCH_DRAIN_TIMEOUT, BENCH_RUNS (which runs, by name).
 #
 #   scripts/bench-webhooks.sh
 #   BENCH_BACKENDS=postgres BENCH_EVENTS=50000 scripts/bench-webhooks.sh
@@ -31,6 +34,9 @@ RATE="${BENCH_RATE:-1000}"
 RATE_SECS="${BENCH_RATE_SECONDS:-15}"
 RATE_BATCH="${BENCH_RATE_BATCH:-10}"
 DRAIN="${BENCH_DRAIN_TIMEOUT:-60}"
+SUSTAINED_RATE="${BENCH_SUSTAINED_RATE:-1100}"
+SUSTAINED_SECS="${BENCH_SUSTAINED_SECONDS:-30}"
+RUNS="${BENCH_RUNS:-throughput-1 throughput-10 latency-1 sustained-10}"
 BACKENDS="${BENCH_BACKENDS:-sqlite postgres}"
 RECEIVER_DIR="${BENCH_RECEIVER_DIR:-$ROOT/../shared/bench/webhook-receiver}"
 RECEIVER="$ROOT/target/bench-receiver/release/webhook-receiver"
@@ -118,6 +124,7 @@ cpu_report() {
 run() {
   local backend="$1" url="$2" dir="$3" port="$4" key="$5" name="$6" out since before delivered
   shift 6
+  case " $RUNS " in *" $name "*) ;; *) return 0 ;; esac
   since="$(date -u +%Y-%m-%dT%H:%M:%S.%6NZ)"
   before="$(cpu_snapshot)"
   if out="$("$ROOT/target/release/herald-bench" --scenario webhooks --addr "127.0.0.1:$port" --key "$key" \
@@ -150,6 +157,8 @@ bench_backend() {
   run "$backend" "$url" "$dir" "$port" "$key" throughput-10 --events "$EVENTS_FANOUT" --endpoints 10 --batch "$BATCH"
   run "$backend" "$url" "$dir" "$port" "$key" latency-1 --events "$((RATE * RATE_SECS))" --endpoints 1 \
     --rate "$RATE" --batch "$RATE_BATCH"
+  run "$backend" "$url" "$dir" "$port" "$key" sustained-10 --events "$((SUSTAINED_RATE * SUSTAINED_SECS))" \
+    --endpoints 10 --rate "$SUSTAINED_RATE" --batch "$BATCH"
   kill "$SERVER_PID" && wait "$SERVER_PID" 2>/dev/null || true
   SERVER_PID=""
   if grep -q . "$dir/err.log"; then
