@@ -495,6 +495,34 @@ async fn crashed_node_work_is_taken_over_postgres() {
     crashed_node_work_is_taken_over(Backend::Postgres).await;
 }
 
+/// Renewing leases does not wait for a delivery another transaction holds (the result writer
+/// recording its attempt): waiting made a deadlock with that writer under load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_renewal_skips_rows_being_recorded_postgres() {
+    let Some(quiet) = TestApp::spawn_with(Backend::Postgres, |c| c.webhooks.dispatcher = false).await else { return };
+    let herald::store::Backend::Postgres(pool) = quiet.store.backend() else { panic!("a PostgreSQL app") };
+    let rx = Receiver::start().await;
+    hook(&quiet, json!({"url": rx.url, "events": ["user.created"]})).await;
+    quiet.post("/api/v1/users", json!({"username": "held"})).await;
+    let now = quiet.clock.now();
+    let mut take = |_: &herald::store::webhooks::Webhook| true;
+    let mut lease =
+        herald::store::webhooks::Lease { node: "node-a", until: now + TimeDelta::seconds(10), take: &mut take };
+    let fanned = quiet.store.fan_out(500, now, &mut lease, herald::webhooks::matches).await.expect("fan out");
+    assert_eq!(fanned.leased.len(), 1);
+
+    let mut recording = pool.begin().await.expect("begin");
+    sqlx::query("SELECT id FROM deliveries FOR UPDATE").fetch_all(&mut *recording).await.expect("lock");
+    let later = now + TimeDelta::seconds(60);
+    let renewed = tokio::time::timeout(std::time::Duration::from_secs(5), quiet.store.renew_leases("node-a", later))
+        .await
+        .expect("renewal waited for a locked row")
+        .expect("renew");
+    assert_eq!(renewed, 0, "the locked delivery is skipped");
+    recording.rollback().await.expect("rollback");
+    assert_eq!(quiet.store.renew_leases("node-a", later).await.expect("renew"), 1, "and renewed once free");
+}
+
 /// A fan-out takes at most its batch of queued events, however long the queue (on
 /// PostgreSQL a `LIMIT` inside `IN (...)` could be run again by the plan and take thousands).
 async fn fan_out_takes_at_most_its_batch(backend: Backend) {
