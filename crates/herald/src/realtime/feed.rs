@@ -190,8 +190,10 @@ impl Payloads<'_> {
 /// One frame is a room broadcast, serialized once. Several are handed to each socket in turn,
 /// all of them before the next socket's: its connection's writer then finds them together and
 /// sends them in one write, and the client reads them in one. (Broadcasting each frame to the
-/// room would wake each writer for the first alone; with 10,000 sockets, the second write and
-/// read per socket cost both sides about a third more CPU.)
+/// room woke most writers for the first frame alone: two writes per socket, two reads by its
+/// client. With 10,000 sockets, handing them over together took Herald's CPU per event from
+/// 164 to 152 ms and the benchmark clients' from 253 to 220 ms, and the p99 from ~235 to
+/// 203 ms.)
 ///
 /// A socket whose buffer is full (a client too slow to read) misses the packet; its next
 /// heartbeat ping cannot be queued either, and engine.io closes it then (within
