@@ -96,13 +96,9 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub fn router(state: AppState) -> (Router, Option<(socketioxide::SocketIo, Arc<realtime::Gateway>)>) {
     let config = &state.config;
     let gateway = config.realtime.enabled.then(|| realtime::layer(state.clone()));
-    let (documented, spec) =
-        utoipa_axum::router::OpenApiRouter::with_openapi(<api::openapi::ApiDoc as utoipa::OpenApi>::openapi())
-            .nest("/api/v1", api::router())
-            .nest("/game-talk/v1.1/appkeys/{app_key}", api::gametalk::router())
-            .split_for_parts();
+    let (documented, spec) = api::openapi::documented_routes();
     let mut router = documented
-        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", api::openapi::spec(spec)))
+        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", spec))
         .merge(api::ops::router())
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)

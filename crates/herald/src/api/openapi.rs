@@ -14,6 +14,9 @@ use utoipa::{
         security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme},
     },
 };
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::app::AppState;
 
 /// The error body every failing `/api/v1` call answers with.
 #[derive(ToSchema)]
@@ -41,7 +44,11 @@ pub struct ErrorDetails {
     ),
     modifiers(&Security),
     security(("api_key" = []), ("bearer" = [])),
-    components(schemas(ErrorBody, ErrorDetails, crate::error::FieldError)),
+    components(schemas(
+        ErrorBody,
+        ErrorDetails,
+        crate::error::FieldError
+    )),
 )]
 pub struct ApiDoc;
 
@@ -64,12 +71,16 @@ impl Modify for Security {
     }
 }
 
-/// The whole description: `ApiDoc` with every documented route of the routers merged in,
-/// and the error answers added to each `/api/v1` operation.
-pub fn spec(routes: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
-    let mut spec = routes;
+/// The documented routes (`/api/v1` and GameTalk) and their whole description: `ApiDoc`
+/// with every route merged in, and the error answers added to each `/api/v1` operation.
+/// The server mounts the router and serves the description; the tests read the same one.
+pub fn documented_routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
+    let (router, mut spec) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .nest("/api/v1", super::router())
+        .nest("/game-talk/v1.1/appkeys/{app_key}", super::gametalk::router())
+        .split_for_parts();
     Errors.modify(&mut spec);
-    spec
+    (router, spec)
 }
 
 /// Every `/api/v1` operation may fail with the error body: 4XX for the caller's mistakes
