@@ -70,6 +70,24 @@ pub struct Answer {
     header: Header,
 }
 
+/// What every GameTalk call answers, for the description.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum Answered {
+    /// always 200; success or failure is in `header`
+    #[response(status = 200)]
+    Answer(Answer),
+}
+
+/// The path parameter of every GameTalk route, for the description.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+struct AppKey {
+    /// the project's appKey
+    app_key: String,
+}
+
 /// A failed call: its result code and message.
 struct Fail(i64, String);
 
@@ -207,7 +225,7 @@ struct UserRef {
 
 // ---- handlers: each authenticates, calls the domain, shapes the fields ----
 
-#[utoipa::path(post, path = "/channels", tag = "gametalk", security(("secret_key" = [])), params(("app_key" = String, Path, description = "the project's appKey")), request_body(content = Object, description = "see docs/CHAT.md"), responses((status = 200, body = Answer, description = "always 200; success or failure is in `header`")))]
+#[utoipa::path(post, path = "/channels", tag = "gametalk", security(("secret_key" = [])), params(AppKey), request_body(content = Object, description = "see docs/CHAT.md"), responses(Answered))]
 async fn create_channel(s: State, Path(app_key): Path<String>, headers: HeaderMap, raw: Bytes) -> Response {
     answer(&s, &headers, &app_key, async |call: Call| {
         let input: ChannelInput = body(&raw)?;
@@ -217,7 +235,7 @@ async fn create_channel(s: State, Path(app_key): Path<String>, headers: HeaderMa
     .await
 }
 
-#[utoipa::path(put, path = "/channels/{channel_id}", tag = "gametalk", security(("secret_key" = [])), params(("app_key" = String, Path, description = "the project's appKey"), ("channel_id" = String, Path)), request_body(content = Object, description = "see docs/CHAT.md"), responses((status = 200, body = Answer, description = "always 200; success or failure is in `header`")))]
+#[utoipa::path(put, path = "/channels/{channel_id}", tag = "gametalk", security(("secret_key" = [])), params(AppKey, ("channel_id" = String, Path)), request_body(content = Object, description = "see docs/CHAT.md"), responses(Answered))]
 async fn update_channel(
     s: State,
     Path((app_key, channel_id)): Path<(String, String)>,
@@ -232,7 +250,7 @@ async fn update_channel(
     .await
 }
 
-#[utoipa::path(delete, path = "/channels/{channel_id}", tag = "gametalk", security(("secret_key" = [])), params(("app_key" = String, Path, description = "the project's appKey"), ("channel_id" = String, Path)), responses((status = 200, body = Answer, description = "always 200; success or failure is in `header`")))]
+#[utoipa::path(delete, path = "/channels/{channel_id}", tag = "gametalk", security(("secret_key" = [])), params(AppKey, ("channel_id" = String, Path)), responses(Answered))]
 async fn delete_channel(s: State, Path((app_key, channel_id)): Path<(String, String)>, headers: HeaderMap) -> Response {
     answer(&s, &headers, &app_key, async |call: Call| {
         chat::delete_channel(&s.store, &call.ctx, &app_key, &call.project.id, &channel_id).await?;
@@ -241,7 +259,7 @@ async fn delete_channel(s: State, Path((app_key, channel_id)): Path<(String, Str
     .await
 }
 
-#[utoipa::path(get, path = "/channels", tag = "gametalk", security(("secret_key" = [])), params(("app_key" = String, Path, description = "the project's appKey")), responses((status = 200, body = Answer, description = "always 200; success or failure is in `header`")))]
+#[utoipa::path(get, path = "/channels", tag = "gametalk", security(("secret_key" = [])), params(AppKey), responses(Answered))]
 async fn list_channels(s: State, Path(app_key): Path<String>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
     answer(&s, &headers, &app_key, async |call: Call| {
         let q = query(raw);
@@ -262,7 +280,7 @@ async fn list_channels(s: State, Path(app_key): Path<String>, headers: HeaderMap
     .await
 }
 
-#[utoipa::path(get, path = "/channels/{channel_id}", tag = "gametalk", security(("secret_key" = [])), params(("app_key" = String, Path, description = "the project's appKey"), ("channel_id" = String, Path)), responses((status = 200, body = Answer, description = "always 200; success or failure is in `header`")))]
+#[utoipa::path(get, path = "/channels/{channel_id}", tag = "gametalk", security(("secret_key" = [])), params(AppKey, ("channel_id" = String, Path)), responses(Answered))]
 async fn get_channel(s: State, Path((app_key, channel_id)): Path<(String, String)>, headers: HeaderMap) -> Response {
     answer(&s, &headers, &app_key, async |call: Call| {
         let c = s.store.get_channel(&call.project.id, &channel_id).await?;
@@ -271,7 +289,7 @@ async fn get_channel(s: State, Path((app_key, channel_id)): Path<(String, String
     .await
 }
 
-#[utoipa::path(post, path = "/channels/{channel_id}/subscribes", tag = "gametalk", security(("secret_key" = [])), params(("app_key" = String, Path, description = "the project's appKey"), ("channel_id" = String, Path)), request_body(content = Object, description = "see docs/CHAT.md"), responses((status = 200, body = Answer, description = "always 200; success or failure is in `header`")))]
+#[utoipa::path(post, path = "/channels/{channel_id}/subscribes", tag = "gametalk", security(("secret_key" = [])), params(AppKey, ("channel_id" = String, Path)), request_body(content = Object, description = "see docs/CHAT.md"), responses(Answered))]
 async fn subscribe(
     s: State,
     Path((app_key, channel_id)): Path<(String, String)>,
@@ -286,7 +304,7 @@ async fn subscribe(
     .await
 }
 
-#[utoipa::path(delete, path = "/channels/{channel_id}/subscribes", tag = "gametalk", security(("secret_key" = [])), params(("app_key" = String, Path, description = "the project's appKey"), ("channel_id" = String, Path)), request_body(content = Object, description = "see docs/CHAT.md"), responses((status = 200, body = Answer, description = "always 200; success or failure is in `header`")))]
+#[utoipa::path(delete, path = "/channels/{channel_id}/subscribes", tag = "gametalk", security(("secret_key" = [])), params(AppKey, ("channel_id" = String, Path)), request_body(content = Object, description = "see docs/CHAT.md"), responses(Answered))]
 async fn unsubscribe(
     s: State,
     Path((app_key, channel_id)): Path<(String, String)>,
@@ -301,7 +319,7 @@ async fn unsubscribe(
     .await
 }
 
-#[utoipa::path(get, path = "/channels/{channel_id}/subscribes", tag = "gametalk", security(("secret_key" = [])), params(("app_key" = String, Path, description = "the project's appKey"), ("channel_id" = String, Path)), responses((status = 200, body = Answer, description = "always 200; success or failure is in `header`")))]
+#[utoipa::path(get, path = "/channels/{channel_id}/subscribes", tag = "gametalk", security(("secret_key" = [])), params(AppKey, ("channel_id" = String, Path)), responses(Answered))]
 async fn list_subscribers(
     s: State,
     Path((app_key, channel_id)): Path<(String, String)>,
@@ -320,7 +338,7 @@ async fn list_subscribers(
     .await
 }
 
-#[utoipa::path(get, path = "/tags", tag = "gametalk", security(("secret_key" = [])), params(("app_key" = String, Path, description = "the project's appKey")), responses((status = 200, body = Answer, description = "always 200; success or failure is in `header`")))]
+#[utoipa::path(get, path = "/tags", tag = "gametalk", security(("secret_key" = [])), params(AppKey), responses(Answered))]
 async fn list_tags(s: State, Path(app_key): Path<String>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
     answer(&s, &headers, &app_key, async |call: Call| {
         let (page, size) = paging(&query(raw))?;
@@ -335,7 +353,7 @@ async fn list_tags(s: State, Path(app_key): Path<String>, headers: HeaderMap, Ra
     .await
 }
 
-#[utoipa::path(get, path = "/tags/{tag_id}", tag = "gametalk", security(("secret_key" = [])), params(("app_key" = String, Path, description = "the project's appKey"), ("tag_id" = String, Path)), responses((status = 200, body = Answer, description = "always 200; success or failure is in `header`")))]
+#[utoipa::path(get, path = "/tags/{tag_id}", tag = "gametalk", security(("secret_key" = [])), params(AppKey, ("tag_id" = String, Path)), responses(Answered))]
 async fn get_tag(s: State, Path((app_key, tag_id)): Path<(String, String)>, headers: HeaderMap) -> Response {
     answer(&s, &headers, &app_key, async |call: Call| {
         let id = tag_id.parse::<i64>().map_err(|_| Fail(codes::INVALID_PARAMETER, "tagId: must be a number".into()))?;
@@ -345,7 +363,7 @@ async fn get_tag(s: State, Path((app_key, tag_id)): Path<(String, String)>, head
     .await
 }
 
-#[utoipa::path(get, path = "/users/{user_id}", tag = "gametalk", security(("secret_key" = [])), params(("app_key" = String, Path, description = "the project's appKey"), ("user_id" = String, Path)), responses((status = 200, body = Answer, description = "always 200; success or failure is in `header`")))]
+#[utoipa::path(get, path = "/users/{user_id}", tag = "gametalk", security(("secret_key" = [])), params(AppKey, ("user_id" = String, Path)), responses(Answered))]
 async fn get_user(s: State, Path((app_key, user_id)): Path<(String, String)>, headers: HeaderMap) -> Response {
     answer(&s, &headers, &app_key, async |call: Call| {
         let u = s.store.get_chat_user(&call.project.id, &user_id).await?;
@@ -354,7 +372,7 @@ async fn get_user(s: State, Path((app_key, user_id)): Path<(String, String)>, he
     .await
 }
 
-#[utoipa::path(put, path = "/users/{user_id}", tag = "gametalk", security(("secret_key" = [])), params(("app_key" = String, Path, description = "the project's appKey"), ("user_id" = String, Path)), request_body(content = Object, description = "see docs/CHAT.md"), responses((status = 200, body = Answer, description = "always 200; success or failure is in `header`")))]
+#[utoipa::path(put, path = "/users/{user_id}", tag = "gametalk", security(("secret_key" = [])), params(AppKey, ("user_id" = String, Path)), request_body(content = Object, description = "see docs/CHAT.md"), responses(Answered))]
 async fn put_user(
     s: State,
     Path((app_key, user_id)): Path<(String, String)>,
@@ -369,7 +387,7 @@ async fn put_user(
     .await
 }
 
-#[utoipa::path(delete, path = "/users/{user_id}", tag = "gametalk", security(("secret_key" = [])), params(("app_key" = String, Path, description = "the project's appKey"), ("user_id" = String, Path)), responses((status = 200, body = Answer, description = "always 200; success or failure is in `header`")))]
+#[utoipa::path(delete, path = "/users/{user_id}", tag = "gametalk", security(("secret_key" = [])), params(AppKey, ("user_id" = String, Path)), responses(Answered))]
 async fn delete_user(s: State, Path((app_key, user_id)): Path<(String, String)>, headers: HeaderMap) -> Response {
     answer(&s, &headers, &app_key, async |call: Call| {
         chat::delete_user(&s.store, &call.ctx, &app_key, &call.project.id, &user_id).await?;

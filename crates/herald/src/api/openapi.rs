@@ -47,7 +47,11 @@ pub struct ErrorDetails {
     components(schemas(
         ErrorBody,
         ErrorDetails,
-        crate::error::FieldError
+        crate::error::FieldError,
+        // GameTalk's routes name their answer through `gametalk::Answered` (IntoResponses),
+        // which refers to these schemas without registering them.
+        super::gametalk::Answer,
+        super::gametalk::Header
     )),
 )]
 pub struct ApiDoc;
