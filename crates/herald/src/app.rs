@@ -222,22 +222,41 @@ async fn upkeep(state: AppState) {
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM, quietly: for commands that follow something until
+/// stopped (`events tail`), where the server's "shutting down" line would be noise.
+///
+/// The handlers are installed when this is called, not when the future is first polled: a
+/// signal that comes between the two (a supervisor's SIGTERM right after "listening") is then
+/// kept for the future instead of killing the process.
+pub fn interrupted() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{Signal, SignalKind, signal};
+        let int = signal(SignalKind::interrupt()).ok();
+        let term = signal(SignalKind::terminate()).ok();
+        async fn next(signal: Option<Signal>) {
+            match signal {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
+        async move {
+            tokio::select! { () = next(int) => {}, () = next(term) => {} }
+        }
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-    tracing::info!("shutting down: finishing in-flight requests");
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// [`interrupted`], then says that the server is stopping.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    let signal = interrupted();
+    async move {
+        signal.await;
+        tracing::info!("shutting down: finishing in-flight requests");
+    }
 }

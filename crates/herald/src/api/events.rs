@@ -13,7 +13,10 @@ use crate::{
     app::State,
     domain::events::{self, EventTypePatch, EventView, NewEventType, Publish},
     error::{ApiError, ApiResult},
-    store::{catalog::EventType, webhooks::Delivery},
+    store::{
+        catalog::{EventType, TypeFilter},
+        webhooks::Delivery,
+    },
 };
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -118,6 +121,8 @@ pub async fn publish_batch(s: State, scope: ProjectScope, Json(batch): Json<Batc
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
+    /// An event type (`user.created`), `*`, or a prefix pattern (`user.*`), as in webhook
+    /// subscriptions.
     #[serde(rename = "type")]
     event_type: Option<String>,
     since: Option<DateTime<Utc>>,
@@ -159,7 +164,20 @@ pub async fn list(s: State, scope: ProjectScope, Query(q): Query<ListQuery>) -> 
         ),
         None => None,
     };
-    let rows = s.store.list_events(&scope.project_id, q.event_type.as_deref(), q.since, q.until, before, limit).await?;
+    let filter = match q.event_type.as_deref() {
+        None | Some("*") => None,
+        Some(pattern) if !crate::domain::webhooks::is_pattern(pattern) => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!("type: `{pattern}` is not an event type, `*`, or a prefix pattern like `user.*`"),
+            ));
+        }
+        Some(pattern) => Some(match pattern.strip_suffix('*') {
+            Some(prefix) => TypeFilter::Prefix(prefix),
+            None => TypeFilter::Exact(pattern),
+        }),
+    };
+    let rows = s.store.list_events(&scope.project_id, filter, q.since, q.until, before, limit).await?;
     let next_cursor =
         (rows.len() as i64 == limit).then(|| rows.last().map(|e| encode_cursor(&e.seq.to_string()))).flatten();
     Ok(Json(EventPage { items: rows.into_iter().map(EventView::from).collect(), next_cursor }))

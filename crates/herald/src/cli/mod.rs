@@ -9,7 +9,7 @@ use std::{io::BufRead, path::PathBuf, process::ExitCode};
 use clap::{Args, Parser, Subcommand};
 
 use crate::{
-    app::{Server, shutdown_signal},
+    app::{Server, interrupted, shutdown_signal},
     auth,
     config::{Config, LogFormat},
     domain::tenancy,
@@ -33,6 +33,17 @@ enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// Copy every row of one Herald database into a new, empty one: SQLite to PostgreSQL, or
+    /// back. Stop the servers first. The destination is migrated, then filled in one
+    /// transaction.
+    MigrateData {
+        /// The database to copy, e.g. `sqlite://herald-data/herald.db` (not changed).
+        #[arg(long)]
+        from: String,
+        /// The empty database to fill, e.g. `postgres://herald:secret@db.internal/herald`.
+        #[arg(long)]
+        to: String,
+    },
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -152,17 +163,79 @@ fn init_tracing(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HERALD_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colour only on a terminal: escapes in a log file or a pipe are noise.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour);
     let _ = match config.log.format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Pretty => builder.try_init(),
     };
 }
 
+/// A command that reads an SQLite database must not create an empty one where it expected the
+/// server's.
+fn sqlite_file_must_exist(url: &str) -> anyhow::Result<()> {
+    if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        let path = path.split('?').next().unwrap_or(path);
+        anyhow::ensure!(
+            std::path::Path::new(path).exists(),
+            "no database at {path}: start the server once (`herald serve`) or run `herald migrate`, \
+             or set HERALD_DATABASE_URL to the server's database"
+        );
+    }
+    Ok(())
+}
+
+/// `migrate-data`: the source is only read (and must be at this binary's schema); the
+/// destination is migrated, then filled.
+async fn migrate_data(config: &Config, from: &str, to: &str) -> anyhow::Result<()> {
+    sqlite_file_must_exist(from)?;
+    let source = Store::connect(&Config { database_url: from.to_owned(), ..config.clone() }).await?;
+    let dest = open_store(&Config { database_url: to.to_owned(), ..config.clone() }).await?;
+    let report = crate::store::transfer::copy(&source, &dest, |table, rows| {
+        eprintln!("  {table:<20} {rows:>9} rows");
+    })
+    .await?;
+    let rows: u64 = report.tables.iter().map(|(_, n)| n).sum();
+    println!(
+        "copied {rows} rows in {} tables from {} to {}; start Herald on the new database with \
+         HERALD_DATABASE_URL set to it",
+        report.tables.len(),
+        source.backend_name(),
+        dest.backend_name()
+    );
+    source.close().await;
+    dest.close().await;
+    Ok(())
+}
+
+/// The store, migrated: for `serve`, `migrate`, and the commands that write.
 async fn open_store(config: &Config) -> anyhow::Result<Store> {
     let store = Store::connect(config).await?;
     store.migrate().await?;
     Ok(store)
+}
+
+/// The store for a command that only reads: it applies no migration (a read must not change
+/// the schema under running servers), and refuses a database whose schema is behind.
+async fn open_store_to_read(config: &Config) -> anyhow::Result<Store> {
+    sqlite_file_must_exist(&config.effective_database_url())?;
+    let store = Store::connect(config).await?;
+    let behind = match store.schema_state().await {
+        Ok(state) => state.missing.len(),
+        Err(StoreError::Db(_)) => usize::MAX,
+        Err(e) => return Err(e.into()),
+    };
+    match behind {
+        0 => Ok(store),
+        usize::MAX => {
+            anyhow::bail!("the database has no Herald schema: run `herald migrate` (or start the server) first")
+        }
+        n => anyhow::bail!(
+            "the database schema is {n} migration(s) behind this herald: run `herald migrate` \
+             (or start the new version's server) first"
+        ),
+    }
 }
 
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {
@@ -173,6 +246,8 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             println!("migrations applied ({})", config.effective_database_url().split(':').next().unwrap_or("?"));
             Ok(())
         }
+        Command::MigrateData { from, to } => migrate_data(&config, &from, &to).await,
+        Command::Keys(cmd @ KeysCommand::List { .. }) => keys(cmd, &open_store_to_read(&config).await?).await,
         Command::Keys(cmd) => keys(cmd, &open_store(&config).await?).await,
         Command::Admins(cmd) => admins(cmd, &open_store(&config).await?).await,
         Command::Version => Ok(()),
@@ -183,7 +258,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             remote::deliveries(&remote::Remote::new(&target, &config)?, command).await
         }
         Command::Events { target, command } => {
-            remote::tail(&remote::Remote::new(&target, &config)?, command, shutdown_signal()).await
+            remote::tail(&remote::Remote::new(&target, &config)?, command, interrupted()).await
         }
         Command::Users { target, command: remote::UsersCommand::Import { file, concurrency, dry_run } } => {
             let server = if dry_run { None } else { Some(remote::Remote::new(&target, &config)?) };
@@ -206,6 +281,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         Ok(n) => tracing::debug!(limit = n, "open file limit"),
         Err(e) => tracing::warn!(error = %e, "cannot raise the open file limit"),
     }
+    // Installed before anything is printed: whoever reads "listening" may stop us at once.
+    let shutdown = shutdown_signal();
     let server = Server::build(config).await?;
     let addr = server.local_addr()?;
     let base = format!("http://{addr}");
@@ -218,13 +295,34 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             );
             println!("Admin API key for project `default` (shown once, store it now):\n\n    {}\n", b.key_value);
             println!("Try it:  curl -H 'X-API-Key: {}' {base}/api/v1/users", b.key_value);
-            println!("More keys (e.g. an organization-level one): herald keys create --scopes admin");
+            println!("More keys (e.g. an organization-level one): {} keys create --scopes admin", self_command());
         }
-        None => println!("Need an admin key? Run: herald keys create --scopes admin"),
+        None => println!("Need an admin key? Run: {} keys create --scopes admin", self_command()),
     }
     tracing::info!(%addr, backend = server.state.store.backend_name(), "Herald listening");
     println!("Herald listening on {base}");
-    server.run(shutdown_signal()).await
+    server.run(shutdown).await
+}
+
+/// How the person who started this server runs `herald` again, for the hints it prints: the
+/// same `cargo run` when started through cargo (the README's way, before anything is
+/// installed), `herald` when that is what the `PATH` finds, and the binary's full path
+/// otherwise. A hint must work when pasted as printed.
+fn self_command() -> String {
+    let exe = std::env::current_exe().ok();
+    // `cargo run` sets CARGO for the program it runs.
+    if std::env::var_os("CARGO").is_some() {
+        let release = exe.as_ref().and_then(|e| e.parent()).is_some_and(|dir| dir.ends_with("release"));
+        return if release { "cargo run --release --".into() } else { "cargo run --".into() };
+    }
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths).map(|dir| dir.join("herald")).find(|candidate| candidate.is_file())
+    });
+    match (exe, on_path) {
+        (Some(exe), Some(found)) if found.canonicalize().ok() == exe.canonicalize().ok() => "herald".into(),
+        (Some(exe), _) => exe.display().to_string(),
+        (None, _) => "herald".into(),
+    }
 }
 
 /// An organization by id or slug; `None` means `default`.

@@ -428,31 +428,52 @@ pub async fn tail(
             text(&e["id"])
         ))
     };
-    let first = remote.call(Method::GET, &format!("/api/v1/events?limit={}", last.clamp(1, 100)), None).await?;
-    let mut events = first["items"].as_array().cloned().unwrap_or_default();
-    events.reverse();
-    if last > 0 {
-        for e in &events {
-            print(e)?;
+    // The server filters by the pattern, so `--last N` is the last N matching events.
+    let page_path = |limit: usize, cursor: Option<&str>| {
+        let mut path = format!("/api/v1/events?limit={limit}&type={}", url_escape(&pattern));
+        if let Some(c) = cursor {
+            path.push_str("&cursor=");
+            path.push_str(c);
+        }
+        path
+    };
+    // The newest event, matching or not, sets where following starts.
+    let newest = remote.call(Method::GET, "/api/v1/events?limit=1", None).await?;
+    let mut floor = newest["items"][0]["sequence"].as_i64().unwrap_or(0);
+    let mut events: Vec<Value> = Vec::new();
+    let mut cursor: Option<String> = None;
+    while events.len() < last {
+        let page =
+            remote.call(Method::GET, &page_path((last - events.len()).min(100), cursor.as_deref()), None).await?;
+        let items = page["items"].as_array().cloned().unwrap_or_default();
+        events.extend(items.into_iter().filter(|e| e["sequence"].as_i64().unwrap_or_default() <= floor));
+        match page["nextCursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
         }
     }
+    events.truncate(last);
+    events.reverse();
+    for e in &events {
+        print(e)?;
+    }
     // What was there at the start is history; above `floor`, `printed` says what was shown.
-    let mut floor = events.last().and_then(|e| e["sequence"].as_i64()).unwrap_or(0);
     let mut printed: BTreeSet<i64> = BTreeSet::new();
     tokio::pin!(stop);
+    let reader_gone = reader_gone();
+    tokio::pin!(reader_gone);
     loop {
         tokio::select! {
             () = &mut stop => return Ok(()),
+            // Nothing is written while no event comes, so a closed pipe would otherwise be
+            // noticed only at the next event.
+            () = &mut reader_gone => return Err(OutputClosed.into()),
             () = tokio::time::sleep(Duration::from_millis(interval_ms.max(100))) => {}
         }
         let mut new = Vec::new();
         let mut cursor: Option<String> = None;
         'pages: loop {
-            let path = match &cursor {
-                Some(c) => format!("/api/v1/events?limit=100&cursor={c}"),
-                None => "/api/v1/events?limit=100".to_owned(),
-            };
-            let page = remote.call(Method::GET, &path, None).await?;
+            let page = remote.call(Method::GET, &page_path(100, cursor.as_deref()), None).await?;
             for e in page["items"].as_array().cloned().unwrap_or_default() {
                 let seq = e["sequence"].as_i64().unwrap_or_default();
                 if seq <= floor {
@@ -477,6 +498,36 @@ pub async fn tail(
             printed = printed.split_off(&floor);
         }
     }
+}
+
+/// Resolves when whoever reads standard output has gone (`herald events tail | head -2` once
+/// `head` exits). On Unix the kernel reports an error condition on a pipe's write end whose
+/// reader closed, which epoll delivers without anything being written. Output that cannot be
+/// watched (a regular file) never ends this way.
+async fn reader_gone() {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd;
+        use tokio::io::{Interest, unix::AsyncFd};
+        // A duplicate of fd 1: the same pipe, in a descriptor this function owns.
+        if let Ok(fd) = std::io::stdout().as_fd().try_clone_to_owned() {
+            // SAFETY: `fd` is an open descriptor owned by the `AsyncFd` until it is dropped,
+            // and `OwnedFd::as_raw_fd` always returns that same descriptor.
+            let watched = unsafe { AsyncFd::register_with_interest(fd, Interest::ERROR) };
+            if let Ok(watched) = watched
+                && let Ok(mut ready) = watched.ready(Interest::ERROR).await
+            {
+                ready.clear_ready();
+                return;
+            }
+        }
+    }
+    std::future::pending::<()>().await
+}
+
+/// Percent-encodes a query value (patterns hold only `a-z0-9._-*`, but a user may type more).
+fn url_escape(value: &str) -> String {
+    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
 
 /// The CSV columns `users import` reads, and the API field each becomes.

@@ -176,7 +176,7 @@ impl Store {
     pub async fn list_events(
         &self,
         project_id: &str,
-        event_type: Option<&str>,
+        event_type: Option<TypeFilter<'_>>,
         since: Option<DateTime<Utc>>,
         until: Option<DateTime<Utc>>,
         before: Option<i64>,
@@ -185,16 +185,23 @@ impl Store {
         let sql = format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE project_id = $1 AND ($2 IS NULL OR type = $2) \
              AND ($3 IS NULL OR occurred_at >= $3) AND ($4 IS NULL OR occurred_at < $4) AND ($5 IS NULL OR seq < $5) \
+             AND ($7 IS NULL OR substr(type, 1, length($7)) = $7) \
              ORDER BY seq DESC LIMIT $6"
         );
+        let (exact, prefix) = match event_type {
+            Some(TypeFilter::Exact(t)) => (Some(t), None),
+            Some(TypeFilter::Prefix(p)) => (None, Some(p)),
+            None => (None, None),
+        };
         with_pool!(self, read, |pool| {
             Ok(sqlx::query_as::<_, EventRow>(sqlx::AssertSqlSafe(sql))
                 .bind(project_id)
-                .bind(event_type)
+                .bind(exact)
                 .bind(since)
                 .bind(until)
                 .bind(before)
                 .bind(limit)
+                .bind(prefix)
                 .fetch_all(pool)
                 .await?)
         })
@@ -207,4 +214,13 @@ impl Store {
             Ok(sqlx::query_as::<_, EventRow>(sqlx::AssertSqlSafe(sql)).bind(after).bind(limit).fetch_all(pool).await?)
         })
     }
+}
+
+/// Which event types a listing returns.
+#[derive(Debug, Clone, Copy)]
+pub enum TypeFilter<'a> {
+    /// This type only.
+    Exact(&'a str),
+    /// Types starting with this prefix, which ends in `.` (the pattern `user.*` gives `user.`).
+    Prefix(&'a str),
 }

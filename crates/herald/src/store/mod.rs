@@ -17,7 +17,9 @@ pub mod events;
 pub mod ops;
 pub mod orgs;
 pub mod player_sessions;
+mod private_files;
 pub mod script;
+pub mod transfer;
 pub mod users;
 pub mod versions;
 pub mod webhooks;
@@ -27,6 +29,7 @@ use std::{str::FromStr, sync::Arc, time::Duration};
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use sqlx::{
+    Connection as _,
     postgres::{PgConnectOptions, PgPool, PgPoolOptions},
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous},
 };
@@ -137,6 +140,28 @@ macro_rules! with_pool {
 }
 pub(crate) use with_pool;
 
+/// Where a PostgreSQL connection goes, for error messages (never the password).
+fn pg_address(options: &PgConnectOptions) -> String {
+    format!(
+        "{}:{} (database \"{}\", user \"{}\")",
+        options.get_host(),
+        options.get_port(),
+        options.get_database().unwrap_or(options.get_username()),
+        options.get_username()
+    )
+}
+
+/// One line a user can act on: which server was tried and what failed. sqlx's own text for a
+/// server error carries PostgreSQL's source position ("at line 948"), which is not for users.
+fn describe_pg_failure(options: &PgConnectOptions, err: &sqlx::Error) -> String {
+    let reason = match err {
+        sqlx::Error::Database(db) => db.message().to_owned(),
+        sqlx::Error::Io(io) => io.to_string(),
+        other => other.to_string(),
+    };
+    format!("cannot connect to PostgreSQL at {}: {reason}", pg_address(options))
+}
+
 impl Store {
     /// Connects to the configured database (creating the SQLite file and its directory if
     /// needed). Does not migrate: call [`Store::migrate`].
@@ -150,13 +175,31 @@ impl Store {
             // empty tables, so the generic plan is a sequential scan, kept (until an ANALYZE)
             // while the table grows: measured as 5 ms per event lookup after 10,000 events.
             // Custom plans cost a little planning per query and follow the table's real size.
-            let options = PgConnectOptions::from_str(&url)?.options([("plan_cache_mode", "force_custom_plan")]);
+            //
+            // `client_min_messages = warning`: PostgreSQL's notices (such as "relation
+            // _sqlx_migrations already exists, skipping" on every start) are not for users.
+            let options = PgConnectOptions::from_str(&url)
+                .map_err(|e| anyhow::anyhow!("invalid PostgreSQL URL: {e}"))?
+                .options([("plan_cache_mode", "force_custom_plan"), ("client_min_messages", "warning")]);
+            // One connection first, so a refused connection or a missing database is reported
+            // as such: the pool would retry until its acquire timeout and then say only "pool
+            // timed out".
+            let probe = tokio::time::timeout(acquire, sqlx::PgConnection::connect_with(&options)).await;
+            match probe {
+                Ok(Ok(conn)) => drop(conn),
+                Ok(Err(e)) => anyhow::bail!("{}", describe_pg_failure(&options, &e)),
+                Err(_) => anyhow::bail!(
+                    "cannot connect to PostgreSQL at {}: no answer within {}s",
+                    pg_address(&options),
+                    acquire.as_secs()
+                ),
+            }
             let pool = PgPoolOptions::new()
                 .max_connections(config.database.max_connections)
                 .acquire_timeout(acquire)
-                .connect_with(options)
+                .connect_with(options.clone())
                 .await
-                .map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL: {e}"))?;
+                .map_err(|e| anyhow::anyhow!("{}", describe_pg_failure(&options, &e)))?;
             Backend::Postgres(pool)
         } else if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(&url)?
@@ -165,11 +208,7 @@ impl Store {
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true);
-            if let Some(parent) = options.get_filename().parent()
-                && !parent.as_os_str().is_empty()
-            {
-                std::fs::create_dir_all(parent)?;
-            }
+            private_files::prepare(options.get_filename())?;
             let write = SqlitePoolOptions::new()
                 .max_connections(1)
                 .acquire_timeout(acquire)

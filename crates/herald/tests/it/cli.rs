@@ -24,7 +24,8 @@ const DEADLINE: Duration = Duration::from_secs(30);
 /// `herald` in `dir`, with no `HERALD_*` variable inherited from the test's environment.
 fn herald(dir: &Path) -> Command {
     let mut cmd = Command::new(BIN);
-    cmd.current_dir(dir).stdin(Stdio::null());
+    // Run as a user runs the built binary, not as `cargo run` (which sets CARGO).
+    cmd.current_dir(dir).stdin(Stdio::null()).env_remove("CARGO");
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("HERALD_") {
             cmd.env_remove(name);
@@ -198,17 +199,56 @@ async fn first_start_prints_the_key_once_and_sigterm_exits_cleanly() {
     let (status, _, stderr) = server.stop().await;
     assert!(status.success(), "SIGTERM exits with success: {status}\n{stderr}");
     assert!(!stderr.contains(&key), "the key is never logged:\n{stderr}");
+    assert!(stderr.contains("Herald listening"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "no colour escapes when the log is not a terminal:\n{stderr:?}");
 
     // Second start on the same data: no new key, and the first one still works.
     let mut again = Server::start(dir.path(), &[]).await;
     let stdout = again.stdout();
     assert!(!stdout.contains("hk_"), "no key on a later start:\n{stdout}");
-    assert!(stdout.contains("herald keys create"), "{stdout}");
+    // The hint runs as printed (here the binary's own path: it is not on PATH).
+    let hint = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Need an admin key? Run: "))
+        .unwrap_or_else(|| panic!("no hint in stdout:\n{stdout}"))
+        .to_string();
+    assert!(hint.ends_with(" keys create --scopes admin"), "{hint}");
+    let (status, created, stderr) =
+        run(Command::new("sh").arg("-c").arg(&hint).current_dir(dir.path()).env_remove("CARGO"));
+    assert!(status.success(), "the printed hint `{hint}` works: {stderr}");
+    assert!(created.contains("hk_"), "{created}");
     let (status, _) = send(again.request(Method::GET, "/api/v1/users", &key)).await;
     assert_eq!(status, StatusCode::OK);
     let (status, _, stderr) = again.stop().await;
     assert!(status.success(), "{status}\n{stderr}");
     assert!(!stderr.contains(&key), "the key is never logged:\n{stderr}");
+}
+
+/// The database holds the JWT signing secret, webhook secrets and GameTalk secret keys: only
+/// the user running Herald may read it.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_data_directory_and_database_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut server = Server::start(dir.path(), &[]).await;
+    let data = dir.path().join("herald-data");
+    assert_eq!(mode(&data), 0o700, "data directory");
+    for file in ["herald.db", "herald.db-wal", "herald.db-shm"] {
+        assert_eq!(mode(&data.join(file)), 0o600, "{file}");
+    }
+    let (status, _, stderr) = server.stop().await;
+    assert!(status.success(), "{stderr}");
+    assert!(!stderr.contains("readable by other users"), "no warning for private files:\n{stderr}");
+
+    // An existing directory that others can read is left as it is, with a warning that says
+    // how to fix it.
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let mut again = Server::start(dir.path(), &[]).await;
+    let (status, _, stderr) = again.stop().await;
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("readable by other users") && stderr.contains("chmod 700"), "{stderr}");
 }
 
 #[tokio::test]
@@ -501,5 +541,182 @@ async fn serve_works_on_postgres() {
 async fn herald_log_sets_the_filter_without_breaking_the_config() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (status, _, stderr) = run(herald(dir.path()).arg("migrate").env("HERALD_LOG", "warn"));
+    assert!(status.success(), "{stderr}");
+}
+
+/// `keys list` only reads: it must not create a database or apply migrations under running
+/// servers; a schema that is behind is reported, not upgraded.
+#[tokio::test]
+async fn read_only_commands_apply_no_migration() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (status, _, stderr) = run(herald(dir.path()).args(["keys", "list"]));
+    assert!(!status.success());
+    assert!(stderr.contains("no database at") && stderr.contains("herald migrate"), "{stderr}");
+    assert!(!dir.path().join("herald-data").exists(), "nothing created");
+
+    let (status, _, stderr) = run(herald(dir.path()).arg("migrate"));
+    assert!(status.success(), "{stderr}");
+    let db = format!("sqlite://{}", dir.path().join("herald-data/herald.db").display());
+    let pool = sqlx::SqlitePool::connect(&db).await.expect("open");
+    let newest: i64 =
+        sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations").fetch_one(&pool).await.expect("read");
+    // As if the database were last migrated by the previous release (the row is put back
+    // below, as its tables are still there).
+    sqlx::query("CREATE TABLE kept AS SELECT * FROM _sqlx_migrations WHERE version = $1")
+        .bind(newest)
+        .execute(&pool)
+        .await
+        .expect("keep");
+    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = $1").bind(newest).execute(&pool).await.expect("delete");
+    let (status, _, stderr) = run(herald(dir.path()).args(["keys", "list"]));
+    assert!(!status.success());
+    assert!(stderr.contains("1 migration(s) behind") && stderr.contains("herald migrate"), "{stderr}");
+    let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE version = $1")
+        .bind(newest)
+        .fetch_one(&pool)
+        .await
+        .expect("read");
+    assert_eq!(applied, 0, "keys list applied no migration");
+    sqlx::query("INSERT INTO _sqlx_migrations SELECT * FROM kept").execute(&pool).await.expect("put back");
+    pool.close().await;
+
+    let (status, stdout, stderr) = run(herald(dir.path()).args(["keys", "list"]));
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.starts_with("ID "), "{stdout}");
+}
+
+/// sqlx's migrator creates `_sqlx_migrations` with IF NOT EXISTS, and PostgreSQL answers with a
+/// notice that sqlx logs: every CLI command printed it.
+#[tokio::test]
+async fn cli_commands_on_postgres_print_no_server_notice() {
+    let Some(url) = crate::common::fresh_pg_database().await else {
+        eprintln!("skipped: HERALD_TEST_SKIP_PG=1");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    for args in
+        [&["migrate"][..], &["migrate"], &["keys", "create", "--instance", "--scopes", "admin"], &["keys", "list"]]
+    {
+        let (status, _, stderr) = run(herald(dir.path()).args(args).env("HERALD_DATABASE_URL", &url));
+        assert!(status.success(), "{args:?}: {stderr}");
+        assert!(!stderr.contains("already exists"), "{args:?}: {stderr}");
+    }
+}
+
+/// A database that cannot be reached is reported in one line naming the address tried and the
+/// cause, quickly, not as "pool timed out" after the acquire timeout.
+#[tokio::test]
+async fn database_errors_name_the_address_and_the_cause() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let started = Instant::now();
+    let (status, _, stderr) = run(herald(dir.path())
+        .arg("migrate")
+        .env("HERALD_DATABASE_URL", format!("postgres://herald:sekret@127.0.0.1:{port}/herald")));
+    assert!(!status.success());
+    assert!(started.elapsed() < Duration::from_secs(5), "refused at once, not after a timeout");
+    let line = stderr.trim();
+    assert_eq!(line.lines().count(), 1, "one line: {stderr}");
+    assert!(line.contains(&format!("127.0.0.1:{port}")) && line.contains("refused"), "{line}");
+    assert!(!line.contains("sekret"), "no password in messages: {line}");
+
+    let Some(url) = crate::common::fresh_pg_database().await else {
+        return;
+    };
+    let (prefix, _) = url.rsplit_once('/').expect("url ends with /dbname");
+    let (status, _, stderr) =
+        run(herald(dir.path()).arg("migrate").env("HERALD_DATABASE_URL", format!("{prefix}/herald_no_such_db")));
+    assert!(!status.success());
+    let line = stderr.trim();
+    assert_eq!(line.lines().count(), 1, "one line: {stderr}");
+    assert!(line.contains("database \"herald_no_such_db\" does not exist"), "{line}");
+    assert!(!line.contains(" at line "), "no PostgreSQL source position: {line}");
+}
+
+/// What a migrated instance must still show: the same players, worlds, webhooks and events
+/// (with their sequence numbers), read through the API.
+async fn snapshot(server: &Server, key: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    for path in
+        ["/api/v1/users?limit=100", "/api/v1/game-worlds?limit=100", "/api/v1/webhooks", "/api/v1/events?limit=100"]
+    {
+        let (status, body) = send(server.request(Method::GET, path, key)).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        out.push(body);
+    }
+    out
+}
+
+/// `herald migrate-data`: an SQLite instance moves to PostgreSQL and back with everything a
+/// studio has (its key, players with non-ASCII names, worlds, webhooks, events), no event is
+/// delivered twice, and new writes continue the sequences.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_data_moves_an_instance_to_postgres_and_back() {
+    let Some(pg_url) = crate::common::fresh_pg_database().await else {
+        eprintln!("skipped: HERALD_TEST_SKIP_PG=1");
+        return;
+    };
+    let receiver = crate::receiver::Receiver::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut server = Server::start(dir.path(), &[]).await;
+    let key = printed_key(&server.stdout());
+    let post = async |server: &Server, path: &str, body: Value| {
+        let (status, answer) = send(server.request(Method::POST, path, &key).json(&body)).await;
+        assert!(status.is_success(), "{path}: {answer}");
+        answer
+    };
+    post(&server, "/api/v1/webhooks", json!({"url": receiver.url, "events": ["*"]})).await;
+    for name in ["용사", "dörte", "knight"] {
+        post(&server, "/api/v1/users", json!({"username": name, "metadata": {"level": 3}})).await;
+    }
+    post(&server, "/api/v1/game-worlds", json!({"worldId": "w1", "name": "One", "tags": ["pvp"]})).await;
+    post(&server, "/api/v1/client-versions", json!({"channel": "PC", "version": "1.0.0"})).await;
+    let delivered = receiver.wait_for(5).await.len();
+    let before = snapshot(&server, &key).await;
+    let (status, _, stderr) = server.stop().await;
+    assert!(status.success(), "{stderr}");
+
+    let sqlite_url = format!("sqlite://{}", dir.path().join("herald-data/herald.db").display());
+    let (status, stdout, stderr) =
+        run(herald(dir.path()).args(["migrate-data", "--from", &sqlite_url, "--to", &pg_url]));
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.contains("copied") && stderr.contains("users"), "{stdout}\n{stderr}");
+
+    // On PostgreSQL: the same instance, not a new one (no new key), and nothing sent again.
+    let on_pg = [("HERALD_DATABASE_URL", pg_url.as_str())];
+    let mut server = Server::start(dir.path(), &on_pg).await;
+    assert!(!server.stdout().contains("hk_"), "bootstrapped once, on SQLite:\n{}", server.stdout());
+    assert_eq!(snapshot(&server, &key).await, before, "the same data through the API");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(receiver.received().len(), delivered, "delivered events are not delivered again");
+    let user = post(&server, "/api/v1/users", json!({"username": "after_pg"})).await;
+    let got = receiver.wait_for(delivered + 1).await;
+    assert_eq!(got.len(), delivered + 1);
+    assert_eq!(got[delivered].json()["data"]["id"], user["id"], "the new event is delivered");
+    let (_, events) = send(server.request(Method::GET, "/api/v1/events?limit=1", &key)).await;
+    let newest_before = before[3]["items"][0]["sequence"].as_i64().expect("sequence");
+    assert!(events["items"][0]["sequence"].as_i64() > Some(newest_before), "sequences continue: {events}");
+    let before = snapshot(&server, &key).await;
+    let (status, _, stderr) = server.stop().await;
+    assert!(status.success(), "{stderr}");
+
+    // A destination that already holds data is refused, and left as it was.
+    let (status, _, stderr) = run(herald(dir.path()).args(["migrate-data", "--from", &sqlite_url, "--to", &pg_url]));
+    assert!(!status.success());
+    assert!(stderr.contains("already holds data"), "{stderr}");
+
+    // And back to a new SQLite file.
+    let back = format!("sqlite://{}", dir.path().join("back/herald.db").display());
+    let (status, _, stderr) = run(herald(dir.path()).args(["migrate-data", "--from", &pg_url, "--to", &back]));
+    assert!(status.success(), "{stderr}");
+    let on_sqlite = [("HERALD_DATABASE_URL", back.as_str())];
+    let mut server = Server::start(dir.path(), &on_sqlite).await;
+    assert!(!server.stdout().contains("hk_"), "{}", server.stdout());
+    assert_eq!(snapshot(&server, &key).await, before);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(receiver.received().len(), delivered + 1, "nothing sent again");
+    post(&server, "/api/v1/users", json!({"username": "after_back"})).await;
+    assert_eq!(receiver.wait_for(delivered + 2).await.len(), delivered + 2);
+    let (status, _, stderr) = server.stop().await;
     assert!(status.success(), "{stderr}");
 }

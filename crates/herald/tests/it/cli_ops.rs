@@ -161,7 +161,8 @@ async fn events_tail_ends_quietly_when_its_reader_goes() {
     let mut line = String::new();
     stdout.read_line(&mut line).await.expect("one line");
     drop(stdout);
-    app.post("/api/v1/users", json!({"username": "more"})).await;
+    // No event comes after: the command must notice the closed pipe by itself, not at its
+    // next write.
     let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
         .await
         .expect("tail ends")
@@ -169,6 +170,48 @@ async fn events_tail_ends_quietly_when_its_reader_goes() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "a closed pipe is a normal end: {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// `--last N` is the last N events of the pattern, however many others came after them, and
+/// Ctrl-C ends the command without the server's "shutting down" line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_tail_last_counts_matching_events() {
+    let app = app().await;
+    for w in ["w1", "w2", "w3"] {
+        app.post("/api/v1/game-worlds", json!({"worldId": w, "name": w})).await;
+    }
+    for i in 0..120 {
+        app.post("/api/v1/users", json!({"username": format!("u{i}")})).await;
+    }
+    let mut child = herald(&app, &app.key, &["events", "tail", "--type", "world.*", "--last", "2", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut worlds = Vec::new();
+    for _ in 0..2 {
+        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await;
+        let line = line.expect("a line within 10 s").expect("read").expect("tail still running");
+        let event: Value = serde_json::from_str(&line).expect("a JSON line");
+        worlds.push(event["data"]["worldId"].as_str().unwrap_or_default().to_owned());
+    }
+    assert_eq!(worlds, ["w2", "w3"], "the last two world events, oldest first");
+    let extra = tokio::time::timeout(Duration::from_millis(500), lines.next_line()).await;
+    assert!(extra.is_err(), "nothing more: {extra:?}");
+
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().expect("pid").to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+        .await
+        .expect("tail ends on Ctrl-C")
+        .expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("shutting down"), "no server shutdown line: {stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,7 +226,9 @@ async fn users_import_reports_each_bad_row_and_creates_the_rest() {
          p2,bob,not-an-email,Bob,\n\
          p3,cid,,Cid,\n\
          p4,dup,,Dup,\n\
-         p5,eve,eve@example.com,,\n",
+         p5,eve,eve@example.com,,\n\
+         p6,dörte,,Dörte,\n\
+         p7,용사123,,,\n",
     )
     .expect("write csv");
     let path = file.to_str().expect("utf-8 path");
@@ -192,16 +237,18 @@ async fn users_import_reports_each_bad_row_and_creates_the_rest() {
 
     let (out, stdout, stderr) = run(&app, &["users", "import", path, "--dry-run"]).await;
     assert!(out.status.success(), "{stderr}");
-    assert!(stdout.contains("5 players"), "{stdout}");
+    assert!(stdout.contains("7 players"), "{stdout}");
     assert_eq!(app.get("/api/v1/users").await.1["total"], 1, "a dry run sends nothing");
 
     let (out, stdout, stderr) = run(&app, &["users", "import", path]).await;
     assert!(!out.status.success(), "some rows failed: the exit code says so");
-    assert!(stdout.contains("created 3, failed 2"), "{stdout}");
+    assert!(stdout.contains("created 5, failed 2"), "non-ASCII names are imported: {stdout}");
     assert!(stderr.contains("line 3: 422 validation_error") && stderr.contains("email"), "{stderr}");
     assert!(stderr.contains("line 5: 409"), "{stderr}");
     let (_, users) = app.get("/api/v1/users?limit=100").await;
-    assert_eq!(users["total"], 4, "{users}");
+    assert_eq!(users["total"], 6, "{users}");
+    let (_, korean) = app.get("/api/v1/users/p7").await;
+    assert_eq!(korean["username"], "용사123");
     let (_, ann) = app.get("/api/v1/users/p1").await;
     assert_eq!((ann["displayName"].as_str(), ann["metadata"]["level"].as_i64()), (Some("Ann"), Some(3)));
 

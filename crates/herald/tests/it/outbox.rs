@@ -6,7 +6,48 @@ use serde_json::json;
 
 use crate::common::TestApp;
 
-crate::both_backends!(failed_writes_leave_no_event, committed_writes_always_have_one, concurrent_patches_lose_no_field);
+crate::both_backends!(
+    failed_writes_leave_no_event,
+    committed_writes_always_have_one,
+    concurrent_patches_lose_no_field,
+    events_are_listed_by_type_pattern
+);
+
+/// `GET /events?type=` takes the patterns webhooks, sockets and the CLI take: an exact type,
+/// `*`, or a prefix like `world.*`; anything else is a 400 naming the parameter.
+async fn events_are_listed_by_type_pattern(app: TestApp) {
+    app.post("/api/v1/game-worlds", json!({"worldId": "w1", "name": "One"})).await;
+    app.patch("/api/v1/game-worlds/w1", json!({"name": "Uno"})).await;
+    app.post("/api/v1/users", json!({"username": "p1"})).await;
+    // `world_x` must not match `world.*`: the prefix is compared literally (`_` is no wildcard).
+    app.post("/api/v1/event-types", json!({"name": "worldx.opened"})).await;
+    app.post("/api/v1/events", json!({"type": "worldx.opened", "data": {}})).await;
+    let types = |page: &serde_json::Value| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|e| e["type"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    let (status, page) = app.get("/api/v1/events?type=world.*").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(types(&page), ["world.updated", "world.created"]);
+    let (_, page) = app.get("/api/v1/events?type=world.*&limit=1").await;
+    assert_eq!(types(&page), ["world.updated"]);
+    let cursor = page["nextCursor"].as_str().expect("a next page");
+    let (_, page) = app.get(&format!("/api/v1/events?type=world.*&limit=1&cursor={cursor}")).await;
+    assert_eq!(types(&page), ["world.created"], "the cursor keeps the filter's order");
+    let (_, page) = app.get("/api/v1/events?type=user.created").await;
+    assert_eq!(types(&page), ["user.created"]);
+    let (_, page) = app.get("/api/v1/events?type=*").await;
+    assert!(types(&page).contains(&"worldx.opened".to_owned()) && types(&page).len() >= 5, "{page}");
+    for bad in ["world*", "wor ld", "*.created", "world.**"] {
+        let (status, body) = app.get(&format!("/api/v1/events?type={bad}")).await;
+        let message = crate::common::assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_query");
+        assert!(message.starts_with("type: "), "{bad}: {message}");
+    }
+}
 
 async fn failed_writes_leave_no_event(app: TestApp) {
     let (status, _) = app.post("/api/v1/game-worlds", json!({"worldId": "w1", "name": "One"})).await;
