@@ -14,13 +14,20 @@ use crate::store::StoreError;
 /// One problem with one input field, listed in `error.details`.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct FieldError {
+    /// The field's path in the body: `email`, `events[1]`, `data.amount`.
     pub field: String,
+    /// Machine-readable: `unknown_field`, `missing_field`, `invalid_type` (a string where a
+    /// number belongs), `invalid_value` (an unknown enum value, a number out of range), or
+    /// `invalid` (a well-formed value this field does not accept).
+    pub code: &'static str,
+    /// For people: says what to fix.
     pub message: String,
 }
 
 impl FieldError {
+    /// A well-formed value the field does not accept (code `invalid`).
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        FieldError { field: field.into(), message: message.into() }
+        FieldError { field: field.into(), code: "invalid", message: message.into() }
     }
 }
 

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use crate::{
     app::AppState,
     auth::{Principal, PrincipalKind, keys},
-    error::{ApiError, ApiResult},
+    error::{ApiError, ApiResult, FieldError},
     events::EventContext,
     store::{PageRequest, StoreError, orgs::Project},
 };
@@ -33,21 +33,27 @@ pub struct Query<T>(pub T);
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub struct Path<T>(pub T);
 
-/// A JSON body that may be left out: a request without body or `Content-Type` gets
-/// `T::default()`; one with a body is read as [`Json`] is.
+/// A JSON body that may be left out: an empty body (with or without `Content-Type`, as many
+/// HTTP clients send `Content-Type: application/json` whatever the body) means "no options"
+/// and gives `T::default()`; any other body is read as [`Json`] is.
 pub struct OptionalJson<T>(pub T);
 
 impl<T: serde::de::DeserializeOwned + Default> FromRequest<AppState> for OptionalJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: axum::extract::Request, state: &AppState) -> ApiResult<Self> {
-        let headers = req.headers();
-        let empty = !headers.contains_key(axum::http::header::CONTENT_TYPE)
-            && headers.get(axum::http::header::CONTENT_LENGTH).is_none_or(|len| len == "0");
-        if empty {
+        let headers = req.headers().clone();
+        // Bytes honours the body limit (DefaultBodyLimit), as Json does.
+        let body = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| ApiError::from(JsonRejection::BytesRejection(rejection)))?;
+        if body.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJson(T::default()));
         }
-        let Json(value) = Json::<T>::from_request(req, state).await?;
+        // A body: read exactly as `Json` reads one (Content-Type check included).
+        let mut again = axum::extract::Request::new(axum::body::Body::from(body));
+        *again.headers_mut() = headers;
+        let Json(value) = Json::<T>::from_request(again, state).await?;
         Ok(OptionalJson(value))
     }
 }
@@ -62,9 +68,10 @@ impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         match rejection {
             JsonRejection::JsonSyntaxError(e) => ApiError::bad_request("invalid_json", e.body_text()),
-            JsonRejection::JsonDataError(e) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_error", e.body_text())
-            }
+            JsonRejection::JsonDataError(e) => match body_field_error(&e) {
+                Some(field) => ApiError::validation(vec![field]),
+                None => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_error", e.body_text()),
+            },
             JsonRejection::MissingJsonContentType(_) => ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
@@ -78,6 +85,53 @@ impl From<JsonRejection> for ApiError {
             other => ApiError::bad_request("invalid_body", other.body_text()),
         }
     }
+}
+
+/// The field a JSON body of the wrong shape got wrong, from serde's error: axum deserializes
+/// through `serde_path_to_error`, which knows where in the body it was, and serde_json says
+/// what was wrong only in its message ("unknown field `format`, expected one of ...").
+fn body_field_error(rejection: &axum::extract::rejection::JsonDataError) -> Option<FieldError> {
+    let mut source = std::error::Error::source(rejection);
+    let err = loop {
+        let current = source?;
+        if let Some(err) = current.downcast_ref::<serde_path_to_error::Error<serde_json::Error>>() {
+            break err;
+        }
+        source = current.source();
+    };
+    let text = err.inner().to_string();
+    // serde_json adds " at line L column C": the field's path says more.
+    let text = text.rsplit_once(" at line ").map_or(text.as_str(), |(message, _)| message);
+    let path = err.path().to_string();
+    let parent = if path == "." { String::new() } else { path.clone() };
+    // The path ends at the unknown field itself, but at the object holding a missing one.
+    let child = |name: &str| {
+        if parent == name || parent.ends_with(&format!(".{name}")) {
+            parent.clone()
+        } else if parent.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{parent}.{name}")
+        }
+    };
+    let quoted = |prefix: &str| text.strip_prefix(prefix).and_then(|rest| rest.split('`').next()).map(str::to_owned);
+    let (code, field, message) = if let Some(name) = quoted("unknown field `") {
+        let expected = text.split_once(", expected ").map(|(_, e)| e.replace('`', "")).unwrap_or_default();
+        let message = if expected.is_empty() {
+            "is not a field of this request".to_owned()
+        } else {
+            format!("is not a field of this request; expected {expected}")
+        };
+        ("unknown_field", child(&name), message)
+    } else if let Some(name) = quoted("missing field `") {
+        ("missing_field", child(&name), "is required".to_owned())
+    } else if text.starts_with("invalid type") {
+        ("invalid_type", path, text.to_owned())
+    } else {
+        ("invalid_value", path, text.to_owned())
+    };
+    let field = if field == "." || field.is_empty() { "body".to_owned() } else { field };
+    Some(FieldError { field, code, message })
 }
 
 impl From<QueryRejection> for ApiError {

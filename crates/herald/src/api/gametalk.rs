@@ -95,7 +95,9 @@ impl From<ChatError> for Fail {
     fn from(e: ChatError) -> Self {
         use codes::*;
         match e {
-            ChatError::Invalid(field, message) => Fail(INVALID_PARAMETER, format!("{field}: {message}")),
+            ChatError::Invalid(field, message) | ChatError::InvalidQuery(field, message) => {
+                Fail(INVALID_PARAMETER, format!("{field}: {message}"))
+            }
             ChatError::ChannelNotFound => Fail(CHANNEL_NOT_FOUND, "channel not found".into()),
             ChatError::TagNotFound => Fail(TAG_NOT_FOUND, "tag not found".into()),
             ChatError::UserNotFound => Fail(USER_NOT_FOUND, "user not found".into()),

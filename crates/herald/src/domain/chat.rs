@@ -39,6 +39,8 @@ const MAX_DATA_BYTES: usize = 16 * 1024;
 pub enum ChatError {
     /// A field to fix, and what is wrong with it.
     Invalid(String, String),
+    /// A query parameter to fix (a history cursor or page size), and what is wrong with it.
+    InvalidQuery(String, String),
     ChannelNotFound,
     TagNotFound,
     UserNotFound,
@@ -76,6 +78,10 @@ impl From<ChatError> for ApiError {
     fn from(e: ChatError) -> Self {
         match e {
             ChatError::Invalid(field, message) => ApiError::validation(vec![FieldError::new(field, message)]),
+            ChatError::InvalidQuery(param, message) => ApiError {
+                details: vec![FieldError::new(&param, &message)],
+                ..ApiError::bad_request("invalid_query", format!("{param}: {message}"))
+            },
             ChatError::ChannelNotFound => ApiError::not_found("channel"),
             ChatError::TagNotFound => ApiError::not_found("tag"),
             ChatError::UserNotFound => ApiError::not_found("user"),
@@ -754,7 +760,12 @@ pub fn encode_position(m: &Message) -> String {
 }
 
 pub fn decode_position(field: &str, s: &str) -> ChatResult<(DateTime<Utc>, i64)> {
-    let bad = || invalid(field, "is not a cursor Herald gave out (see `before`/`after` in a history page)");
+    let bad = || {
+        ChatError::InvalidQuery(
+            field.to_owned(),
+            "is not a cursor Herald gave out (see `before`/`after` in a history page)".into(),
+        )
+    };
     let (micros, id) = s.split_once('.').ok_or_else(bad)?;
     let micros: i64 = micros.parse().map_err(|_| bad())?;
     // 1970 to 9999: what both databases store.
@@ -775,10 +786,12 @@ pub async fn history(
 ) -> ChatResult<Vec<Message>> {
     let limit = limit.unwrap_or(50);
     if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(invalid("limit", "must be between 1 and 100"));
+        return Err(ChatError::InvalidQuery("limit".into(), "must be between 1 and 100".into()));
     }
     let from = match (before, after) {
-        (Some(_), Some(_)) => return Err(invalid("before", "give either before or after, not both")),
+        (Some(_), Some(_)) => {
+            return Err(ChatError::InvalidQuery("before".into(), "give either before or after, not both".into()));
+        }
         (Some(b), None) => {
             let (at, id) = decode_position("before", b)?;
             HistoryFrom::Before(at, id)

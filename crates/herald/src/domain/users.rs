@@ -51,7 +51,7 @@ pub struct UserPatch {
 fn check_user(user: &User) -> ApiResult<()> {
     let mut c = Checks::default();
     c.ident("id", &user.id, 128, &[':', '@']);
-    c.ident("username", &user.username, 64, &[]);
+    c.username("username", &user.username, 64);
     if let Some(email) = &user.email {
         c.email("email", email);
     }
@@ -88,7 +88,7 @@ pub async fn create(store: &Store, ctx: &EventContext, project_id: &str, input: 
     let user = User {
         project_id: project_id.to_owned(),
         id: input.id.unwrap_or_else(store::new_id),
-        username: input.username,
+        username: super::validate::normalize(&input.username),
         email: input.email,
         display_name: input.display_name,
         avatar_url: input.avatar_url,
@@ -118,7 +118,7 @@ pub async fn update(
         let current = store.get_user(project_id, id).await?;
         let mut user = current.clone();
         if let Some(v) = &patch.username {
-            user.username = v.clone();
+            user.username = super::validate::normalize(v);
         }
         if let Some(v) = &patch.email {
             user.email = v.clone();

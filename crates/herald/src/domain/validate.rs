@@ -13,6 +13,34 @@ pub struct Checks {
 /// Characters allowed in identifiers chosen by clients (ids, usernames, world ids, tags).
 pub const IDENT_CHARS: &str = "letters, digits, `_`, `-`, `.`";
 
+/// Characters allowed in usernames. A studio's players have names in their own script
+/// (`용사123`, `dörte`), so letters and digits of any script count; controls, spaces, format
+/// characters (zero-width joiners, direction marks) and symbols do not, so two names that look
+/// the same are the same text. Usernames are stored NFC-normalized ([`normalize`]).
+pub const USERNAME_CHARS: &str =
+    "letters and digits of any script (with their combining marks, not first), `_`, `-`, `.`";
+
+/// The NFC form of `s`: the one a username is checked, stored and compared in, so a name typed
+/// with a decomposed `ö` (`o` + U+0308) is the same name as one with the precomposed `ö`.
+pub fn normalize(s: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    s.nfc().collect()
+}
+
+fn is_username(s: &str) -> bool {
+    use unicode_properties::{GeneralCategoryGroup, UnicodeGeneralCategory};
+    let mut chars = s.chars();
+    let first_is_mark = chars.clone().next().is_some_and(|c| c.general_category_group() == GeneralCategoryGroup::Mark);
+    !first_is_mark
+        && chars.all(|c| {
+            matches!(c, '_' | '-' | '.')
+                || matches!(
+                    c.general_category_group(),
+                    GeneralCategoryGroup::Letter | GeneralCategoryGroup::Mark | GeneralCategoryGroup::Number
+                )
+        })
+}
+
 fn is_ident(s: &str, extra: &[char]) -> bool {
     s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') || extra.contains(&c))
 }
@@ -51,6 +79,16 @@ impl Checks {
         } else if !is_ident(value, extra) {
             let more: String = extra.iter().map(|c| format!(", `{c}`")).collect();
             self.fail(field, format!("may contain only {IDENT_CHARS}{more}"));
+        }
+    }
+
+    /// A username of `1..=max` characters from [`USERNAME_CHARS`], already NFC-normalized.
+    pub fn username(&mut self, field: &str, value: &str, max: usize) {
+        let len = value.chars().count();
+        if len == 0 || len > max {
+            self.fail(field, format!("must be 1 to {max} characters long"));
+        } else if !is_username(value) {
+            self.fail(field, format!("may contain only {USERNAME_CHARS}"));
         }
     }
 
@@ -145,6 +183,29 @@ mod tests {
         for bad in ["", "a", "a@", "@b.co", "a@b", "a b@c.com", "a@b..com", "a@-b.com", "a@b.com@c.com"] {
             assert!(!is_email(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn usernames() {
+        for ok in ["player123", "용사123", "dörte", "Ørjan_2", "игрок.1", "プレイヤー", "น้ำ", "देव", "a-b.c_d"]
+        {
+            assert!(is_username(&normalize(ok)), "{ok}");
+        }
+        for bad in [
+            "a b",        // space
+            "a\u{200b}b", // zero-width space
+            "a\u{200d}b", // zero-width joiner
+            "a\u{202e}b", // right-to-left override
+            "a\u{0007}",  // control
+            "\u{0301}a",  // a combining mark first
+            "a@b",
+            "😀",
+            "a/b",
+        ] {
+            assert!(!is_username(&normalize(bad)), "{bad:?}");
+        }
+        // Decomposed and precomposed forms are one name.
+        assert_eq!(normalize("do\u{0308}rte"), "dörte");
     }
 
     #[test]

@@ -81,6 +81,21 @@ async fn session_tokens_are_issued_checked_and_revoked(app: TestApp) {
     let (status, body) = send(app.req(Method::POST, &format!("/api/v1/users/{user}/session-token"))).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["expiresIn"], app.config.realtime.session_token_ttl_secs);
+    // Nor does an empty body sent with `Content-Type: application/json`, as many HTTP
+    // clients send it (fetch wrappers, axios, curl -H ... -d '').
+    let path = format!("/api/v1/users/{user}/session-token");
+    for empty in ["", "  \n"] {
+        let req = app.req(Method::POST, &path).header("content-type", "application/json").body(empty);
+        let (status, body) = send(req).await;
+        assert_eq!(status, StatusCode::CREATED, "empty body {empty:?}: {body}");
+        assert_eq!(body["expiresIn"], app.config.realtime.session_token_ttl_secs);
+    }
+    // A body that is not JSON is still an error, and a JSON body needs its Content-Type.
+    let (status, body) =
+        send(app.req(Method::POST, &path).header("content-type", "application/json").body("{ttl")).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_json");
+    let (status, body) = send(app.req(Method::POST, &path).body(r#"{"ttlSecs": 120}"#)).await;
+    assert_error(status, &body, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
 
     for ttl in [json!(0), json!(59), json!(86_401)] {
         let (status, body) = app.post(&format!("/api/v1/users/{user}/session-token"), json!({"ttlSecs": ttl})).await;

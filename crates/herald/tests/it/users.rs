@@ -11,6 +11,8 @@ crate::both_backends!(
     paging_is_stable_and_bounded,
     filters_by_role_status_and_q,
     invalid_input_is_rejected_and_changes_nothing,
+    shape_errors_name_the_field,
+    usernames_in_any_script,
     duplicate_username_and_id_conflict,
     profile_changes_emit_player_update,
     login_sets_last_login_and_emits_event,
@@ -177,6 +179,66 @@ async fn invalid_input_is_rejected_and_changes_nothing(app: TestApp) {
     let (_, list) = app.get("/api/v1/users").await;
     assert_eq!(list["total"], 0, "nothing was created");
     assert_eq!(app.store.count_events().await.expect("count"), events_before, "no event for a rejected write");
+}
+
+/// API.md: `details` lists each bad field, with a machine-readable code, also when the JSON
+/// has the wrong shape (serde's own text named no field).
+async fn shape_errors_name_the_field(app: TestApp) {
+    let cases = [
+        (json!({"username": "ok", "format": "x"}), "format", "unknown_field"),
+        (json!({"email": "a@b.co"}), "username", "missing_field"),
+        (json!({"username": 42}), "username", "invalid_type"),
+        (json!({"username": "ok", "metadata": "x", "unknownField": 1}), "unknownField", "unknown_field"),
+    ];
+    for (body, field, code) in cases {
+        let (status, resp) = app.post("/api/v1/users", body.clone()).await;
+        let message = assert_error(status, &resp, StatusCode::UNPROCESSABLE_ENTITY, "validation_error");
+        let details = &resp["error"]["details"];
+        assert_eq!(details.as_array().map(Vec::len), Some(1), "{body}: {resp}");
+        assert_eq!((details[0]["field"].as_str(), details[0]["code"].as_str()), (Some(field), Some(code)), "{resp}");
+        assert!(message.starts_with(&format!("{field}: ")), "a readable message naming the field: {message}");
+        assert!(!message.contains("line 1 column"), "no parser position: {message}");
+    }
+    // A field nested in an object is named by its path.
+    let (status, resp) = app.post("/api/v1/game-worlds", json!({"worldId": "w", "name": "W", "tags": ["a", 5]})).await;
+    assert_error(status, &resp, StatusCode::UNPROCESSABLE_ENTITY, "validation_error");
+    assert_eq!(resp["error"]["details"][0]["field"], "tags[1]", "{resp}");
+    // Domain checks carry a code too.
+    let (_, resp) = app.post("/api/v1/users", json!({"username": "ok", "email": "nope"})).await;
+    assert_eq!(resp["error"]["details"][0]["code"], "invalid", "{resp}");
+}
+
+/// A Korean studio's players have Korean names: letters and digits of any script are allowed,
+/// stored in NFC, and spaces, controls and invisible characters are still refused.
+async fn usernames_in_any_script(app: TestApp) {
+    for name in ["용사123", "dörte", "игрок_1", "プレイヤー", "น้ำ"] {
+        let (status, user) = app.post("/api/v1/users", json!({"username": name})).await;
+        assert_eq!(status, StatusCode::CREATED, "{name}: {user}");
+        assert_eq!(user["username"], name);
+        let (_, got) = app.get(&format!("/api/v1/users/{}", user["id"].as_str().expect("id"))).await;
+        assert_eq!(got["username"], name, "stored as sent");
+    }
+    // `dörte` with a combining diaeresis is the same name as the precomposed one.
+    let (status, body) = app.post("/api/v1/users", json!({"username": "do\u{0308}rte"})).await;
+    assert_error(status, &body, StatusCode::CONFLICT, "conflict");
+    let (status, user) = app.post("/api/v1/users", json!({"username": "zo\u{0308}e"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{user}");
+    assert_eq!(user["username"], "zöe", "stored in NFC");
+    // Renames are checked the same way.
+    let id = user["id"].as_str().expect("id").to_owned();
+    let (status, renamed) = app.patch(&format!("/api/v1/users/{id}"), json!({"username": "전사"})).await;
+    assert_eq!((status, renamed["username"].as_str()), (StatusCode::OK, Some("전사")), "{renamed}");
+
+    let events_before = app.store.count_events().await.expect("count");
+    let too_long: String = "가".repeat(65);
+    for bad in ["용 사", "a\u{200b}b", "a\u{200d}b", "a\u{202e}b", "\u{0301}a", "a\tb", "😀", too_long.as_str()] {
+        let (status, body) = app.post("/api/v1/users", json!({"username": bad})).await;
+        let message = assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation_error");
+        assert!(message.starts_with("username: "), "{bad:?}: {message}");
+    }
+    let (status, _) = app.post("/api/v1/users", json!({"username": "가".repeat(64)})).await;
+    assert_eq!(status, StatusCode::CREATED, "64 characters, 192 bytes");
+    assert_eq!(app.store.count_events().await.expect("count"), events_before + 1, "refused names wrote nothing");
 }
 
 async fn duplicate_username_and_id_conflict(app: TestApp) {
