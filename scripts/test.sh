@@ -8,6 +8,8 @@
 # After the tests, scripts/check-log-secrets.sh greps the logs the servers wrote during the
 # run for every secret the tests handled (keys, tokens, webhook secrets, passwords).
 #
+# Last, scripts/check-readme.py runs README.md's commands as printed (see that script).
+#
 # The interop tests also run the seeds' Node.js receiver and the Standard Webhooks Python
 # library against real deliveries: scripts/interop.sh installs them (once; quick afterwards).
 set -euo pipefail
@@ -27,4 +29,11 @@ rm -rf "$HERALD_TEST_LOG_DIR"
 cargo test --workspace "$@"
 if [ $# -eq 0 ]; then
     scripts/check-log-secrets.sh "$HERALD_TEST_LOG_DIR"
+    # The README's commands, as printed, on a fresh copy of the repository (its PostgreSQL
+    # examples on this run's cluster). It builds the release binary the README runs.
+    if ! command -v curl >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "curl not found; installing Debian's curl for the README check" >&2
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null
+    fi
+    PG_URL="$PG_URL" PG_BIN="$PG_BIN" python3 scripts/check-readme.py
 fi

@@ -283,6 +283,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     // Installed before anything is printed: whoever reads "listening" may stop us at once.
     let shutdown = shutdown_signal();
+    // The hints below reach the same database only with the same settings.
+    let same_database = if config.database_url.is_empty() {
+        ""
+    } else {
+        "\n  (run it with this server's database_url: the same HERALD_DATABASE_URL or config file)"
+    };
     let server = Server::build(config).await?;
     let addr = server.local_addr()?;
     let base = format!("http://{addr}");
@@ -295,9 +301,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             );
             println!("Admin API key for project `default` (shown once, store it now):\n\n    {}\n", b.key_value);
             println!("Try it:  curl -H 'X-API-Key: {}' {base}/api/v1/users", b.key_value);
-            println!("More keys (e.g. an organization-level one): {} keys create --scopes admin", self_command());
+            println!(
+                "More keys (e.g. an organization-level one): {} keys create --scopes admin{same_database}",
+                self_command()
+            );
         }
-        None => println!("Need an admin key? Run: {} keys create --scopes admin", self_command()),
+        None => println!("Need an admin key? Run: {} keys create --scopes admin{same_database}", self_command()),
     }
     tracing::info!(%addr, backend = server.state.store.backend_name(), "Herald listening");
     println!("Herald listening on {base}");
