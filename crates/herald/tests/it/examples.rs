@@ -445,3 +445,26 @@ fn webhooks_md_quotes_the_examples_verbatim() {
         assert!(file.contains(&code), "WEBHOOKS.md's quote of {path} is not in that file, as is:\n{code}");
     }
 }
+
+/// The Swagger page's description (`info.description` of `/openapi.json`) names the guides,
+/// and every `docs/...` or `examples/...` path it names exists in the source tree.
+#[test]
+fn the_swagger_page_names_the_docs_that_exist() {
+    let description = crate::openapi::spec()["info"]["description"].as_str().expect("info.description").to_string();
+    for guide in ["docs/API.md", "docs/WEBHOOKS.md", "docs/CHAT.md", "docs/REALTIME.md", "README.md"] {
+        assert!(description.contains(guide), "the description names {guide}:\n{description}");
+    }
+    let named: Vec<&str> = description
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|code| code.starts_with("docs/") || code.starts_with("examples/"))
+        .collect();
+    assert!(named.len() >= 7, "{named:?}");
+    for path in named {
+        assert!(
+            std::path::Path::new(&format!("{ROOT}/{path}")).exists(),
+            "the description names {path}, which does not exist"
+        );
+    }
+}
