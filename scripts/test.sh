@@ -12,8 +12,13 @@
 #
 # The interop tests also run the seeds' Node.js receiver and the Standard Webhooks Python
 # library against real deliveries: scripts/interop.sh installs them (once; quick afterwards).
+#
+# First of all, scripts/check-links.py checks that every relative link and anchor in README.md,
+# docs/ and examples/ resolves: a broken link fails the run in a second, before any build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+python3 scripts/check-links.py
 
 . scripts/interop.sh
 install_interop_deps

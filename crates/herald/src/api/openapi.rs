@@ -40,7 +40,21 @@ pub struct ErrorDetails {
 #[openapi(
     info(
         title = "Herald",
-        description = "Self-hosted game-platform backend: platform API, chat (GameTalk v1.1 compatible), events and webhooks. See docs/API.md.",
+        // Shown at the top of the Swagger page (/docs), as Markdown. Herald has no public
+        // site, so the guides are named by their path in the source tree.
+        description = "Self-hosted game-platform backend: platform API, chat (GameTalk v1.1 compatible), events and webhooks.
+
+The guides are in the `docs/` folder of Herald's source, next to its `README.md` (running, testing, configuring):
+
+- `docs/API.md`: every route, authentication and scopes, errors, paging, events
+- `docs/WEBHOOKS.md`: registering endpoints, what arrives, verifying signatures, retries, replay, custom events; complete receivers in `examples/webhook-receiver-node` and `examples/webhook-receiver-python`
+- `docs/CHAT.md`: the GameTalk v1.1-compatible chat API, tags, messages and history
+- `docs/REALTIME.md`: socket.io for game servers and clients (keys, player session tokens)
+- `docs/CLI.md`: the `herald` command line
+- `docs/CONFIG.md`: every setting
+- `docs/OPERATIONS.md`: health checks, metrics, logs, several nodes, backups, upgrades
+
+This description is served as `/openapi.json`.",
     ),
     modifiers(&Security),
     security(("api_key" = []), ("bearer" = [])),

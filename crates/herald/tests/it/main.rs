@@ -10,6 +10,7 @@ mod chat;
 mod cli;
 mod cli_ops;
 mod errors;
+mod examples;
 mod interop;
 mod openapi;
 mod ops;
