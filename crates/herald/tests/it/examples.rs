@@ -12,7 +12,6 @@
 //! is the code.
 
 use std::{
-    io::{BufRead, BufReader, Read},
     process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
     time::Duration,
@@ -52,28 +51,7 @@ impl Example {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run `{program} {path}`: {e} (scripts/test.sh installs node)"));
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let out = child.stdout.take().expect("stdout");
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                let value = serde_json::from_str(&line).unwrap_or(Value::String(line));
-                sink.lock().expect("lock").push(value);
-            }
-        });
-        let mut err = child.stderr.take().expect("stderr");
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().expect("lock").push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
+        let (lines, stderr) = crate::interop::collect_output(&mut child);
         let mut example = Example { name, child, url: String::new(), lines, stderr };
         let port =
             example.wait_lines("its {\"listening\":PORT} line", |l| l["listening"].is_u64()).await[0]["listening"]

@@ -109,6 +109,37 @@ struct NodeScript {
     stderr: Arc<Mutex<String>>,
 }
 
+/// What a child printed on stdout, one JSON value per line.
+pub type Lines = Arc<Mutex<Vec<Value>>>;
+
+/// Reads a child's stdout as JSON lines (a line that is not JSON is kept as a string) and its
+/// stderr as text, on two threads, into what the test can inspect while the child runs.
+pub fn collect_output(child: &mut std::process::Child) -> (Lines, Arc<Mutex<String>>) {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let out = child.stdout.take().expect("stdout");
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            let value = serde_json::from_str(&line).unwrap_or(Value::String(line));
+            sink.lock().expect("lock").push(value);
+        }
+    });
+    let mut err = child.stderr.take().expect("stderr");
+    let sink = stderr.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = err.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().expect("lock").push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    (lines, stderr)
+}
+
 impl NodeScript {
     fn start(dir: &str, script: &str, args: &[&str], env: &[(&str, &str)]) -> NodeScript {
         let mut child = Command::new("node")
@@ -121,28 +152,7 @@ impl NodeScript {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run `node {script}` in {dir}: {e} (run scripts/test.sh)"));
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let out = child.stdout.take().expect("stdout");
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                let value = serde_json::from_str(&line).unwrap_or(Value::String(line));
-                sink.lock().expect("lock").push(value);
-            }
-        });
-        let mut err = child.stderr.take().expect("stderr");
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().expect("lock").push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
+        let (lines, stderr) = crate::interop::collect_output(&mut child);
         NodeScript { child, lines, stderr }
     }
 
