@@ -10,12 +10,21 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde_json::json;
 use subtle::ConstantTimeEq;
+use utoipa::{
+    ToSchema,
+    openapi::{
+        ContentBuilder, Ref, RefOr, ResponseBuilder,
+        schema::{AllOfBuilder, Schema},
+    },
+};
 
 use crate::{
     app::{AppState, State},
-    domain::chat::{self, ChannelInput, ChatError, ProfileInput},
+    domain::chat::{
+        self, ChannelInput, ChatError, GameTalkChannel, GameTalkTag, GameTalkUser, PagingInfo, ProfileInput,
+    },
     events::EventContext,
     store::{Page, PageRequest, StoreError, orgs::Project},
 };
@@ -46,37 +55,124 @@ pub fn router() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .routes(utoipa_axum::routes!(get_user, put_user, delete_user))
 }
 
-/// The `header` of every GameTalk answer (documentation: `respond` builds it).
-#[derive(utoipa::ToSchema)]
+/// The `header` of every GameTalk answer.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
 #[schema(as = GameTalkHeader)]
-#[allow(dead_code)]
 pub struct Header {
-    #[schema(rename = "transactionId")]
+    /// The caller's `X-GT-Transaction-Id`, or one Herald made up.
     transaction_id: String,
-    #[schema(rename = "isSuccessful")]
     is_successful: bool,
     /// 0 on success; otherwise a code of docs/CHAT.md.
-    #[schema(rename = "resultCode")]
     result_code: i64,
-    #[schema(rename = "resultMessage")]
+    /// `SUCCESS`, or what went wrong (naming the field to fix).
     result_message: String,
 }
 
-/// Every GameTalk answer: HTTP 200, `header`, and the call's fields (docs/CHAT.md).
+/// Every GameTalk answer: HTTP 200, `header`, and on success the call's own fields (`F`).
+#[derive(serde::Serialize)]
+struct Reply<F> {
+    header: Header,
+    #[serde(flatten)]
+    fields: Option<F>,
+}
+
+/// The fields of a call that answers with `header` alone.
+#[derive(serde::Serialize)]
+struct NoFields {}
+
+/// Every GameTalk answer has `header`; on success, the call's own fields follow it.
 #[derive(utoipa::ToSchema)]
 #[schema(as = GameTalkAnswer)]
-#[allow(dead_code)]
+#[allow(dead_code)] // a schema only: `Reply` is what is sent
 pub struct Answer {
     header: Header,
 }
 
-/// What every GameTalk call answers, for the description.
+/// Create Channel, Get Channel: the channel (absent when the call failed).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(as = GameTalkChannelResult)]
+pub struct ChannelResult {
+    #[schema(required = false)]
+    result: GameTalkChannel,
+}
+
+/// Get Channel List: a page of channels, oldest first (absent when the call failed).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = GameTalkChannelPage)]
+pub struct ChannelPage {
+    #[schema(required = false)]
+    paging_info: PagingInfo,
+    #[schema(required = false)]
+    channel_list: Vec<GameTalkChannel>,
+}
+
+/// Get Subscriber: a page of the channel's subscribers (absent when the call failed).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = GameTalkSubscriberPage)]
+pub struct SubscriberPage {
+    #[schema(required = false)]
+    paging_info: PagingInfo,
+    #[schema(required = false)]
+    user_list: Vec<GameTalkUser>,
+}
+
+/// Get Tag List: a page of tags (absent when the call failed).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = GameTalkTagPage)]
+pub struct TagPage {
+    #[schema(required = false)]
+    paging_info: PagingInfo,
+    #[schema(required = false)]
+    tag_list: Vec<GameTalkTag>,
+}
+
+/// Get Tag: the tag (absent when the call failed).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(as = GameTalkTagResult)]
+pub struct TagResult {
+    #[schema(required = false)]
+    result: GameTalkTag,
+}
+
+/// Get User: the user (absent when the call failed).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(as = GameTalkUserResult)]
+pub struct UserResult {
+    #[schema(required = false)]
+    user: GameTalkUser,
+}
+
+/// What a GameTalk call without fields of its own answers, for the description.
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)]
 enum Answered {
     /// always 200; success or failure is in `header`
     #[response(status = 200)]
     Answer(Answer),
+}
+
+/// What a GameTalk call with the fields `F` answers, for the description: always HTTP 200,
+/// `header` (`GameTalkAnswer`) and, on success, the fields of `F`. The schemas it names are
+/// registered in `api::openapi::ApiDoc`.
+struct AnsweredWith<F>(std::marker::PhantomData<F>);
+
+impl<F: ToSchema> utoipa::IntoResponses for AnsweredWith<F> {
+    fn responses() -> std::collections::BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+        let schema = AllOfBuilder::new()
+            .item(Ref::from_schema_name(Answer::name()))
+            .item(Ref::from_schema_name(F::name()))
+            .build();
+        let schema = RefOr::T(Schema::AllOf(schema));
+        let response = ResponseBuilder::new()
+            .description("always 200; success or failure is in `header`, and the call's fields follow on success")
+            .content("application/json", ContentBuilder::new().schema(Some(schema)).build())
+            .build();
+        [("200".to_owned(), RefOr::T(response))].into()
+    }
 }
 
 /// The path parameter of every GameTalk route, for the description.
@@ -86,6 +182,57 @@ enum Answered {
 struct AppKey {
     /// the project's appKey
     app_key: String,
+}
+
+/// The optional transaction header of every GameTalk call, for the description.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+struct TransactionId {
+    /// echoed in the answer's `X-GT-Transaction-Id` header and `header.transactionId`
+    /// (printable ASCII, at most 128 characters; otherwise Herald makes one up)
+    #[param(rename = "X-GT-Transaction-Id", nullable = false)]
+    transaction_id: Option<String>,
+}
+
+/// The query of Get Tag List and Get Subscriber, for the description (`query` reads it).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct PageParams {
+    /// the page, from 0 (default 0)
+    #[param(minimum = 0)]
+    page: Option<i64>,
+    /// items per page, 1 to 100
+    #[param(minimum = 1, maximum = 100)]
+    size: i64,
+}
+
+/// How `tagIdList` combines (lower case is accepted too).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code, clippy::upper_case_acronyms)]
+enum TagType {
+    OR,
+    AND,
+}
+
+/// The query of Get Channel List, for the description (`query` reads it).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct ChannelListParams {
+    /// the page, from 0 (default 0)
+    #[param(minimum = 0)]
+    page: Option<i64>,
+    /// items per page, 1 to 100
+    #[param(minimum = 1, maximum = 100)]
+    size: i64,
+    /// how `tagIdList` combines: `OR` (default: channels with any of the tags) or `AND` (all)
+    #[param(rename = "tagType", inline)]
+    tag_type: Option<TagType>,
+    /// tag ids separated by commas, e.g. `1,2,3`
+    #[param(rename = "tagIdList", example = "1,2")]
+    tag_id_list: Option<String>,
 }
 
 /// A failed call: its result code and message.
@@ -139,22 +286,25 @@ fn transaction_id(headers: &HeaderMap) -> String {
 }
 
 /// The whole answer: HTTP 200, the transaction header, `header` plus the call's fields.
-fn respond(transaction: String, outcome: Result<Value, Fail>) -> Response {
+fn respond<F: serde::Serialize>(transaction: String, outcome: Result<F, Fail>) -> Response {
     let (code, message, fields) = match outcome {
-        Ok(fields) => (0, "SUCCESS".to_string(), fields),
-        Err(Fail(code, message)) => (code, message, json!({})),
+        Ok(fields) => (0, "SUCCESS".to_string(), Some(fields)),
+        Err(Fail(code, message)) => (code, message, None),
     };
-    let mut body = json!({
-        "header": {
-            "transactionId": transaction,
-            "isSuccessful": code == 0,
-            "resultCode": code,
-            "resultMessage": message,
-        }
+    let header = Header {
+        transaction_id: transaction.clone(),
+        is_successful: code == 0,
+        result_code: code,
+        result_message: message,
+    };
+    // Through a `Value`, whose keys are sorted: the bytes stay those Herald has always sent.
+    let body = serde_json::to_value(Reply { header, fields }).unwrap_or_else(|e| {
+        // Strings, numbers and booleans cannot fail to serialize; were it to happen, the
+        // caller still gets a GameTalk answer.
+        tracing::error!(error = %e, "gametalk answer does not serialize");
+        json!({"header": {"transactionId": transaction, "isSuccessful": false,
+                          "resultCode": codes::INTERNAL_ERROR, "resultMessage": "internal server error"}})
     });
-    if let (Some(body), Value::Object(fields)) = (body.as_object_mut(), fields) {
-        body.extend(fields);
-    }
     let mut response = axum::Json(body).into_response();
     if let Ok(v) = HeaderValue::from_str(&transaction) {
         response.headers_mut().insert(TRANSACTION_HEADER, v);
@@ -183,11 +333,11 @@ async fn authenticate(s: &AppState, headers: &HeaderMap, app_key: &str, transact
 }
 
 /// Runs one GameTalk call: authenticates it, runs `work`, and answers in GameTalk's form.
-async fn answer(
+async fn answer<F: serde::Serialize>(
     s: &AppState,
     headers: &HeaderMap,
     app_key: &str,
-    work: impl AsyncFnOnce(Call) -> Result<Value, Fail>,
+    work: impl AsyncFnOnce(Call) -> Result<F, Fail>,
 ) -> Response {
     let tx = transaction_id(headers);
     let outcome = match authenticate(s, headers, app_key, &tx).await {
@@ -219,25 +369,29 @@ fn paging(q: &std::collections::HashMap<String, String>) -> Result<(i64, i64), F
     Ok(chat::paging(number(q, "page")?, number(q, "size")?)?)
 }
 
-#[derive(serde::Deserialize)]
+/// The user of Subscribe and Unsubscribe Channel.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = GameTalkUserRef)]
 struct UserRef {
+    /// The player's id.
+    #[schema(required = true, nullable = false, min_length = 1)]
     user_id: Option<String>,
 }
 
 // ---- handlers: each authenticates, calls the domain, shapes the fields ----
 
-#[utoipa::path(post, path = "/channels", tag = "gametalk", security(("secret_key" = [])), params(AppKey), request_body(content = Object, description = "see docs/CHAT.md"), responses(Answered))]
+#[utoipa::path(post, path = "/channels", tag = "gametalk", security(("secret_key" = [])), params(AppKey, TransactionId), request_body = ChannelInput, responses(AnsweredWith<ChannelResult>))]
 async fn create_channel(s: State, Path(app_key): Path<String>, headers: HeaderMap, raw: Bytes) -> Response {
     answer(&s, &headers, &app_key, async |call: Call| {
         let input: ChannelInput = body(&raw)?;
         let c = chat::create_channel(&s.store, &call.ctx, &app_key, &call.project.id, input).await?;
-        Ok(json!({"result": chat::channel_json(&app_key, &c)}))
+        Ok(ChannelResult { result: GameTalkChannel::new(&app_key, &c) })
     })
     .await
 }
 
-#[utoipa::path(put, path = "/channels/{channel_id}", tag = "gametalk", security(("secret_key" = [])), params(AppKey, ("channel_id" = String, Path)), request_body(content = Object, description = "see docs/CHAT.md"), responses(Answered))]
+#[utoipa::path(put, path = "/channels/{channel_id}", tag = "gametalk", security(("secret_key" = [])), params(AppKey, ("channel_id" = String, Path), TransactionId), request_body = ChannelInput, responses(Answered))]
 async fn update_channel(
     s: State,
     Path((app_key, channel_id)): Path<(String, String)>,
@@ -247,21 +401,21 @@ async fn update_channel(
     answer(&s, &headers, &app_key, async |call: Call| {
         let input: ChannelInput = body(&raw)?;
         chat::update_channel(&s.store, &call.ctx, &app_key, &call.project.id, &channel_id, input).await?;
-        Ok(json!({}))
+        Ok(NoFields {})
     })
     .await
 }
 
-#[utoipa::path(delete, path = "/channels/{channel_id}", tag = "gametalk", security(("secret_key" = [])), params(AppKey, ("channel_id" = String, Path)), responses(Answered))]
+#[utoipa::path(delete, path = "/channels/{channel_id}", tag = "gametalk", security(("secret_key" = [])), params(AppKey, ("channel_id" = String, Path), TransactionId), responses(Answered))]
 async fn delete_channel(s: State, Path((app_key, channel_id)): Path<(String, String)>, headers: HeaderMap) -> Response {
     answer(&s, &headers, &app_key, async |call: Call| {
         chat::delete_channel(&s.store, &call.ctx, &app_key, &call.project.id, &channel_id).await?;
-        Ok(json!({}))
+        Ok(NoFields {})
     })
     .await
 }
 
-#[utoipa::path(get, path = "/channels", tag = "gametalk", security(("secret_key" = [])), params(AppKey), responses(Answered))]
+#[utoipa::path(get, path = "/channels", tag = "gametalk", security(("secret_key" = [])), params(AppKey, ChannelListParams, TransactionId), responses(AnsweredWith<ChannelPage>))]
 async fn list_channels(s: State, Path(app_key): Path<String>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
     answer(&s, &headers, &app_key, async |call: Call| {
         let q = query(raw);
@@ -274,24 +428,24 @@ async fn list_channels(s: State, Path(app_key): Path<String>, headers: HeaderMap
         )
         .await?;
         let (items, total) = s.store.list_channels(&call.project.id, &filter, page * size, size).await?;
-        Ok(json!({
-            "pagingInfo": chat::paging_info(page, size, items.len(), total),
-            "channelList": items.iter().map(|c| chat::channel_json(&app_key, c)).collect::<Vec<_>>(),
-        }))
+        Ok(ChannelPage {
+            paging_info: PagingInfo::new(page, size, items.len(), total),
+            channel_list: items.iter().map(|c| GameTalkChannel::new(&app_key, c)).collect(),
+        })
     })
     .await
 }
 
-#[utoipa::path(get, path = "/channels/{channel_id}", tag = "gametalk", security(("secret_key" = [])), params(AppKey, ("channel_id" = String, Path)), responses(Answered))]
+#[utoipa::path(get, path = "/channels/{channel_id}", tag = "gametalk", security(("secret_key" = [])), params(AppKey, ("channel_id" = String, Path), TransactionId), responses(AnsweredWith<ChannelResult>))]
 async fn get_channel(s: State, Path((app_key, channel_id)): Path<(String, String)>, headers: HeaderMap) -> Response {
     answer(&s, &headers, &app_key, async |call: Call| {
         let c = s.store.get_channel(&call.project.id, &channel_id).await?;
-        Ok(json!({"result": chat::channel_json(&app_key, &c)}))
+        Ok(ChannelResult { result: GameTalkChannel::new(&app_key, &c) })
     })
     .await
 }
 
-#[utoipa::path(post, path = "/channels/{channel_id}/subscribes", tag = "gametalk", security(("secret_key" = [])), params(AppKey, ("channel_id" = String, Path)), request_body(content = Object, description = "see docs/CHAT.md"), responses(Answered))]
+#[utoipa::path(post, path = "/channels/{channel_id}/subscribes", tag = "gametalk", security(("secret_key" = [])), params(AppKey, ("channel_id" = String, Path), TransactionId), request_body = UserRef, responses(Answered))]
 async fn subscribe(
     s: State,
     Path((app_key, channel_id)): Path<(String, String)>,
@@ -301,12 +455,12 @@ async fn subscribe(
     answer(&s, &headers, &app_key, async |call: Call| {
         let input: UserRef = body(&raw)?;
         chat::subscribe(&s.store, &call.ctx, &app_key, &call.project.id, &channel_id, input.user_id).await?;
-        Ok(json!({}))
+        Ok(NoFields {})
     })
     .await
 }
 
-#[utoipa::path(delete, path = "/channels/{channel_id}/subscribes", tag = "gametalk", security(("secret_key" = [])), params(AppKey, ("channel_id" = String, Path)), request_body(content = Object, description = "see docs/CHAT.md"), responses(Answered))]
+#[utoipa::path(delete, path = "/channels/{channel_id}/subscribes", tag = "gametalk", security(("secret_key" = [])), params(AppKey, ("channel_id" = String, Path), TransactionId), request_body = UserRef, responses(Answered))]
 async fn unsubscribe(
     s: State,
     Path((app_key, channel_id)): Path<(String, String)>,
@@ -316,12 +470,12 @@ async fn unsubscribe(
     answer(&s, &headers, &app_key, async |call: Call| {
         let input: UserRef = body(&raw)?;
         chat::unsubscribe(&s.store, &call.ctx, &app_key, &call.project.id, &channel_id, input.user_id).await?;
-        Ok(json!({}))
+        Ok(NoFields {})
     })
     .await
 }
 
-#[utoipa::path(get, path = "/channels/{channel_id}/subscribes", tag = "gametalk", security(("secret_key" = [])), params(AppKey, ("channel_id" = String, Path)), responses(Answered))]
+#[utoipa::path(get, path = "/channels/{channel_id}/subscribes", tag = "gametalk", security(("secret_key" = [])), params(AppKey, ("channel_id" = String, Path), PageParams, TransactionId), responses(AnsweredWith<SubscriberPage>))]
 async fn list_subscribers(
     s: State,
     Path((app_key, channel_id)): Path<(String, String)>,
@@ -332,49 +486,49 @@ async fn list_subscribers(
         let (page, size) = paging(&query(raw))?;
         s.store.channel_exists(&call.project.id, &channel_id).await?;
         let (items, total) = s.store.list_subscribers(&channel_id, page * size, size).await?;
-        Ok(json!({
-            "pagingInfo": chat::paging_info(page, size, items.len(), total),
-            "userList": items.iter().map(|u| chat::user_json(&app_key, u)).collect::<Vec<_>>(),
-        }))
+        Ok(SubscriberPage {
+            paging_info: PagingInfo::new(page, size, items.len(), total),
+            user_list: items.iter().map(|u| GameTalkUser::new(&app_key, u)).collect(),
+        })
     })
     .await
 }
 
-#[utoipa::path(get, path = "/tags", tag = "gametalk", security(("secret_key" = [])), params(AppKey), responses(Answered))]
+#[utoipa::path(get, path = "/tags", tag = "gametalk", security(("secret_key" = [])), params(AppKey, PageParams, TransactionId), responses(AnsweredWith<TagPage>))]
 async fn list_tags(s: State, Path(app_key): Path<String>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
     answer(&s, &headers, &app_key, async |call: Call| {
         let (page, size) = paging(&query(raw))?;
         // GameTalk pages count from 0, Herald's from 1; both are bounded by `chat::paging`.
         let request = PageRequest { page: u32::try_from(page + 1).unwrap_or(u32::MAX), limit: size as u32 };
         let Page { items, total } = s.store.list_tags(&call.project.id, request).await?;
-        Ok(json!({
-            "pagingInfo": chat::paging_info(page, size, items.len(), total),
-            "tagList": items.iter().map(|t| chat::tag_json(&app_key, t)).collect::<Vec<_>>(),
-        }))
+        Ok(TagPage {
+            paging_info: PagingInfo::new(page, size, items.len(), total),
+            tag_list: items.iter().map(|t| GameTalkTag::new(&app_key, t)).collect(),
+        })
     })
     .await
 }
 
-#[utoipa::path(get, path = "/tags/{tag_id}", tag = "gametalk", security(("secret_key" = [])), params(AppKey, ("tag_id" = String, Path)), responses(Answered))]
+#[utoipa::path(get, path = "/tags/{tag_id}", tag = "gametalk", security(("secret_key" = [])), params(AppKey, ("tag_id" = String, Path), TransactionId), responses(AnsweredWith<TagResult>))]
 async fn get_tag(s: State, Path((app_key, tag_id)): Path<(String, String)>, headers: HeaderMap) -> Response {
     answer(&s, &headers, &app_key, async |call: Call| {
         let id = tag_id.parse::<i64>().map_err(|_| Fail(codes::INVALID_PARAMETER, "tagId: must be a number".into()))?;
         let t = s.store.get_tag(&call.project.id, id).await?;
-        Ok(json!({"result": chat::tag_json(&app_key, &t)}))
+        Ok(TagResult { result: GameTalkTag::new(&app_key, &t) })
     })
     .await
 }
 
-#[utoipa::path(get, path = "/users/{user_id}", tag = "gametalk", security(("secret_key" = [])), params(AppKey, ("user_id" = String, Path)), responses(Answered))]
+#[utoipa::path(get, path = "/users/{user_id}", tag = "gametalk", security(("secret_key" = [])), params(AppKey, ("user_id" = String, Path), TransactionId), responses(AnsweredWith<UserResult>))]
 async fn get_user(s: State, Path((app_key, user_id)): Path<(String, String)>, headers: HeaderMap) -> Response {
     answer(&s, &headers, &app_key, async |call: Call| {
         let u = s.store.get_chat_user(&call.project.id, &user_id).await?;
-        Ok(json!({"user": chat::user_json(&app_key, &u)}))
+        Ok(UserResult { user: GameTalkUser::new(&app_key, &u) })
     })
     .await
 }
 
-#[utoipa::path(put, path = "/users/{user_id}", tag = "gametalk", security(("secret_key" = [])), params(AppKey, ("user_id" = String, Path)), request_body(content = Object, description = "see docs/CHAT.md"), responses(Answered))]
+#[utoipa::path(put, path = "/users/{user_id}", tag = "gametalk", security(("secret_key" = [])), params(AppKey, ("user_id" = String, Path), TransactionId), request_body = ProfileInput, responses(Answered))]
 async fn put_user(
     s: State,
     Path((app_key, user_id)): Path<(String, String)>,
@@ -384,16 +538,16 @@ async fn put_user(
     answer(&s, &headers, &app_key, async |call: Call| {
         let input: ProfileInput = body(&raw)?;
         chat::put_user(&s.store, &call.ctx, &app_key, &call.project.id, &user_id, input).await?;
-        Ok(json!({}))
+        Ok(NoFields {})
     })
     .await
 }
 
-#[utoipa::path(delete, path = "/users/{user_id}", tag = "gametalk", security(("secret_key" = [])), params(AppKey, ("user_id" = String, Path)), responses(Answered))]
+#[utoipa::path(delete, path = "/users/{user_id}", tag = "gametalk", security(("secret_key" = [])), params(AppKey, ("user_id" = String, Path), TransactionId), responses(Answered))]
 async fn delete_user(s: State, Path((app_key, user_id)): Path<(String, String)>, headers: HeaderMap) -> Response {
     answer(&s, &headers, &app_key, async |call: Call| {
         chat::delete_user(&s.store, &call.ctx, &app_key, &call.project.id, &user_id).await?;
-        Ok(json!({}))
+        Ok(NoFields {})
     })
     .await
 }

@@ -62,10 +62,17 @@ This description is served as `/openapi.json`.",
         ErrorBody,
         ErrorDetails,
         crate::error::FieldError,
-        // GameTalk's routes name their answer through `gametalk::Answered` (IntoResponses),
-        // which refers to these schemas without registering them.
+        // GameTalk's routes name their answer through `gametalk::Answered` and
+        // `AnsweredWith<fields>` (IntoResponses), which refer to these schemas (and they to
+        // theirs) without registering them.
         super::gametalk::Answer,
-        super::gametalk::Header
+        super::gametalk::Header,
+        super::gametalk::ChannelResult,
+        super::gametalk::ChannelPage,
+        super::gametalk::SubscriberPage,
+        super::gametalk::TagPage,
+        super::gametalk::TagResult,
+        super::gametalk::UserResult
     )),
 )]
 pub struct ApiDoc;

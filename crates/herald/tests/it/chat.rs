@@ -45,11 +45,13 @@ impl<'a> Gt<'a> {
         format!("/game-talk/v1.1/appkeys/{}{path}", self.app_key)
     }
 
-    /// Sends a call; asserts HTTP 200 and the header's shape; returns the body.
+    /// Sends a call; asserts HTTP 200, the header's shape and the description's schema of the
+    /// route; returns the body.
     async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Value {
+        let (method_name, url) = (method.as_str().to_owned(), self.url(path));
         let mut req = self
             .app
-            .anon(method, &self.url(path))
+            .anon(method, &url)
             .header("Content-Type", "application/json; charset=UTF-8")
             .header("X-Secret-Key", &self.secret);
         if let Some(body) = body {
@@ -60,6 +62,7 @@ impl<'a> Gt<'a> {
         let tx_header = resp.headers().get("x-gt-transaction-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
         let body: Value = resp.json().await.expect("json body");
         check_header(&body);
+        crate::openapi::check_response(&method_name, &url, 200, &body);
         assert_eq!(tx_header.as_deref(), body["header"]["transactionId"].as_str(), "header and body agree");
         body
     }

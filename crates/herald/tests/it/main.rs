@@ -7,6 +7,7 @@ mod receiver;
 
 mod auth_matrix;
 mod chat;
+mod chat_docs;
 mod cli;
 mod cli_ops;
 mod errors;
