@@ -63,9 +63,14 @@ pub struct Delivery {
     pub event_id: String,
     pub event_seq: i64,
     pub status: String,
-    /// How many attempts were made (`GET /deliveries/{id}` lists them as `attempts`).
+    /// How many attempts were made (`GET /deliveries/{id}` lists them as `attempts`); the
+    /// next one is numbered `attempts + 1`, so numbers never repeat.
     #[serde(rename = "attemptCount")]
     pub attempts: i32,
+    /// `attempts` when the retry schedule last started: 0, or the count at the last manual
+    /// retry, which restarts the schedule but not the numbering.
+    #[serde(skip)]
+    pub schedule_from: i32,
     pub next_attempt_at: Option<DateTime<Utc>>,
     #[serde(skip)]
     pub lease_owner: Option<String>,
@@ -239,6 +244,7 @@ fn fanned_out(
                 event_seq: event.seq,
                 status: "pending".into(),
                 attempts: 0,
+                schedule_from: 0,
                 next_attempt_at: Some(now),
                 lease_owner: Some(lease.node.to_owned()),
                 lease_expires_at: Some(lease.until),
@@ -704,11 +710,12 @@ impl Store {
         })
     }
 
-    /// Makes a delivery due now again (manual retry); it gets a fresh set of attempts.
+    /// Makes a delivery due now again (manual retry): its retry schedule starts over, its
+    /// attempts keep counting (their numbers continue).
     pub async fn retry_delivery_now(&self, project_id: &str, id: &str, now: DateTime<Utc>) -> StoreResult<Delivery> {
         let delivery = with_pool!(self, write, |pool| {
             sqlx::query_as::<_, Delivery>(
-                "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = $1, lease_owner = NULL, \
+                "UPDATE deliveries SET status = 'pending', schedule_from = attempts, next_attempt_at = $1, lease_owner = NULL, \
                  lease_expires_at = NULL, completed_at = NULL, updated_at = $1 \
                  WHERE project_id = $2 AND id = $3 RETURNING *",
             )
