@@ -81,6 +81,10 @@ pub struct Delivery {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
+    /// A test ping (`POST /webhooks/{id}/test`): sent once and never retried; its event
+    /// (type `test`) is not stored.
+    #[sqlx(rename = "is_test")]
+    pub test: bool,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow, Serialize, utoipa::ToSchema)]
@@ -253,6 +257,7 @@ fn fanned_out(
                 created_at: now,
                 updated_at: now,
                 completed_at: None,
+                test: false,
             };
             (delivery, d.event, d.hook)
         })
@@ -707,6 +712,50 @@ impl Store {
             .bind(limit)
             .fetch_all(pool)
             .await?)
+        })
+    }
+
+    /// Records a test ping (`POST /webhooks/{id}/test`) as a finished delivery with its one
+    /// attempt, so it shows in the endpoint's delivery log.
+    pub async fn insert_test_delivery(&self, d: &Delivery, attempt: &Attempt) -> StoreResult<()> {
+        with_pool!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO deliveries (id, project_id, webhook_id, event_id, event_seq, status, attempts, \
+                 next_attempt_at, last_status_code, last_error, created_at, updated_at, completed_at, is_test) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $8, $9, $10, $11, $12, TRUE)",
+            )
+            .bind(&d.id)
+            .bind(&d.project_id)
+            .bind(&d.webhook_id)
+            .bind(&d.event_id)
+            .bind(d.event_seq)
+            .bind(&d.status)
+            .bind(d.attempts)
+            .bind(d.last_status_code)
+            .bind(&d.last_error)
+            .bind(d.created_at)
+            .bind(d.updated_at)
+            .bind(d.completed_at)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO delivery_attempts (id, delivery_id, attempt, attempted_at, status_code, latency_ms, \
+                 response_headers, response_body, error, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL)",
+            )
+            .bind(&attempt.id)
+            .bind(&attempt.delivery_id)
+            .bind(attempt.attempt)
+            .bind(attempt.attempted_at)
+            .bind(attempt.status_code)
+            .bind(attempt.latency_ms)
+            .bind(&attempt.response_headers)
+            .bind(&attempt.response_body)
+            .bind(&attempt.error)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(())
         })
     }
 

@@ -28,6 +28,7 @@ crate::both_backends!(
     rate_limit_caps_deliveries_per_second,
     retention_removes_old_finished_deliveries,
     manual_retry_continues_attempt_numbers,
+    test_pings_are_in_the_delivery_log,
 );
 
 /// Standard Webhooks verification written out here, independent of herald-webhooks.
@@ -428,6 +429,55 @@ async fn manual_retry_continues_attempt_numbers(app: TestApp) {
     let d = wait_attempts(&app, wid, 8).await;
     assert_eq!(d["status"], "succeeded", "{d}");
     assert_eq!(attempt_numbers(&d), [1, 2, 3, 4, 5, 6, 7, 8]);
+}
+
+/// `POST /webhooks/{id}/test` is recorded as a delivery of the endpoint, marked `test`, with
+/// its one attempt; it is sent once and never retried.
+async fn test_pings_are_in_the_delivery_log(app: TestApp) {
+    let rx = Receiver::start().await;
+    let w = hook(&app, json!({"url": rx.url, "events": ["user.created"]})).await;
+    let wid = w["id"].as_str().expect("id");
+    let (status, ok) = app.post(&format!("/api/v1/webhooks/{wid}/test"), json!(null)).await;
+    assert_eq!(status, StatusCode::OK, "{ok}");
+    let event_id = ok["eventId"].as_str().expect("eventId");
+    assert_eq!(rx.wait_for(1).await[0].json()["id"], event_id, "eventId is the sent envelope's id");
+    let delivery_id = ok["deliveryId"].as_str().expect("deliveryId");
+
+    let (status, page) = app.get(&format!("/api/v1/webhooks/{wid}/deliveries")).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let listed = &page["items"][0];
+    assert_eq!(listed["id"], delivery_id, "{page}");
+    assert_eq!(
+        (listed["test"].clone(), listed["status"].clone(), listed["eventId"].clone(), listed["attemptCount"].clone()),
+        (json!(true), json!("succeeded"), json!(event_id), json!(1)),
+        "{listed}"
+    );
+    let (status, d) = app.get(&format!("/api/v1/deliveries/{delivery_id}")).await;
+    assert_eq!(status, StatusCode::OK, "{d}");
+    assert_eq!(attempt_numbers(&d), [1]);
+    assert_eq!(d["attempts"][0]["statusCode"], 200);
+
+    // A failed test is recorded as failed, and is not retried.
+    rx.script([Reply::status(500)]);
+    let (_, failed) = app.post(&format!("/api/v1/webhooks/{wid}/test"), json!(null)).await;
+    assert_eq!((failed["success"].clone(), failed["statusCode"].clone()), (json!(false), json!(500)), "{failed}");
+    let failed_id = failed["deliveryId"].as_str().expect("deliveryId");
+    let (_, d) = app.get(&format!("/api/v1/deliveries/{failed_id}")).await;
+    assert_eq!((d["test"].clone(), d["status"].clone()), (json!(true), json!("failed")), "{d}");
+    assert!(d["nextAttemptAt"].is_null(), "{d}");
+    assert_eq!(d["attempts"][0]["statusCode"], 500);
+    app.advance(TimeDelta::days(2));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(rx.received().len(), 2, "a test is sent once");
+    let (status, body) = app.post(&format!("/api/v1/deliveries/{failed_id}/retry"), json!(null)).await;
+    let msg = assert_error(status, &body, StatusCode::CONFLICT, "conflict");
+    assert!(msg.contains("test"), "{msg}");
+
+    // Deliveries of real events are not marked.
+    app.post("/api/v1/users", json!({"username": "real"})).await;
+    rx.wait_for(3).await;
+    let d = wait_attempts(&app, wid, 1).await;
+    assert_eq!((d["test"].clone(), d["status"].clone()), (json!(false), json!("succeeded")), "{d}");
 }
 
 async fn invalid_endpoints_are_rejected(app: TestApp) {
