@@ -160,6 +160,7 @@ impl Server {
     pub async fn build_with(config: Config, clock: Clock) -> anyhow::Result<Server> {
         let store = Store::connect(&config).await?;
         store.migrate().await?;
+        crate::domain::versions::backfill_version_keys(&store).await?;
         let bootstrapped = bootstrap::bootstrap(&store).await?;
         let listener = TcpListener::bind(config.listen)
             .await

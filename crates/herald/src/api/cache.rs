@@ -7,7 +7,8 @@
 //! commit, so the next request misses and reads the new state. Changes made through another
 //! node sharing the PostgreSQL database are seen when the entry expires (`http.list_cache_ms`,
 //! 1 s by default; 0 turns the cache off). An entry never outlives the next maintenance
-//! window boundary of a world it lists, because `inMaintenance` depends on the time.
+//! window boundary of a world it lists, because `inMaintenance` depends on the time, nor,
+//! for a `maintenance` filter (which filters on `inMaintenance`), of any world of the project.
 
 use std::{
     collections::HashMap,

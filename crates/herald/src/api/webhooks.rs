@@ -155,11 +155,14 @@ pub async fn rotate(
     Ok(Json(secret_view(&w)))
 }
 
+/// Sends an event of type `test` to the endpoint now, once (no retries), whatever events it
+/// subscribes to, and records it in the endpoint's delivery log as a delivery with
+/// `test: true` (`deliveryId` in the answer).
 #[utoipa::path(post, path = "/webhooks/{id}/test", tag = "webhooks", params(("id" = String, Path)), responses((status = 200, body = TestResult)))]
 pub async fn test(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<TestResult>> {
     scope.require("webhooks:write")?;
     let w = s.store.get_webhook(&scope.project_id, &id).await?;
-    Ok(Json(webhooks::send_test(&s.sender, &w).await))
+    Ok(Json(webhooks::send_test(&s.store, &s.sender, &w, s.clock.now()).await?))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -249,9 +252,10 @@ pub async fn delivery(s: State, scope: ProjectScope, Path(id): Path<String>) -> 
     Ok(Json(DeliveryDetails { delivery, attempts }))
 }
 
-/// Makes the delivery due now, with a fresh set of retries.
+/// Makes the delivery due now, with a fresh set of retries; attempt numbers continue. A test
+/// delivery cannot be retried (409).
 #[utoipa::path(post, path = "/deliveries/{id}/retry", tag = "webhooks", params(("id" = String, Path)), responses((status = 200, body = Delivery)))]
 pub async fn retry(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<Delivery>> {
     scope.require("webhooks:write")?;
-    Ok(Json(s.store.retry_delivery_now(&scope.project_id, &id, s.clock.now()).await?))
+    Ok(Json(webhooks::retry_delivery(&s.store, &scope.project_id, &id, s.clock.now()).await?))
 }

@@ -31,6 +31,7 @@ pub struct ListQuery {
     page: Option<u32>,
     limit: Option<u32>,
     visible: Option<bool>,
+    /// Worlds whose `inMaintenance` is this now (maintenance in effect), not the stored switch.
     maintenance: Option<bool>,
     tag: Option<String>,
 }
@@ -41,7 +42,8 @@ pub struct ListQuery {
 pub async fn list(s: State, scope: ProjectScope, Query(q): Query<ListQuery>) -> ApiResult<Response> {
     scope.require("worlds:read")?;
     let req = Paging { page: q.page, limit: q.limit }.request()?;
-    let filter = WorldFilter { visible: q.visible, maintenance: q.maintenance, tag: q.tag };
+    let now = store::now();
+    let filter = WorldFilter { visible: q.visible, maintenance: q.maintenance, tag: q.tag, now };
     if let Some(tag) = &filter.tag {
         let mut c = crate::domain::validate::Checks::default();
         c.ident("tag", tag, 32, &[':']);
@@ -58,8 +60,14 @@ pub async fn list(s: State, scope: ProjectScope, Query(q): Query<ListQuery>) -> 
         return Ok(json_bytes(body));
     }
     let page = s.store.list_worlds(&scope.project_id, &filter, req).await?;
-    let now = store::now();
-    let valid_for = next_boundary(&page.items, now).map(|at| (at - now).to_std().unwrap_or_default());
+    // A `maintenance` filter's answer changes when any world's window opens or closes, also
+    // one it does not list (a window that opens later); otherwise only the listed worlds'
+    // `inMaintenance` can change.
+    let boundary = match filter.maintenance {
+        Some(_) => s.store.next_maintenance_boundary(&scope.project_id, now).await?,
+        None => next_boundary(&page.items, now),
+    };
+    let valid_for = boundary.map(|at| (at - now).to_std().unwrap_or_default());
     let body = Bytes::from(
         serde_json::to_vec(&PageBody::new(page, req, |w| w.at(now))).map_err(crate::error::ApiError::internal)?,
     );

@@ -68,9 +68,11 @@ pub async fn create(
         status: input.status.unwrap_or_else(|| "online".into()),
         update_url: input.update_url,
         notes: input.notes,
+        version_key: None,
         created_at: now,
         updated_at: now,
     };
+    let v = ClientVersion { version_key: Some(version_key(&v.version)), ..v };
     check_version(&v)?;
     store.insert_client_version(ctx, &v).await?;
     Ok(v)
@@ -105,6 +107,7 @@ pub async fn update(
             v.notes = x.clone();
         }
         check_version(&v)?;
+        v.version_key = Some(version_key(&v.version));
         v.updated_at = store::next_updated_at(current.updated_at);
         match store.update_client_version(ctx, &v, current.updated_at).await {
             Err(StoreError::Stale) => continue,
@@ -114,23 +117,138 @@ pub async fn update(
     }
 }
 
-/// Compares version strings part by part (split on `.`, `-`, `+`): numeric parts as
-/// numbers, others as text, so `1.10.0` > `1.9.2` and `1.2.3.4` works (builds are not
-/// always semver).
-pub fn compare_versions(a: &str, b: &str) -> Ordering {
-    let parts = |s: &str| s.split(['.', '-', '+']).map(str::to_owned).collect::<Vec<_>>();
-    let (pa, pb) = (parts(a), parts(b));
-    for i in 0..pa.len().max(pb.len()) {
-        let (x, y) = (pa.get(i).map(String::as_str).unwrap_or("0"), pb.get(i).map(String::as_str).unwrap_or("0"));
-        let ord = match (x.parse::<u64>(), y.parse::<u64>()) {
-            (Ok(nx), Ok(ny)) => nx.cmp(&ny),
-            _ => x.cmp(y),
-        };
-        if ord != Ordering::Equal {
-            return ord;
+/// A version's place in the order the lookup uses, and (through [`VersionKey::canonical`])
+/// its identity: versions with equal keys are one version.
+///
+/// Semantic-version precedence (semver 2.0) extended to game builds that are not semver.
+/// Hand-written rather than the `semver` crate, which rejects `1.10`, `1.2.3.4567` and
+/// `2024.11.30`, all of which games register:
+/// - build metadata (from the first `+`) is ignored;
+/// - the pre-release starts at the first `-`: a version with one is older than the same
+///   version without (`2.0.0-rc.1` < `2.0.0`);
+/// - the core is split on `.` and compared part by part, a missing part counting as `0`
+///   (`1.10` = `1.10.0`, `1.2.3.4567` > `1.2.3`); numeric parts compare as numbers, of any
+///   length, leading zeros ignored;
+/// - pre-release identifiers (split on `.`) compare as semver says: numbers numerically,
+///   numbers before text, text by ASCII, and a longer list wins when the shorter is its
+///   prefix (`alpha` < `alpha.1` < `alpha.beta` < `beta` < `beta.2` < `beta.11` < `rc.1`).
+///
+/// Non-numeric core parts (`v1`, `3_hotfix`) compare as text, after numbers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionKey {
+    /// Trailing zero parts dropped, so the derived equality treats `1.10` as `1.10.0`.
+    core: Vec<Part>,
+    pre: Option<Vec<Part>>,
+}
+
+/// A dot-separated part. The variant order makes numbers sort before text.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Part {
+    /// Digits without leading zeros (`"0"` for zero), after their count: ordering by
+    /// (length, digits) is numeric ordering for numbers of any size.
+    Num(usize, String),
+    Text(String),
+}
+
+impl Part {
+    fn parse(s: &str) -> Part {
+        if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+            let digits = s.trim_start_matches('0');
+            let digits = if digits.is_empty() { "0" } else { digits };
+            Part::Num(digits.len(), digits.to_owned())
+        } else {
+            Part::Text(s.to_owned())
         }
     }
-    Ordering::Equal
+
+    fn is_zero(&self) -> bool {
+        matches!(self, Part::Num(_, d) if d == "0")
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            Part::Num(_, s) | Part::Text(s) => s,
+        }
+    }
+}
+
+impl VersionKey {
+    pub fn parse(version: &str) -> VersionKey {
+        let without_build = version.split_once('+').map_or(version, |(v, _)| v);
+        let (core, pre) = match without_build.split_once('-') {
+            Some((core, pre)) => (core, Some(pre)),
+            None => (without_build, None),
+        };
+        let mut core: Vec<Part> = core.split('.').map(Part::parse).collect();
+        while core.last().is_some_and(Part::is_zero) {
+            core.pop();
+        }
+        VersionKey { core, pre: pre.map(|p| p.split('.').map(Part::parse).collect()) }
+    }
+
+    /// The one spelling of this version (stored as `version_key`, unique per channel and
+    /// subChannel): `1.10.0` and `01.10+build.5` both give `1.10`.
+    pub fn canonical(&self) -> String {
+        let join = |parts: &[Part]| parts.iter().map(Part::as_str).collect::<Vec<_>>().join(".");
+        // An all-zero core is empty after trimming; `0` cannot be a text part, so this
+        // spelling is no other version's.
+        let mut out = if self.core.is_empty() { "0".to_owned() } else { join(&self.core) };
+        if let Some(pre) = &self.pre {
+            out.push('-');
+            out.push_str(&join(pre));
+        }
+        out
+    }
+}
+
+impl Ord for VersionKey {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // Vec ordering is part by part with a shorter prefix first, which with trailing
+        // zeros trimmed is "a missing part is 0" for the core, and semver's rule for
+        // pre-releases.
+        self.core.cmp(&other.core).then_with(|| match (&self.pre, &other.pre) {
+            (None, None) => Ordering::Equal,
+            (None, Some(_)) => Ordering::Greater,
+            (Some(_), None) => Ordering::Less,
+            (Some(a), Some(b)) => a.cmp(b),
+        })
+    }
+}
+
+impl PartialOrd for VersionKey {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Compares two version strings by [`VersionKey`].
+pub fn compare_versions(a: &str, b: &str) -> Ordering {
+    VersionKey::parse(a).cmp(&VersionKey::parse(b))
+}
+
+/// The stored form of `version` that makes equal versions collide (see [`VersionKey`]).
+pub fn version_key(version: &str) -> String {
+    VersionKey::parse(version).canonical()
+}
+
+/// Fills `version_key` of versions registered before it existed (migration 0006 cannot
+/// compute it in SQL). A version equal to one already holding the key (both spellings were
+/// registered before) keeps none and is logged: delete one of the two. Returns how many
+/// were filled.
+pub async fn backfill_version_keys(store: &Store) -> anyhow::Result<usize> {
+    let mut filled = 0;
+    for (id, version) in store.client_versions_without_key().await? {
+        match store.set_client_version_key(&id, &version_key(&version)).await {
+            Ok(()) => filled += 1,
+            Err(StoreError::Conflict(_)) => tracing::warn!(
+                client_version = %id, version = %version,
+                "this client version equals another registered in the same channel and subChannel \
+                 (e.g. 1.10 and 1.10.0); delete one of them"
+            ),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(filled)
 }
 
 /// What a game client should do: `play`, `update_available`, `update_required`,
@@ -165,11 +283,15 @@ pub async fn lookup(
     version: &str,
 ) -> ApiResult<LookupAnswer> {
     let all = store.client_versions_of_channel(project_id, channel, sub_channel).await?;
-    let latest = all
+    let asked = VersionKey::parse(version);
+    let keyed: Vec<(VersionKey, &ClientVersion)> = all.iter().map(|v| (VersionKey::parse(&v.version), v)).collect();
+    let latest = keyed
         .iter()
-        .filter(|v| v.status == "online" || v.status == "recommended_update")
-        .max_by(|a, b| compare_versions(&a.version, &b.version));
-    let this = all.iter().find(|v| v.version == version);
+        .filter(|(_, v)| v.status == "online" || v.status == "recommended_update")
+        .max_by(|a, b| a.0.cmp(&b.0))
+        .map(|(_, v)| *v);
+    // `1.10` finds `1.10.0`; the exact spelling wins if (from before keys) both exist.
+    let this = keyed.iter().filter(|(k, _)| *k == asked).min_by_key(|(_, v)| v.version != version).map(|(_, v)| *v);
     let action = match this.map(|v| v.status.as_str()) {
         Some("online") => "play",
         Some("recommended_update") => "update_available",
@@ -177,7 +299,7 @@ pub async fn lookup(
         Some("maintenance") => "maintenance",
         Some(_) => "unavailable",
         None => match latest {
-            Some(l) if compare_versions(&l.version, version) == Ordering::Greater => "update_required",
+            Some(l) if VersionKey::parse(&l.version) > asked => "update_required",
             _ => "unavailable",
         },
     };
@@ -196,7 +318,7 @@ pub async fn lookup(
 
 #[cfg(test)]
 mod tests {
-    use super::compare_versions;
+    use super::{compare_versions, version_key};
     use std::cmp::Ordering::*;
 
     #[test]
@@ -205,5 +327,56 @@ mod tests {
         assert_eq!(compare_versions("1.2", "1.2.0"), Equal);
         assert_eq!(compare_versions("1.2.3.4", "1.2.3"), Greater);
         assert_eq!(compare_versions("2.0.0-beta", "2.0.0-alpha"), Greater);
+        assert_eq!(compare_versions("99999999999999999999999.1", "99999999999999999999998.2"), Greater);
+    }
+
+    #[test]
+    fn semver_precedence() {
+        // semver.org, section 11, in increasing order.
+        let spec = [
+            "1.0.0-alpha",
+            "1.0.0-alpha.1",
+            "1.0.0-alpha.beta",
+            "1.0.0-beta",
+            "1.0.0-beta.2",
+            "1.0.0-beta.11",
+            "1.0.0-rc.1",
+            "1.0.0",
+            "1.0.1",
+            "1.1.0",
+            "2.0.0-rc.1",
+            "2.0.0",
+        ];
+        for (i, a) in spec.iter().enumerate() {
+            for (j, b) in spec.iter().enumerate() {
+                assert_eq!(compare_versions(a, b), i.cmp(&j), "{a} vs {b}");
+            }
+        }
+        assert_eq!(compare_versions("2.0.0+build.1", "2.0.0+build.2"), Equal, "build metadata is ignored");
+        assert_eq!(compare_versions("2.0.0-rc.1+exp", "2.0.0-rc.1"), Equal);
+        assert_eq!(compare_versions("1.0.0-x-y", "1.0.0-x"), Greater, "a hyphen inside a pre-release is text");
+    }
+
+    #[test]
+    fn game_builds_compare_part_by_part() {
+        assert_eq!(compare_versions("1.2.3.4567", "1.2.3.999"), Greater);
+        assert_eq!(compare_versions("2024.11.30", "2024.9.1"), Greater);
+        assert_eq!(compare_versions("2024.01.05", "2024.1.5"), Equal, "leading zeros do not count");
+        assert_eq!(compare_versions("1.2.3.0", "1.2.3"), Equal);
+        assert_eq!(compare_versions("1.2.3.0.1", "1.2.3"), Greater);
+        assert_eq!(compare_versions("v2", "10"), Greater, "text parts sort after numbers");
+    }
+
+    #[test]
+    fn equal_versions_share_one_key() {
+        for (a, b) in [("1.10", "1.10.0"), ("1.10", "01.010.0.0"), ("2.0.0+build.5", "2.0"), ("0.0", "0")] {
+            assert_eq!(version_key(a), version_key(b), "{a} = {b}");
+        }
+        for (a, b) in [("1.10", "1.1"), ("1.0.0-rc.1", "1.0.0"), ("1.0.0-rc.1", "1.0.0-rc.1.0"), ("v1", "1")] {
+            assert_ne!(version_key(a), version_key(b), "{a} != {b}");
+        }
+        assert_eq!(version_key("01.10.0+b"), "1.10");
+        assert_eq!(version_key("1.0.0-rc.01"), "1-rc.1");
+        assert_eq!(version_key("0.0.0"), "0");
     }
 }

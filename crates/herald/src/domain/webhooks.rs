@@ -10,7 +10,11 @@ use super::validate::{Checks, nullable};
 use crate::{
     error::{ApiError, ApiResult},
     events::{EventContext, types},
-    store::{self, Store, StoreError, events::EventRow, webhooks::Webhook},
+    store::{
+        self, Store, StoreError,
+        events::EventRow,
+        webhooks::{Attempt, Delivery, Webhook},
+    },
     webhooks::{
         envelope_body, matches,
         sender::{Guard, Outgoing, RESERVED_HEADERS, Sender},
@@ -268,21 +272,29 @@ pub async fn rotate_secret(
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TestResult {
-    /// A 2xx answer within the timeout.
+    /// The endpoint answered 2xx within its timeout.
     pub success: bool,
+    /// The HTTP status of the answer (`null` if none came: timeout, connection error).
     pub status_code: Option<u16>,
+    /// Milliseconds from sending to the answer.
     pub latency_ms: u128,
     /// The first 4 KiB of the answer.
     pub response_body: Option<String>,
     /// Whether the answer was `{"success": true}` (the seeds' connection-test convention).
     pub receiver_success: bool,
+    /// Why no answer came (timeout, connection refused, refused address); `null` when one did.
     pub error: Option<String>,
+    /// The `id` of the `test` event sent (also its `webhook-id` header). Test events are not
+    /// stored, so `GET /events/{id}` does not find it.
     pub event_id: String,
+    /// The delivery recorded for this test: in the endpoint's delivery log, with `test: true`
+    /// and its one attempt (`GET /deliveries/{id}`).
+    pub delivery_id: String,
 }
 
-/// Sends an event of type `test` to the endpoint now (not through the outbox).
-pub async fn send_test(sender: &Sender, hook: &Webhook) -> TestResult {
-    let now = store::now();
+/// Sends an event of type `test` to the endpoint now (not through the outbox), once, and
+/// records it as a finished delivery marked `test`, so it shows in the delivery log.
+pub async fn send_test(store: &Store, sender: &Sender, hook: &Webhook, now: DateTime<Utc>) -> ApiResult<TestResult> {
     let event = EventRow {
         seq: 0,
         id: store::new_id(),
@@ -314,15 +326,67 @@ pub async fn send_test(sender: &Sender, hook: &Webhook) -> TestResult {
         .as_deref()
         .and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok())
         .is_some_and(|v| v["success"] == serde_json::Value::Bool(true));
-    TestResult {
-        success: outcome.succeeded(),
+    let success = outcome.succeeded();
+    // The delivery log shows what the dispatcher would record for the same answer.
+    let logged_error = outcome
+        .error
+        .clone()
+        .or_else(|| outcome.status.filter(|s| !(200..300).contains(s)).map(|s| format!("the endpoint answered {s}")));
+    let finished = now + TimeDelta::from_std(outcome.latency).unwrap_or_default();
+    let delivery = Delivery {
+        id: store::new_id(),
+        project_id: hook.project_id.clone(),
+        webhook_id: hook.id.clone(),
+        event_id: event.id.clone(),
+        event_seq: 0,
+        status: if success { "succeeded" } else { "failed" }.into(),
+        attempts: 1,
+        schedule_from: 0,
+        next_attempt_at: None,
+        lease_owner: None,
+        lease_expires_at: None,
+        last_status_code: outcome.status.map(i32::from),
+        last_error: logged_error.clone(),
+        created_at: now,
+        updated_at: finished,
+        completed_at: Some(finished),
+        test: true,
+    };
+    let attempt = Attempt {
+        id: store::new_id(),
+        delivery_id: delivery.id.clone(),
+        attempt: 1,
+        attempted_at: now,
+        status_code: outcome.status.map(i32::from),
+        latency_ms: outcome.latency.as_millis().min(i32::MAX as u128) as i32,
+        response_headers: Json(outcome.headers),
+        response_body: outcome.body.clone(),
+        error: logged_error,
+        next_attempt_at: None,
+    };
+    store.insert_test_delivery(&delivery, &attempt).await?;
+    Ok(TestResult {
+        success,
         status_code: outcome.status,
         latency_ms: outcome.latency.as_millis(),
         response_body: outcome.body,
         receiver_success,
         error: outcome.error,
         event_id: event.id,
+        delivery_id: delivery.id,
+    })
+}
+
+/// Makes a delivery due now again, with a fresh retry schedule. A test ping is not retried:
+/// it is sent once, and another test is another `POST /webhooks/{id}/test`.
+pub async fn retry_delivery(store: &Store, project_id: &str, id: &str, now: DateTime<Utc>) -> ApiResult<Delivery> {
+    let delivery = store.get_delivery(project_id, id).await?;
+    if delivery.test {
+        return Err(ApiError::conflict(
+            "a test delivery is sent once and cannot be retried; send another test with POST /webhooks/{id}/test",
+        ));
     }
+    Ok(store.retry_delivery_now(project_id, id, now).await?)
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -390,11 +390,12 @@ pub(crate) fn contains_pattern(q: &str) -> String {
 }
 
 /// Fetches one page of `$row`s: `SELECT * $from_where ORDER BY $order LIMIT .. OFFSET ..`
-/// with `$binds` as `$1..$n`. Limit and offset are integers Herald computed, never input.
+/// with `$binds` (text, or [`Bind`]s) as `$1..$n`. Limit and offset are integers Herald
+/// computed, never input.
 macro_rules! fetch_page {
     ($store:expr, $row:ty, $from_where:expr, $order:expr, $binds:expr, $page:expr) => {{
         let from_where: String = $from_where;
-        let binds: Vec<String> = $binds;
+        let binds: Vec<$crate::store::Bind> = $binds.into_iter().map(Into::into).collect();
         let page: $crate::store::PageRequest = $page;
         let sql = format!(
             "SELECT *, COUNT(*) OVER () AS total_count {from_where} ORDER BY {} LIMIT {} OFFSET {}",
@@ -406,7 +407,10 @@ macro_rules! fetch_page {
         $crate::store::with_pool!($store, read, |pool| {
             let mut query = sqlx::query_as::<_, $crate::store::Counted<$row>>(sqlx::AssertSqlSafe(sql));
             for b in &binds {
-                query = query.bind(b.clone());
+                query = match b {
+                    $crate::store::Bind::Text(t) => query.bind(t.clone()),
+                    $crate::store::Bind::Time(t) => query.bind(*t),
+                };
             }
             let rows = query.fetch_all(pool).await?;
             let total = match rows.first() {
@@ -416,7 +420,10 @@ macro_rules! fetch_page {
                 None => {
                     let mut count = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(count_sql));
                     for b in &binds {
-                        count = count.bind(b.clone());
+                        count = match b {
+                            $crate::store::Bind::Text(t) => count.bind(t.clone()),
+                            $crate::store::Bind::Time(t) => count.bind(*t),
+                        };
                     }
                     count.fetch_one(pool).await?
                 }
@@ -427,16 +434,42 @@ macro_rules! fetch_page {
 }
 pub(crate) use fetch_page;
 
+/// A parameter of a [`Filter`]: text, or a time (bound as a time, so it compares with time
+/// columns on PostgreSQL, and in the same text form as stored ones on SQLite).
+#[derive(Debug, Clone)]
+pub(crate) enum Bind {
+    Text(String),
+    Time(DateTime<Utc>),
+}
+
+impl From<&str> for Bind {
+    fn from(s: &str) -> Bind {
+        Bind::Text(s.to_owned())
+    }
+}
+
+impl From<String> for Bind {
+    fn from(s: String) -> Bind {
+        Bind::Text(s)
+    }
+}
+
+impl From<DateTime<Utc>> for Bind {
+    fn from(t: DateTime<Utc>) -> Bind {
+        Bind::Time(t)
+    }
+}
+
 /// Builds a `WHERE` clause with numbered parameters, shared by the list queries.
 #[derive(Default)]
 pub(crate) struct Filter {
     clauses: Vec<String>,
-    pub binds: Vec<String>,
+    pub binds: Vec<Bind>,
 }
 
 impl Filter {
     /// Adds `clause`, where `?` stands for the next parameter (each `?` binds `value` again).
-    pub fn push(&mut self, clause: &str, value: impl Into<String>) {
+    pub fn push(&mut self, clause: &str, value: impl Into<Bind>) {
         let value = value.into();
         let mut out = String::new();
         for (i, part) in clause.split('?').enumerate() {

@@ -21,6 +21,11 @@ pub struct ClientVersion {
     pub status: String,
     pub update_url: Option<String>,
     pub notes: Option<String>,
+    /// The normalized version (`domain::versions::version_key`), unique per channel and
+    /// subChannel, so `1.10` and `1.10.0` cannot both be registered. `None` only on rows from
+    /// before it existed, until the server's start fills them in.
+    #[serde(skip)]
+    pub version_key: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -44,7 +49,7 @@ impl Store {
         write_with_events!(self, [&event], |tx| {
             sqlx::query(
                 "INSERT INTO client_versions (id, project_id, channel, sub_channel, version, status, update_url, \
-                 notes, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                 notes, created_at, updated_at, version_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             )
             .bind(&v.id)
             .bind(&v.project_id)
@@ -56,6 +61,7 @@ impl Store {
             .bind(&v.notes)
             .bind(v.created_at)
             .bind(v.updated_at)
+            .bind(&v.version_key)
             .execute(&mut *tx)
             .await
             .map_err(conflict_on_unique(VERSION_TAKEN))?
@@ -130,7 +136,7 @@ impl Store {
         write_with_events!(self, [&event], |tx| {
             let done = sqlx::query(
                 "UPDATE client_versions SET channel = $1, sub_channel = $2, version = $3, status = $4, update_url = $5, \
-                 notes = $6, updated_at = $7 WHERE id = $8 AND project_id = $9 AND updated_at = $10",
+                 notes = $6, updated_at = $7, version_key = $11 WHERE id = $8 AND project_id = $9 AND updated_at = $10",
             )
             .bind(&v.channel)
             .bind(&v.sub_channel)
@@ -142,12 +148,38 @@ impl Store {
             .bind(&v.id)
             .bind(&v.project_id)
             .bind(read_at)
+            .bind(&v.version_key)
             .execute(&mut *tx)
             .await
             .map_err(conflict_on_unique(VERSION_TAKEN))?;
             expect_one_row(done.rows_affected())?
         })?;
         Ok(())
+    }
+
+    /// `(id, version)` of every version whose `version_key` is not filled in yet.
+    pub async fn client_versions_without_key(&self) -> StoreResult<Vec<(String, String)>> {
+        with_pool!(self, read, |pool| {
+            Ok(sqlx::query_as(
+                "SELECT id, version FROM client_versions WHERE version_key IS NULL ORDER BY created_at, id",
+            )
+            .fetch_all(pool)
+            .await?)
+        })
+    }
+
+    /// Sets a version's `version_key`; `Conflict` if an equal version of its channel and
+    /// subChannel holds that key. Writes no event: the version as clients see it is unchanged.
+    pub async fn set_client_version_key(&self, id: &str, key: &str) -> StoreResult<()> {
+        with_pool!(self, write, |pool| {
+            sqlx::query("UPDATE client_versions SET version_key = $1 WHERE id = $2")
+                .bind(key)
+                .bind(id)
+                .execute(pool)
+                .await
+                .map_err(conflict_on_unique(VERSION_TAKEN))?;
+            Ok(())
+        })
     }
 
     pub async fn delete_client_version(

@@ -63,9 +63,14 @@ pub struct Delivery {
     pub event_id: String,
     pub event_seq: i64,
     pub status: String,
-    /// How many attempts were made (`GET /deliveries/{id}` lists them as `attempts`).
+    /// How many attempts were made (`GET /deliveries/{id}` lists them as `attempts`); the
+    /// next one is numbered `attempts + 1`, so numbers never repeat.
     #[serde(rename = "attemptCount")]
     pub attempts: i32,
+    /// `attempts` when the retry schedule last started: 0, or the count at the last manual
+    /// retry, which restarts the schedule but not the numbering.
+    #[serde(skip)]
+    pub schedule_from: i32,
     pub next_attempt_at: Option<DateTime<Utc>>,
     #[serde(skip)]
     pub lease_owner: Option<String>,
@@ -76,6 +81,10 @@ pub struct Delivery {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
+    /// A test ping (`POST /webhooks/{id}/test`): sent once and never retried; its event
+    /// (type `test`) is not stored.
+    #[sqlx(rename = "is_test")]
+    pub test: bool,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow, Serialize, utoipa::ToSchema)]
@@ -239,6 +248,7 @@ fn fanned_out(
                 event_seq: event.seq,
                 status: "pending".into(),
                 attempts: 0,
+                schedule_from: 0,
                 next_attempt_at: Some(now),
                 lease_owner: Some(lease.node.to_owned()),
                 lease_expires_at: Some(lease.until),
@@ -247,6 +257,7 @@ fn fanned_out(
                 created_at: now,
                 updated_at: now,
                 completed_at: None,
+                test: false,
             };
             (delivery, d.event, d.hook)
         })
@@ -704,11 +715,56 @@ impl Store {
         })
     }
 
-    /// Makes a delivery due now again (manual retry); it gets a fresh set of attempts.
+    /// Records a test ping (`POST /webhooks/{id}/test`) as a finished delivery with its one
+    /// attempt, so it shows in the endpoint's delivery log.
+    pub async fn insert_test_delivery(&self, d: &Delivery, attempt: &Attempt) -> StoreResult<()> {
+        with_pool!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO deliveries (id, project_id, webhook_id, event_id, event_seq, status, attempts, \
+                 next_attempt_at, last_status_code, last_error, created_at, updated_at, completed_at, is_test) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $8, $9, $10, $11, $12, TRUE)",
+            )
+            .bind(&d.id)
+            .bind(&d.project_id)
+            .bind(&d.webhook_id)
+            .bind(&d.event_id)
+            .bind(d.event_seq)
+            .bind(&d.status)
+            .bind(d.attempts)
+            .bind(d.last_status_code)
+            .bind(&d.last_error)
+            .bind(d.created_at)
+            .bind(d.updated_at)
+            .bind(d.completed_at)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO delivery_attempts (id, delivery_id, attempt, attempted_at, status_code, latency_ms, \
+                 response_headers, response_body, error, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL)",
+            )
+            .bind(&attempt.id)
+            .bind(&attempt.delivery_id)
+            .bind(attempt.attempt)
+            .bind(attempt.attempted_at)
+            .bind(attempt.status_code)
+            .bind(attempt.latency_ms)
+            .bind(&attempt.response_headers)
+            .bind(&attempt.response_body)
+            .bind(&attempt.error)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    /// Makes a delivery due now again (manual retry): its retry schedule starts over, its
+    /// attempts keep counting (their numbers continue).
     pub async fn retry_delivery_now(&self, project_id: &str, id: &str, now: DateTime<Utc>) -> StoreResult<Delivery> {
         let delivery = with_pool!(self, write, |pool| {
             sqlx::query_as::<_, Delivery>(
-                "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = $1, lease_owner = NULL, \
+                "UPDATE deliveries SET status = 'pending', schedule_from = attempts, next_attempt_at = $1, lease_owner = NULL, \
                  lease_expires_at = NULL, completed_at = NULL, updated_at = $1 \
                  WHERE project_id = $2 AND id = $3 RETURNING *",
             )

@@ -25,7 +25,9 @@ pub struct GameWorld {
     pub display_order: i64,
     #[schema(value_type = Vec<String>)]
     pub tags: Json<Vec<String>>,
-    /// Maintenance switched on by an operator (see [`GameWorld::maintenance_active`]).
+    /// The maintenance switch staff set, with its optional window
+    /// (`maintenanceStartsAt`/`maintenanceEndsAt`); `inMaintenance` says whether it is in
+    /// effect now.
     pub maintenance: bool,
     pub maintenance_message: Option<String>,
     /// Per-language messages, keyed by language code.
@@ -35,7 +37,8 @@ pub struct GameWorld {
     pub maintenance_ends_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
-    /// Whether players are kept out right now; computed, not stored (see [`GameWorld::at`]).
+    /// Whether players are kept out right now: `maintenance` is on and now is inside its
+    /// window (a missing start or end is unbounded). Computed, not stored.
     #[sqlx(skip)]
     pub in_maintenance: bool,
 }
@@ -56,11 +59,14 @@ impl GameWorld {
     }
 }
 
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct WorldFilter {
     pub visible: Option<bool>,
+    /// Whether maintenance is in effect at `now` (`inMaintenance`), not the stored switch.
     pub maintenance: Option<bool>,
     pub tag: Option<String>,
+    /// The time `maintenance` is judged at.
+    pub now: DateTime<Utc>,
 }
 
 const WORLD_ID_TAKEN: &str = "a game world with this worldId already exists in the project";
@@ -133,7 +139,12 @@ impl Store {
             filter.raw(if visible { "visible = TRUE" } else { "visible = FALSE" });
         }
         if let Some(maintenance) = f.maintenance {
-            filter.raw(if maintenance { "maintenance = TRUE" } else { "maintenance = FALSE" });
+            // `inMaintenance` at `now`, the rule of `GameWorld::maintenance_active` in SQL, so
+            // the filter agrees with what the items show and paging counts the right set.
+            let in_effect = "(maintenance = TRUE AND (maintenance_starts_at IS NULL OR maintenance_starts_at <= ?) \
+                             AND (maintenance_ends_at IS NULL OR ? < maintenance_ends_at))";
+            let clause = if maintenance { in_effect.to_owned() } else { format!("NOT {in_effect}") };
+            filter.push(&clause, f.now);
         }
         if let Some(tag) = &f.tag {
             // Tags are a JSON array of plain strings (validated: no quotes or escapes), so the
@@ -148,6 +159,28 @@ impl Store {
             filter.binds,
             page
         )
+    }
+
+    /// The first maintenance window start or end after `now` among the project's worlds with
+    /// maintenance switched on: `inMaintenance` of one of them, and so which worlds a
+    /// `maintenance` filter lists, may change then.
+    pub async fn next_maintenance_boundary(
+        &self,
+        project_id: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<DateTime<Utc>>> {
+        type Window = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+        let windows: Vec<Window> = with_pool!(self, read, |pool| {
+            sqlx::query_as(
+                "SELECT maintenance_starts_at, maintenance_ends_at FROM game_worlds WHERE project_id = $1 \
+                 AND maintenance = TRUE AND (maintenance_starts_at > $2 OR maintenance_ends_at > $2)",
+            )
+            .bind(project_id)
+            .bind(now)
+            .fetch_all(pool)
+            .await
+        })?;
+        Ok(windows.into_iter().flat_map(|(start, end)| [start, end]).flatten().filter(|t| *t > now).min())
     }
 
     pub async fn update_world(

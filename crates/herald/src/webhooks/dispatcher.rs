@@ -520,6 +520,9 @@ fn decide(
     now: DateTime<Utc>,
 ) -> Finished {
     let attempt_no = delivery.attempts + 1;
+    // Where this attempt stands in the retry schedule: a manual retry restarts the schedule
+    // without renumbering attempts.
+    let schedule_no = attempt_no - delivery.schedule_from;
     let ctx = EventContext::system();
     let mut events = Vec::new();
     let mut health =
@@ -544,7 +547,7 @@ fn decide(
             }
             _ => None,
         };
-        match retry_delay(config, attempt_no as usize) {
+        match retry_delay(config, schedule_no.max(1) as usize) {
             Some(delay) => ("pending", Some(now + retry_after.unwrap_or(delay))),
             None => {
                 let data = json!({

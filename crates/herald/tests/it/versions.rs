@@ -15,6 +15,9 @@ crate::both_backends!(
     lookup_answers_each_action,
     lookup_compares_versions_numerically,
     lookup_rejects_incomplete_queries,
+    lookup_follows_semver_precedence,
+    equal_forms_are_one_version,
+    keys_of_older_rows_are_filled_in,
 );
 
 /// POSTs a version and returns it, asserting `201`.
@@ -358,9 +361,141 @@ async fn lookup_compares_versions_numerically(app: TestApp) {
     let four_part = lookup(&app, "channel=PC&subChannel=Steam&version=1.10.0.1").await;
     assert_eq!(four_part["action"], "unavailable", "1.10.0.1 > 1.10.0");
     let two_part = lookup(&app, "channel=PC&subChannel=Steam&version=1.10").await;
-    assert_eq!(two_part["known"], false);
+    assert_eq!((two_part["known"].clone(), two_part["action"].clone()), (json!(true), json!("play")), "1.10 is 1.10.0");
     let build = lookup(&app, "channel=PC&subChannel=Steam&version=1.2.3.4").await;
     assert_eq!(build["action"], "update_required");
+}
+
+/// Semantic-version precedence: a release is newer than its pre-releases, pre-release
+/// identifiers compare numerically or as text, build metadata does not count; builds that
+/// are not semver (four parts, dates) still compare part by part.
+async fn lookup_follows_semver_precedence(app: TestApp) {
+    let register = |sub: &'static str, versions: &'static [&'static str]| {
+        let app = &app;
+        async move {
+            for version in versions {
+                create_version(app, json!({"channel": "PC", "subChannel": sub, "version": version})).await;
+            }
+        }
+    };
+    let latest = |sub: &'static str, version: &'static str| {
+        let app = &app;
+        async move {
+            let answer = lookup(app, &format!("channel=PC&subChannel={sub}&version={version}")).await;
+            answer["latestVersion"].as_str().unwrap_or("").to_owned()
+        }
+    };
+
+    // The issue's case, in both registration orders.
+    register("a", &["2.0.0", "2.0.0-rc.1"]).await;
+    register("b", &["2.0.0-rc.1", "2.0.0"]).await;
+    for sub in ["a", "b"] {
+        let answer = lookup(&app, &format!("channel=PC&subChannel={sub}&version=1.0.0")).await;
+        assert_eq!(answer["latestVersion"], "2.0.0", "{sub}: {answer}");
+        assert_eq!(answer["action"], "update_required");
+    }
+    // A pre-release of the latest release is older than it.
+    let rc = lookup(&app, "channel=PC&subChannel=a&version=2.0.0-rc.2").await;
+    assert_eq!(rc["action"], "update_required", "{rc}");
+
+    // semver.org's example order, registered shuffled: the greatest is the release.
+    register("spec", &["1.0.0-beta.11", "1.0.0-alpha", "1.0.0", "1.0.0-rc.1", "1.0.0-alpha.beta", "1.0.0-beta"]).await;
+    assert_eq!(latest("spec", "0.1.0").await, "1.0.0");
+    // Without the release: numeric identifiers compare as numbers (11 > 2), numbers sort
+    // before text, more identifiers win when the rest are equal.
+    register("pre", &["1.0.0-beta.2", "1.0.0-beta.11", "1.0.0-alpha.1", "1.0.0-alpha"]).await;
+    assert_eq!(latest("pre", "0.1.0").await, "1.0.0-beta.11");
+    register("alnum", &["1.0.0-alpha.1", "1.0.0-alpha.beta"]).await;
+    assert_eq!(latest("alnum", "0.1.0").await, "1.0.0-alpha.beta");
+    register("longer", &["1.0.0-alpha", "1.0.0-alpha.1"]).await;
+    assert_eq!(latest("longer", "0.1.0").await, "1.0.0-alpha.1");
+
+    // Build metadata is not part of the order: 2.0.0+build.9 is 2.0.0.
+    register("meta", &["2.0.0+build.1", "1.9.0"]).await;
+    let meta = lookup(&app, "channel=PC&subChannel=meta&version=2.0.0%2Bbuild.9").await;
+    assert_eq!((meta["known"].clone(), meta["action"].clone()), (json!(true), json!("play")), "{meta}");
+    assert_eq!(latest("meta", "1.9.0").await, "2.0.0+build.1");
+
+    // Game builds that are not semver compare part by part, numerically.
+    register("build", &["1.2.3.999", "1.2.3.4567", "1.2.3"]).await;
+    assert_eq!(latest("build", "1.2.3").await, "1.2.3.4567");
+    register("date", &["2024.9.1", "2024.11.30", "2023.12.31"]).await;
+    assert_eq!(latest("date", "2024.9.1").await, "2024.11.30");
+}
+
+/// `1.10` and `1.10.0` (or `1.10.0+anything`) are one version: a lookup of either finds it,
+/// and it is registered once per channel and subChannel.
+async fn equal_forms_are_one_version(app: TestApp) {
+    let short = create_version(&app, json!({"channel": "PC", "subChannel": "Steam", "version": "1.10"})).await;
+    for same in ["1.10.0", "1.10.0.0", "1.10.0+build.5", "01.010"] {
+        let (status, body) =
+            app.post("/api/v1/client-versions", json!({"channel": "PC", "subChannel": "Steam", "version": same})).await;
+        let msg = assert_error(status, &body, StatusCode::CONFLICT, "conflict");
+        assert!(msg.contains("version"), "{same}: {msg}");
+    }
+    let found = lookup(&app, "channel=PC&subChannel=Steam&version=1.10.0").await;
+    assert_eq!((found["known"].clone(), found["status"].clone()), (json!(true), json!("online")), "{found}");
+    assert_eq!(found["action"], "play");
+
+    // Another subChannel has its own versions; a change into an equal form conflicts.
+    let other = create_version(&app, json!({"channel": "PC", "subChannel": "Epic", "version": "1.10.0"})).await;
+    let other_id = other["id"].as_str().expect("id");
+    let (status, body) =
+        app.patch(&format!("/api/v1/client-versions/{other_id}"), json!({"subChannel": "Steam"})).await;
+    assert_error(status, &body, StatusCode::CONFLICT, "conflict");
+    let newer = create_version(&app, json!({"channel": "PC", "subChannel": "Steam", "version": "1.11"})).await;
+    let (status, body) = app
+        .patch(&format!("/api/v1/client-versions/{}", newer["id"].as_str().expect("id")), json!({"version": "1.10.0"}))
+        .await;
+    assert_error(status, &body, StatusCode::CONFLICT, "conflict");
+    // Changing a version's own form is not a conflict with itself.
+    let id = short["id"].as_str().expect("id");
+    let (status, body) = app.patch(&format!("/api/v1/client-versions/{id}"), json!({"version": "1.10.0"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, list) = app.get("/api/v1/client-versions?limit=100").await;
+    assert_eq!(list["total"], 3, "{list}");
+}
+
+/// Versions registered before `version_key` existed get it at start (migration 0006 adds
+/// it empty); two spellings of one version registered back then keep working, and the one
+/// that could not get the key is reported, not fatal.
+async fn keys_of_older_rows_are_filled_in(app: TestApp) {
+    create_version(&app, json!({"channel": "PC", "version": "1.2"})).await;
+    create_version(&app, json!({"channel": "PC", "version": "2.0"})).await;
+    let url = app.config.effective_database_url();
+    let older = [
+        "UPDATE client_versions SET version_key = NULL",
+        "INSERT INTO client_versions (id, project_id, channel, sub_channel, version, status, created_at, updated_at) \
+         SELECT 'twin', project_id, channel, sub_channel, '1.2.0', 'offline', created_at, updated_at \
+         FROM client_versions WHERE version = '1.2'",
+    ];
+    if url.starts_with("postgres") {
+        let pool = sqlx::PgPool::connect(&url).await.expect("connect");
+        for sql in older {
+            sqlx::query(sql).execute(&pool).await.expect(sql);
+        }
+    } else {
+        let pool = sqlx::SqlitePool::connect(&url).await.expect("connect");
+        for sql in older {
+            sqlx::query(sql).execute(&pool).await.expect(sql);
+        }
+    }
+    let (status, body) = app.post("/api/v1/client-versions", json!({"channel": "PC", "version": "2.0.0"})).await;
+    assert_eq!(status, StatusCode::CREATED, "without keys nothing stops a second spelling: {body}");
+    app.delete(&format!("/api/v1/client-versions/{}", body["id"].as_str().expect("id"))).await;
+
+    let filled = herald::domain::versions::backfill_version_keys(&app.store).await.expect("backfill");
+    assert_eq!(filled, 2, "1.2 and 2.0; the twin 1.2.0 keeps none");
+    for same in ["2.0.0", "1.2.0.0"] {
+        let (status, body) = app.post("/api/v1/client-versions", json!({"channel": "PC", "version": same})).await;
+        assert_error(status, &body, StatusCode::CONFLICT, "conflict");
+    }
+    // The exact spelling is found first.
+    let twin = lookup(&app, "channel=PC&version=1.2.0").await;
+    assert_eq!(twin["status"], "offline", "{twin}");
+    let first = lookup(&app, "channel=PC&version=1.2").await;
+    assert_eq!(first["status"], "online", "{first}");
+    assert_eq!(herald::domain::versions::backfill_version_keys(&app.store).await.expect("again"), 0);
 }
 
 async fn lookup_rejects_incomplete_queries(app: TestApp) {

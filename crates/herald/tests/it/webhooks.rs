@@ -27,6 +27,8 @@ crate::both_backends!(
     endpoints_failing_for_five_days_are_disabled,
     rate_limit_caps_deliveries_per_second,
     retention_removes_old_finished_deliveries,
+    manual_retry_continues_attempt_numbers,
+    test_pings_are_in_the_delivery_log,
 );
 
 /// Standard Webhooks verification written out here, independent of herald-webhooks.
@@ -387,6 +389,95 @@ async fn deliveries_are_listed_and_retried_by_hand(app: TestApp) {
     rx.wait_for(2).await;
     let (status, body) = app.get("/api/v1/deliveries/does-not-exist").await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+}
+
+/// The attempt numbers of a delivery answer, in order.
+fn attempt_numbers(d: &Value) -> Vec<i64> {
+    d["attempts"].as_array().expect("attempts").iter().map(|a| a["attempt"].as_i64().expect("attempt")).collect()
+}
+
+/// A manual retry of an exhausted delivery gets a fresh set of retries, but its attempts
+/// continue the delivery's numbering: no two attempts of a delivery share a number.
+async fn manual_retry_continues_attempt_numbers(app: TestApp) {
+    let rx = Receiver::start().await;
+    rx.script((0..7).map(|_| Reply::status(500)));
+    let w = hook(&app, json!({"url": rx.url, "events": ["user.created"]})).await;
+    let wid = w["id"].as_str().expect("id");
+    app.post("/api/v1/users", json!({"username": "numbered"})).await;
+    for (i, secs) in [60, 300, 1800, 7200, 86400].iter().enumerate() {
+        wait_attempts(&app, wid, i + 1).await;
+        app.advance(TimeDelta::seconds(*secs));
+    }
+    let exhausted = wait_attempts(&app, wid, 6).await;
+    assert_eq!(exhausted["status"], "failed", "{exhausted}");
+    let did = exhausted["id"].as_str().expect("id");
+
+    let (status, retried) = app.post(&format!("/api/v1/deliveries/{did}/retry"), json!(null)).await;
+    assert_eq!(status, StatusCode::OK, "{retried}");
+    assert_eq!(retried["status"], "pending");
+    assert_eq!(retried["attemptCount"], 6, "the count of attempts made is kept: {retried}");
+    let d = wait_attempts(&app, wid, 7).await;
+    assert_eq!(attempt_numbers(&d), [1, 2, 3, 4, 5, 6, 7], "{d}");
+    assert_eq!(d["attemptCount"], 7);
+    // The retry restarted the schedule: its failure is retried after the first delay.
+    assert_eq!(d["status"], "pending", "{d}");
+    let last = &d["attempts"][6];
+    let at = chrono::DateTime::parse_from_rfc3339(last["attemptedAt"].as_str().expect("t")).expect("t");
+    let next = chrono::DateTime::parse_from_rfc3339(last["nextAttemptAt"].as_str().expect("next")).expect("t");
+    assert_eq!((next - at).num_seconds(), 60, "{last}");
+    app.advance(TimeDelta::seconds(60));
+    let d = wait_attempts(&app, wid, 8).await;
+    assert_eq!(d["status"], "succeeded", "{d}");
+    assert_eq!(attempt_numbers(&d), [1, 2, 3, 4, 5, 6, 7, 8]);
+}
+
+/// `POST /webhooks/{id}/test` is recorded as a delivery of the endpoint, marked `test`, with
+/// its one attempt; it is sent once and never retried.
+async fn test_pings_are_in_the_delivery_log(app: TestApp) {
+    let rx = Receiver::start().await;
+    let w = hook(&app, json!({"url": rx.url, "events": ["user.created"]})).await;
+    let wid = w["id"].as_str().expect("id");
+    let (status, ok) = app.post(&format!("/api/v1/webhooks/{wid}/test"), json!(null)).await;
+    assert_eq!(status, StatusCode::OK, "{ok}");
+    let event_id = ok["eventId"].as_str().expect("eventId");
+    assert_eq!(rx.wait_for(1).await[0].json()["id"], event_id, "eventId is the sent envelope's id");
+    let delivery_id = ok["deliveryId"].as_str().expect("deliveryId");
+
+    let (status, page) = app.get(&format!("/api/v1/webhooks/{wid}/deliveries")).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let listed = &page["items"][0];
+    assert_eq!(listed["id"], delivery_id, "{page}");
+    assert_eq!(
+        (listed["test"].clone(), listed["status"].clone(), listed["eventId"].clone(), listed["attemptCount"].clone()),
+        (json!(true), json!("succeeded"), json!(event_id), json!(1)),
+        "{listed}"
+    );
+    let (status, d) = app.get(&format!("/api/v1/deliveries/{delivery_id}")).await;
+    assert_eq!(status, StatusCode::OK, "{d}");
+    assert_eq!(attempt_numbers(&d), [1]);
+    assert_eq!(d["attempts"][0]["statusCode"], 200);
+
+    // A failed test is recorded as failed, and is not retried.
+    rx.script([Reply::status(500)]);
+    let (_, failed) = app.post(&format!("/api/v1/webhooks/{wid}/test"), json!(null)).await;
+    assert_eq!((failed["success"].clone(), failed["statusCode"].clone()), (json!(false), json!(500)), "{failed}");
+    let failed_id = failed["deliveryId"].as_str().expect("deliveryId");
+    let (_, d) = app.get(&format!("/api/v1/deliveries/{failed_id}")).await;
+    assert_eq!((d["test"].clone(), d["status"].clone()), (json!(true), json!("failed")), "{d}");
+    assert!(d["nextAttemptAt"].is_null(), "{d}");
+    assert_eq!(d["attempts"][0]["statusCode"], 500);
+    app.advance(TimeDelta::days(2));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(rx.received().len(), 2, "a test is sent once");
+    let (status, body) = app.post(&format!("/api/v1/deliveries/{failed_id}/retry"), json!(null)).await;
+    let msg = assert_error(status, &body, StatusCode::CONFLICT, "conflict");
+    assert!(msg.contains("test"), "{msg}");
+
+    // Deliveries of real events are not marked.
+    app.post("/api/v1/users", json!({"username": "real"})).await;
+    rx.wait_for(3).await;
+    let d = wait_attempts(&app, wid, 1).await;
+    assert_eq!((d["test"].clone(), d["status"].clone()), (json!(false), json!("succeeded")), "{d}");
 }
 
 async fn invalid_endpoints_are_rejected(app: TestApp) {

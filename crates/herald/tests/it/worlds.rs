@@ -19,6 +19,7 @@ crate::both_backends!(
     maintenance_window_decides_in_maintenance,
     maintenance_events_only_on_transitions,
     created_in_maintenance_emits_started,
+    maintenance_filter_follows_in_maintenance,
 );
 
 /// POSTs a world and returns it, asserting `201`.
@@ -585,6 +586,37 @@ async fn created_in_maintenance_emits_started(app: TestApp) {
     );
 }
 
+/// `?maintenance=` filters on `inMaintenance` (what clients see now), not on the stored
+/// switch: a world whose window opens later, or has closed, is not in maintenance.
+async fn maintenance_filter_follows_in_maintenance(app: TestApp) {
+    let past = "2001-02-03T04:05:06Z";
+    let future = "2999-01-01T00:00:00Z";
+    for (order, world_id, change) in [
+        (1, "off", json!({"enabled": false})),
+        (2, "on", json!({"enabled": true})),
+        (3, "inside", json!({"enabled": true, "startsAt": past, "endsAt": future})),
+        (4, "scheduled", json!({"enabled": true, "startsAt": future})),
+        (5, "over", json!({"enabled": true, "endsAt": past})),
+        (6, "open_end", json!({"enabled": true, "startsAt": past})),
+    ] {
+        create_world(&app, json!({"worldId": world_id, "name": world_id, "displayOrder": order})).await;
+        ok(app.put(&format!("/api/v1/game-worlds/{world_id}/maintenance"), change).await);
+    }
+    let in_effect = ["on", "inside", "open_end"];
+    let not_in_effect = ["off", "scheduled", "over"];
+    for (query, want) in [("maintenance=true", &in_effect), ("maintenance=false", &not_in_effect)] {
+        let body = ok(app.get(&format!("/api/v1/game-worlds?{query}")).await);
+        assert_eq!(world_ids(&body), want, "{query}: {body}");
+        assert_eq!(body["total"], 3, "{query}");
+        let flag = query.ends_with("true");
+        assert!(body["items"].as_array().expect("items").iter().all(|w| w["inMaintenance"] == flag), "{body}");
+    }
+    // Paging counts the filtered set.
+    let second = ok(app.get("/api/v1/game-worlds?maintenance=true&limit=2&page=2").await);
+    assert_eq!(world_ids(&second), ["open_end"], "{second}");
+    assert_eq!(second["total"], 3, "{second}");
+}
+
 mod list_cache {
     //! `GET /game-worlds` is served from a per-node cache (`http.list_cache_ms`); these run
     //! with a one-minute TTL, so only invalidation can make a change visible.
@@ -615,6 +647,17 @@ mod list_cache {
     async fn postgres_a_window_opening_ends_the_entry() {
         let Some(app) = spawn(Backend::Postgres).await else { return };
         a_window_opening_ends_the_entry(app).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_a_window_opening_changes_the_maintenance_filter() {
+        a_window_opening_changes_the_maintenance_filter(spawn(Backend::Sqlite).await.expect("sqlite")).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_a_window_opening_changes_the_maintenance_filter() {
+        let Some(app) = spawn(Backend::Postgres).await else { return };
+        a_window_opening_changes_the_maintenance_filter(app).await;
     }
 
     async fn names(app: &TestApp, query: &str) -> Vec<String> {
@@ -662,5 +705,23 @@ mod list_cache {
         .await;
         let (_, after) = app.get("/api/v1/game-worlds").await;
         assert_eq!(after["items"][0]["inMaintenance"], true, "{after}");
+    }
+
+    /// A world outside `?maintenance=true` (its window opens later) still bounds that
+    /// answer's life: once the window opens, the filtered lists change.
+    async fn a_window_opening_changes_the_maintenance_filter(app: TestApp) {
+        create_world(&app, json!({"worldId": "w", "name": "W"})).await;
+        let starts = chrono::Utc::now() + chrono::TimeDelta::milliseconds(1500);
+        let (status, _) =
+            app.put("/api/v1/game-worlds/w/maintenance", json!({"enabled": true, "startsAt": starts})).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(names(&app, "?maintenance=true").await.is_empty(), "the window has not opened");
+        assert_eq!(names(&app, "?maintenance=false").await, ["W"]);
+        tokio::time::sleep(
+            (starts - chrono::Utc::now()).to_std().unwrap_or_default() + std::time::Duration::from_millis(50),
+        )
+        .await;
+        assert_eq!(names(&app, "?maintenance=true").await, ["W"], "the window has opened");
+        assert!(names(&app, "?maintenance=false").await.is_empty());
     }
 }
