@@ -26,7 +26,7 @@ present in the outbox. Prints one JSON line per scenario and exits 1 if any fail
 
     scripts/chaos.sh                          # full: 20 s of publishing per scenario
     CHAOS_SECONDS=4 scripts/chaos.sh          # the short form scripts/test.sh runs
-Environment: HERALD_BIN (default: target/release/herald, built by chaos.sh), PG_URL and
+Environment: CHAOS_HERALD (the binary; default: target/release/herald, built by chaos.sh), PG_URL and
 PG_BIN (PostgreSQL scenarios; chaos.sh starts a throwaway cluster), CHAOS_RATE (events/s, 100).
 """
 
@@ -46,7 +46,7 @@ import urllib.error
 import urllib.request
 import uuid
 
-HERALD = os.environ.get("HERALD_BIN", "target/release/herald")
+HERALD = os.environ.get("CHAOS_HERALD", "target/release/herald")
 SECONDS = float(os.environ.get("CHAOS_SECONDS", "20"))
 RATE = float(os.environ.get("CHAOS_RATE", "100"))
 PG_URL, PG_BIN = os.environ.get("PG_URL"), os.environ.get("PG_BIN")
@@ -129,8 +129,8 @@ class Receiver:
 class Node:
     def __init__(self, env, data_dir):
         self.port = free_port()
-        self.env = dict(os.environ, **HERALD_ENV, **env, HERALD_LISTEN=f"127.0.0.1:{self.port}")
-        self.env = {k: v for k, v in self.env.items() if not k.startswith("HERALD_TEST")}
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("HERALD_")}
+        self.env = dict(inherited, **HERALD_ENV, **env, HERALD_LISTEN=f"127.0.0.1:{self.port}")
         self.data_dir = data_dir
         self.proc = None
         self.out = ""
@@ -191,7 +191,7 @@ class Publisher:
 
     def __init__(self, nodes, key):
         self.nodes, self.key = nodes, key
-        self.acked, self.answers = [], {}
+        self.acked, self.answers, self.examples = [], {}, {}
         self.lock = threading.Lock()
         self.stop_at = 0
 
@@ -214,6 +214,8 @@ class Publisher:
                 status, body = "refused", None
             with self.lock:
                 self.answers[str(status)] = self.answers.get(str(status), 0) + 1
+                if status not in (201, "refused") and str(status) not in self.examples:
+                    self.examples[str(status)] = body
                 if status == 201:
                     self.acked.append(body["id"])
             n += workers
@@ -241,7 +243,7 @@ def settle(receiver, acked, timeout=60):
     got = receiver.counts()
     lost = len(set(acked) - set(got))
     return {"acknowledged": len(acked), "delivered": len(set(acked) & set(got)), "lost": lost,
-            "duplicated": len(got) - len(set(got))}
+            "duplicated": len(got) - len(set(got)), "received_unacknowledged": len(set(got) - set(acked))}
 
 
 def fresh_pg_database():
@@ -370,9 +372,13 @@ def disk_full():
         result["integrity"], result["missing_from_outbox"] = sqlite_check(
             os.path.join(mount, "herald-data", "herald.db"), publisher.acked)
         result["answers"] = publisher.answers
+        result["answer_examples"] = publisher.examples
         result["ready_while_full"] = ready
+        # While the disk is full a write is refused with 503 (retry later), nothing else; and
+        # readiness says so. A write answered 201 must be on disk (lost stays 0).
         result["ok"] = (result["lost"] == 0 and result["missing_from_outbox"] == 0 and result["integrity"] == "ok"
-                        and "500" not in publisher.answers)
+                        and set(publisher.answers) <= {"201", "503"} and "503" in publisher.answers
+                        and ready.get("status") != "ready")
         return result
     finally:
         subprocess.run(["umount", "-l", mount], capture_output=True)
