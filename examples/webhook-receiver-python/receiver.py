@@ -85,9 +85,17 @@ class Handled:
             return True
 
 
+OUTPUT = threading.Lock()
+
+
 def handle(event):
-    """What this receiver does with an event: here, print it."""
-    print(json.dumps({"event": event}, separators=(",", ":")), flush=True)
+    """What this receiver does with an event: here, print it as one line. Requests are handled
+    on several threads, and print() writes a line and its newline separately, so two events at
+    once could share a line: one write, under a lock."""
+    line = json.dumps({"event": event}, separators=(",", ":")) + "\n"
+    with OUTPUT:
+        sys.stdout.write(line)
+        sys.stdout.flush()
 
 
 class Receiver(BaseHTTPRequestHandler):

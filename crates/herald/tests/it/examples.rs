@@ -104,9 +104,10 @@ impl Example {
             self.assert_running();
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "the {} receiver handled {:?}, expected {n} events; stderr:\n{}",
+                "the {} receiver handled {:?}, expected {n} events; stdout: {:?}; stderr:\n{}",
                 self.name,
                 self.events(),
+                self.lines.lock().expect("lock"),
                 self.stderr()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
