@@ -509,6 +509,11 @@ pub fn retry_delay(config: &WebhooksConfig, attempt: usize) -> Option<TimeDelta>
     Some(TimeDelta::milliseconds((base * factor * 1000.0) as i64))
 }
 
+/// The longest wait a receiver's `Retry-After` is honoured for.
+fn retry_after_cap(config: &WebhooksConfig) -> TimeDelta {
+    TimeDelta::try_seconds(config.retry_after_cap_secs.min(i64::MAX as u64) as i64).unwrap_or(TimeDelta::MAX)
+}
+
 /// Turns an outcome into the attempt row, the delivery's new state, endpoint health and any
 /// operational events.
 fn decide(
@@ -541,14 +546,17 @@ fn decide(
         {
             health.disable = Some(format!("no successful delivery since {}", super::rfc3339(since)));
         }
-        let retry_after = match outcome.status {
-            Some(429 | 503) => {
-                outcome.retry_after_secs.map(|s| TimeDelta::seconds(s.min(config.retry_after_cap_secs) as i64))
-            }
-            _ => None,
-        };
         match retry_delay(config, schedule_no.max(1) as usize) {
-            Some(delay) => ("pending", Some(now + retry_after.unwrap_or(delay))),
+            Some(delay) => {
+                // A 429/503's `Retry-After` may put the retry off (up to the cap), never bring
+                // it forward: honouring `Retry-After: 0` spent all six attempts within a second.
+                let asked = match outcome.status {
+                    Some(429 | 503) => outcome.retry_after.map(|r| r.wait_from(now).min(retry_after_cap(config))),
+                    _ => None,
+                };
+                let wait = asked.map_or(delay, |asked| asked.max(delay));
+                ("pending", Some(now.checked_add_signed(wait).unwrap_or(DateTime::<Utc>::MAX_UTC)))
+            }
             None => {
                 let data = json!({
                     "webhookId": hook.id, "url": hook.url, "deliveryId": delivery.id, "eventId": event.id,

@@ -180,20 +180,71 @@ async fn gone_disables_the_endpoint(app: TestApp) {
     assert_eq!(rx.received().len(), 1);
 }
 
-async fn retry_after_is_honoured(app: TestApp) {
-    let rx = Receiver::start().await;
-    rx.script([Reply { headers: vec![("retry-after".into(), "7".into())], ..Reply::status(429) }]);
-    let w = hook(&app, json!({"url": rx.url, "events": ["*"]})).await;
-    let wid = w["id"].as_str().expect("id");
-    app.post("/api/v1/users", json!({"username": "throttled"})).await;
-    let d = wait_attempts(&app, wid, 1).await;
-    let a = &d["attempts"][0];
+/// When the attempt after `d` is due (its `nextAttemptAt`), and how long after `d` that is.
+fn next_after(d: &Value, attempt: usize) -> (chrono::DateTime<chrono::FixedOffset>, TimeDelta) {
+    let a = &d["attempts"][attempt];
     let at = chrono::DateTime::parse_from_rfc3339(a["attemptedAt"].as_str().expect("t")).expect("t");
-    let next = chrono::DateTime::parse_from_rfc3339(a["nextAttemptAt"].as_str().expect("t")).expect("t");
-    assert_eq!((next - at).num_seconds(), 7);
-    app.advance(TimeDelta::seconds(7));
+    let next = chrono::DateTime::parse_from_rfc3339(a["nextAttemptAt"].as_str().expect("next")).expect("t");
+    (next, next - at)
+}
+
+/// `Retry-After` on 429/503 may put a retry off beyond the schedule (up to
+/// `webhooks.retry_after_cap_secs`), never bring it forward: `Retry-After: 0` spent every retry
+/// within a second. Both of its forms count: seconds and an HTTP date.
+async fn retry_after_is_honoured(app: TestApp) {
+    let answer =
+        |status: u16, value: String| Reply { headers: vec![("retry-after".into(), value)], ..Reply::status(status) };
+    let schedule = 60; // the first retry's delay (jitter is off in tests)
+
+    // `Retry-After: 0`: the schedule's delay still applies.
+    let rx = Receiver::start().await;
+    rx.script([answer(429, "0".into())]);
+    let w = hook(&app, json!({"url": rx.url, "events": ["user.created"]})).await;
+    let wid = w["id"].as_str().expect("id");
+    app.post("/api/v1/users", json!({"username": "impatient"})).await;
+    let d = wait_attempts(&app, wid, 1).await;
+    assert_eq!(d["status"], "pending", "{d}");
+    assert_eq!(next_after(&d, 0).1.num_seconds(), schedule, "not before the schedule's delay: {d}");
+    app.advance(TimeDelta::seconds(schedule - 1));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(rx.received().len(), 1, "no retry before the schedule's delay, whatever Retry-After says");
+    app.advance(TimeDelta::seconds(1));
     let d = wait_attempts(&app, wid, 2).await;
-    assert_eq!(d["status"], "succeeded");
+    assert_eq!(d["status"], "succeeded", "{d}");
+    let (status, _) = app.delete(&format!("/api/v1/webhooks/{wid}")).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // An HTTP date two minutes ahead (later than the schedule's minute): retried then.
+    let rx = Receiver::start().await;
+    let due = app.clock.now() + TimeDelta::minutes(2);
+    rx.script([answer(503, due.format("%a, %d %b %Y %H:%M:%S GMT").to_string())]);
+    let w = hook(&app, json!({"url": rx.url, "events": ["user.created"]})).await;
+    let wid = w["id"].as_str().expect("id");
+    app.post("/api/v1/users", json!({"username": "dated"})).await;
+    let d = wait_attempts(&app, wid, 1).await;
+    let (next, _) = next_after(&d, 0);
+    assert_eq!(next.timestamp(), due.timestamp(), "the date Retry-After named: {d}");
+    app.advance(TimeDelta::seconds(schedule));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(rx.received().len(), 1, "not at the schedule's minute: the receiver asked for two");
+    app.advance(TimeDelta::seconds(61));
+    let d = wait_attempts(&app, wid, 2).await;
+    assert_eq!(d["status"], "succeeded", "{d}");
+    let (status, _) = app.delete(&format!("/api/v1/webhooks/{wid}")).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // A month (or more than a u64 holds): capped at `webhooks.retry_after_cap_secs` (1 h).
+    for huge in ["2592000", "99999999999999999999999"] {
+        let rx = Receiver::start().await;
+        rx.script([answer(429, huge.into())]);
+        let w = hook(&app, json!({"url": rx.url, "events": ["user.created"]})).await;
+        let wid = w["id"].as_str().expect("id");
+        app.post("/api/v1/users", json!({"username": format!("patient{}", huge.len())})).await;
+        let d = wait_attempts(&app, wid, 1).await;
+        assert_eq!(next_after(&d, 0).1.num_seconds(), 3600, "Retry-After: {huge} is capped: {d}");
+        let (status, _) = app.delete(&format!("/api/v1/webhooks/{wid}")).await;
+        assert_eq!(status, StatusCode::OK);
+    }
 }
 
 async fn slow_receivers_time_out_and_are_retried(app: TestApp) {
