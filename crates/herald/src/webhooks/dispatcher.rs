@@ -27,7 +27,7 @@ use crate::{
     store::{
         Store,
         events::EventRow,
-        webhooks::{Attempt, AttemptRecord, Delivery, EndpointHealth, FanOut, Lease, Webhook},
+        webhooks::{Attempt, AttemptRecord, Delivery, Disable, EndpointHealth, FanOut, Lease, Webhook},
     },
 };
 
@@ -532,19 +532,20 @@ fn decide(
     let mut events = Vec::new();
     let mut health =
         EndpointHealth { webhook_id: hook.id.clone(), last_success_at: None, failing_since: None, disable: None };
+    let mut disable = None;
     let (new_status, next_attempt_at) = if outcome.succeeded() {
         health.last_success_at = Some(now);
         health.failing_since = Some(None);
         ("succeeded", None)
     } else if outcome.status == Some(410) {
-        health.disable = Some("the endpoint answered 410 Gone".into());
+        disable = Some("the endpoint answered 410 Gone".to_owned());
         ("failed", None)
     } else {
         health.failing_since = Some(Some(now));
         if let Some(since) = hook.failing_since
             && (now - since).num_seconds() >= config.disable_after_failing_secs as i64
         {
-            health.disable = Some(format!("no successful delivery since {}", super::rfc3339(since)));
+            disable = Some(format!("no successful delivery since {}", super::rfc3339(since)));
         }
         match retry_delay(config, schedule_no.max(1) as usize) {
             Some(delay) => {
@@ -568,10 +569,11 @@ fn decide(
             }
         }
     };
-    if let Some(reason) = &health.disable {
+    // Its event is written only if this attempt is what turns the endpoint off (see `Disable`).
+    health.disable = disable.map(|reason| {
         let data = json!({"webhookId": hook.id, "url": hook.url, "reason": reason});
-        events.push(op_event(&ctx, types::WEBHOOK_ENDPOINT_DISABLED, hook, data));
-    }
+        Disable { reason, event: op_event(&ctx, types::WEBHOOK_ENDPOINT_DISABLED, hook, data) }
+    });
     let latency_ms = outcome.latency.as_millis().min(i32::MAX as u128) as i32;
     let record = AttemptRecord {
         attempt: Attempt {

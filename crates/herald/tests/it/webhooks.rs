@@ -29,6 +29,7 @@ crate::both_backends!(
     retention_removes_old_finished_deliveries,
     manual_retry_continues_attempt_numbers,
     test_pings_are_in_the_delivery_log,
+    gone_disables_the_endpoint_once,
 );
 
 /// Standard Webhooks verification written out here, independent of herald-webhooks.
@@ -787,4 +788,38 @@ async fn retention_removes_old_finished_deliveries(app: TestApp) {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = app.get(&format!("/api/v1/deliveries/{pending}")).await;
     assert_eq!(status, StatusCode::OK, "unfinished deliveries are never cleaned");
+}
+
+/// Several deliveries in flight to an endpoint that answers 410: it is disabled once, with one
+/// `webhook.endpoint_disabled` event (there was one per delivery).
+async fn gone_disables_the_endpoint_once(app: TestApp) {
+    let rx = Receiver::start().await;
+    // Two answers at once and two later: results written together as well as apart.
+    rx.script(
+        [300, 300, 900, 900].map(|ms| Reply { delay: std::time::Duration::from_millis(ms), ..Reply::status(410) }),
+    );
+    let (status, body) =
+        app.post("/api/v1/event-types", json!({"name": "match.ended", "description": "a match ended"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let w = hook(&app, json!({"url": rx.url, "events": ["match.ended"]})).await;
+    let wid = w["id"].as_str().expect("id");
+    // One transaction: fanned out together, all four in flight before any answer.
+    let events: Vec<Value> = (0..4).map(|i| json!({"type": "match.ended", "data": {"match": i}})).collect();
+    let (status, body) = app.post("/api/v1/events/batch", json!({"events": events})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    rx.wait_for(4).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, page) = app.get(&format!("/api/v1/webhooks/{wid}/deliveries?status=failed")).await;
+        if page["items"].as_array().is_some_and(|items| items.len() == 4) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "four failed deliveries: {page}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (_, w) = app.get(&format!("/api/v1/webhooks/{wid}")).await;
+    assert_eq!(w["active"], false, "{w}");
+    let disabled =
+        app.event_types("webhook", wid).await.into_iter().filter(|t| t == "webhook.endpoint_disabled").count();
+    assert_eq!(disabled, 1, "one endpoint_disabled event for one endpoint disabled once");
 }
