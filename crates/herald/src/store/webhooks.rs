@@ -576,9 +576,9 @@ impl Store {
     /// their deliveries per chunk, not a statement per row.
     pub async fn record_attempts(
         &self,
-        records: &[AttemptRecord],
+        records: &[&AttemptRecord],
         health: &[EndpointHealth],
-        events: &[NewEvent],
+        events: &[&NewEvent],
     ) -> StoreResult<()> {
         with_pool!(self, write, |pool| {
             let mut tx = pool.begin().await?;

@@ -606,28 +606,71 @@ fn op_event(ctx: &EventContext, event_type: &'static str, hook: &Webhook, data: 
 async fn write_results(store: Store, mut finished: mpsc::Receiver<Finished>) {
     let mut buf = Vec::with_capacity(1000);
     while finished.recv_many(&mut buf, 1000).await > 0 {
-        let mut records: Vec<AttemptRecord> = Vec::with_capacity(buf.len());
-        let mut health = Vec::with_capacity(buf.len());
-        let mut events: Vec<NewEvent> = Vec::new();
-        for f in buf.drain(..) {
-            records.push(f.record);
-            health.extend(f.health);
-            events.extend(f.events);
-        }
-        let health = merge_health(health.into_iter());
         let mut backoff = Duration::from_millis(100);
-        loop {
-            match store.record_attempts(&records, &health, &events).await {
-                Ok(()) => break,
-                Err(e) => {
-                    // Not lost: the deliveries stay leased and are retried when the lease ends.
-                    tracing::warn!(error = %e, "recording delivery results failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                }
+        let mut pending: &[Finished] = &buf;
+        while !pending.is_empty() {
+            pending = write_isolating(&store, pending).await;
+            if !pending.is_empty() {
+                // Not lost: the deliveries stay leased and are retried when the lease ends.
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+        buf.clear();
+    }
+}
+
+/// Writes `batch` in one transaction; if that fails, one result at a time, so that a result
+/// that can never be written does not hold back the others: its write breaks a constraint
+/// (the usual case: its endpoint was deleted while it was being sent, taking the delivery
+/// with it, so the attempt row has nothing to belong to). Such a result is dropped and
+/// logged; retrying it made the writer retry the same batch forever and record nothing
+/// else. Returns what is left to write after a failure that is not about one result (the
+/// database is unreachable), for the caller to retry after a pause.
+async fn write_isolating<'a>(store: &Store, batch: &'a [Finished]) -> &'a [Finished] {
+    match write_batch(store, batch).await {
+        Ok(()) => return &[],
+        Err(e) if batch.len() > 1 => {
+            tracing::warn!(error = %e, results = batch.len(), "recording delivery results failed; recording them one by one");
+        }
+        Err(e) if e.is_constraint_violation() => {
+            dropped(&batch[0], &e);
+            return &[];
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "recording a delivery result failed; retrying");
+            return batch;
+        }
+    }
+    for (i, one) in batch.iter().enumerate() {
+        match write_batch(store, std::slice::from_ref(one)).await {
+            Ok(()) => {}
+            Err(e) if e.is_constraint_violation() => dropped(one, &e),
+            Err(e) => {
+                tracing::warn!(error = %e, "recording delivery results failed; retrying");
+                return &batch[i..];
             }
         }
     }
+    &[]
+}
+
+fn dropped(result: &Finished, error: &crate::store::StoreError) {
+    let attempt = &result.record.attempt;
+    tracing::warn!(
+        error = %error,
+        delivery_id = %attempt.delivery_id,
+        webhook_id = %result.record.webhook_id,
+        attempt = attempt.attempt,
+        "dropped a delivery result that breaks a database constraint (usually: its endpoint was deleted while it was being sent)"
+    );
+}
+
+async fn write_batch(store: &Store, batch: &[Finished]) -> crate::store::StoreResult<()> {
+    let records: Vec<&AttemptRecord> = batch.iter().map(|f| &f.record).collect();
+    let health = merge_health(batch.iter().filter_map(|f| f.health.clone()));
+    let events: Vec<&NewEvent> = batch.iter().flat_map(|f| &f.events).collect();
+    store.record_attempts(&records, &health, &events).await
 }
 
 /// One health change per endpoint for a batch: the latest success wins over failures before it.

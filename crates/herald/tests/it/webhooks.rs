@@ -29,6 +29,7 @@ crate::both_backends!(
     retention_removes_old_finished_deliveries,
     manual_retry_continues_attempt_numbers,
     test_pings_are_in_the_delivery_log,
+    deleting_an_endpoint_mid_send_does_not_stop_recording,
     gone_disables_the_endpoint_once,
 );
 
@@ -788,6 +789,47 @@ async fn retention_removes_old_finished_deliveries(app: TestApp) {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = app.get(&format!("/api/v1/deliveries/{pending}")).await;
     assert_eq!(status, StatusCode::OK, "unfinished deliveries are never cleaned");
+}
+
+/// An endpoint deleted while one of its deliveries is being sent: the attempt has nothing left
+/// to be recorded against (the delivery went with the endpoint). It is dropped, and the node
+/// goes on recording every other endpoint's results (it retried the failing batch forever).
+async fn deleting_an_endpoint_mid_send_does_not_stop_recording(app: TestApp) {
+    let slow = Receiver::start().await;
+    slow.script([Reply { delay: std::time::Duration::from_secs(1), ..Reply::status(200) }]);
+    let doomed = hook(&app, json!({"url": slow.url, "events": ["user.created"]})).await;
+    let doomed_id = doomed["id"].as_str().expect("id");
+    let rx = Receiver::start().await;
+    let kept = hook(&app, json!({"url": rx.url, "events": ["world.created"]})).await;
+    let kept_id = kept["id"].as_str().expect("id");
+
+    app.post("/api/v1/users", json!({"username": "mid-send"})).await;
+    slow.wait_for(1).await;
+    let in_flight = delivery_of(&app, doomed_id).await;
+    let in_flight = in_flight["id"].as_str().expect("id");
+    let (status, body) = app.delete(&format!("/api/v1/webhooks/{doomed_id}")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The slow answer arrives (and its attempt is written, or fails to be) before the results
+    // below are.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+
+    for i in 0..2 {
+        let (status, body) =
+            app.post("/api/v1/game-worlds", json!({"worldId": format!("after{i}"), "name": "w"})).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    rx.wait_for(2).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, page) = app.get(&format!("/api/v1/webhooks/{kept_id}/deliveries?status=succeeded")).await;
+        if page["items"].as_array().is_some_and(|items| items.len() == 2) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the other endpoint's results were not recorded: {page}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (status, _) = app.get(&format!("/api/v1/deliveries/{in_flight}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "the deleted endpoint's delivery went with it");
 }
 
 /// Several deliveries in flight to an endpoint that answers 410: it is disabled once, with one
