@@ -62,6 +62,14 @@ impl From<sqlx::Error> for StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+impl StoreError {
+    /// The write broke an integrity constraint (a foreign, unique or check key, a NOT NULL):
+    /// it would fail again however often it is retried, unlike a database that is unreachable.
+    pub fn is_constraint_violation(&self) -> bool {
+        matches!(self, StoreError::Db(sqlx::Error::Database(db)) if !matches!(db.kind(), sqlx::error::ErrorKind::Other))
+    }
+}
+
 /// Maps a unique-key violation to [`StoreError::Conflict`] with `message`.
 pub(crate) fn conflict_on_unique(message: &str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
     move |err| match &err {

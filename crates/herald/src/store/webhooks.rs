@@ -120,8 +120,17 @@ pub struct EndpointHealth {
     pub last_success_at: Option<DateTime<Utc>>,
     /// `Some(Some(t))`: failing since `t`; `Some(None)`: healthy again; `None`: unchanged.
     pub failing_since: Option<Option<DateTime<Utc>>>,
-    /// Disable the endpoint, with this reason.
-    pub disable: Option<String>,
+    /// Disable the endpoint, if it is still active.
+    pub disable: Option<Disable>,
+}
+
+/// Turning an endpoint off, and the `webhook.endpoint_disabled` event saying why. The event is
+/// written only by the change that finds the endpoint active: every delivery in flight to an
+/// endpoint that answers 410 asks to disable it, and each used to add its own event.
+#[derive(Debug, Clone)]
+pub struct Disable {
+    pub reason: String,
+    pub event: NewEvent,
 }
 
 pub fn webhook_event(ctx: &EventContext, event_type: &'static str, w: &Webhook) -> NewEvent {
@@ -567,9 +576,9 @@ impl Store {
     /// their deliveries per chunk, not a statement per row.
     pub async fn record_attempts(
         &self,
-        records: &[AttemptRecord],
+        records: &[&AttemptRecord],
         health: &[EndpointHealth],
-        events: &[NewEvent],
+        events: &[&NewEvent],
     ) -> StoreResult<()> {
         with_pool!(self, write, |pool| {
             let mut tx = pool.begin().await?;
@@ -638,16 +647,21 @@ impl Store {
                         .execute(&mut *tx)
                         .await?;
                 }
-                if let Some(reason) = &h.disable {
-                    sqlx::query(
+                if let Some(disable) = &h.disable {
+                    // Conditional, so exactly one change disables it: concurrent writers (other
+                    // nodes) wait for this row's lock and then find it inactive.
+                    let done = sqlx::query(
                         "UPDATE webhooks SET active = FALSE, disabled_reason = $1, disabled_at = $2, updated_at = $2 \
-                         WHERE id = $3",
+                         WHERE id = $3 AND active = TRUE",
                     )
-                    .bind(reason)
+                    .bind(&disable.reason)
                     .bind(super::now())
                     .bind(&h.webhook_id)
                     .execute(&mut *tx)
                     .await?;
+                    if done.rows_affected() == 1 {
+                        super::events::insert_event!(&mut *tx, &disable.event)?;
+                    }
                 }
             }
             for e in events {

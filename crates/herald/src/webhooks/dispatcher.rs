@@ -27,7 +27,7 @@ use crate::{
     store::{
         Store,
         events::EventRow,
-        webhooks::{Attempt, AttemptRecord, Delivery, EndpointHealth, FanOut, Lease, Webhook},
+        webhooks::{Attempt, AttemptRecord, Delivery, Disable, EndpointHealth, FanOut, Lease, Webhook},
     },
 };
 
@@ -509,6 +509,11 @@ pub fn retry_delay(config: &WebhooksConfig, attempt: usize) -> Option<TimeDelta>
     Some(TimeDelta::milliseconds((base * factor * 1000.0) as i64))
 }
 
+/// The longest wait a receiver's `Retry-After` is honoured for.
+fn retry_after_cap(config: &WebhooksConfig) -> TimeDelta {
+    TimeDelta::try_seconds(config.retry_after_cap_secs.min(i64::MAX as u64) as i64).unwrap_or(TimeDelta::MAX)
+}
+
 /// Turns an outcome into the attempt row, the delivery's new state, endpoint health and any
 /// operational events.
 fn decide(
@@ -527,28 +532,32 @@ fn decide(
     let mut events = Vec::new();
     let mut health =
         EndpointHealth { webhook_id: hook.id.clone(), last_success_at: None, failing_since: None, disable: None };
+    let mut disable = None;
     let (new_status, next_attempt_at) = if outcome.succeeded() {
         health.last_success_at = Some(now);
         health.failing_since = Some(None);
         ("succeeded", None)
     } else if outcome.status == Some(410) {
-        health.disable = Some("the endpoint answered 410 Gone".into());
+        disable = Some("the endpoint answered 410 Gone".to_owned());
         ("failed", None)
     } else {
         health.failing_since = Some(Some(now));
         if let Some(since) = hook.failing_since
             && (now - since).num_seconds() >= config.disable_after_failing_secs as i64
         {
-            health.disable = Some(format!("no successful delivery since {}", super::rfc3339(since)));
+            disable = Some(format!("no successful delivery since {}", super::rfc3339(since)));
         }
-        let retry_after = match outcome.status {
-            Some(429 | 503) => {
-                outcome.retry_after_secs.map(|s| TimeDelta::seconds(s.min(config.retry_after_cap_secs) as i64))
-            }
-            _ => None,
-        };
         match retry_delay(config, schedule_no.max(1) as usize) {
-            Some(delay) => ("pending", Some(now + retry_after.unwrap_or(delay))),
+            Some(delay) => {
+                // A 429/503's `Retry-After` may put the retry off (up to the cap), never bring
+                // it forward: honouring `Retry-After: 0` spent all six attempts within a second.
+                let asked = match outcome.status {
+                    Some(429 | 503) => outcome.retry_after.map(|r| r.wait_from(now).min(retry_after_cap(config))),
+                    _ => None,
+                };
+                let wait = asked.map_or(delay, |asked| asked.max(delay));
+                ("pending", Some(now.checked_add_signed(wait).unwrap_or(DateTime::<Utc>::MAX_UTC)))
+            }
             None => {
                 let data = json!({
                     "webhookId": hook.id, "url": hook.url, "deliveryId": delivery.id, "eventId": event.id,
@@ -560,10 +569,11 @@ fn decide(
             }
         }
     };
-    if let Some(reason) = &health.disable {
+    // Its event is written only if this attempt is what turns the endpoint off (see `Disable`).
+    health.disable = disable.map(|reason| {
         let data = json!({"webhookId": hook.id, "url": hook.url, "reason": reason});
-        events.push(op_event(&ctx, types::WEBHOOK_ENDPOINT_DISABLED, hook, data));
-    }
+        Disable { reason, event: op_event(&ctx, types::WEBHOOK_ENDPOINT_DISABLED, hook, data) }
+    });
     let latency_ms = outcome.latency.as_millis().min(i32::MAX as u128) as i32;
     let record = AttemptRecord {
         attempt: Attempt {
@@ -596,28 +606,71 @@ fn op_event(ctx: &EventContext, event_type: &'static str, hook: &Webhook, data: 
 async fn write_results(store: Store, mut finished: mpsc::Receiver<Finished>) {
     let mut buf = Vec::with_capacity(1000);
     while finished.recv_many(&mut buf, 1000).await > 0 {
-        let mut records: Vec<AttemptRecord> = Vec::with_capacity(buf.len());
-        let mut health = Vec::with_capacity(buf.len());
-        let mut events: Vec<NewEvent> = Vec::new();
-        for f in buf.drain(..) {
-            records.push(f.record);
-            health.extend(f.health);
-            events.extend(f.events);
-        }
-        let health = merge_health(health.into_iter());
         let mut backoff = Duration::from_millis(100);
-        loop {
-            match store.record_attempts(&records, &health, &events).await {
-                Ok(()) => break,
-                Err(e) => {
-                    // Not lost: the deliveries stay leased and are retried when the lease ends.
-                    tracing::warn!(error = %e, "recording delivery results failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                }
+        let mut pending: &[Finished] = &buf;
+        while !pending.is_empty() {
+            pending = write_isolating(&store, pending).await;
+            if !pending.is_empty() {
+                // Not lost: the deliveries stay leased and are retried when the lease ends.
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+        buf.clear();
+    }
+}
+
+/// Writes `batch` in one transaction; if that fails, one result at a time, so that a result
+/// that can never be written does not hold back the others: its write breaks a constraint
+/// (the usual case: its endpoint was deleted while it was being sent, taking the delivery
+/// with it, so the attempt row has nothing to belong to). Such a result is dropped and
+/// logged; retrying it made the writer retry the same batch forever and record nothing
+/// else. Returns what is left to write after a failure that is not about one result (the
+/// database is unreachable), for the caller to retry after a pause.
+async fn write_isolating<'a>(store: &Store, batch: &'a [Finished]) -> &'a [Finished] {
+    match write_batch(store, batch).await {
+        Ok(()) => return &[],
+        Err(e) if batch.len() > 1 => {
+            tracing::warn!(error = %e, results = batch.len(), "recording delivery results failed; recording them one by one");
+        }
+        Err(e) if e.is_constraint_violation() => {
+            dropped(&batch[0], &e);
+            return &[];
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "recording a delivery result failed; retrying");
+            return batch;
+        }
+    }
+    for (i, one) in batch.iter().enumerate() {
+        match write_batch(store, std::slice::from_ref(one)).await {
+            Ok(()) => {}
+            Err(e) if e.is_constraint_violation() => dropped(one, &e),
+            Err(e) => {
+                tracing::warn!(error = %e, "recording delivery results failed; retrying");
+                return &batch[i..];
             }
         }
     }
+    &[]
+}
+
+fn dropped(result: &Finished, error: &crate::store::StoreError) {
+    let attempt = &result.record.attempt;
+    tracing::warn!(
+        error = %error,
+        delivery_id = %attempt.delivery_id,
+        webhook_id = %result.record.webhook_id,
+        attempt = attempt.attempt,
+        "dropped a delivery result that breaks a database constraint (usually: its endpoint was deleted while it was being sent)"
+    );
+}
+
+async fn write_batch(store: &Store, batch: &[Finished]) -> crate::store::StoreResult<()> {
+    let records: Vec<&AttemptRecord> = batch.iter().map(|f| &f.record).collect();
+    let health = merge_health(batch.iter().filter_map(|f| f.health.clone()));
+    let events: Vec<&NewEvent> = batch.iter().flat_map(|f| &f.events).collect();
+    store.record_attempts(&records, &health, &events).await
 }
 
 /// One health change per endpoint for a batch: the latest success wins over failures before it.

@@ -85,6 +85,33 @@ pub fn envelope_body(event: &EventRow) -> Vec<u8> {
     serde_json::to_vec(&envelope).unwrap_or_default()
 }
 
+/// A receiver's `Retry-After` (RFC 9110 section 10.2.3): a number of seconds, or an HTTP date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryAfter {
+    Secs(u64),
+    At(DateTime<Utc>),
+}
+
+impl RetryAfter {
+    /// The header's value; `None` when it is neither form. Seconds too many for a `u64` are
+    /// `u64::MAX` (the cap applies to them like to any large value).
+    pub fn parse(value: &str) -> Option<RetryAfter> {
+        let value = value.trim();
+        if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+            return Some(RetryAfter::Secs(value.parse().unwrap_or(u64::MAX)));
+        }
+        httpdate::parse_http_date(value).ok().map(|t| RetryAfter::At(t.into()))
+    }
+
+    /// How long it asks to wait from `now` (zero for a date already past).
+    pub fn wait_from(self, now: DateTime<Utc>) -> TimeDelta {
+        match self {
+            RetryAfter::Secs(s) => TimeDelta::seconds(s.min(i64::MAX as u64 / 1000) as i64),
+            RetryAfter::At(t) => (t - now).max(TimeDelta::zero()),
+        }
+    }
+}
+
 /// Where time comes from: the system clock, or a hand-moved one in tests (so retry
 /// schedules are tested without sleeping).
 #[derive(Clone, Default)]
@@ -117,7 +144,27 @@ impl Clock {
 
 #[cfg(test)]
 mod tests {
-    use super::pattern_matches;
+    use chrono::{TimeDelta, TimeZone, Utc};
+
+    use super::{RetryAfter, pattern_matches};
+
+    #[test]
+    fn retry_after_forms() {
+        let at = Utc.with_ymd_and_hms(1994, 11, 6, 8, 49, 37).single().expect("date");
+        assert_eq!(RetryAfter::parse("120"), Some(RetryAfter::Secs(120)));
+        assert_eq!(RetryAfter::parse(" 0 "), Some(RetryAfter::Secs(0)));
+        assert_eq!(RetryAfter::parse("99999999999999999999999"), Some(RetryAfter::Secs(u64::MAX)));
+        // The three date formats of RFC 9110 section 5.6.7.
+        for date in ["Sun, 06 Nov 1994 08:49:37 GMT", "Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994"] {
+            assert_eq!(RetryAfter::parse(date), Some(RetryAfter::At(at)), "{date}");
+        }
+        for bad in ["", "-1", "1.5", "soon", "Sun, 06 Nov 1994 08:49:37 +0100"] {
+            assert_eq!(RetryAfter::parse(bad), None, "{bad:?}");
+        }
+        assert_eq!(RetryAfter::At(at).wait_from(at - TimeDelta::seconds(90)), TimeDelta::seconds(90));
+        assert_eq!(RetryAfter::At(at).wait_from(at + TimeDelta::seconds(5)), TimeDelta::zero(), "a date past");
+        assert!(RetryAfter::Secs(u64::MAX).wait_from(at) > TimeDelta::days(365), "no overflow");
+    }
 
     #[test]
     fn patterns() {

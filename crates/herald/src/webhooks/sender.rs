@@ -165,7 +165,7 @@ pub struct Outcome {
     pub headers: BTreeMap<String, String>,
     pub body: Option<String>,
     pub error: Option<String>,
-    pub retry_after_secs: Option<u64>,
+    pub retry_after: Option<super::RetryAfter>,
 }
 
 impl Outcome {
@@ -244,7 +244,7 @@ impl Sender {
                 headers: BTreeMap::new(),
                 body: None,
                 error: Some(error),
-                retry_after_secs: None,
+                retry_after: None,
             },
         }
     }
@@ -296,11 +296,11 @@ impl Sender {
             .take(50)
             .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).chars().take(512).collect()))
             .collect();
-        let retry_after_secs = response
+        let retry_after = response
             .headers()
             .get(header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
+            .and_then(super::RetryAfter::parse);
         let mut incoming = response.into_body();
         let mut body = Vec::new();
         while body.len() < MAX_LOGGED_BODY {
@@ -322,7 +322,7 @@ impl Sender {
             headers,
             body: Some(String::from_utf8_lossy(&body).into_owned()),
             error: None,
-            retry_after_secs,
+            retry_after,
         })
     }
 }

@@ -29,6 +29,8 @@ crate::both_backends!(
     retention_removes_old_finished_deliveries,
     manual_retry_continues_attempt_numbers,
     test_pings_are_in_the_delivery_log,
+    deleting_an_endpoint_mid_send_does_not_stop_recording,
+    gone_disables_the_endpoint_once,
 );
 
 /// Standard Webhooks verification written out here, independent of herald-webhooks.
@@ -180,20 +182,71 @@ async fn gone_disables_the_endpoint(app: TestApp) {
     assert_eq!(rx.received().len(), 1);
 }
 
-async fn retry_after_is_honoured(app: TestApp) {
-    let rx = Receiver::start().await;
-    rx.script([Reply { headers: vec![("retry-after".into(), "7".into())], ..Reply::status(429) }]);
-    let w = hook(&app, json!({"url": rx.url, "events": ["*"]})).await;
-    let wid = w["id"].as_str().expect("id");
-    app.post("/api/v1/users", json!({"username": "throttled"})).await;
-    let d = wait_attempts(&app, wid, 1).await;
-    let a = &d["attempts"][0];
+/// When the attempt after `d` is due (its `nextAttemptAt`), and how long after `d` that is.
+fn next_after(d: &Value, attempt: usize) -> (chrono::DateTime<chrono::FixedOffset>, TimeDelta) {
+    let a = &d["attempts"][attempt];
     let at = chrono::DateTime::parse_from_rfc3339(a["attemptedAt"].as_str().expect("t")).expect("t");
-    let next = chrono::DateTime::parse_from_rfc3339(a["nextAttemptAt"].as_str().expect("t")).expect("t");
-    assert_eq!((next - at).num_seconds(), 7);
-    app.advance(TimeDelta::seconds(7));
+    let next = chrono::DateTime::parse_from_rfc3339(a["nextAttemptAt"].as_str().expect("next")).expect("t");
+    (next, next - at)
+}
+
+/// `Retry-After` on 429/503 may put a retry off beyond the schedule (up to
+/// `webhooks.retry_after_cap_secs`), never bring it forward: `Retry-After: 0` spent every retry
+/// within a second. Both of its forms count: seconds and an HTTP date.
+async fn retry_after_is_honoured(app: TestApp) {
+    let answer =
+        |status: u16, value: String| Reply { headers: vec![("retry-after".into(), value)], ..Reply::status(status) };
+    let schedule = 60; // the first retry's delay (jitter is off in tests)
+
+    // `Retry-After: 0`: the schedule's delay still applies.
+    let rx = Receiver::start().await;
+    rx.script([answer(429, "0".into())]);
+    let w = hook(&app, json!({"url": rx.url, "events": ["user.created"]})).await;
+    let wid = w["id"].as_str().expect("id");
+    app.post("/api/v1/users", json!({"username": "impatient"})).await;
+    let d = wait_attempts(&app, wid, 1).await;
+    assert_eq!(d["status"], "pending", "{d}");
+    assert_eq!(next_after(&d, 0).1.num_seconds(), schedule, "not before the schedule's delay: {d}");
+    app.advance(TimeDelta::seconds(schedule - 1));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(rx.received().len(), 1, "no retry before the schedule's delay, whatever Retry-After says");
+    app.advance(TimeDelta::seconds(1));
     let d = wait_attempts(&app, wid, 2).await;
-    assert_eq!(d["status"], "succeeded");
+    assert_eq!(d["status"], "succeeded", "{d}");
+    let (status, _) = app.delete(&format!("/api/v1/webhooks/{wid}")).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // An HTTP date two minutes ahead (later than the schedule's minute): retried then.
+    let rx = Receiver::start().await;
+    let due = app.clock.now() + TimeDelta::minutes(2);
+    rx.script([answer(503, due.format("%a, %d %b %Y %H:%M:%S GMT").to_string())]);
+    let w = hook(&app, json!({"url": rx.url, "events": ["user.created"]})).await;
+    let wid = w["id"].as_str().expect("id");
+    app.post("/api/v1/users", json!({"username": "dated"})).await;
+    let d = wait_attempts(&app, wid, 1).await;
+    let (next, _) = next_after(&d, 0);
+    assert_eq!(next.timestamp(), due.timestamp(), "the date Retry-After named: {d}");
+    app.advance(TimeDelta::seconds(schedule));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(rx.received().len(), 1, "not at the schedule's minute: the receiver asked for two");
+    app.advance(TimeDelta::seconds(61));
+    let d = wait_attempts(&app, wid, 2).await;
+    assert_eq!(d["status"], "succeeded", "{d}");
+    let (status, _) = app.delete(&format!("/api/v1/webhooks/{wid}")).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // A month (or more than a u64 holds): capped at `webhooks.retry_after_cap_secs` (1 h).
+    for huge in ["2592000", "99999999999999999999999"] {
+        let rx = Receiver::start().await;
+        rx.script([answer(429, huge.into())]);
+        let w = hook(&app, json!({"url": rx.url, "events": ["user.created"]})).await;
+        let wid = w["id"].as_str().expect("id");
+        app.post("/api/v1/users", json!({"username": format!("patient{}", huge.len())})).await;
+        let d = wait_attempts(&app, wid, 1).await;
+        assert_eq!(next_after(&d, 0).1.num_seconds(), 3600, "Retry-After: {huge} is capped: {d}");
+        let (status, _) = app.delete(&format!("/api/v1/webhooks/{wid}")).await;
+        assert_eq!(status, StatusCode::OK);
+    }
 }
 
 async fn slow_receivers_time_out_and_are_retried(app: TestApp) {
@@ -736,4 +789,79 @@ async fn retention_removes_old_finished_deliveries(app: TestApp) {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = app.get(&format!("/api/v1/deliveries/{pending}")).await;
     assert_eq!(status, StatusCode::OK, "unfinished deliveries are never cleaned");
+}
+
+/// An endpoint deleted while one of its deliveries is being sent: the attempt has nothing left
+/// to be recorded against (the delivery went with the endpoint). It is dropped, and the node
+/// goes on recording every other endpoint's results (it retried the failing batch forever).
+async fn deleting_an_endpoint_mid_send_does_not_stop_recording(app: TestApp) {
+    let slow = Receiver::start().await;
+    slow.script([Reply { delay: std::time::Duration::from_secs(1), ..Reply::status(200) }]);
+    let doomed = hook(&app, json!({"url": slow.url, "events": ["user.created"]})).await;
+    let doomed_id = doomed["id"].as_str().expect("id");
+    let rx = Receiver::start().await;
+    let kept = hook(&app, json!({"url": rx.url, "events": ["world.created"]})).await;
+    let kept_id = kept["id"].as_str().expect("id");
+
+    app.post("/api/v1/users", json!({"username": "mid-send"})).await;
+    slow.wait_for(1).await;
+    let in_flight = delivery_of(&app, doomed_id).await;
+    let in_flight = in_flight["id"].as_str().expect("id");
+    let (status, body) = app.delete(&format!("/api/v1/webhooks/{doomed_id}")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The slow answer arrives (and its attempt is written, or fails to be) before the results
+    // below are.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+
+    for i in 0..2 {
+        let (status, body) =
+            app.post("/api/v1/game-worlds", json!({"worldId": format!("after{i}"), "name": "w"})).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    rx.wait_for(2).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, page) = app.get(&format!("/api/v1/webhooks/{kept_id}/deliveries?status=succeeded")).await;
+        if page["items"].as_array().is_some_and(|items| items.len() == 2) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the other endpoint's results were not recorded: {page}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (status, _) = app.get(&format!("/api/v1/deliveries/{in_flight}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "the deleted endpoint's delivery went with it");
+}
+
+/// Several deliveries in flight to an endpoint that answers 410: it is disabled once, with one
+/// `webhook.endpoint_disabled` event (there was one per delivery).
+async fn gone_disables_the_endpoint_once(app: TestApp) {
+    let rx = Receiver::start().await;
+    // Two answers at once and two later: results written together as well as apart.
+    rx.script(
+        [300, 300, 900, 900].map(|ms| Reply { delay: std::time::Duration::from_millis(ms), ..Reply::status(410) }),
+    );
+    let (status, body) =
+        app.post("/api/v1/event-types", json!({"name": "match.ended", "description": "a match ended"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let w = hook(&app, json!({"url": rx.url, "events": ["match.ended"]})).await;
+    let wid = w["id"].as_str().expect("id");
+    // One transaction: fanned out together, all four in flight before any answer.
+    let events: Vec<Value> = (0..4).map(|i| json!({"type": "match.ended", "data": {"match": i}})).collect();
+    let (status, body) = app.post("/api/v1/events/batch", json!({"events": events})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    rx.wait_for(4).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, page) = app.get(&format!("/api/v1/webhooks/{wid}/deliveries?status=failed")).await;
+        if page["items"].as_array().is_some_and(|items| items.len() == 4) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "four failed deliveries: {page}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (_, w) = app.get(&format!("/api/v1/webhooks/{wid}")).await;
+    assert_eq!(w["active"], false, "{w}");
+    let disabled =
+        app.event_types("webhook", wid).await.into_iter().filter(|t| t == "webhook.endpoint_disabled").count();
+    assert_eq!(disabled, 1, "one endpoint_disabled event for one endpoint disabled once");
 }
