@@ -310,7 +310,42 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     tracing::info!(%addr, backend = server.state.store.backend_name(), "Herald listening");
     println!("Herald listening on {base}");
+    if server.state.sender.guard().is_production() {
+        // Beside the server, not before it: the check looks host names up.
+        let (store, sender) = (server.state.store.clone(), server.state.sender.clone());
+        tokio::spawn(async move { warn_refused_endpoints(&store, sender.guard()).await });
+    }
     server.run(shutdown).await
+}
+
+/// Says at start which saved endpoints the production profile will refuse to send to (saved
+/// in the development profile with `http://` or an internal target): their deliveries fail,
+/// each attempt recording why, until the URL or `webhooks.allow_networks` is changed. Ids and
+/// reasons only: a URL's path or query may carry a token.
+async fn warn_refused_endpoints(store: &Store, guard: &crate::webhooks::sender::Guard) {
+    match crate::domain::webhooks::refused_endpoints(store, guard).await {
+        Ok(refused) if refused.is_empty() => {
+            tracing::info!("webhooks: every active endpoint passes the production profile's checks")
+        }
+        Ok(refused) => {
+            for r in &refused {
+                tracing::warn!(
+                    webhook = %r.webhook_id,
+                    project = %r.project_id,
+                    reason = %r.reason,
+                    "webhook endpoint refused by the production profile: its deliveries fail until its URL changes"
+                );
+            }
+            tracing::warn!(
+                count = refused.len(),
+                "webhooks: {} active endpoint(s) listed above will be refused by the production profile",
+                refused.len()
+            );
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "webhooks: cannot check the saved endpoints against the production profile")
+        }
+    }
 }
 
 /// How the person who started this server runs `herald` again, for the hints it prints: the

@@ -412,3 +412,36 @@ pub async fn replay(store: &Store, hook: &Webhook, input: Replay, now: DateTime<
     };
     Ok(store.replay(hook, input.since, until, only_failed, now, matches).await?)
 }
+
+/// An active endpoint the profile will refuse to send to, and why (no URL: its path or query
+/// may carry a token).
+#[derive(Debug)]
+pub struct RefusedEndpoint {
+    pub webhook_id: String,
+    pub project_id: String,
+    pub reason: String,
+}
+
+/// The active endpoints `guard` will refuse to send to: in production, those saved in the
+/// development profile with `http://` or an internal target. None in development. Host names
+/// are looked up (16 at a time, each for at most 5 s), so this runs beside the server rather
+/// than before it starts.
+pub async fn refused_endpoints(store: &Store, guard: &Guard) -> store::StoreResult<Vec<RefusedEndpoint>> {
+    use futures_util::StreamExt;
+    if !guard.is_production() {
+        return Ok(Vec::new());
+    }
+    let hooks = store.active_webhooks().await?;
+    let mut refused: Vec<RefusedEndpoint> = futures_util::stream::iter(hooks)
+        .map(|w| async move {
+            let reason =
+                tokio::time::timeout(std::time::Duration::from_secs(5), guard.refusal(&w.url)).await.ok()??;
+            Some(RefusedEndpoint { webhook_id: w.id, project_id: w.project_id, reason })
+        })
+        .buffer_unordered(16)
+        .filter_map(std::future::ready)
+        .collect()
+        .await;
+    refused.sort_by(|a, b| a.webhook_id.cmp(&b.webhook_id));
+    Ok(refused)
+}

@@ -345,6 +345,15 @@ impl Store {
         )
     }
 
+    /// Every active webhook (any project): for `herald serve`'s start-up check of the profile.
+    pub async fn active_webhooks(&self) -> StoreResult<Vec<Webhook>> {
+        with_pool!(self, read, |pool| {
+            Ok(sqlx::query_as::<_, Webhook>("SELECT * FROM webhooks WHERE active = TRUE ORDER BY created_at, id")
+                .fetch_all(pool)
+                .await?)
+        })
+    }
+
     /// Every webhook with the given ids (any project): for the dispatcher.
     pub async fn webhooks_by_ids(&self, ids: &[String]) -> StoreResult<Vec<Webhook>> {
         if ids.is_empty() {

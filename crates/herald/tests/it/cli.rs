@@ -185,6 +185,43 @@ fn printed_project_id(stdout: &str) -> String {
     stdout[start..start + len].to_string()
 }
 
+/// Endpoints saved in the development profile that production refuses (`http://`, an internal
+/// address) are listed when `herald serve` starts in production: id and reason, never the
+/// URL's query (it may carry a token); an endpoint production accepts is not listed.
+#[tokio::test]
+async fn production_start_lists_the_endpoints_it_will_refuse() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut server = Server::start(dir.path(), &[]).await;
+    let key = printed_key(&server.stdout());
+    let mut ids = Vec::new();
+    for url in [
+        "http://127.0.0.1:9/hook?token=tok_in_the_query_0123",
+        "https://[::127.0.0.1]/hook",
+        "https://[2002:808:808::1]/hook",
+    ] {
+        let create = server.request(Method::POST, "/api/v1/webhooks", &key);
+        let (status, w) = send(create.json(&json!({"url": url, "events": ["user.created"]}))).await;
+        assert_eq!(status, StatusCode::CREATED, "{w}");
+        ids.push(w["id"].as_str().expect("id").to_string());
+    }
+    let (status, _, _) = server.stop().await;
+    assert!(status.success());
+
+    let mut server = Server::start(dir.path(), &[("HERALD_WEBHOOKS__PROFILE", "production")]).await;
+    let stderr = Arc::clone(&server.stderr);
+    server.wait_for(&stderr, "2 active endpoint(s) listed above will be refused by the production profile").await;
+    let log = server.stderr();
+    let listed = |id: &str| log.lines().find(|l| l.contains(id) && l.contains("refused by the production profile"));
+    let plain = listed(&ids[0]).unwrap_or_else(|| panic!("{} not listed:\n{log}", ids[0]));
+    assert!(plain.contains("plain http:// is refused"), "{plain}");
+    let compat = listed(&ids[1]).unwrap_or_else(|| panic!("{} not listed:\n{log}", ids[1]));
+    assert!(compat.contains("standing for 127.0.0.1"), "{compat}");
+    assert!(!log.contains(&ids[2]), "an endpoint production accepts is listed:\n{log}");
+    assert!(!log.contains("tok_in_the_query"), "a URL's query reached the log:\n{log}");
+    let (status, _, _) = server.stop().await;
+    assert!(status.success());
+}
+
 #[tokio::test]
 async fn first_start_prints_the_key_once_and_sigterm_exits_cleanly() {
     let dir = tempfile::tempdir().expect("temp dir");

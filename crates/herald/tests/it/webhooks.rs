@@ -567,9 +567,20 @@ async fn production_profile_refuses_internal_targets() {
         "https://169.254.169.254/latest/meta-data",
         "https://[::1]/hook",
         "https://[fd00:ec2::254]/",
+        // IPv6 forms that carry an internal IPv4 address, or stand for a site's network.
+        "https://[::127.0.0.1]/hook",                          // IPv4-compatible
+        "https://[::ffff:0:127.0.0.1]/hook",                   // IPv4-translated
+        "https://[::ffff:169.254.169.254]/latest/meta-data",   // IPv4-mapped
+        "https://[64:ff9b::10.0.0.8]/hook",                    // NAT64
+        "https://[2002:7f00:1::1]/hook",                       // 6to4 of 127.0.0.1
+        "https://[2001:0:4136:e378:8000:63bf:80ff:fffe]/hook", // Teredo, client 127.0.0.1
+        "https://[2001:0:a00:1:8000:63bf:f7f7:f7f7]/hook",     // Teredo, server 10.0.0.1
+        "https://[fec0::1]/hook",                              // site-local
+        "https://[2001:db8::1]/hook",                          // documentation
     ] {
         let (status, body) = app.post("/api/v1/webhooks", json!({"url": url, "events": ["*"]})).await;
         assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation_error");
+        assert_eq!(body["error"]["details"][0]["field"], "url", "{url}: {body}");
     }
     let allowed = TestApp::spawn_with(Backend::Sqlite, |c| {
         c.webhooks.profile = WebhookProfile::Production;
@@ -580,6 +591,61 @@ async fn production_profile_refuses_internal_targets() {
     let (status, body) =
         allowed.post("/api/v1/webhooks", json!({"url": "https://127.0.0.1:9/hook", "events": ["*"]})).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+/// Endpoints saved in the development profile, `http://` and at an internal address, then the
+/// server started in the production profile on the same database: nothing is sent to them,
+/// and each attempt (and the connection test) says why.
+async fn development_endpoints_are_refused_in_production(backend: Backend) {
+    use herald::config::WebhookProfile;
+    let Some(dev) = TestApp::spawn_with(backend, |c| c.webhooks.dispatcher = false).await else { return };
+    let rx = Receiver::start().await;
+    let port = rx.url.rsplit(':').next().expect("port").to_string();
+    let plain = hook(&dev, json!({"url": format!("{}/plain", rx.url), "events": ["user.created"]})).await;
+    let translated =
+        hook(&dev, json!({"url": format!("https://[::ffff:0:127.0.0.1]:{port}/x"), "events": ["user.created"]})).await;
+
+    // Production, with the receiver's network allowed: only the scheme refuses the first.
+    let mut config = dev.config.clone();
+    config.webhooks.profile = WebhookProfile::Production;
+    config.webhooks.dispatcher = true;
+    config.webhooks.allow_networks = vec!["127.0.0.0/8".into()];
+    let server = herald::app::Server::build_with(config, dev.clock.clone()).await.expect("production server");
+    let production = format!("http://{}", server.local_addr().expect("bound"));
+    let store = server.state.store.clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+
+    dev.post("/api/v1/users", json!({"username": "after-switch"})).await;
+    store.events_written().dispatcher.notify_one();
+    for (w, why) in [
+        (&plain, "refused: plain http:// is refused by the production profile: use https://"),
+        (&translated, "refused: ::ffff:0:7f00:1 (standing for 127.0.0.1) is an internal or special-purpose address"),
+    ] {
+        let d = wait_attempts(&dev, w["id"].as_str().expect("id"), 1).await;
+        let attempt = &d["attempts"][0];
+        assert!(attempt["statusCode"].is_null(), "{d}");
+        assert!(attempt["error"].as_str().is_some_and(|e| e.starts_with(why)), "{d}");
+        let test = format!("{production}/api/v1/webhooks/{}/test", w["id"].as_str().expect("id"));
+        let (status, result) = crate::common::send(dev.client.post(test).header("X-API-Key", &dev.key)).await;
+        assert_eq!(status, StatusCode::OK, "{result}");
+        assert!(result["error"].as_str().is_some_and(|e| e.starts_with(why)), "{result}");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(rx.received().is_empty(), "nothing reached the receiver");
+    let _ = stop.send(());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn development_endpoints_are_refused_in_production_sqlite() {
+    development_endpoints_are_refused_in_production(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn development_endpoints_are_refused_in_production_postgres() {
+    development_endpoints_are_refused_in_production(Backend::Postgres).await;
 }
 
 /// A node that claimed deliveries and died: once its lease runs out, another node delivers
