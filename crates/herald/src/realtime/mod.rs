@@ -94,8 +94,17 @@ pub fn layer(app: AppState) -> (SocketIoLayer, SocketIo, Arc<Gateway>) {
         node_id: crate::store::new_id(),
         per_project: Mutex::default(),
     });
+    // One bound for every way a client sends data: a polling request's body (`max_payload`),
+    // a WebSocket message and each of its frames (tungstenite reads a message whole before
+    // engine.io sees it, so without these a 15 MB message was buffered and parsed), and
+    // binary attachments (Herald's requests are JSON, so a packet's attachments together get
+    // the same bound; held until their packet completes, even before the socket.io connect).
+    let max_payload = usize::try_from(cfg.max_payload_bytes).unwrap_or(usize::MAX);
     let (layer, io) = SocketIo::builder()
         .max_payload(cfg.max_payload_bytes)
+        .ws_max_message_size(max_payload)
+        .ws_max_frame_size(max_payload)
+        .with_parser(socketioxide::ParserConfig::common().max_incoming_binary_buf_size(max_payload))
         .max_buffer_size(cfg.max_buffered_packets.max(1))
         .ping_interval(Duration::from_secs(cfg.ping_interval_secs.max(1)))
         .ping_timeout(Duration::from_secs(cfg.ping_timeout_secs.max(1)))
