@@ -170,6 +170,9 @@ async fn admit(s: SocketRef, TryData(auth): TryData<Handshake>, State(gw): State
             s.on("unsubscribe", unsubscribe);
         }
         Identity::Player(_) => {
+            // Answered, so a client using the server sockets' request learns why it gets nothing.
+            s.on("subscribe", player_subscribe);
+            s.on("unsubscribe", player_subscribe);
             s.on("join_channel", join_channel);
             s.on("leave_channel", leave_channel);
             s.on("send_message", send_message);
@@ -331,6 +334,25 @@ async fn unsubscribe(s: SocketRef, TryData(data): TryData<Value>, ack: AckSender
         Err(reply) => reply,
     };
     answer(ack, reply);
+}
+
+/// `subscribe` / `unsubscribe` from a player socket: what a player receives is fixed by who
+/// they are (their project's maintenance, their own profile, their channels), so there is
+/// nothing to choose; the answer says so and points to `join_channel`.
+async fn player_subscribe(s: SocketRef, ack: AckSender, State(gw): State<Arc<Gateway>>) {
+    gw.stats.messages_in.fetch_add(1, Ordering::Relaxed);
+    if player_of(&s).is_none() {
+        return;
+    }
+    answer(
+        ack,
+        fail(
+            "forbidden",
+            "player sockets cannot choose event patterns: they receive their game's world maintenance, their own \
+             profile changes and the messages of the channels they joined; use `join_channel` / `leave_channel` \
+             to follow a channel (event subscriptions are for sockets authenticated with an API key)",
+        ),
+    );
 }
 
 /// The patterns a server socket is subscribed to now.
