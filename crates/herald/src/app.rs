@@ -47,6 +47,8 @@ pub struct Inner {
     pub realtime_stats: Arc<realtime::Stats>,
     /// The webhook dispatcher's heartbeat, read by `GET /readyz`.
     pub dispatcher: Arc<Liveness>,
+    /// Client connections: the cap and its counters, read by `GET /metrics`.
+    pub connections: Arc<crate::net::Connections>,
 }
 
 impl std::ops::Deref for AppState {
@@ -73,8 +75,10 @@ impl AppState {
         let list_cache = api::cache::ResponseCache::new(Duration::from_millis(config.http.list_cache_ms));
         let chat_limiter = crate::domain::chat::RateLimiter::new(&config.chat);
         let rate_limiter = api::rate_limit::KeyRateLimiter::new(&config.http);
+        let connections = Arc::new(crate::net::Connections::new(crate::net::connection_cap(&config)));
         Ok(AppState(Arc::new(Inner {
             rate_limiter,
+            connections,
             realtime_stats: Arc::default(),
             dispatcher: Arc::default(),
             jwt: JwtKeys::new(secret.as_bytes()),
@@ -191,14 +195,14 @@ impl Server {
         let (router, gateway) = router(self.state);
         let (stop_feed, feed_stopped) = tokio::sync::watch::channel(false);
         let feed = gateway.map(|(io, gw)| realtime::feed::spawn(io, gw, feed_stopped));
-        let listener = crate::net::GuardedListener::new(
+        crate::net::serve(
             self.listener,
-            Duration::from_secs(state.config.http.write_stall_timeout_secs.max(1)),
-        );
-        // The peer address tells `/metrics` whether the client is on this host.
-        let served = axum::serve(listener, router.into_make_service_with_connect_info::<crate::net::PeerAddr>())
-            .with_graceful_shutdown(shutdown)
-            .await;
+            router,
+            crate::net::Limits::new(&state.config),
+            state.connections.clone(),
+            shutdown,
+        )
+        .await;
         upkeep.abort();
         let _ = stop_feed.send(true);
         if let Some(feed) = feed {
@@ -208,7 +212,7 @@ impl Server {
             d.shutdown().await;
         }
         state.store.close().await;
-        Ok(served?)
+        Ok(())
     }
 }
 

@@ -139,6 +139,16 @@ pub struct HttpConfig {
     /// reading) is cut, in seconds. This is what disconnects a socket.io client too slow to
     /// read (see docs/REALTIME.md).
     pub write_stall_timeout_secs: u64,
+    /// A client must send a complete request head within this many seconds of the server
+    /// starting to wait for one (the connection opened, or its previous response was sent):
+    /// a connection that sends nothing, or a header line now and then, is closed.
+    pub header_read_timeout_secs: u64,
+    /// A connection with no request in progress for this long is closed, in seconds.
+    pub idle_timeout_secs: u64,
+    /// Client connections (WebSockets included) open at once on this node; past it a new
+    /// connection is closed at once. 0: what the open-file limit leaves after a reserve for
+    /// the database and webhook deliveries.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -275,6 +285,9 @@ impl Default for HttpConfig {
             rate_limit_per_sec: 1000,
             rate_limit_burst: 2000,
             write_stall_timeout_secs: 20,
+            header_read_timeout_secs: 30,
+            idle_timeout_secs: 60,
+            max_connections: 0,
         }
     }
 }

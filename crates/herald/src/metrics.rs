@@ -18,6 +18,10 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, 
 
 pub const HTTP_REQUESTS: &str = "herald_http_requests_total";
 pub const HTTP_DURATION: &str = "herald_http_request_duration_seconds";
+pub const HTTP_CONNECTIONS: &str = "herald_http_connections";
+pub const HTTP_CONNECTIONS_MAX: &str = "herald_http_connections_max";
+pub const HTTP_CONNECTIONS_REFUSED: &str = "herald_http_connections_refused_total";
+pub const HTTP_ACCEPT_ERRORS: &str = "herald_http_accept_errors_total";
 pub const DB_POOL_CONNECTIONS: &str = "herald_db_pool_connections";
 pub const DB_QUERY_DURATION: &str = "herald_db_query_duration_seconds";
 pub const OUTBOX_PENDING: &str = "herald_outbox_pending_events";
@@ -124,6 +128,13 @@ fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     describe_counter!(HTTP_REQUESTS, "HTTP requests answered, by method, route template and status.");
     describe_histogram!(HTTP_DURATION, Unit::Seconds, "HTTP request latency, by method and route template.");
+    describe_gauge!(HTTP_CONNECTIONS, "Client connections open on this node (WebSockets included).");
+    describe_gauge!(HTTP_CONNECTIONS_MAX, "The cap on open client connections (http.max_connections in effect).");
+    describe_counter!(HTTP_CONNECTIONS_REFUSED, "Connections closed at once because the connection cap was reached.");
+    describe_counter!(
+        HTTP_ACCEPT_ERRORS,
+        "Failed accepts (e.g. too many open files); accepting resumes after a back-off."
+    );
     describe_gauge!(DB_POOL_CONNECTIONS, "Database connections, by pool and state (in_use, idle).");
     describe_histogram!(
         DB_QUERY_DURATION,

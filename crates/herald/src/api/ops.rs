@@ -122,6 +122,11 @@ async fn scrape_gauges(s: &AppState) {
             metrics::gauge!(m::DELIVERIES_PENDING).set(q.pending_deliveries as f64);
             metrics::gauge!(m::ENDPOINTS_DISABLED).set(q.disabled_endpoints as f64);
         }
+        let connections = &s.connections;
+        metrics::gauge!(m::HTTP_CONNECTIONS).set(connections.open() as f64);
+        metrics::gauge!(m::HTTP_CONNECTIONS_MAX).set(connections.cap() as f64);
+        metrics::counter!(m::HTTP_CONNECTIONS_REFUSED).absolute(load(&connections.refused));
+        metrics::counter!(m::HTTP_ACCEPT_ERRORS).absolute(load(&connections.accept_errors));
         metrics::gauge!(m::SOCKETS_CONNECTED).set(realtime.connected.load(std::sync::atomic::Ordering::Relaxed) as f64);
         metrics::counter!(m::SOCKET_MESSAGES_IN).absolute(load(&realtime.messages_in));
         metrics::counter!(m::SOCKET_MESSAGES_OUT).absolute(load(&realtime.messages_out));

@@ -94,8 +94,17 @@ pub fn layer(app: AppState) -> (SocketIoLayer, SocketIo, Arc<Gateway>) {
         node_id: crate::store::new_id(),
         per_project: Mutex::default(),
     });
+    // One bound for every way a client sends data: a polling request's body (`max_payload`),
+    // a WebSocket message and each of its frames (tungstenite reads a message whole before
+    // engine.io sees it, so without these a 15 MB message was buffered and parsed), and
+    // binary attachments (Herald's requests are JSON, so a packet's attachments together get
+    // the same bound; held until their packet completes, even before the socket.io connect).
+    let max_payload = usize::try_from(cfg.max_payload_bytes).unwrap_or(usize::MAX);
     let (layer, io) = SocketIo::builder()
         .max_payload(cfg.max_payload_bytes)
+        .ws_max_message_size(max_payload)
+        .ws_max_frame_size(max_payload)
+        .with_parser(socketioxide::ParserConfig::common().max_incoming_binary_buf_size(max_payload))
         .max_buffer_size(cfg.max_buffered_packets.max(1))
         .ping_interval(Duration::from_secs(cfg.ping_interval_secs.max(1)))
         .ping_timeout(Duration::from_secs(cfg.ping_timeout_secs.max(1)))
@@ -161,6 +170,9 @@ async fn admit(s: SocketRef, TryData(auth): TryData<Handshake>, State(gw): State
             s.on("unsubscribe", unsubscribe);
         }
         Identity::Player(_) => {
+            // Answered, so a client using the server sockets' request learns why it gets nothing.
+            s.on("subscribe", player_subscribe);
+            s.on("unsubscribe", player_subscribe);
             s.on("join_channel", join_channel);
             s.on("leave_channel", leave_channel);
             s.on("send_message", send_message);
@@ -322,6 +334,25 @@ async fn unsubscribe(s: SocketRef, TryData(data): TryData<Value>, ack: AckSender
         Err(reply) => reply,
     };
     answer(ack, reply);
+}
+
+/// `subscribe` / `unsubscribe` from a player socket: what a player receives is fixed by who
+/// they are (their project's maintenance, their own profile, their channels), so there is
+/// nothing to choose; the answer says so and points to `join_channel`.
+async fn player_subscribe(s: SocketRef, ack: AckSender, State(gw): State<Arc<Gateway>>) {
+    gw.stats.messages_in.fetch_add(1, Ordering::Relaxed);
+    if player_of(&s).is_none() {
+        return;
+    }
+    answer(
+        ack,
+        fail(
+            "forbidden",
+            "player sockets cannot choose event patterns: they receive their game's world maintenance, their own \
+             profile changes and the messages of the channels they joined; use `join_channel` / `leave_channel` \
+             to follow a channel (event subscriptions are for sockets authenticated with an API key)",
+        ),
+    );
 }
 
 /// The patterns a server socket is subscribed to now.

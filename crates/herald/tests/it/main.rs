@@ -10,6 +10,7 @@ mod chat;
 mod chat_docs;
 mod cli;
 mod cli_ops;
+mod connections;
 mod errors;
 mod examples;
 mod interop;

@@ -266,9 +266,14 @@ async fn players_get_maintenance_and_their_own_changes_only(app: TestApp) {
         pending.iter().all(|n| !n.starts_with("user") && n != "world.created"),
         "a player saw others' events: {pending:?}"
     );
-    // A player cannot ask for the server stream.
-    let ack = tokio::time::timeout(QUIET, socket.request("subscribe", json!({"events": ["*"]}))).await;
-    assert!(ack.is_err(), "a player socket has no subscribe: {ack:?}");
+    // A player cannot ask for the server stream, and is told so.
+    for request in ["subscribe", "unsubscribe"] {
+        let ack = socket.request(request, json!({"events": ["*"]})).await;
+        assert_eq!((&ack["ok"], &ack["error"]["code"]), (&json!(false), &json!("forbidden")), "{ack}");
+        assert!(ack["error"]["message"].as_str().is_some_and(|m| m.contains("join_channel")), "{ack}");
+    }
+    new_player(&app, "fourth").await;
+    socket.expect_none("user.created", QUIET).await;
 }
 
 async fn chat_over_the_socket(app: TestApp) {
@@ -494,4 +499,88 @@ async fn a_client_too_slow_to_read_is_disconnected() {
         reader.expect("load.blob").await;
     }
     assert_eq!(metric(&app, "herald_sockets_connected").await, 1.0);
+}
+
+/// Reads a raw WebSocket until the server closes it; `Some(text messages seen)` if it did
+/// within `wait`. Pings are answered, as a live client would.
+async fn ws_closed_within(
+    ws: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    wait: Duration,
+) -> Option<Vec<String>> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let mut seen = Vec::new();
+    let read = async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(t))) if t.as_str() == "2" => {
+                    let _ = ws.send(Message::text("3")).await;
+                }
+                Some(Ok(Message::Text(t))) => seen.push(t.to_string()),
+                Some(Ok(Message::Close(_)) | Err(_)) | None => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    };
+    tokio::time::timeout(wait, read).await.ok().map(|()| seen)
+}
+
+/// `realtime.max_payload_bytes` (64 KiB by default) bounds every message a client sends over
+/// WebSocket, before and after authentication: a larger one closes the connection unread;
+/// a message under it is answered; the server stays healthy. (Limits of the transport,
+/// whatever the store: SQLite is enough.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_messages_over_the_payload_limit_close_the_connection() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let app = TestApp::spawn(Backend::Sqlite).await.expect("sqlite");
+    assert_eq!(app.config.realtime.max_payload_bytes, 64 * 1024);
+    let big = "x".repeat(1024 * 1024);
+    let ws_url = format!("{}/socket.io/?EIO=4&transport=websocket", app.base.replacen("http", "ws", 1));
+    let patience = Duration::from_secs(8);
+
+    // Never authenticated: a 1 MiB engine.io pong (which engine.io would otherwise ignore),
+    // and a 1 MiB socket.io connect whose `auth` would otherwise be parsed and refused.
+    for oversize in [format!("3{big}"), format!("40{}", json!({"token": big}))] {
+        let (mut ws, _) = tokio_tungstenite::connect_async(&ws_url).await.expect("websocket");
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) if t.starts_with('0') => {}
+            other => panic!("no engine.io open packet: {other:?}"),
+        }
+        let _ = ws.send(Message::text(oversize.clone())).await;
+        let seen = ws_closed_within(&mut ws, patience).await;
+        let seen = seen.unwrap_or_else(|| panic!("a {} B message left the connection open", oversize.len()));
+        assert!(seen.is_empty(), "nothing is answered to an oversize message: {seen:?}");
+    }
+
+    // Authenticated: a message just under the limit is read and answered; one over it
+    // closes the socket.
+    let socket = server_socket(&app, json!({"token": app.key})).await;
+    let near = "y".repeat(60 * 1024);
+    let ack = socket.request("subscribe", json!({"events": [near]})).await;
+    assert_eq!(ack["error"]["code"], "invalid_events", "a 60 KiB request is read and answered");
+    socket.send_raw(format!("42{}", json!(["subscribe", {"events": [big]}])));
+    socket.expect("disconnect").await;
+
+    // The server is fine: it answers, and new sockets connect and work.
+    assert_eq!(app.anon(Method::GET, "/healthz").send().await.expect("healthz").status(), StatusCode::OK);
+    let again = server_socket(&app, json!({"token": app.key})).await;
+    assert_eq!(again.request("subscribe", json!({"events": ["user.*"]})).await["ok"], true);
+}
+
+/// Over HTTP long-polling the same limit bounds a request's body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polling_bodies_over_the_payload_limit_are_refused() {
+    let app = TestApp::spawn(Backend::Sqlite).await.expect("sqlite");
+    let client = reqwest::Client::new();
+    let open = client.get(app.url("/socket.io/?EIO=4&transport=polling")).send().await.expect("handshake");
+    let open = open.text().await.expect("open packet");
+    let sid: Value = serde_json::from_str(open.trim_start_matches('0')).expect("open packet json");
+    let url = app.url(&format!("/socket.io/?EIO=4&transport=polling&sid={}", sid["sid"].as_str().expect("sid")));
+    let small = client.post(&url).body("40").send().await.expect("post");
+    assert_eq!(small.status(), StatusCode::OK, "a small body is taken");
+    let big = client.post(&url).body(format!("4{}", "x".repeat(1024 * 1024))).send().await.expect("answered");
+    assert_eq!(big.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let after = client.get(&url).send().await.expect("poll");
+    assert_eq!(after.status(), StatusCode::BAD_REQUEST, "the session is closed");
 }
