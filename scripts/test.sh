@@ -8,7 +8,8 @@
 # After the tests, scripts/check-log-secrets.sh greps the logs the servers wrote during the
 # run for every secret the tests handled (keys, tokens, webhook secrets, passwords).
 #
-# Last, scripts/check-readme.py runs README.md's commands as printed (see that script).
+# Last, scripts/check-readme.py runs README.md's commands as printed (see that script), and
+# scripts/chaos.py the short form of the fault suite.
 #
 # The interop tests also run the seeds' Node.js receiver and the Standard Webhooks Python
 # library against real deliveries: scripts/interop.sh installs them (once; quick afterwards).
@@ -41,4 +42,8 @@ if [ $# -eq 0 ]; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null
     fi
     PG_URL="$PG_URL" PG_BIN="$PG_BIN" python3 scripts/check-readme.py
+    # The fault suite's short form (docs/TESTING.md): kill -9, receiver faults, a full disk,
+    # a few seconds each, on the debug binary the tests built. Zero lost events, or it fails.
+    CHAOS_HERALD="${CARGO_TARGET_DIR:-target}/debug/herald" CHAOS_SECONDS="${CHAOS_SECONDS:-4}" \
+        PG_URL="$PG_URL" PG_BIN="$PG_BIN" python3 scripts/chaos.py
 fi
