@@ -58,7 +58,7 @@ HERALD_ENV = {
     "HERALD_WEBHOOKS__RETRY_JITTER": "0",
     "HERALD_WEBHOOKS__RETRY_AFTER_CAP_SECS": "2",
     "HERALD_HTTP__RATE_LIMIT_PER_SEC": "0",
-    "HERALD_LOG": "warn",
+    "HERALD_LOG": os.environ.get("CHAOS_LOG", "warn"),
 }
 MAX_IN_FLIGHT = 256  # Herald's default webhooks.max_in_flight: the duplicate bound per kill
 
@@ -369,6 +369,9 @@ def disk_full():
             t.join()
         result = settle(receiver, publisher.acked)
         node.stop()
+        if os.environ.get("CHAOS_KEEP_LOG"):
+            with open(os.environ["CHAOS_KEEP_LOG"], "w") as log:
+                log.write(node.out)
         result["integrity"], result["missing_from_outbox"] = sqlite_check(
             os.path.join(mount, "herald-data", "herald.db"), publisher.acked)
         result["answers"] = publisher.answers
