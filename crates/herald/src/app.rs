@@ -103,6 +103,7 @@ pub fn router(state: AppState) -> (Router, Option<(socketioxide::SocketIo, Arc<r
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(DefaultBodyLimit::max(config.http.body_limit_bytes))
+        .layer(axum::middleware::from_fn_with_state(config.http.body_limit_bytes, api::ops::body_limit))
         .layer(axum::middleware::from_fn_with_state(
             Duration::from_secs(config.http.request_timeout_secs),
             api::ops::deadline,

@@ -1,6 +1,7 @@
 //! Routes for operators, outside `/api/v1`: `GET /healthz`, `GET /readyz`, `GET /metrics`;
-//! and the middleware every HTTP request passes: counted and timed ([`track`]), and cut off
-//! at `http.request_timeout_secs` ([`deadline`]).
+//! and the middleware every HTTP request passes: counted and timed ([`track`]), cut off at
+//! `http.request_timeout_secs` ([`deadline`]), its body bounded by `http.body_limit_bytes`
+//! ([`body_limit`]).
 
 use std::time::{Duration, Instant};
 
@@ -165,4 +166,35 @@ pub async fn deadline(limit: axum::extract::State<Duration>, req: Request, next:
         )
         .into_response(),
     }
+}
+
+/// The one place an oversized request body is answered, so that no route can answer it
+/// differently: 413 `payload_too_large` in the API's error shape.
+///
+/// `DefaultBodyLimit` only tells the body extractors the limit, and each extractor answers a
+/// body over it with its own rejection: ours map it (`extract::Json`), but one taking plain
+/// `Bytes` answered axum's text/plain "Failed to buffer the request body" (issue 16), and a
+/// route that reads no body never looked. So this refuses a declared `Content-Length` over the
+/// limit before any handler runs, and turns any other 413 (a chunked body that crossed the
+/// limit while an extractor read it) that is not already in the error shape into it.
+pub async fn body_limit(limit: axum::extract::State<usize>, req: Request, next: Next) -> Response {
+    let too_large = || {
+        crate::error::ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body is larger than this server accepts ({} bytes: http.body_limit_bytes)", *limit),
+        )
+        .into_response()
+    };
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    if declared.is_some_and(|len| len > *limit as u64) {
+        return too_large();
+    }
+    let response = next.run(req).await;
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !json { too_large() } else { response }
 }
