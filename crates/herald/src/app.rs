@@ -108,7 +108,7 @@ pub fn router(state: AppState) -> (Router, Option<(socketioxide::SocketIo, Arc<r
             Duration::from_secs(config.http.request_timeout_secs),
             api::ops::deadline,
         ))
-        .layer(axum::middleware::from_fn_with_state(state.store.metrics().clone(), api::ops::track))
+        .layer(axum::middleware::from_fn_with_state(state.store.clone(), api::ops::track))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(request_span)

@@ -20,6 +20,7 @@ pub const HTTP_REQUESTS: &str = "herald_http_requests_total";
 pub const HTTP_DURATION: &str = "herald_http_request_duration_seconds";
 pub const DB_POOL_CONNECTIONS: &str = "herald_db_pool_connections";
 pub const DB_QUERY_DURATION: &str = "herald_db_query_duration_seconds";
+pub const DB_WRITES_REFUSED: &str = "herald_db_writes_refused_total";
 pub const OUTBOX_PENDING: &str = "herald_outbox_pending_events";
 pub const OUTBOX_OLDEST_AGE: &str = "herald_outbox_oldest_pending_age_seconds";
 pub const DELIVERIES_PENDING: &str = "herald_webhook_deliveries_pending";
@@ -130,6 +131,11 @@ fn describe() {
         Unit::Seconds,
         "Time a store operation held its pool (waiting for a connection included), by pool."
     );
+    describe_counter!(
+        DB_WRITES_REFUSED,
+        "Requests answered 503 because the database refused a write for want of storage or resources \
+         (SQLite SQLITE_FULL, PostgreSQL class 53)."
+    );
     describe_gauge!(OUTBOX_PENDING, "Events committed but not yet fanned out to webhook deliveries.");
     describe_gauge!(OUTBOX_OLDEST_AGE, Unit::Seconds, "Age of the oldest event not yet fanned out (0 when none).");
     describe_gauge!(DELIVERIES_PENDING, "Webhook deliveries waiting for an attempt (due now or retrying later).");
@@ -149,6 +155,8 @@ fn describe() {
     describe_counter!(SOCKET_REFUSED, "socket.io handshakes refused (bad token, limit reached).");
     describe_gauge!(BUILD_INFO, "Always 1; the `version` label is Herald's version.");
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    // Shown from the start, so an alert on its rate has a series before the first refusal.
+    metrics::counter!(DB_WRITES_REFUSED).absolute(0);
 }
 
 #[cfg(test)]
