@@ -43,6 +43,8 @@ pub struct Inner {
     pub chat_limiter: crate::domain::chat::RateLimiter,
     /// Per-credential request limit (see `http.rate_limit_per_sec`).
     pub rate_limiter: api::rate_limit::KeyRateLimiter,
+    /// Failed admin logins, per account and client address (see `auth.login_*`).
+    pub login_throttle: crate::auth::throttle::LoginThrottle,
     /// The socket.io gateway's counters, read by `GET /metrics`.
     pub realtime_stats: Arc<realtime::Stats>,
     /// The webhook dispatcher's heartbeat, read by `GET /readyz`.
@@ -73,8 +75,10 @@ impl AppState {
         let list_cache = api::cache::ResponseCache::new(Duration::from_millis(config.http.list_cache_ms));
         let chat_limiter = crate::domain::chat::RateLimiter::new(&config.chat);
         let rate_limiter = api::rate_limit::KeyRateLimiter::new(&config.http);
+        let login_throttle = crate::auth::throttle::LoginThrottle::new(&config.auth);
         Ok(AppState(Arc::new(Inner {
             rate_limiter,
+            login_throttle,
             realtime_stats: Arc::default(),
             dispatcher: Arc::default(),
             jwt: JwtKeys::new(secret.as_bytes()),
@@ -213,13 +217,14 @@ impl Server {
 }
 
 /// Housekeeping of in-memory state every few seconds: histogram samples folded into
-/// buckets, idle rate-limit buckets forgotten.
+/// buckets, idle rate-limit buckets and old login failures forgotten.
 async fn upkeep(state: AppState) {
     let mut every = tokio::time::interval(Duration::from_secs(5));
     loop {
         every.tick().await;
         state.store.metrics().upkeep();
         state.rate_limiter.forget_idle();
+        state.login_throttle.forget_idle(state.clock.now());
     }
 }
 

@@ -35,6 +35,8 @@ pub const SOCKET_MESSAGES_OUT: &str = "herald_socket_messages_out_total";
 pub const SOCKET_PACKETS_DROPPED: &str = "herald_socket_packets_dropped_total";
 pub const SOCKET_HEARTBEAT_TIMEOUTS: &str = "herald_socket_heartbeat_timeouts_total";
 pub const SOCKET_REFUSED: &str = "herald_socket_connections_refused_total";
+pub const ADMIN_LOGIN_FAILURES: &str = "herald_admin_login_failures_total";
+pub const ADMIN_LOGIN_THROTTLED: &str = "herald_admin_login_throttled_total";
 pub const BUILD_INFO: &str = "herald_build_info";
 
 /// Latency buckets, in seconds: 1 ms to 30 s (the longest webhook timeout).
@@ -153,10 +155,17 @@ fn describe() {
         "socket.io connections closed by a failed heartbeat (client gone or too slow to read)."
     );
     describe_counter!(SOCKET_REFUSED, "socket.io handshakes refused (bad token, limit reached).");
+    describe_counter!(ADMIN_LOGIN_FAILURES, "Admin logins refused for a wrong email or password.");
+    describe_counter!(
+        ADMIN_LOGIN_THROTTLED,
+        "Admin login attempts answered 429 (too many failures for the account or the client address)."
+    );
     describe_gauge!(BUILD_INFO, "Always 1; the `version` label is Herald's version.");
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     // Shown from the start, so an alert on its rate has a series before the first refusal.
     metrics::counter!(DB_WRITES_REFUSED).absolute(0);
+    metrics::counter!(ADMIN_LOGIN_FAILURES).absolute(0);
+    metrics::counter!(ADMIN_LOGIN_THROTTLED).absolute(0);
 }
 
 #[cfg(test)]
