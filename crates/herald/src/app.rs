@@ -43,6 +43,8 @@ pub struct Inner {
     pub chat_limiter: crate::domain::chat::RateLimiter,
     /// Per-credential request limit (see `http.rate_limit_per_sec`).
     pub rate_limiter: api::rate_limit::KeyRateLimiter,
+    /// Failed admin logins, per account and client address (see `auth.login_*`).
+    pub login_throttle: crate::auth::throttle::LoginThrottle,
     /// The socket.io gateway's counters, read by `GET /metrics`.
     pub realtime_stats: Arc<realtime::Stats>,
     /// The webhook dispatcher's heartbeat, read by `GET /readyz`.
@@ -76,9 +78,11 @@ impl AppState {
         let chat_limiter = crate::domain::chat::RateLimiter::new(&config.chat);
         let rate_limiter = api::rate_limit::KeyRateLimiter::new(&config.http);
         let connections = Arc::new(crate::net::Connections::new(crate::net::connection_cap(&config)));
+        let login_throttle = crate::auth::throttle::LoginThrottle::new(&config.auth);
         Ok(AppState(Arc::new(Inner {
             rate_limiter,
             connections,
+            login_throttle,
             realtime_stats: Arc::default(),
             dispatcher: Arc::default(),
             jwt: JwtKeys::new(secret.as_bytes()),
@@ -107,11 +111,12 @@ pub fn router(state: AppState) -> (Router, Option<(socketioxide::SocketIo, Arc<r
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(DefaultBodyLimit::max(config.http.body_limit_bytes))
+        .layer(axum::middleware::from_fn_with_state(config.http.body_limit_bytes, api::ops::body_limit))
         .layer(axum::middleware::from_fn_with_state(
             Duration::from_secs(config.http.request_timeout_secs),
             api::ops::deadline,
         ))
-        .layer(axum::middleware::from_fn_with_state(state.store.metrics().clone(), api::ops::track))
+        .layer(axum::middleware::from_fn_with_state(state.store.clone(), api::ops::track))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(request_span)
@@ -217,13 +222,14 @@ impl Server {
 }
 
 /// Housekeeping of in-memory state every few seconds: histogram samples folded into
-/// buckets, idle rate-limit buckets forgotten.
+/// buckets, idle rate-limit buckets and old login failures forgotten.
 async fn upkeep(state: AppState) {
     let mut every = tokio::time::interval(Duration::from_secs(5));
     loop {
         every.tick().await;
         state.store.metrics().upkeep();
         state.rate_limiter.forget_idle();
+        state.login_throttle.forget_idle(state.clock.now());
     }
 }
 

@@ -164,6 +164,14 @@ pub struct AuthConfig {
     /// How long a node trusts a looked-up API key before reading it again. A key revoked
     /// through this node's API stops working at once; revoked elsewhere, within this time.
     pub key_cache_ttl_secs: u64,
+    /// Failed admin logins in a row (per account, and per client address) before each
+    /// further failure blocks the next attempt: 1 s, doubling (`auth::throttle`).
+    pub login_free_attempts: u32,
+    /// The longest block of one account, kept short so that failing on purpose cannot lock
+    /// its admin out. 0: no per-account throttling.
+    pub login_max_account_delay_secs: u64,
+    /// The longest block of one client address (IPv6: its /64). 0: no per-address throttling.
+    pub login_max_address_delay_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -299,6 +307,9 @@ impl Default for AuthConfig {
             access_token_ttl_secs: 15 * 60,
             refresh_token_ttl_secs: 30 * 24 * 3600,
             key_cache_ttl_secs: 5,
+            login_free_attempts: 5,
+            login_max_account_delay_secs: 10,
+            login_max_address_delay_secs: 15 * 60,
         }
     }
 }

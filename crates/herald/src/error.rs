@@ -40,13 +40,27 @@ pub struct ApiError {
     pub message: String,
     pub details: Vec<FieldError>,
     pub retry_after_secs: Option<u64>,
+    /// The database refused a write for want of storage: the HTTP layer counts it and
+    /// `GET /readyz` reports it (`api::ops::track`).
+    pub out_of_storage: bool,
 }
+
+/// Marks a response whose request the database refused for want of storage.
+#[derive(Clone, Copy, Debug)]
+pub struct OutOfStorage;
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), details: Vec::new(), retry_after_secs: None }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            details: Vec::new(),
+            retry_after_secs: None,
+            out_of_storage: false,
+        }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -90,6 +104,10 @@ impl ApiError {
     }
 }
 
+/// `Retry-After` when the database is out of storage: freeing space takes an operator, so
+/// clients should not come back every second.
+pub const OUT_OF_STORAGE_RETRY_SECS: u64 = 10;
+
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
@@ -97,6 +115,18 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(message) => ApiError::conflict(message),
             // Domain code retries stale updates; one reaching here lost too many races.
             StoreError::Stale => ApiError::conflict("the resource changed while it was being updated; retry"),
+            StoreError::Unavailable(e) if crate::store::out_of_resources(&e) => {
+                tracing::error!(error = %e, "database refused a write: out of storage or resources");
+                ApiError {
+                    out_of_storage: true,
+                    ..ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "unavailable",
+                        "the database cannot take writes now (out of storage); try again later",
+                    )
+                    .with_retry_after(OUT_OF_STORAGE_RETRY_SECS)
+                }
+            }
             StoreError::Unavailable(e) => {
                 tracing::error!(error = %e, "database unavailable");
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "database unavailable, try again")
@@ -122,6 +152,9 @@ impl IntoResponse for ApiError {
         let mut response = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after_secs {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.out_of_storage {
+            response.extensions_mut().insert(OutOfStorage);
         }
         response
     }

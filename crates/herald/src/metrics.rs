@@ -24,6 +24,7 @@ pub const HTTP_CONNECTIONS_REFUSED: &str = "herald_http_connections_refused_tota
 pub const HTTP_ACCEPT_ERRORS: &str = "herald_http_accept_errors_total";
 pub const DB_POOL_CONNECTIONS: &str = "herald_db_pool_connections";
 pub const DB_QUERY_DURATION: &str = "herald_db_query_duration_seconds";
+pub const DB_WRITES_REFUSED: &str = "herald_db_writes_refused_total";
 pub const OUTBOX_PENDING: &str = "herald_outbox_pending_events";
 pub const OUTBOX_OLDEST_AGE: &str = "herald_outbox_oldest_pending_age_seconds";
 pub const DELIVERIES_PENDING: &str = "herald_webhook_deliveries_pending";
@@ -38,6 +39,8 @@ pub const SOCKET_MESSAGES_OUT: &str = "herald_socket_messages_out_total";
 pub const SOCKET_PACKETS_DROPPED: &str = "herald_socket_packets_dropped_total";
 pub const SOCKET_HEARTBEAT_TIMEOUTS: &str = "herald_socket_heartbeat_timeouts_total";
 pub const SOCKET_REFUSED: &str = "herald_socket_connections_refused_total";
+pub const ADMIN_LOGIN_FAILURES: &str = "herald_admin_login_failures_total";
+pub const ADMIN_LOGIN_THROTTLED: &str = "herald_admin_login_throttled_total";
 pub const BUILD_INFO: &str = "herald_build_info";
 
 /// Latency buckets, in seconds: 1 ms to 30 s (the longest webhook timeout).
@@ -141,6 +144,11 @@ fn describe() {
         Unit::Seconds,
         "Time a store operation held its pool (waiting for a connection included), by pool."
     );
+    describe_counter!(
+        DB_WRITES_REFUSED,
+        "Requests answered 503 because the database refused a write for want of storage or resources \
+         (SQLite SQLITE_FULL, PostgreSQL class 53)."
+    );
     describe_gauge!(OUTBOX_PENDING, "Events committed but not yet fanned out to webhook deliveries.");
     describe_gauge!(OUTBOX_OLDEST_AGE, Unit::Seconds, "Age of the oldest event not yet fanned out (0 when none).");
     describe_gauge!(DELIVERIES_PENDING, "Webhook deliveries waiting for an attempt (due now or retrying later).");
@@ -158,8 +166,17 @@ fn describe() {
         "socket.io connections closed by a failed heartbeat (client gone or too slow to read)."
     );
     describe_counter!(SOCKET_REFUSED, "socket.io handshakes refused (bad token, limit reached).");
+    describe_counter!(ADMIN_LOGIN_FAILURES, "Admin logins refused for a wrong email or password.");
+    describe_counter!(
+        ADMIN_LOGIN_THROTTLED,
+        "Admin login attempts answered 429 (too many failures for the account or the client address)."
+    );
     describe_gauge!(BUILD_INFO, "Always 1; the `version` label is Herald's version.");
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    // Shown from the start, so an alert on its rate has a series before the first refusal.
+    metrics::counter!(DB_WRITES_REFUSED).absolute(0);
+    metrics::counter!(ADMIN_LOGIN_FAILURES).absolute(0);
+    metrics::counter!(ADMIN_LOGIN_THROTTLED).absolute(0);
 }
 
 #[cfg(test)]

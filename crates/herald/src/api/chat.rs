@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     PageBody, created,
-    extract::{Json, Paging, Path, ProjectScope, Query},
+    extract::{Json, Paging, Path, ProjectScope, Query, scopes},
 };
 use crate::{
     app::State,
@@ -56,43 +56,50 @@ pub struct PageQuery {
 #[utoipa::path(get, path = "/chat/tags", tag = "chat", params(PageQuery), responses((status = 200, body = PageBody<TagBody>)))]
 pub async fn list_tags(
     s: State,
-    scope: ProjectScope,
+    scope: ProjectScope<scopes::ChatRead>,
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<PageBody<TagBody>>> {
-    scope.require("chat:read")?;
     let req = Paging { page: q.page, limit: q.limit }.request()?;
     let page = s.store.list_tags(&scope.project_id, req).await?;
     Ok(Json(PageBody::new(page, req, TagBody::from)))
 }
 
 #[utoipa::path(post, path = "/chat/tags", tag = "chat", request_body = TagInput, responses((status = 201, body = TagBody)))]
-pub async fn create_tag(s: State, scope: ProjectScope, Json(input): Json<TagInput>) -> ApiResult<Response> {
-    scope.require("chat:write")?;
+pub async fn create_tag(
+    s: State,
+    scope: ProjectScope<scopes::ChatWrite>,
+    Json(input): Json<TagInput>,
+) -> ApiResult<Response> {
     let tag = chat::create_tag(&s.store, &scope.events(), &scope.project_id, input).await?;
     Ok(created(TagBody::from(tag)))
 }
 
 #[utoipa::path(get, path = "/chat/tags/{id}", tag = "chat", params(("id" = i64, Path, description = "the tag's id")), responses((status = 200, body = TagBody)))]
-pub async fn get_tag(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<TagBody>> {
-    scope.require("chat:read")?;
+pub async fn get_tag(
+    s: State,
+    scope: ProjectScope<scopes::ChatRead>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TagBody>> {
     Ok(Json(s.store.get_tag(&scope.project_id, tag_id(&id)?).await?.into()))
 }
 
 #[utoipa::path(method(put, patch), path = "/chat/tags/{id}", tag = "chat", params(("id" = i64, Path, description = "the tag's id")), request_body = TagInput, responses((status = 200, body = TagBody)))]
 pub async fn update_tag(
     s: State,
-    scope: ProjectScope,
+    scope: ProjectScope<scopes::ChatWrite>,
     Path(id): Path<String>,
     Json(input): Json<TagInput>,
 ) -> ApiResult<Json<TagBody>> {
-    scope.require("chat:write")?;
     let tag = chat::update_tag(&s.store, &scope.events(), &scope.project_id, tag_id(&id)?, input).await?;
     Ok(Json(tag.into()))
 }
 
 #[utoipa::path(delete, path = "/chat/tags/{id}", tag = "chat", params(("id" = i64, Path, description = "the tag's id")), responses((status = 200, body = TagBody)))]
-pub async fn delete_tag(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<TagBody>> {
-    scope.require("chat:write")?;
+pub async fn delete_tag(
+    s: State,
+    scope: ProjectScope<scopes::ChatWrite>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TagBody>> {
     Ok(Json(chat::delete_tag(&s.store, &scope.events(), &scope.project_id, tag_id(&id)?).await?.into()))
 }
 
@@ -103,11 +110,10 @@ fn message_id(raw: &str) -> ApiResult<i64> {
 #[utoipa::path(post, path = "/chat/channels/{id}/messages", tag = "chat", params(("id" = String, Path, description = "the channel's id")), request_body = SendMessage, responses((status = 201, body = Message)))]
 pub async fn send_message(
     s: State,
-    scope: ProjectScope,
+    scope: ProjectScope<scopes::ChatWrite>,
     Path(channel_id): Path<String>,
     Json(input): Json<SendMessage>,
 ) -> ApiResult<Response> {
-    scope.require("chat:write")?;
     let m = chat::send_message(
         &s.store,
         &s.chat_limiter,
@@ -142,11 +148,10 @@ pub struct HistoryBody {
 #[utoipa::path(get, path = "/chat/channels/{id}/messages", tag = "chat", params(("id" = String, Path, description = "the channel's id"), HistoryQuery), responses((status = 200, body = HistoryBody)))]
 pub async fn history(
     s: State,
-    scope: ProjectScope,
+    scope: ProjectScope<scopes::ChatRead>,
     Path(channel_id): Path<String>,
     Query(q): Query<HistoryQuery>,
 ) -> ApiResult<Json<HistoryBody>> {
-    scope.require("chat:read")?;
     let ascending = q.after.is_some();
     let items =
         chat::history(&s.store, &scope.project_id, &channel_id, q.before.as_deref(), q.after.as_deref(), q.limit)
@@ -160,11 +165,10 @@ pub async fn history(
 #[utoipa::path(method(put, patch), path = "/chat/channels/{id}/messages/{message_id}", tag = "chat", params(("id" = String, Path, description = "the channel's id"), ("message_id" = i64, Path)), request_body = EditMessage, responses((status = 200, body = Message)))]
 pub async fn edit_message(
     s: State,
-    scope: ProjectScope,
+    scope: ProjectScope<scopes::ChatWrite>,
     Path((channel_id, id)): Path<(String, String)>,
     Json(input): Json<EditMessage>,
 ) -> ApiResult<Json<Message>> {
-    scope.require("chat:write")?;
     let m = chat::edit_message(
         &s.store,
         &s.config.chat,
@@ -188,11 +192,10 @@ pub struct ActingFor {
 #[utoipa::path(delete, path = "/chat/channels/{id}/messages/{message_id}", tag = "chat", params(("id" = String, Path, description = "the channel's id"), ("message_id" = i64, Path), ActingFor), responses((status = 200, body = Message, description = "the message, marked deleted")))]
 pub async fn delete_message(
     s: State,
-    scope: ProjectScope,
+    scope: ProjectScope<scopes::ChatWrite>,
     Path((channel_id, id)): Path<(String, String)>,
     Query(q): Query<ActingFor>,
 ) -> ApiResult<Json<Message>> {
-    scope.require("chat:write")?;
     let m = chat::delete_message(
         &s.store,
         &scope.events(),

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     PageBody, created,
-    extract::{Json, Paging, Path, ProjectScope, Query},
+    extract::{Json, Paging, Path, ProjectScope, Query, scopes},
 };
 use crate::{
     app::State,
@@ -30,41 +30,48 @@ pub struct PageQuery {
 #[utoipa::path(get, path = "/event-types", tag = "events", params(PageQuery), responses((status = 200, body = PageBody<EventType>)))]
 pub async fn list_types(
     s: State,
-    scope: ProjectScope,
+    scope: ProjectScope<scopes::EventsRead>,
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<PageBody<EventType>>> {
-    scope.require("events:read")?;
     let req = Paging { page: q.page, limit: q.limit }.request()?;
     let page = s.store.list_event_types(&scope.project_id, req).await?;
     Ok(Json(PageBody::new(page, req, |t| t)))
 }
 
 #[utoipa::path(post, path = "/event-types", tag = "events", request_body = NewEventType, responses((status = 201, body = EventType)))]
-pub async fn create_type(s: State, scope: ProjectScope, Json(input): Json<NewEventType>) -> ApiResult<Response> {
-    scope.require("events:publish")?;
+pub async fn create_type(
+    s: State,
+    scope: ProjectScope<scopes::EventsPublish>,
+    Json(input): Json<NewEventType>,
+) -> ApiResult<Response> {
     Ok(created(events::create_type(&s.store, &scope.project_id, input).await?))
 }
 
 #[utoipa::path(get, path = "/event-types/{name}", tag = "events", params(("name" = String, Path, description = "the event type's name")), responses((status = 200, body = EventType)))]
-pub async fn get_type(s: State, scope: ProjectScope, Path(name): Path<String>) -> ApiResult<Json<EventType>> {
-    scope.require("events:read")?;
+pub async fn get_type(
+    s: State,
+    scope: ProjectScope<scopes::EventsRead>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<EventType>> {
     Ok(Json(s.store.get_event_type(&scope.project_id, &name).await?))
 }
 
 #[utoipa::path(method(put, patch), path = "/event-types/{name}", tag = "events", params(("name" = String, Path, description = "the event type's name")), request_body = EventTypePatch, responses((status = 200, body = EventType)))]
 pub async fn update_type(
     s: State,
-    scope: ProjectScope,
+    scope: ProjectScope<scopes::EventsPublish>,
     Path(name): Path<String>,
     Json(patch): Json<EventTypePatch>,
 ) -> ApiResult<Json<EventType>> {
-    scope.require("events:publish")?;
     Ok(Json(events::update_type(&s.store, &scope.project_id, &name, patch).await?))
 }
 
 #[utoipa::path(delete, path = "/event-types/{name}", tag = "events", params(("name" = String, Path, description = "the event type's name")), responses((status = 200, body = EventType)))]
-pub async fn delete_type(s: State, scope: ProjectScope, Path(name): Path<String>) -> ApiResult<Json<EventType>> {
-    scope.require("events:publish")?;
+pub async fn delete_type(
+    s: State,
+    scope: ProjectScope<scopes::EventsPublish>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<EventType>> {
     Ok(Json(s.store.delete_event_type(&scope.project_id, &name).await?))
 }
 
@@ -76,11 +83,10 @@ fn idempotency_header(headers: &HeaderMap) -> Option<&str> {
 #[utoipa::path(post, path = "/events", tag = "events", params(("Idempotency-Key" = Option<String>, Header)), request_body = Publish, responses((status = 201, body = EventView), (status = 200, body = EventView, description = "the first event of a reused idempotency key")))]
 pub async fn publish(
     s: State,
-    scope: ProjectScope,
+    scope: ProjectScope<scopes::EventsPublish>,
     headers: HeaderMap,
     Json(input): Json<Publish>,
 ) -> ApiResult<Response> {
-    scope.require("events:publish")?;
     let mut out =
         events::publish(&s.store, &scope.events(), &scope.project_id, vec![input], idempotency_header(&headers), false)
             .await?;
@@ -110,8 +116,11 @@ pub struct BatchAnswer {
 
 /// All events in one transaction: all stored, or none.
 #[utoipa::path(post, path = "/events/batch", tag = "events", request_body = Batch, responses((status = 201, body = BatchAnswer)))]
-pub async fn publish_batch(s: State, scope: ProjectScope, Json(batch): Json<Batch>) -> ApiResult<Response> {
-    scope.require("events:publish")?;
+pub async fn publish_batch(
+    s: State,
+    scope: ProjectScope<scopes::EventsPublish>,
+    Json(batch): Json<Batch>,
+) -> ApiResult<Response> {
     let out = events::publish(&s.store, &scope.events(), &scope.project_id, batch.events, None, true).await?;
     let items: Vec<BatchItem> = out.into_iter().map(|(created, event)| BatchItem { created, event }).collect();
     Ok(created(BatchAnswer { items }))
@@ -153,8 +162,11 @@ pub fn decode_cursor(cursor: &str) -> ApiResult<String> {
 
 /// Newest first.
 #[utoipa::path(get, path = "/events", tag = "events", params(ListQuery), responses((status = 200, body = EventPage)))]
-pub async fn list(s: State, scope: ProjectScope, Query(q): Query<ListQuery>) -> ApiResult<Json<EventPage>> {
-    scope.require("events:read")?;
+pub async fn list(
+    s: State,
+    scope: ProjectScope<scopes::EventsRead>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<EventPage>> {
     let limit = Paging { page: None, limit: q.limit }.request()?.limit as i64;
     let before = match &q.cursor {
         Some(c) => Some(
@@ -192,8 +204,11 @@ pub struct EventDetails {
 }
 
 #[utoipa::path(get, path = "/events/{id}", tag = "events", params(("id" = String, Path)), responses((status = 200, body = EventDetails)))]
-pub async fn get(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<EventDetails>> {
-    scope.require("events:read")?;
+pub async fn get(
+    s: State,
+    scope: ProjectScope<scopes::EventsRead>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<EventDetails>> {
     let event = s.store.get_event(&scope.project_id, &id).await?;
     let deliveries = s.store.deliveries_of_event(&scope.project_id, &id).await?;
     Ok(Json(EventDetails { event: event.into(), deliveries }))

@@ -1,5 +1,6 @@
 //! Extractors that turn every malformed request into the API's one error shape, and the
-//! caller context ([`Caller`], [`ProjectScope`]) every authenticated route starts from.
+//! caller context ([`Caller`], [`Scoped`], [`ProjectScope`]) every authenticated route starts
+//! from; the scope a route needs is part of its extractor's type ([`Scope`]).
 
 use axum::{
     extract::{
@@ -242,27 +243,91 @@ async fn authenticate_jwt(state: &AppState, token: &str) -> ApiResult<Principal>
     })
 }
 
-/// A caller acting inside one project: the key's own project, or the one named by the
-/// `X-Project-Id` header (required for organization-level and instance credentials).
-pub struct ProjectScope {
-    pub caller: Caller,
-    pub project_id: String,
+/// A scope a route needs, as a type the route's extractor ([`ProjectScope`], [`Scoped`])
+/// checks while it reads the request head. axum runs the head extractors before the one
+/// that reads the body, so a caller lacking the scope gets 403 before its body is read or
+/// validated: authorization comes before validation (a check in the handler's body came after
+/// `Json` had already answered 422: issue 16). And a route cannot forget the check: it names
+/// its scope in its signature.
+pub trait Scope {
+    const NAME: &'static str;
 }
 
-impl ProjectScope {
-    pub fn require(&self, scope: &str) -> ApiResult<()> {
-        self.caller.principal.require(scope)
+/// The scopes of [`crate::auth::SCOPES`], as types for [`ProjectScope`] and [`Scoped`].
+pub mod scopes {
+    macro_rules! scopes {
+        ($($ty:ident = $name:literal,)*) => {
+            $(
+                #[doc = concat!("The scope `", $name, "`.")]
+                pub struct $ty;
+                impl super::Scope for $ty {
+                    const NAME: &'static str = $name;
+                }
+            )*
+            #[cfg(test)]
+            pub const ALL: &[&str] = &[$($name),*];
+        };
     }
+    scopes! {
+        Admin = "admin",
+        UsersRead = "users:read",
+        UsersWrite = "users:write",
+        WorldsRead = "worlds:read",
+        WorldsWrite = "worlds:write",
+        VersionsRead = "versions:read",
+        VersionsWrite = "versions:write",
+        WebhooksRead = "webhooks:read",
+        WebhooksWrite = "webhooks:write",
+        EventsRead = "events:read",
+        EventsPublish = "events:publish",
+        ChatRead = "chat:read",
+        ChatWrite = "chat:write",
+    }
+}
 
+/// A [`Caller`] holding the scope `S` (403 otherwise), checked before the body is read.
+pub struct Scoped<S: Scope> {
+    pub caller: Caller,
+    scope: std::marker::PhantomData<fn() -> S>,
+}
+
+impl<S: Scope> std::ops::Deref for Scoped<S> {
+    type Target = Caller;
+    fn deref(&self) -> &Caller {
+        &self.caller
+    }
+}
+
+impl<S: Scope> FromRequestParts<AppState> for Scoped<S> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Scoped<S>> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        caller.principal.require(S::NAME)?;
+        Ok(Scoped { caller, scope: std::marker::PhantomData })
+    }
+}
+
+/// A caller acting inside one project, holding the scope `S` there: the key's own project,
+/// or the one named by the `X-Project-Id` header (required for organization-level and
+/// instance credentials). The project is resolved first (a project the caller does not reach
+/// is 404, whatever its scopes), then the scope is checked (403), both before the body is read.
+pub struct ProjectScope<S: Scope> {
+    pub caller: Caller,
+    pub project_id: String,
+    scope: std::marker::PhantomData<fn() -> S>,
+}
+
+impl<S: Scope> ProjectScope<S> {
     pub fn events(&self) -> EventContext {
         self.caller.events()
     }
 }
 
-impl FromRequestParts<AppState> for ProjectScope {
+impl<S: Scope> FromRequestParts<AppState> for ProjectScope<S> {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<ProjectScope> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<ProjectScope<S>> {
         let caller = Caller::from_request_parts(parts, state).await?;
         let named = header(parts, "x-project-id").map(str::trim).filter(|s| !s.is_empty());
         let project_id = match (&caller.principal.project_id, named) {
@@ -290,6 +355,17 @@ impl FromRequestParts<AppState> for ProjectScope {
         if caller.principal.project_id.is_none() {
             tracing::Span::current().record("project", project_id.as_str());
         }
-        Ok(ProjectScope { caller, project_id })
+        caller.principal.require(S::NAME)?;
+        Ok(ProjectScope { caller, project_id, scope: std::marker::PhantomData })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_scope_type_names_a_scope_herald_has() {
+        for name in super::scopes::ALL {
+            assert!(crate::auth::SCOPES.contains(name), "{name}");
+        }
     }
 }

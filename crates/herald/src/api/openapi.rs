@@ -110,7 +110,7 @@ pub fn documented_routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi)
 
 /// Every `/api/v1` operation may fail with the error body: 4XX for the caller's mistakes
 /// (400, 401, 403, 404, 409, 413, 415, 422, 429), 5XX when Herald or its database cannot
-/// answer (503 with `Retry-After`).
+/// answer (503 with `Retry-After`). GameTalk operations list 413 only.
 struct Errors;
 
 impl Modify for Errors {
@@ -129,14 +129,18 @@ impl Modify for Errors {
             )
         };
         for (path, item) in openapi.paths.paths.iter_mut() {
-            if !path.starts_with("/api/v1") {
-                continue;
-            }
+            let api = path.starts_with("/api/v1");
             for op in
                 [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch].into_iter().flatten()
             {
-                op.responses.responses.entry("4XX".into()).or_insert_with(error);
-                op.responses.responses.entry("5XX".into()).or_insert_with(error);
+                if api {
+                    op.responses.responses.entry("4XX".into()).or_insert_with(error);
+                    op.responses.responses.entry("5XX".into()).or_insert_with(error);
+                } else {
+                    // GameTalk answers in its own envelope, except for what the HTTP layer
+                    // refuses before a handler runs: a body over `http.body_limit_bytes`.
+                    op.responses.responses.entry("413".into()).or_insert_with(error);
+                }
             }
         }
     }

@@ -1,6 +1,7 @@
 //! Routes for operators, outside `/api/v1`: `GET /healthz`, `GET /readyz`, `GET /metrics`;
-//! and the middleware every HTTP request passes: counted and timed ([`track`]), and cut off
-//! at `http.request_timeout_secs` ([`deadline`]).
+//! and the middleware every HTTP request passes: counted and timed ([`track`]), cut off at
+//! `http.request_timeout_secs` ([`deadline`]), its body bounded by `http.body_limit_bytes`
+//! ([`body_limit`]).
 
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,7 @@ use crate::{
     error::ApiResult,
     metrics::{self as m, Metrics},
     net::PeerAddr,
+    store::Store,
     webhooks::dispatcher::LoopState,
 };
 
@@ -28,6 +30,9 @@ use crate::{
 const DISPATCHER_STALE_AFTER: Duration = Duration::from_secs(60);
 /// Readiness gives the database this long to answer.
 const READY_DB_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a write refused for want of storage keeps the node unready when no write
+/// succeeds after it (see `WriteHealth::refusing`).
+const READY_WRITES_HOLD: Duration = Duration::from_secs(30);
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics))
@@ -40,7 +45,8 @@ async fn healthz() -> impl IntoResponse {
 }
 
 /// Whether this node should receive traffic: the database answers, its schema has every
-/// migration this binary needs, and (where it runs) the webhook dispatcher is looping.
+/// migration this binary needs, it is not refusing writes for want of storage, and (where it
+/// runs) the webhook dispatcher is looping.
 /// 200 when all hold, 503 otherwise; the body names each check.
 async fn readyz(s: State) -> Response {
     let (database, migrations) = match tokio::time::timeout(READY_DB_TIMEOUT, s.store.schema_state()).await {
@@ -70,11 +76,19 @@ async fn readyz(s: State) -> Response {
             }
         }
     };
-    let ready = [&database, &migrations, &dispatcher].iter().all(|c| c["ok"] == true);
+    // Reads work on a full disk, so the query above passes; the writes tell.
+    let writes = match s.store.write_health().refusing(READY_WRITES_HOLD) {
+        None => json!({"ok": true}),
+        Some(ago) => json!({"ok": false, "message": format!(
+            "the database refused a write for want of storage {} s ago, and none has succeeded since",
+            ago.as_secs()
+        )}),
+    };
+    let ready = [&database, &migrations, &writes, &dispatcher].iter().all(|c| c["ok"] == true);
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let body = json!({
         "status": if ready { "ready" } else { "unavailable" },
-        "checks": {"database": database, "migrations": migrations, "dispatcher": dispatcher},
+        "checks": {"database": database, "migrations": migrations, "writes": writes, "dispatcher": dispatcher},
     });
     (status, axum::Json(body)).into_response()
 }
@@ -139,13 +153,25 @@ async fn scrape_gauges(s: &AppState) {
 /// Counts and times every request by its route template (`/api/v1/users/{id}`, never the raw
 /// path, so the number of series stays bounded); requests that matched no route are
 /// `unmatched`.
-pub async fn track(metrics: axum::extract::State<Metrics>, req: Request, next: Next) -> Response {
+///
+/// It also tells the store's [`crate::store::ops::WriteHealth`] how writes fare (for
+/// `GET /readyz`): a request the database refused for want of storage (marked by
+/// `error::OutOfStorage`), counted, or a successful request of a method that writes.
+pub async fn track(store: axum::extract::State<Store>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
     let response = next.run(req).await;
     let secs = started.elapsed().as_secs_f64();
     let status = response.status();
+    let metrics: &Metrics = store.metrics();
+    let refused = response.extensions().get::<crate::error::OutOfStorage>().is_some();
+    if refused {
+        store.write_health().refused();
+        metrics.record(|| metrics::counter!(m::DB_WRITES_REFUSED).increment(1));
+    } else if status.is_success() && !method.is_safe() {
+        store.write_health().succeeded();
+    }
     metrics.record(|| {
         let route = route.unwrap_or_else(|| "unmatched".into());
         let labels = [("method", method.as_str().to_owned()), ("route", route)];
@@ -170,4 +196,47 @@ pub async fn deadline(limit: axum::extract::State<Duration>, req: Request, next:
         )
         .into_response(),
     }
+}
+
+/// An oversized body declared up to this size is read and dropped before the 413 (see
+/// [`body_limit`]); the request timeout bounds how long that may take.
+const DRAIN_OVERSIZED_UP_TO: u64 = 16 * 1024 * 1024;
+
+/// The one place an oversized request body is answered, so that no route can answer it
+/// differently: 413 `payload_too_large` in the API's error shape.
+///
+/// `DefaultBodyLimit` only tells the body extractors the limit, and each extractor answers a
+/// body over it with its own rejection: ours map it (`extract::Json`), but one taking plain
+/// `Bytes` answered axum's text/plain "Failed to buffer the request body" (issue 16), and a
+/// route that reads no body never looked. So this refuses a declared `Content-Length` over the
+/// limit before any handler runs, and turns any other 413 (a chunked body that crossed the
+/// limit while an extractor read it) that is not already in the error shape into it.
+pub async fn body_limit(limit: axum::extract::State<usize>, req: Request, next: Next) -> Response {
+    let too_large = || {
+        crate::error::ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body is larger than this server accepts ({} bytes: http.body_limit_bytes)", *limit),
+        )
+        .into_response()
+    };
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    if let Some(len) = declared.filter(|len| *len > *limit as u64) {
+        // Read what the client is sending (and drop it) before answering, up to a bound: a
+        // connection closed with request bytes unread is reset by the kernel, which can throw
+        // the 413 away before the client reads it (seen in the suite as "connection reset"
+        // on a 1 MiB body). Beyond the bound the client gets the answer at once and the cut.
+        if len <= DRAIN_OVERSIZED_UP_TO {
+            let mut body = req.into_body();
+            while let Some(Ok(_)) = http_body_util::BodyExt::frame(&mut body).await {}
+        }
+        return too_large();
+    }
+    let response = next.run(req).await;
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !json { too_large() } else { response }
 }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     PageBody, created,
-    extract::{Caller, Json, Paging, Path, Query},
+    extract::{Json, Paging, Path, Query, Scoped, scopes},
 };
 use crate::{
     app::State,
@@ -34,32 +34,34 @@ pub struct OrgPageQuery {
 #[utoipa::path(get, path = "/organizations", tag = "tenancy", params(PageQuery), responses((status = 200, body = PageBody<Organization>)))]
 pub async fn list_orgs(
     s: State,
-    caller: Caller,
+    caller: Scoped<scopes::Admin>,
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<PageBody<Organization>>> {
     let p = &caller.principal;
-    p.require("admin")?;
     let req = Paging { page: q.page, limit: q.limit }.request()?;
     let page = s.store.list_organizations(p.organization_id.as_deref(), req).await?;
     Ok(Json(PageBody::new(page, req, |o| o)))
 }
 
 #[utoipa::path(post, path = "/organizations", tag = "tenancy", request_body = NewOrganization, responses((status = 201, body = Organization)))]
-pub async fn create_org(s: State, caller: Caller, Json(input): Json<NewOrganization>) -> ApiResult<Response> {
+pub async fn create_org(
+    s: State,
+    caller: Scoped<scopes::Admin>,
+    Json(input): Json<NewOrganization>,
+) -> ApiResult<Response> {
     let org = tenancy::create_organization(&s.store, &caller.principal, &caller.events(), input).await?;
     Ok(created(org))
 }
 
 #[utoipa::path(get, path = "/organizations/{id}", tag = "tenancy", params(("id" = String, Path)), responses((status = 200, body = Organization)))]
-pub async fn get_org(s: State, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Organization>> {
-    caller.principal.require("admin")?;
+pub async fn get_org(s: State, caller: Scoped<scopes::Admin>, Path(id): Path<String>) -> ApiResult<Json<Organization>> {
     Ok(Json(tenancy::reachable_organization(&s.store, &caller.principal, &id).await?))
 }
 
 #[utoipa::path(method(put, patch), path = "/organizations/{id}", tag = "tenancy", params(("id" = String, Path)), request_body = NamePatch, responses((status = 200, body = Organization)))]
 pub async fn update_org(
     s: State,
-    caller: Caller,
+    caller: Scoped<scopes::Admin>,
     Path(id): Path<String>,
     Json(patch): Json<NamePatch>,
 ) -> ApiResult<Json<Organization>> {
@@ -67,8 +69,11 @@ pub async fn update_org(
 }
 
 #[utoipa::path(delete, path = "/organizations/{id}", tag = "tenancy", params(("id" = String, Path)), responses((status = 200, body = Organization)))]
-pub async fn delete_org(s: State, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Organization>> {
-    caller.principal.require("admin")?;
+pub async fn delete_org(
+    s: State,
+    caller: Scoped<scopes::Admin>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Organization>> {
     let org = tenancy::reachable_organization(&s.store, &caller.principal, &id).await?;
     let deleted = s.store.delete_organization(&caller.events(), &org.id).await?;
     // Its keys went with it: they must stop working now, not when the key cache expires.
@@ -95,11 +100,10 @@ impl From<Project> for ProjectDetails {
 #[utoipa::path(get, path = "/projects", tag = "tenancy", params(OrgPageQuery), responses((status = 200, body = PageBody<Project>)))]
 pub async fn list_projects(
     s: State,
-    caller: Caller,
+    caller: Scoped<scopes::Admin>,
     Query(q): Query<OrgPageQuery>,
 ) -> ApiResult<Json<PageBody<Project>>> {
     let p = &caller.principal;
-    p.require("admin")?;
     let req = Paging { page: q.page, limit: q.limit }.request()?;
     let org = match (&p.organization_id, q.organization_id.as_deref()) {
         (Some(own), Some(named)) if own != named => {
@@ -113,21 +117,28 @@ pub async fn list_projects(
 }
 
 #[utoipa::path(post, path = "/projects", tag = "tenancy", request_body = NewProject, responses((status = 201, body = ProjectDetails)))]
-pub async fn create_project(s: State, caller: Caller, Json(input): Json<NewProject>) -> ApiResult<Response> {
+pub async fn create_project(
+    s: State,
+    caller: Scoped<scopes::Admin>,
+    Json(input): Json<NewProject>,
+) -> ApiResult<Response> {
     let project = tenancy::create_project(&s.store, &caller.principal, &caller.events(), input).await?;
     Ok(created(ProjectDetails::from(project)))
 }
 
 #[utoipa::path(get, path = "/projects/{id}", tag = "tenancy", params(("id" = String, Path)), responses((status = 200, body = ProjectDetails)))]
-pub async fn get_project(s: State, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<ProjectDetails>> {
-    caller.principal.require("admin")?;
+pub async fn get_project(
+    s: State,
+    caller: Scoped<scopes::Admin>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ProjectDetails>> {
     Ok(Json(tenancy::reachable_project(&s.store, &caller.principal, &id).await?.into()))
 }
 
 #[utoipa::path(method(put, patch), path = "/projects/{id}", tag = "tenancy", params(("id" = String, Path)), request_body = NamePatch, responses((status = 200, body = ProjectDetails)))]
 pub async fn update_project(
     s: State,
-    caller: Caller,
+    caller: Scoped<scopes::Admin>,
     Path(id): Path<String>,
     Json(patch): Json<NamePatch>,
 ) -> ApiResult<Json<ProjectDetails>> {
@@ -136,16 +147,23 @@ pub async fn update_project(
 }
 
 #[utoipa::path(post, path = "/projects/{id}/secret-key/regenerate", tag = "tenancy", params(("id" = String, Path)), responses((status = 200, body = ProjectDetails)))]
-pub async fn regenerate_secret(s: State, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<ProjectDetails>> {
+pub async fn regenerate_secret(
+    s: State,
+    caller: Scoped<scopes::Admin>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ProjectDetails>> {
     let project =
         tenancy::modify_project(&s.store, &caller.principal, &caller.events(), &id, true, NamePatch::default()).await?;
     Ok(Json(project.into()))
 }
 
 #[utoipa::path(delete, path = "/projects/{id}", tag = "tenancy", params(("id" = String, Path)), responses((status = 200, body = Project)))]
-pub async fn delete_project(s: State, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Project>> {
+pub async fn delete_project(
+    s: State,
+    caller: Scoped<scopes::Admin>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Project>> {
     let p = &caller.principal;
-    p.require("admin")?;
     if p.project_id.is_some() {
         return Err(ApiError::forbidden("a project key cannot delete projects; use an organization-level credential"));
     }
@@ -157,9 +175,12 @@ pub async fn delete_project(s: State, caller: Caller, Path(id): Path<String>) ->
 }
 
 #[utoipa::path(get, path = "/api-keys", tag = "tenancy", params(OrgPageQuery), responses((status = 200, body = PageBody<ApiKey>)))]
-pub async fn list_keys(s: State, caller: Caller, Query(q): Query<OrgPageQuery>) -> ApiResult<Json<PageBody<ApiKey>>> {
+pub async fn list_keys(
+    s: State,
+    caller: Scoped<scopes::Admin>,
+    Query(q): Query<OrgPageQuery>,
+) -> ApiResult<Json<PageBody<ApiKey>>> {
     let p = &caller.principal;
-    p.require("admin")?;
     let req = Paging { page: q.page, limit: q.limit }.request()?;
     let org = match (&p.organization_id, q.organization_id.as_deref()) {
         (Some(own), Some(named)) if own != named => {
@@ -173,18 +194,18 @@ pub async fn list_keys(s: State, caller: Caller, Query(q): Query<OrgPageQuery>) 
 }
 
 #[utoipa::path(post, path = "/api-keys", tag = "tenancy", request_body = NewApiKey, responses((status = 201, body = crate::domain::tenancy::CreatedKey, description = "the key, with `keyValue` shown this once")))]
-pub async fn create_key(s: State, caller: Caller, Json(input): Json<NewApiKey>) -> ApiResult<Response> {
+pub async fn create_key(s: State, caller: Scoped<scopes::Admin>, Json(input): Json<NewApiKey>) -> ApiResult<Response> {
     Ok(created(tenancy::create_api_key(&s.store, &caller.principal, &caller.events(), input).await?))
 }
 
 #[utoipa::path(get, path = "/api-keys/{id}", tag = "tenancy", params(("id" = String, Path)), responses((status = 200, body = ApiKey)))]
-pub async fn get_key(s: State, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<ApiKey>> {
+pub async fn get_key(s: State, caller: Scoped<scopes::Admin>, Path(id): Path<String>) -> ApiResult<Json<ApiKey>> {
     Ok(Json(tenancy::reachable_key(&s.store, &caller.principal, &id).await?))
 }
 
 /// Revokes the key (it stays listed, with `revokedAt`).
 #[utoipa::path(delete, path = "/api-keys/{id}", tag = "tenancy", params(("id" = String, Path)), responses((status = 200, body = ApiKey)))]
-pub async fn revoke_key(s: State, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<ApiKey>> {
+pub async fn revoke_key(s: State, caller: Scoped<scopes::Admin>, Path(id): Path<String>) -> ApiResult<Json<ApiKey>> {
     let key = tenancy::reachable_key(&s.store, &caller.principal, &id).await?;
     let revoked = s.store.revoke_api_key(&caller.events(), &key.id).await?;
     s.keys.invalidate(&key.id);
@@ -194,7 +215,7 @@ pub async fn revoke_key(s: State, caller: Caller, Path(id): Path<String>) -> Api
 #[utoipa::path(get, path = "/admin-users", tag = "tenancy", params(OrgPageQuery), responses((status = 200, body = PageBody<AdminUser>)))]
 pub async fn list_admins(
     s: State,
-    caller: Caller,
+    caller: Scoped<scopes::Admin>,
     Query(q): Query<OrgPageQuery>,
 ) -> ApiResult<Json<PageBody<AdminUser>>> {
     let req = Paging { page: q.page, limit: q.limit }.request()?;
@@ -204,7 +225,11 @@ pub async fn list_admins(
 }
 
 #[utoipa::path(post, path = "/admin-users", tag = "tenancy", request_body = NewAdminUser, responses((status = 201, body = AdminUser)))]
-pub async fn create_admin(s: State, caller: Caller, Json(input): Json<NewAdminUser>) -> ApiResult<Response> {
+pub async fn create_admin(
+    s: State,
+    caller: Scoped<scopes::Admin>,
+    Json(input): Json<NewAdminUser>,
+) -> ApiResult<Response> {
     let org = tenancy::target_organization(&s.store, &caller.principal, input.organization_id.as_deref()).await?;
     let admin =
         tokio::task::spawn_blocking(move || tenancy::new_admin_user(&org, &input.email, &input.password, input.role))
@@ -215,9 +240,12 @@ pub async fn create_admin(s: State, caller: Caller, Json(input): Json<NewAdminUs
 }
 
 #[utoipa::path(delete, path = "/admin-users/{id}", tag = "tenancy", params(("id" = String, Path)), responses((status = 200, body = AdminUser)))]
-pub async fn delete_admin(s: State, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<AdminUser>> {
+pub async fn delete_admin(
+    s: State,
+    caller: Scoped<scopes::Admin>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<AdminUser>> {
     let p = &caller.principal;
-    p.require("admin")?;
     let admin = match s.store.get_admin_user(&id).await {
         Ok(admin) if p.reaches_organization(&admin.organization_id) => admin,
         Ok(_) | Err(StoreError::NotFound(_)) => return Err(ApiError::not_found("admin user")),

@@ -3,7 +3,7 @@ use serde::Deserialize;
 
 use super::{
     PageBody, created,
-    extract::{Json, OptionalJson, Paging, Path, ProjectScope, Query},
+    extract::{Json, OptionalJson, Paging, Path, ProjectScope, Query, scopes},
 };
 use crate::{
     app::State,
@@ -31,8 +31,11 @@ pub struct ListQuery {
 }
 
 #[utoipa::path(get, path = "/users", tag = "users", params(ListQuery), responses((status = 200, body = PageBody<User>)))]
-pub async fn list(s: State, scope: ProjectScope, Query(q): Query<ListQuery>) -> ApiResult<Json<PageBody<User>>> {
-    scope.require("users:read")?;
+pub async fn list(
+    s: State,
+    scope: ProjectScope<scopes::UsersRead>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<PageBody<User>>> {
     let req = Paging { page: q.page, limit: q.limit }.request()?;
     if let Some(status) = &q.status
         && !users::STATUSES.contains(&status.as_str())
@@ -51,38 +54,41 @@ pub async fn list(s: State, scope: ProjectScope, Query(q): Query<ListQuery>) -> 
 }
 
 #[utoipa::path(post, path = "/users", tag = "users", request_body = NewUser, responses((status = 201, body = User)))]
-pub async fn create(s: State, scope: ProjectScope, Json(input): Json<NewUser>) -> ApiResult<Response> {
-    scope.require("users:write")?;
+pub async fn create(
+    s: State,
+    scope: ProjectScope<scopes::UsersWrite>,
+    Json(input): Json<NewUser>,
+) -> ApiResult<Response> {
     Ok(created(users::create(&s.store, &scope.events(), &scope.project_id, input).await?))
 }
 
 #[utoipa::path(get, path = "/users/{id}", tag = "users", params(("id" = String, Path, description = "the player's id")), responses((status = 200, body = User)))]
-pub async fn get(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<User>> {
-    scope.require("users:read")?;
+pub async fn get(s: State, scope: ProjectScope<scopes::UsersRead>, Path(id): Path<String>) -> ApiResult<Json<User>> {
     Ok(Json(s.store.get_user(&scope.project_id, &id).await?))
 }
 
 #[utoipa::path(method(put, patch), path = "/users/{id}", tag = "users", params(("id" = String, Path)), request_body = UserPatch, responses((status = 200, body = User)))]
 pub async fn update(
     s: State,
-    scope: ProjectScope,
+    scope: ProjectScope<scopes::UsersWrite>,
     Path(id): Path<String>,
     Json(patch): Json<UserPatch>,
 ) -> ApiResult<Json<User>> {
-    scope.require("users:write")?;
     Ok(Json(users::update(&s.store, &scope.events(), &scope.project_id, &id, patch).await?))
 }
 
 #[utoipa::path(delete, path = "/users/{id}", tag = "users", params(("id" = String, Path)), responses((status = 200, body = User, description = "the deleted player")))]
-pub async fn delete(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<User>> {
-    scope.require("users:write")?;
+pub async fn delete(
+    s: State,
+    scope: ProjectScope<scopes::UsersWrite>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<User>> {
     Ok(Json(s.store.delete_user(&scope.events(), &scope.project_id, &id).await?))
 }
 
 /// A game server reports that the player signed in.
 #[utoipa::path(post, path = "/users/{id}/login", tag = "users", params(("id" = String, Path)), responses((status = 200, body = User)))]
-pub async fn login(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<User>> {
-    scope.require("users:write")?;
+pub async fn login(s: State, scope: ProjectScope<scopes::UsersWrite>, Path(id): Path<String>) -> ApiResult<Json<User>> {
     Ok(Json(users::record_login(&s.store, &scope.events(), &scope.project_id, &id).await?))
 }
 
@@ -90,11 +96,10 @@ pub async fn login(s: State, scope: ProjectScope, Path(id): Path<String>) -> Api
 #[utoipa::path(post, path = "/users/{id}/session-token", tag = "users", params(("id" = String, Path)), request_body(content = Option<SessionRequest>, description = "optional"), responses((status = 201, body = SessionToken)))]
 pub async fn session_token(
     s: State,
-    scope: ProjectScope,
+    scope: ProjectScope<scopes::UsersWrite>,
     Path(id): Path<String>,
     OptionalJson(input): OptionalJson<SessionRequest>,
 ) -> ApiResult<Response> {
-    scope.require("users:write")?;
     let token: SessionToken =
         player_session::issue(&s.store, &s.jwt, &s.config.realtime, &scope.project_id, &id, input).await?;
     Ok(created(token))
@@ -109,8 +114,11 @@ pub struct Revoked {
 
 /// Revokes every live session token of the player; their sockets are disconnected.
 #[utoipa::path(delete, path = "/users/{id}/sessions", tag = "users", params(("id" = String, Path)), responses((status = 200, body = Revoked)))]
-pub async fn revoke_sessions(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<Revoked>> {
-    scope.require("users:write")?;
+pub async fn revoke_sessions(
+    s: State,
+    scope: ProjectScope<scopes::UsersWrite>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Revoked>> {
     let revoked = player_session::revoke(&s.store, &scope.events(), &scope.project_id, &id).await?;
     Ok(Json(Revoked { revoked }))
 }

@@ -3,7 +3,7 @@ use serde::Deserialize;
 
 use super::{
     PageBody, created,
-    extract::{Json, Paging, Path, ProjectScope, Query},
+    extract::{Json, Paging, Path, ProjectScope, Query, scopes},
 };
 use crate::{
     app::State,
@@ -26,10 +26,9 @@ pub struct ListQuery {
 #[utoipa::path(get, path = "/client-versions", tag = "versions", params(ListQuery), responses((status = 200, body = PageBody<ClientVersion>)))]
 pub async fn list(
     s: State,
-    scope: ProjectScope,
+    scope: ProjectScope<scopes::VersionsRead>,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<PageBody<ClientVersion>>> {
-    scope.require("versions:read")?;
     let req = Paging { page: q.page, limit: q.limit }.request()?;
     if let Some(status) = &q.status
         && !versions::STATUSES.contains(&status.as_str())
@@ -45,31 +44,39 @@ pub async fn list(
 }
 
 #[utoipa::path(post, path = "/client-versions", tag = "versions", request_body = NewVersion, responses((status = 201, body = ClientVersion)))]
-pub async fn create(s: State, scope: ProjectScope, Json(input): Json<NewVersion>) -> ApiResult<Response> {
-    scope.require("versions:write")?;
+pub async fn create(
+    s: State,
+    scope: ProjectScope<scopes::VersionsWrite>,
+    Json(input): Json<NewVersion>,
+) -> ApiResult<Response> {
     Ok(created(versions::create(&s.store, &scope.events(), &scope.project_id, input).await?))
 }
 
 #[utoipa::path(get, path = "/client-versions/{id}", tag = "versions", params(("id" = String, Path)), responses((status = 200, body = ClientVersion)))]
-pub async fn get(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<ClientVersion>> {
-    scope.require("versions:read")?;
+pub async fn get(
+    s: State,
+    scope: ProjectScope<scopes::VersionsRead>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ClientVersion>> {
     Ok(Json(s.store.get_client_version(&scope.project_id, &id).await?))
 }
 
 #[utoipa::path(method(put, patch), path = "/client-versions/{id}", tag = "versions", params(("id" = String, Path)), request_body = VersionPatch, responses((status = 200, body = ClientVersion)))]
 pub async fn update(
     s: State,
-    scope: ProjectScope,
+    scope: ProjectScope<scopes::VersionsWrite>,
     Path(id): Path<String>,
     Json(patch): Json<VersionPatch>,
 ) -> ApiResult<Json<ClientVersion>> {
-    scope.require("versions:write")?;
     Ok(Json(versions::update(&s.store, &scope.events(), &scope.project_id, &id, patch).await?))
 }
 
 #[utoipa::path(delete, path = "/client-versions/{id}", tag = "versions", params(("id" = String, Path)), responses((status = 200, body = ClientVersion, description = "the deleted version")))]
-pub async fn delete(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<ClientVersion>> {
-    scope.require("versions:write")?;
+pub async fn delete(
+    s: State,
+    scope: ProjectScope<scopes::VersionsWrite>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ClientVersion>> {
     Ok(Json(s.store.delete_client_version(&scope.events(), &scope.project_id, &id).await?))
 }
 
@@ -83,8 +90,11 @@ pub struct LookupQuery {
 }
 
 #[utoipa::path(get, path = "/client-versions/lookup", tag = "versions", params(LookupQuery), responses((status = 200, body = LookupAnswer)))]
-pub async fn lookup(s: State, scope: ProjectScope, Query(q): Query<LookupQuery>) -> ApiResult<Json<LookupAnswer>> {
-    scope.require("versions:read")?;
+pub async fn lookup(
+    s: State,
+    scope: ProjectScope<scopes::VersionsRead>,
+    Query(q): Query<LookupQuery>,
+) -> ApiResult<Json<LookupAnswer>> {
     let (Some(channel), Some(version)) = (q.channel, q.version) else {
         return Err(ApiError::bad_request(
             "invalid_query",

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     PageBody, created,
     events::{decode_cursor, encode_cursor},
-    extract::{Json, Paging, Path, ProjectScope, Query},
+    extract::{Json, Paging, Path, ProjectScope, Query, scopes},
 };
 use crate::{
     app::State,
@@ -44,8 +44,11 @@ pub struct PageQuery {
 }
 
 #[utoipa::path(get, path = "/webhooks", tag = "webhooks", params(PageQuery), responses((status = 200, body = PageBody<WebhookView>)))]
-pub async fn list(s: State, scope: ProjectScope, Query(q): Query<PageQuery>) -> ApiResult<Json<PageBody<WebhookView>>> {
-    scope.require("webhooks:read")?;
+pub async fn list(
+    s: State,
+    scope: ProjectScope<scopes::WebhooksRead>,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Json<PageBody<WebhookView>>> {
     let req = Paging { page: q.page, limit: q.limit }.request()?;
     let page = s.store.list_webhooks(&scope.project_id, req).await?;
     Ok(Json(PageBody::new(page, req, |w| WebhookView::new(w, false))))
@@ -53,51 +56,71 @@ pub async fn list(s: State, scope: ProjectScope, Query(q): Query<PageQuery>) -> 
 
 /// 201 with the endpoint and its secret (generated if not given).
 #[utoipa::path(post, path = "/webhooks", tag = "webhooks", request_body = NewWebhook, responses((status = 201, body = WebhookView, description = "the endpoint with its secret")))]
-pub async fn create(s: State, scope: ProjectScope, Json(input): Json<NewWebhook>) -> ApiResult<Response> {
-    scope.require("webhooks:write")?;
+pub async fn create(
+    s: State,
+    scope: ProjectScope<scopes::WebhooksWrite>,
+    Json(input): Json<NewWebhook>,
+) -> ApiResult<Response> {
     let timeout = s.config.webhooks.default_timeout_ms;
     let w = webhooks::create(&s.store, &s.sender, timeout, &scope.events(), &scope.project_id, input).await?;
     Ok(created(WebhookView::new(w, true)))
 }
 
 #[utoipa::path(get, path = "/webhooks/{id}", tag = "webhooks", params(("id" = String, Path)), responses((status = 200, body = WebhookView)))]
-pub async fn get(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<WebhookView>> {
-    scope.require("webhooks:read")?;
+pub async fn get(
+    s: State,
+    scope: ProjectScope<scopes::WebhooksRead>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<WebhookView>> {
     Ok(Json(WebhookView::new(s.store.get_webhook(&scope.project_id, &id).await?, false)))
 }
 
 #[utoipa::path(method(put, patch), path = "/webhooks/{id}", tag = "webhooks", params(("id" = String, Path)), request_body = WebhookPatch, responses((status = 200, body = WebhookView)))]
 pub async fn update(
     s: State,
-    scope: ProjectScope,
+    scope: ProjectScope<scopes::WebhooksWrite>,
     Path(id): Path<String>,
     Json(patch): Json<WebhookPatch>,
 ) -> ApiResult<Json<WebhookView>> {
-    scope.require("webhooks:write")?;
     let w = webhooks::update(&s.store, &s.sender, &scope.events(), &scope.project_id, &id, patch).await?;
     Ok(Json(WebhookView::new(w, false)))
 }
 
 #[utoipa::path(delete, path = "/webhooks/{id}", tag = "webhooks", params(("id" = String, Path)), responses((status = 200, body = WebhookView)))]
-pub async fn delete(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<WebhookView>> {
-    scope.require("webhooks:write")?;
+pub async fn delete(
+    s: State,
+    scope: ProjectScope<scopes::WebhooksWrite>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<WebhookView>> {
     Ok(Json(WebhookView::new(s.store.delete_webhook(&scope.events(), &scope.project_id, &id).await?, false)))
 }
 
-async fn set_active(s: &State, scope: &ProjectScope, id: &str, active: bool) -> ApiResult<Json<WebhookView>> {
-    scope.require("webhooks:write")?;
+async fn set_active(
+    s: &State,
+    scope: &ProjectScope<scopes::WebhooksWrite>,
+    id: &str,
+    active: bool,
+) -> ApiResult<Json<WebhookView>> {
     let patch = WebhookPatch { active: Some(active), ..Default::default() };
     let w = webhooks::update(&s.store, &s.sender, &scope.events(), &scope.project_id, id, patch).await?;
     Ok(Json(WebhookView::new(w, false)))
 }
 
 #[utoipa::path(post, path = "/webhooks/{id}/enable", tag = "webhooks", params(("id" = String, Path)), responses((status = 200, body = WebhookView)))]
-pub async fn enable(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<WebhookView>> {
+pub async fn enable(
+    s: State,
+    scope: ProjectScope<scopes::WebhooksWrite>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<WebhookView>> {
     set_active(&s, &scope, &id, true).await
 }
 
 #[utoipa::path(post, path = "/webhooks/{id}/disable", tag = "webhooks", params(("id" = String, Path)), responses((status = 200, body = WebhookView)))]
-pub async fn disable(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<WebhookView>> {
+pub async fn disable(
+    s: State,
+    scope: ProjectScope<scopes::WebhooksWrite>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<WebhookView>> {
     set_active(&s, &scope, &id, false).await
 }
 
@@ -122,8 +145,11 @@ fn secret_view(w: &Webhook) -> SecretView {
 }
 
 #[utoipa::path(get, path = "/webhooks/{id}/secret", tag = "webhooks", params(("id" = String, Path)), responses((status = 200, body = SecretView)))]
-pub async fn get_secret(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<SecretView>> {
-    scope.require("webhooks:write")?;
+pub async fn get_secret(
+    s: State,
+    scope: ProjectScope<scopes::WebhooksWrite>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<SecretView>> {
     Ok(Json(secret_view(&s.store.get_webhook(&scope.project_id, &id).await?)))
 }
 
@@ -136,11 +162,10 @@ pub struct Rotate {
 #[utoipa::path(post, path = "/webhooks/{id}/secret/rotate", tag = "webhooks", params(("id" = String, Path)), request_body(content = Option<Rotate>, description = "optional: the new secret; generated when absent"), responses((status = 200, body = SecretView)))]
 pub async fn rotate(
     s: State,
-    scope: ProjectScope,
+    scope: ProjectScope<scopes::WebhooksWrite>,
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<SecretView>> {
-    scope.require("webhooks:write")?;
     // The body is optional: empty means "generate a new secret".
     let secret = if body.iter().all(u8::is_ascii_whitespace) {
         None
@@ -159,8 +184,11 @@ pub async fn rotate(
 /// subscribes to, and records it in the endpoint's delivery log as a delivery with
 /// `test: true` (`deliveryId` in the answer).
 #[utoipa::path(post, path = "/webhooks/{id}/test", tag = "webhooks", params(("id" = String, Path)), responses((status = 200, body = TestResult)))]
-pub async fn test(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<TestResult>> {
-    scope.require("webhooks:write")?;
+pub async fn test(
+    s: State,
+    scope: ProjectScope<scopes::WebhooksWrite>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TestResult>> {
     let w = s.store.get_webhook(&scope.project_id, &id).await?;
     Ok(Json(webhooks::send_test(&s.store, &s.sender, &w, s.clock.now()).await?))
 }
@@ -174,11 +202,10 @@ pub struct Queued {
 #[utoipa::path(post, path = "/webhooks/{id}/replay", tag = "webhooks", params(("id" = String, Path)), request_body = Replay, responses((status = 200, body = Queued)))]
 pub async fn replay(
     s: State,
-    scope: ProjectScope,
+    scope: ProjectScope<scopes::WebhooksWrite>,
     Path(id): Path<String>,
     Json(input): Json<Replay>,
 ) -> ApiResult<Json<Queued>> {
-    scope.require("webhooks:write")?;
     let w = s.store.get_webhook(&scope.project_id, &id).await?;
     let queued = webhooks::replay(&s.store, &w, input, s.clock.now()).await?;
     Ok(Json(Queued { queued }))
@@ -206,11 +233,10 @@ const DELIVERY_STATUSES: &[&str] = &["pending", "succeeded", "failed"];
 #[utoipa::path(get, path = "/webhooks/{id}/deliveries", tag = "webhooks", params(("id" = String, Path)), params(DeliveriesQuery), responses((status = 200, body = DeliveryPage)))]
 pub async fn deliveries(
     s: State,
-    scope: ProjectScope,
+    scope: ProjectScope<scopes::WebhooksRead>,
     Path(id): Path<String>,
     Query(q): Query<DeliveriesQuery>,
 ) -> ApiResult<Json<DeliveryPage>> {
-    scope.require("webhooks:read")?;
     let limit = Paging { page: None, limit: q.limit }.request()?.limit as i64;
     if let Some(status) = &q.status
         && !DELIVERY_STATUSES.contains(&status.as_str())
@@ -243,8 +269,11 @@ pub struct DeliveryDetails {
 }
 
 #[utoipa::path(get, path = "/deliveries/{id}", tag = "webhooks", params(("id" = String, Path)), responses((status = 200, body = DeliveryDetails)))]
-pub async fn delivery(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<DeliveryDetails>> {
-    scope.require("webhooks:read")?;
+pub async fn delivery(
+    s: State,
+    scope: ProjectScope<scopes::WebhooksRead>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<DeliveryDetails>> {
     // Attempts first: a delivery row is updated in the same transaction that adds an
     // attempt, so read after them it is never older than the attempts shown.
     let attempts = s.store.attempts_of(&id).await?;
@@ -255,7 +284,10 @@ pub async fn delivery(s: State, scope: ProjectScope, Path(id): Path<String>) -> 
 /// Makes the delivery due now, with a fresh set of retries; attempt numbers continue. A test
 /// delivery cannot be retried (409).
 #[utoipa::path(post, path = "/deliveries/{id}/retry", tag = "webhooks", params(("id" = String, Path)), responses((status = 200, body = Delivery)))]
-pub async fn retry(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<Delivery>> {
-    scope.require("webhooks:write")?;
+pub async fn retry(
+    s: State,
+    scope: ProjectScope<scopes::WebhooksWrite>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Delivery>> {
     Ok(Json(webhooks::retry_delivery(&s.store, &scope.project_id, &id, s.clock.now()).await?))
 }

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::{
     PageBody, created,
-    extract::{Json, Paging, Path, ProjectScope, Query},
+    extract::{Json, Paging, Path, ProjectScope, Query, scopes},
 };
 use crate::{
     app::State,
@@ -39,8 +39,11 @@ pub struct ListQuery {
 /// Served from [`super::cache`] when this node has an answer for the same query that is
 /// still current; see there for when a change becomes visible.
 #[utoipa::path(get, path = "/game-worlds", tag = "worlds", params(ListQuery), responses((status = 200, body = PageBody<GameWorld>)))]
-pub async fn list(s: State, scope: ProjectScope, Query(q): Query<ListQuery>) -> ApiResult<Response> {
-    scope.require("worlds:read")?;
+pub async fn list(
+    s: State,
+    scope: ProjectScope<scopes::WorldsRead>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Response> {
     let req = Paging { page: q.page, limit: q.limit }.request()?;
     let now = store::now();
     let filter = WorldFilter { visible: q.visible, maintenance: q.maintenance, tag: q.tag, now };
@@ -92,43 +95,50 @@ fn json_bytes(body: Bytes) -> Response {
 }
 
 #[utoipa::path(post, path = "/game-worlds", tag = "worlds", request_body = NewWorld, responses((status = 201, body = GameWorld)))]
-pub async fn create(s: State, scope: ProjectScope, Json(input): Json<NewWorld>) -> ApiResult<Response> {
-    scope.require("worlds:write")?;
+pub async fn create(
+    s: State,
+    scope: ProjectScope<scopes::WorldsWrite>,
+    Json(input): Json<NewWorld>,
+) -> ApiResult<Response> {
     let world = worlds::create(&s.store, &scope.events(), &scope.project_id, input).await?;
     Ok(created(view(world)))
 }
 
 /// `{id}` is the world's id or its `worldId`.
 #[utoipa::path(get, path = "/game-worlds/{id}", tag = "worlds", params(("id" = String, Path, description = "the world's id or its worldId")), responses((status = 200, body = GameWorld)))]
-pub async fn get(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<WorldView>> {
-    scope.require("worlds:read")?;
+pub async fn get(
+    s: State,
+    scope: ProjectScope<scopes::WorldsRead>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<WorldView>> {
     Ok(Json(s.store.get_world(&scope.project_id, &id).await?.at(store::now())))
 }
 
 #[utoipa::path(method(put, patch), path = "/game-worlds/{id}", tag = "worlds", params(("id" = String, Path)), request_body = WorldPatch, responses((status = 200, body = GameWorld)))]
 pub async fn update(
     s: State,
-    scope: ProjectScope,
+    scope: ProjectScope<scopes::WorldsWrite>,
     Path(id): Path<String>,
     Json(patch): Json<WorldPatch>,
 ) -> ApiResult<Json<WorldView>> {
-    scope.require("worlds:write")?;
     Ok(Json(worlds::update(&s.store, &scope.events(), &scope.project_id, &id, patch).await?.at(store::now())))
 }
 
 #[utoipa::path(put, path = "/game-worlds/{id}/maintenance", tag = "worlds", params(("id" = String, Path)), request_body = MaintenanceChange, responses((status = 200, body = GameWorld)))]
 pub async fn maintenance(
     s: State,
-    scope: ProjectScope,
+    scope: ProjectScope<scopes::WorldsWrite>,
     Path(id): Path<String>,
     Json(change): Json<MaintenanceChange>,
 ) -> ApiResult<Json<WorldView>> {
-    scope.require("worlds:write")?;
     Ok(Json(worlds::set_maintenance(&s.store, &scope.events(), &scope.project_id, &id, change).await?.at(store::now())))
 }
 
 #[utoipa::path(delete, path = "/game-worlds/{id}", tag = "worlds", params(("id" = String, Path)), responses((status = 200, body = GameWorld, description = "the deleted world")))]
-pub async fn delete(s: State, scope: ProjectScope, Path(id): Path<String>) -> ApiResult<Json<WorldView>> {
-    scope.require("worlds:write")?;
+pub async fn delete(
+    s: State,
+    scope: ProjectScope<scopes::WorldsWrite>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<WorldView>> {
     Ok(Json(worlds::delete(&s.store, &scope.events(), &scope.project_id, &id).await?.at(store::now())))
 }

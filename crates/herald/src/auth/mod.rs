@@ -4,6 +4,7 @@
 pub mod jwt;
 pub mod keys;
 pub mod password;
+pub mod throttle;
 
 use std::{
     collections::HashMap,

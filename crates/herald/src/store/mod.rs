@@ -55,8 +55,25 @@ impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> Self {
         match err {
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => StoreError::Unavailable(err),
+            // Out of storage or resources: nothing wrong with the request, and it passes when
+            // space returns, so 503 and not 500.
+            _ if out_of_resources(&err) => StoreError::Unavailable(err),
             other => StoreError::Db(other),
         }
+    }
+}
+
+/// SQLite's `SQLITE_FULL` (13: the disk, or `max_page_count`, is full), or PostgreSQL's class
+/// 53 "insufficient resources" (53100 disk_full, 53200 out_of_memory, 53300
+/// too_many_connections, 53400 configuration_limit_exceeded). sqlx gives SQLite's extended
+/// code, whose low byte is the primary one.
+pub fn out_of_resources(err: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = err else { return false };
+    let Some(code) = db.code() else { return false };
+    if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        code.parse::<i32>().is_ok_and(|c| c & 0xff == 13)
+    } else {
+        code.starts_with("53")
     }
 }
 
@@ -126,6 +143,8 @@ pub struct Store {
     /// The node's metrics registry: store operations are timed in [`with_pool!`]. Created
     /// here because the store is the first thing a node builds and everything holds it.
     metrics: crate::metrics::Metrics,
+    /// When writes last failed for want of storage, and last succeeded (`GET /readyz`).
+    write_health: Arc<ops::WriteHealth>,
 }
 
 /// Runs `$body` with `$pool` bound to the backend's pool (`read` or `write`). The body is
@@ -238,6 +257,7 @@ impl Store {
             worlds_generation: Default::default(),
             messages: None,
             metrics: crate::metrics::Metrics::new(),
+            write_health: Arc::default(),
         };
         store.messages = Some(chat::spawn_message_writer(store.clone()));
         Ok(store)
@@ -267,6 +287,10 @@ impl Store {
 
     pub fn metrics(&self) -> &crate::metrics::Metrics {
         &self.metrics
+    }
+
+    pub fn write_health(&self) -> &ops::WriteHealth {
+        &self.write_health
     }
 
     /// Connections of each pool: `(pool, in use, idle)`.

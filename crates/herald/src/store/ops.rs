@@ -1,5 +1,11 @@
 //! What operators ask of the database: readiness (`GET /readyz`) and the queue depths
-//! `GET /metrics` reports. Each is one or two cheap statements, run only when asked.
+//! `GET /metrics` reports. Each is one or two cheap statements, run only when asked. And
+//! whether writes are being refused for want of storage ([`WriteHealth`]).
+
+use std::{
+    sync::Mutex,
+    time::{Duration, Instant},
+};
 
 use chrono::{DateTime, Utc};
 
@@ -62,5 +68,46 @@ impl Store {
             .await?;
             Ok(QueueStats { pending_events, oldest_pending_at, pending_deliveries, disabled_endpoints })
         })
+    }
+}
+
+/// Whether the database is refusing writes for want of storage or resources (a full disk:
+/// SQLite's `SQLITE_FULL`, PostgreSQL's class 53). Reads still work then, so the readiness
+/// query alone says "ready"; this remembers what writes met. Fed by the HTTP layer
+/// (`api::ops::track`), which sees every write's outcome in one place.
+#[derive(Default)]
+pub struct WriteHealth {
+    state: Mutex<WriteState>,
+}
+
+#[derive(Default)]
+struct WriteState {
+    last_refused: Option<Instant>,
+    last_succeeded: Option<Instant>,
+}
+
+impl WriteHealth {
+    /// A write was refused for want of storage.
+    pub fn refused(&self) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).last_refused = Some(Instant::now());
+    }
+
+    /// A write succeeded.
+    pub fn succeeded(&self) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).last_succeeded = Some(Instant::now());
+    }
+
+    /// How long ago writes were last refused, if that is the latest news about writes and
+    /// happened within `hold`. A write that succeeds clears it at once (space came back); so
+    /// does `hold` passing without news, since a node taken out of rotation gets no writes
+    /// that could prove it healthy: it comes back and, if still full, drops out at the next
+    /// refused write.
+    pub fn refusing(&self, hold: Duration) -> Option<Duration> {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let refused = state.last_refused?;
+        if state.last_succeeded.is_some_and(|ok| ok > refused) {
+            return None;
+        }
+        Some(refused.elapsed()).filter(|ago| *ago < hold)
     }
 }

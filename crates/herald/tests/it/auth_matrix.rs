@@ -21,6 +21,7 @@ crate::both_backends!(
     missing_and_bad_credentials_are_401,
     revoked_key_is_rejected_at_once,
     wrong_scope_is_403_and_the_right_scope_passes,
+    lacking_scope_is_403_before_the_body_is_validated,
     outsiders_cannot_reach_the_default_project,
     org_credentials_must_name_a_reachable_project,
 );
@@ -1051,4 +1052,39 @@ async fn org_credentials_must_name_a_reachable_project(app: TestApp) {
             assert_eq!(status, want, "{} by {who} naming {project}: {body}", route.name());
         }
     }
+}
+
+/// Authorization comes before validation: a credential lacking the route's scope gets 403
+/// whatever the body, so a refused caller learns nothing about what the route takes. (Before
+/// issue 16 the body was read and validated first: 422 on 16 routes.)
+async fn lacking_scope_is_403_before_the_body_is_validated(app: TestApp) {
+    let (_, weak) = app.create_key(&["metrics:read"]).await;
+    let bodies: [(&str, &str); 3] = [
+        ("a body of the wrong shape", r#"{"noSuchField": [1, 2, 3]}"#),
+        ("a body that is not JSON", "{not json"),
+        ("a body of the wrong type", "[]"),
+    ];
+    let before = count_events(&app).await;
+    let mut checked = 0;
+    for route in routes() {
+        if matches!(route.needs, Needs::Credential) {
+            continue;
+        }
+        for (what, body) in bodies {
+            let req = app
+                .with_key(&weak, route.method.clone(), &route.url("no-such-id"))
+                .header("content-type", "application/json")
+                .body(body);
+            let (status, answer) = send(req).await;
+            assert_eq!(
+                (status, answer["error"]["code"].as_str()),
+                (StatusCode::FORBIDDEN, Some("forbidden")),
+                "{} by a key lacking its scope, with {what}: {answer}",
+                route.name()
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked > 60, "{checked} routes");
+    assert_eq!(count_events(&app).await, before, "a refused request changes nothing");
 }

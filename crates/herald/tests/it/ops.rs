@@ -109,6 +109,7 @@ async fn metrics_expose_every_family_after_traffic(app: TestApp) {
         "herald_http_connections_max ",
         "herald_http_connections_refused_total 0",
         "herald_http_accept_errors_total 0",
+        "herald_db_writes_refused_total 0",
         "herald_build_info{version=",
         "# TYPE herald_http_request_duration_seconds histogram",
         "# HELP herald_outbox_pending_events ",
@@ -142,7 +143,7 @@ async fn health_and_readiness_answer_without_credentials(app: TestApp) {
     let (status, body) = send(app.anon(Method::GET, "/readyz")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["status"], "ready");
-    for check in ["database", "migrations", "dispatcher"] {
+    for check in ["database", "migrations", "writes", "dispatcher"] {
         assert_eq!(body["checks"][check]["ok"], true, "{body}");
     }
     assert_eq!(body["checks"]["dispatcher"]["state"], "running");
@@ -367,4 +368,58 @@ async fn logs_never_contain_a_secret(app: TestApp) {
     }
     let leaked = log_capture::leaked();
     assert!(leaked.is_empty(), "secrets found in the server log: {leaked:?}");
+}
+
+/// Sets SQLite's `max_page_count` on the store's one write connection: a database held at
+/// its current size answers writes that need a new page with `SQLITE_FULL`, as a full disk does.
+async fn set_max_pages(app: &TestApp, pages: Option<i64>) {
+    let herald::store::Backend::Sqlite { write, .. } = app.store.backend() else { panic!("SQLite") };
+    let pages = match pages {
+        Some(pages) => pages,
+        None => sqlx::query_scalar("PRAGMA page_count").fetch_one(write).await.expect("page_count"),
+    };
+    sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA max_page_count = {pages}")))
+        .execute(write)
+        .await
+        .expect("max_page_count");
+}
+
+/// A full disk: writes answer 503 `unavailable` with `Retry-After` (not 500), counted; the
+/// node reports not ready, naming the check; when space returns, writes succeed and it is
+/// ready again by itself, with nothing lost. (SQLite: `max_page_count` stands for the disk.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_answers_503_and_readiness_follows_until_space_returns() {
+    let app = TestApp::spawn(Backend::Sqlite).await.expect("app");
+    let (status, kept) = app.post("/api/v1/users", json!({"username": "before"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{kept}");
+    assert_eq!(readyz(&app).await.0, StatusCode::OK);
+
+    set_max_pages(&app, None).await;
+    let big = json!({"username": "big", "metadata": {"blob": "x".repeat(48 * 1024)}});
+    let resp = app.req(Method::POST, "/api/v1/users").json(&big).send().await.expect("sent");
+    let retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let (status, body) = (resp.status(), resp.json::<Value>().await.expect("JSON"));
+    let message = assert_error(status, &body, StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+    assert!(message.contains("storage"), "{message}");
+    assert!(retry_after.as_deref().and_then(|s| s.parse::<u64>().ok()).is_some_and(|s| s >= 1), "{retry_after:?}");
+    let (status, ready) = readyz(&app).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{ready}");
+    assert_eq!(ready["checks"]["writes"]["ok"], false, "{ready}");
+    assert!(ready["checks"]["writes"]["message"].as_str().is_some_and(|m| m.contains("storage")), "{ready}");
+    assert_eq!(ready["checks"]["database"]["ok"], true, "reads still work: {ready}");
+    // Reads keep working meanwhile.
+    let (status, user) = app.get(&format!("/api/v1/users/{}", kept["id"].as_str().expect("id"))).await;
+    assert_eq!(status, StatusCode::OK, "{user}");
+    metrics_with(&app, &["herald_db_writes_refused_total 1"]).await;
+
+    // Space returns: the next write succeeds, and with it readiness.
+    set_max_pages(&app, Some(1_000_000)).await;
+    let (status, created) = app.post("/api/v1/users", big).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let (status, ready) = readyz(&app).await;
+    assert_eq!(status, StatusCode::OK, "{ready}");
+    let (_, list) = app.get("/api/v1/users").await;
+    let names: Vec<&str> =
+        list["items"].as_array().expect("items").iter().filter_map(|u| u["username"].as_str()).collect();
+    assert_eq!(names, ["before", "big"], "nothing lost, nothing half-written: {list}");
 }

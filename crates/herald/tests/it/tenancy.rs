@@ -846,3 +846,80 @@ async fn me_describes_the_caller(app: TestApp) {
     let (status, body) = send(app.anon(Method::GET, "/api/v1/me")).await;
     assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
 }
+
+/// A client bound to the loopback address `ip` (Linux routes all of 127/8 to loopback), so
+/// that the server sees logins come from different addresses.
+fn client_from(ip: &str) -> reqwest::Client {
+    reqwest::Client::builder().local_address(ip.parse::<std::net::IpAddr>().expect("ip")).build().expect("client")
+}
+
+async fn login_from(app: &TestApp, client: &reqwest::Client, password: &str) -> (StatusCode, Value, Option<u64>) {
+    let body = json!({"email": "ops@example.com", "password": password});
+    let resp = client.post(app.url("/api/v1/auth/login")).json(&body).send().await.expect("sent");
+    let retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()?.parse().ok());
+    let status = resp.status();
+    let body: Value = resp.json().await.expect("JSON");
+    crate::log_capture::secrets_in(&body);
+    crate::openapi::check_response("POST", "/api/v1/auth/login", status.as_u16(), &body);
+    (status, body, retry_after)
+}
+
+/// Failed admin logins back off exponentially per address and per account (429 with
+/// `Retry-After`, before the password is even checked), yet an attacker cannot lock the admin
+/// out: from another address the right password works after the account's short cap. The
+/// server's clock is moved by hand, so nothing here waits. (Memory only: one backend.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_admin_logins_back_off_without_locking_the_admin_out() {
+    let app = TestApp::spawn(crate::common::Backend::Sqlite).await.expect("app");
+    // The defaults: 5 free failures, the account's block capped at 10 s (config.rs).
+    let org_key = app.org_admin_key().await;
+    create_admin(&app, &org_key, "ops@example.com").await;
+    crate::log_capture::secret(PASSWORD);
+    let (attacker, admin) = (client_from("127.0.0.2"), client_from("127.0.0.3"));
+
+    // Five free failures, then each failure blocks the next attempt twice as long.
+    let mut failures = 0;
+    for _ in 0..5 {
+        let (status, body, _) = login_from(&app, &attacker, "guess").await;
+        assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+        failures += 1;
+    }
+    let mut waits = Vec::new();
+    for _ in 0..6 {
+        let (status, body, _) = login_from(&app, &attacker, "guess").await;
+        assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+        failures += 1;
+        // Blocked now, even with the right password: it is not checked.
+        let (status, body, retry_after) = login_from(&app, &attacker, PASSWORD).await;
+        let message = assert_error(status, &body, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+        let wait = retry_after.expect("Retry-After");
+        assert!(message.contains(&format!("retry in {wait} s")), "{message}");
+        waits.push(wait);
+        app.clock.advance(chrono::TimeDelta::seconds(i64::try_from(wait).expect("secs")));
+    }
+    assert_eq!(waits, [1, 2, 4, 8, 16, 32], "exponential, per address");
+
+    // The account itself is blocked only up to its short cap: from another address the admin
+    // waits that long (10 s) and gets in, while the attacker's address stays blocked.
+    let (status, body, _) = login_from(&app, &attacker, "guess").await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+    failures += 1;
+    let (status, body, retry_after) = login_from(&app, &admin, PASSWORD).await;
+    assert_error(status, &body, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    assert_eq!(retry_after, Some(10), "the account's cap, not the attacker's address's block");
+    app.clock.advance(chrono::TimeDelta::seconds(10));
+    let (status, tokens, _) = login_from(&app, &admin, PASSWORD).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let (status, body, retry_after) = login_from(&app, &attacker, PASSWORD).await;
+    assert_error(status, &body, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    assert!(retry_after.is_some_and(|s| s > 10), "{retry_after:?}");
+
+    // Counted, and logged with the address but never the password.
+    let resp = app.anon(Method::GET, "/metrics").send().await.expect("scrape");
+    let text = resp.text().await.expect("text");
+    assert!(text.contains(&format!("herald_admin_login_failures_total {failures}\n")), "{failures}:\n{text}");
+    assert!(text.contains("herald_admin_login_throttled_total 8\n"), "{text}");
+    let logged = crate::log_capture::lines_with(&["admin login failed", "127.0.0.2"]);
+    assert!(!logged.is_empty(), "failed logins are logged with the client address");
+    assert!(logged.iter().all(|l| !l.contains(PASSWORD) && !l.contains("guess")), "{logged:?}");
+}
