@@ -239,6 +239,16 @@ impl Store {
             let write = SqlitePoolOptions::new()
                 .max_connections(1)
                 .acquire_timeout(acquire)
+                // sqlx counts transaction depth itself, and does not lower it when a ROLLBACK
+                // fails. On a full disk SQLite rolls a failed COMMIT back by itself, so the
+                // ROLLBACK that follows fails and the count stays one too high: the next
+                // `begin()` opens a SAVEPOINT, its ROLLBACK TO leaves a transaction open, and
+                // later writes are "committed" inside it, unseen, until it is lost (seen with
+                // scripts/chaos.py disk-full: publishes whose commit succeeded, then 404 on
+                // reading the event back). A
+                // connection that comes back still counting a transaction is replaced. The
+                // count is read, not queried: sqlx's release ping has run the queued rollback.
+                .before_acquire(|conn, _| Box::pin(async move { Ok(!sqlx::Connection::is_in_transaction(conn)) }))
                 .connect_with(options.clone())
                 .await?;
             let read = SqlitePoolOptions::new()
