@@ -123,31 +123,6 @@ impl Drop for Example {
     }
 }
 
-fn id_of(v: &Value) -> &str {
-    v["id"].as_str().unwrap_or_else(|| panic!("no id in {v}"))
-}
-
-/// The endpoint's deliveries, each with its attempts, once there are `n` of them and each was
-/// attempted (the dispatcher records attempts in the background).
-async fn attempted_deliveries(app: &TestApp, webhook_id: &str, n: usize) -> Vec<Value> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let (status, page) = app.get(&format!("/api/v1/webhooks/{webhook_id}/deliveries")).await;
-        assert_eq!(status, StatusCode::OK, "{page}");
-        let mut details = Vec::new();
-        for item in page["items"].as_array().expect("items") {
-            let (status, d) = app.get(&format!("/api/v1/deliveries/{}", id_of(item))).await;
-            assert_eq!(status, StatusCode::OK, "{d}");
-            details.push(d);
-        }
-        if details.len() == n && details.iter().all(|d| d["attempts"].as_array().is_some_and(|a| !a.is_empty())) {
-            return details;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "waited for {n} attempted deliveries: {details:?}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
 fn unix_now() -> i64 {
     chrono::Utc::now().timestamp()
 }
@@ -248,13 +223,13 @@ async fn exercise(app: TestApp, mut rx: Example, secret: &str) {
     assert_eq!(created["data"]["displayName"], "메인 월드");
 
     // Herald's view: each delivery answered 200 by the receiver.
-    for d in attempted_deliveries(&app, &wid, 2).await {
+    for d in crate::interop::settled_deliveries(&app, &wid, 2).await {
         assert_eq!(d["status"], "succeeded", "{d}");
         assert_eq!(d["attempts"][0]["statusCode"], 200, "{d}");
         assert_eq!(d["attempts"][0]["responseBody"], r#"{"received":true}"#, "{d}");
     }
     // The same receiver refuses the endpoint whose secret it does not hold; Herald retries it.
-    let refused = attempted_deliveries(&app, &wrong, 1).await.remove(0);
+    let refused = crate::interop::settled_deliveries(&app, &wrong, 1).await.remove(0);
     assert_eq!(refused["eventId"], created["id"], "{refused}");
     assert_eq!(refused["status"], "pending", "{refused}");
     assert_eq!(refused["attempts"][0]["statusCode"], 401, "{refused}");
@@ -265,7 +240,7 @@ async fn exercise(app: TestApp, mut rx: Example, secret: &str) {
     let (status, body) = app.post(&format!("/api/v1/webhooks/{wid}/replay"), json!({"since": since})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["queued"], 2, "{body}");
-    let all = attempted_deliveries(&app, &wid, 4).await;
+    let all = crate::interop::settled_deliveries(&app, &wid, 4).await;
     let duplicates: Vec<&Value> =
         all.iter().filter(|d| d["attempts"][0]["responseBody"] == r#"{"received":true,"duplicate":true}"#).collect();
     assert_eq!(duplicates.len(), 2, "the replayed deliveries are acknowledged as repeats: {all:?}");

@@ -71,8 +71,8 @@ fn id_of(v: &Value) -> &str {
 
 /// Every delivery to the endpoint with its attempts, once each has at least one attempt and
 /// there are `n` of them (the dispatcher records attempts in the background).
-async fn settled_deliveries(app: &TestApp, webhook_id: &str, n: usize) -> Vec<Value> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+pub async fn settled_deliveries(app: &TestApp, webhook_id: &str, n: usize) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let (status, page) = app.get(&format!("/api/v1/webhooks/{webhook_id}/deliveries")).await;
         assert_eq!(status, StatusCode::OK, "{page}");
