@@ -293,3 +293,11 @@ macro_rules! both_backends {
         }
     };
 }
+
+/// A value of `GET /metrics` (asked without a key: the test server's peer is loopback).
+pub async fn metric(app: &TestApp, series: &str) -> f64 {
+    let text = app.anon(reqwest::Method::GET, "/metrics").send().await.expect("scrape").text().await.expect("text");
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("no `{series}` in /metrics:\n{text}"))
+}

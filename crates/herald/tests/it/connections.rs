@@ -18,7 +18,7 @@ use tokio::{
 };
 
 use crate::{
-    common::{Backend, TestApp},
+    common::{Backend, TestApp, metric},
     socket_client::SocketClient,
 };
 
@@ -43,13 +43,6 @@ async fn closed_within(stream: &mut TcpStream, wait: Duration) -> Option<Vec<u8>
         }
     };
     tokio::time::timeout(wait, read_all).await.ok().map(|()| got)
-}
-
-async fn metric(app: &TestApp, series: &str) -> f64 {
-    let text = app.anon(Method::GET, "/metrics").send().await.expect("scrape").text().await.expect("text");
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or_else(|| panic!("no `{series}` in /metrics:\n{text}"))
 }
 
 /// A client that sends part of a request head and stalls, or one header line now and then

@@ -9,7 +9,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::{
-    common::{Backend, TestApp, assert_error, send},
+    common::{Backend, TestApp, assert_error, metric, send},
     socket_client::{SocketClient, StalledSocket},
 };
 
@@ -433,14 +433,6 @@ async fn connections_per_project_are_limited() {
         assert!(tokio::time::Instant::now() < deadline, "a closed socket frees its place");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// A value of `GET /metrics`.
-async fn metric(app: &TestApp, series: &str) -> f64 {
-    let text = app.anon(Method::GET, "/metrics").send().await.expect("scrape").text().await.expect("text");
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or_else(|| panic!("no `{series}` in /metrics:\n{text}"))
 }
 
 /// A client that stops reading loses the packets that do not fit its buffer and is then
