@@ -20,7 +20,7 @@ use futures_util::StreamExt;
 use reqwest::{Method, StatusCode};
 use serde_json::{Map, Value, json};
 
-use crate::{config::Config, webhooks::pattern_matches};
+use crate::config::Config;
 
 /// Where the server is and who is asking.
 #[derive(Args, Clone)]
@@ -409,10 +409,8 @@ pub async fn tail(
     if !crate::domain::webhooks::is_pattern(&pattern) {
         bail!("`{pattern}` is not an event type, `*`, or a prefix pattern like `user.*`");
     }
+    // The server filters by `type` (every request below names the pattern).
     let print = |e: &Value| -> anyhow::Result<()> {
-        if !pattern_matches(&pattern, e["type"].as_str().unwrap_or_default()) {
-            return Ok(());
-        }
         if json {
             return out(&e.to_string());
         }

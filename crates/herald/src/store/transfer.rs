@@ -22,7 +22,7 @@ use futures_util::TryStreamExt;
 use serde_json::Value;
 use sqlx::{PgConnection, Postgres, QueryBuilder, Row, Sqlite, SqliteConnection, types::Json};
 
-use super::{Backend, Store};
+use super::{Backend, Store, with_pool};
 
 /// Every table, parents before children (foreign keys). A table missing here is an error, not
 /// a silent loss: [`copy`] refuses a schema with tables it does not know.
@@ -138,12 +138,9 @@ pub async fn copy(from: &Store, to: &Store, mut progress: impl FnMut(&str, u64))
     let tables = schema(&mut pg_conn).await?;
     drop(pg_conn);
 
-    let organizations: i64 = match to.backend() {
-        Backend::Postgres(pool) => sqlx::query_scalar("SELECT COUNT(*) FROM organizations").fetch_one(pool).await?,
-        Backend::Sqlite { write, .. } => {
-            sqlx::query_scalar("SELECT COUNT(*) FROM organizations").fetch_one(write).await?
-        }
-    };
+    let organizations: i64 = with_pool!(to, write, |pool| {
+        sqlx::query_scalar("SELECT COUNT(*) FROM organizations").fetch_one(pool).await?
+    });
     anyhow::ensure!(
         organizations == 0,
         "the destination already holds data ({organizations} organization(s)): migrate-data copies into an \
