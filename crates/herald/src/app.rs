@@ -197,6 +197,7 @@ impl Server {
             .spawn()
         });
         let upkeep = tokio::spawn(upkeep(state.clone()));
+        let scheduler = tokio::spawn(crate::scheduler::run(state.store.clone(), state.clock.clone()));
         let (router, gateway) = router(self.state);
         let (stop_feed, feed_stopped) = tokio::sync::watch::channel(false);
         let feed = gateway.map(|(io, gw)| realtime::feed::spawn(io, gw, feed_stopped));
@@ -209,6 +210,7 @@ impl Server {
         )
         .await;
         upkeep.abort();
+        scheduler.abort();
         let _ = stop_feed.send(true);
         if let Some(feed) = feed {
             let _ = feed.await;

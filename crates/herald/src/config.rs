@@ -149,6 +149,10 @@ pub struct HttpConfig {
     /// connection is closed at once. 0: what the open-file limit leaves after a reserve for
     /// the database and webhook deliveries.
     pub max_connections: usize,
+    /// Proxies (CIDR blocks, e.g. `["10.0.0.0/8", "::1/128"]`) whose `X-Forwarded-For` is
+    /// believed: a request from one of them is from the last address in that header that is
+    /// not itself a trusted proxy. Empty: the connection's address is the client's.
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -296,6 +300,7 @@ impl Default for HttpConfig {
             header_read_timeout_secs: 30,
             idle_timeout_secs: 60,
             max_connections: 0,
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -11,5 +11,6 @@ pub mod events;
 pub mod metrics;
 pub mod net;
 pub mod realtime;
+pub mod scheduler;
 pub mod store;
 pub mod webhooks;

@@ -6,6 +6,7 @@ mod chat;
 mod events;
 pub mod extract;
 pub mod gametalk;
+mod liveops;
 pub mod openapi;
 pub mod ops;
 pub mod rate_limit;
@@ -82,6 +83,11 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(worlds::list, worlds::create))
         .routes(routes!(worlds::get, worlds::update, worlds::delete))
         .routes(routes!(worlds::maintenance))
+        .routes(routes!(liveops::get_maintenance, liveops::set_maintenance))
+        .routes(routes!(liveops::list_whitelist, liveops::add_whitelist))
+        .routes(routes!(liveops::delete_whitelist))
+        .routes(routes!(liveops::list_notices, liveops::create_notice))
+        .routes(routes!(liveops::get_notice, liveops::update_notice, liveops::delete_notice))
         .routes(routes!(versions::list, versions::create))
         .routes(routes!(versions::lookup))
         .routes(routes!(versions::get, versions::update, versions::delete))

@@ -14,14 +14,16 @@ use crate::{
     app::State,
     domain::worlds::{self, MaintenanceChange, NewWorld, WorldPatch},
     error::ApiResult,
-    store::{self, worlds::GameWorld, worlds::WorldFilter},
+    store::{worlds::GameWorld, worlds::WorldFilter},
 };
 
 /// A world as the API shows it: with `inMaintenance` for the current time.
 type WorldView = GameWorld;
 
-fn view(world: GameWorld) -> WorldView {
-    world.at(store::now())
+/// `now` is the app's clock (the system clock outside tests), which the maintenance
+/// scheduler runs by too.
+fn view(world: GameWorld, now: chrono::DateTime<Utc>) -> WorldView {
+    world.at(now)
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -45,7 +47,7 @@ pub async fn list(
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Response> {
     let req = Paging { page: q.page, limit: q.limit }.request()?;
-    let now = store::now();
+    let now = s.clock.now();
     let filter = WorldFilter { visible: q.visible, maintenance: q.maintenance, tag: q.tag, now };
     if let Some(tag) = &filter.tag {
         let mut c = crate::domain::validate::Checks::default();
@@ -100,8 +102,9 @@ pub async fn create(
     scope: ProjectScope<scopes::WorldsWrite>,
     Json(input): Json<NewWorld>,
 ) -> ApiResult<Response> {
-    let world = worlds::create(&s.store, &scope.events(), &scope.project_id, input).await?;
-    Ok(created(view(world)))
+    let now = s.clock.now();
+    let world = worlds::create(&s.store, &scope.events(), &scope.project_id, input, now).await?;
+    Ok(created(view(world, now)))
 }
 
 /// `{id}` is the world's id or its `worldId`.
@@ -111,7 +114,7 @@ pub async fn get(
     scope: ProjectScope<scopes::WorldsRead>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<WorldView>> {
-    Ok(Json(s.store.get_world(&scope.project_id, &id).await?.at(store::now())))
+    Ok(Json(s.store.get_world(&scope.project_id, &id).await?.at(s.clock.now())))
 }
 
 #[utoipa::path(method(put, patch), path = "/game-worlds/{id}", tag = "worlds", params(("id" = String, Path)), request_body = WorldPatch, responses((status = 200, body = GameWorld)))]
@@ -121,7 +124,8 @@ pub async fn update(
     Path(id): Path<String>,
     Json(patch): Json<WorldPatch>,
 ) -> ApiResult<Json<WorldView>> {
-    Ok(Json(worlds::update(&s.store, &scope.events(), &scope.project_id, &id, patch).await?.at(store::now())))
+    let now = s.clock.now();
+    Ok(Json(view(worlds::update(&s.store, &scope.events(), &scope.project_id, &id, patch, now).await?, now)))
 }
 
 #[utoipa::path(put, path = "/game-worlds/{id}/maintenance", tag = "worlds", params(("id" = String, Path)), request_body = MaintenanceChange, responses((status = 200, body = GameWorld)))]
@@ -131,7 +135,8 @@ pub async fn maintenance(
     Path(id): Path<String>,
     Json(change): Json<MaintenanceChange>,
 ) -> ApiResult<Json<WorldView>> {
-    Ok(Json(worlds::set_maintenance(&s.store, &scope.events(), &scope.project_id, &id, change).await?.at(store::now())))
+    let now = s.clock.now();
+    Ok(Json(view(worlds::set_maintenance(&s.store, &scope.events(), &scope.project_id, &id, change, now).await?, now)))
 }
 
 #[utoipa::path(delete, path = "/game-worlds/{id}", tag = "worlds", params(("id" = String, Path)), responses((status = 200, body = GameWorld, description = "the deleted world")))]
@@ -140,5 +145,5 @@ pub async fn delete(
     scope: ProjectScope<scopes::WorldsWrite>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<WorldView>> {
-    Ok(Json(worlds::delete(&s.store, &scope.events(), &scope.project_id, &id).await?.at(store::now())))
+    Ok(Json(view(worlds::delete(&s.store, &scope.events(), &scope.project_id, &id).await?, s.clock.now())))
 }

@@ -4,7 +4,10 @@
 pub mod bootstrap;
 pub mod chat;
 pub mod events;
+pub mod maintenance;
+pub mod notices;
 pub mod player_session;
+pub mod schedule;
 pub mod session;
 pub mod tenancy;
 pub mod users;

@@ -6,7 +6,10 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use sqlx::types::Json;
 
-use super::validate::{Checks, nullable};
+use super::{
+    schedule::{self, Announce, Phase, Transition},
+    validate::{Checks, nullable},
+};
 use crate::{
     error::ApiResult,
     events::{EventContext, types},
@@ -79,21 +82,37 @@ fn check_world(w: &GameWorld) -> ApiResult<()> {
     c.finish()
 }
 
-/// The events a change from `before` to `after` implies: `world.updated`, plus the
-/// maintenance transition if the switch flipped.
-fn change_events(before: &GameWorld, after: &GameWorld) -> Vec<&'static str> {
-    let mut events = vec![types::WORLD_UPDATED];
-    match (before.maintenance, after.maintenance) {
-        (false, true) => events.push(types::WORLD_MAINTENANCE_STARTED),
-        (true, false) => events.push(types::WORLD_MAINTENANCE_ENDED),
-        _ => {}
+/// The event type announcing `t` for a world.
+fn transition_type(t: Transition) -> &'static str {
+    match t {
+        Transition::Scheduled => types::WORLD_MAINTENANCE_SCHEDULED,
+        Transition::Started { .. } => types::WORLD_MAINTENANCE_STARTED,
+        Transition::Ended { .. } => types::WORLD_MAINTENANCE_ENDED,
+        Transition::Cancelled => types::WORLD_MAINTENANCE_CANCELLED,
     }
+}
+
+/// A change from `before` to `after` at `now`: the maintenance phase it leaves `after` in,
+/// and its events: `world.updated`, then the maintenance transitions it decides
+/// ([`schedule::on_change`]; a window that opens later is announced as scheduled and fired by
+/// the scheduler when it opens).
+fn change_events(before: &GameWorld, after: &mut GameWorld, now: DateTime<Utc>) -> Vec<Announce> {
+    let (phase, transitions) = schedule::on_change(before.phase(), before.window(), after.window(), now);
+    after.maintenance_phase = phase.as_str().to_owned();
+    let mut events = vec![(types::WORLD_UPDATED, None)];
+    events.extend(schedule::announce(&transitions, transition_type));
     events
 }
 
-pub async fn create(store: &Store, ctx: &EventContext, project_id: &str, input: NewWorld) -> ApiResult<GameWorld> {
+pub async fn create(
+    store: &Store,
+    ctx: &EventContext,
+    project_id: &str,
+    input: NewWorld,
+    clock_now: DateTime<Utc>,
+) -> ApiResult<GameWorld> {
     let now = store::now();
-    let world = GameWorld {
+    let mut world = GameWorld {
         id: store::new_id(),
         project_id: project_id.to_owned(),
         world_id: input.world_id,
@@ -107,16 +126,17 @@ pub async fn create(store: &Store, ctx: &EventContext, project_id: &str, input: 
         maintenance_messages: Json(BTreeMap::new()),
         maintenance_starts_at: None,
         maintenance_ends_at: None,
+        maintenance_phase: Phase::Idle.as_str().to_owned(),
         created_at: now,
         updated_at: now,
         in_maintenance: false,
-    }
-    .at(now);
+    };
     check_world(&world)?;
-    let mut events = vec![types::WORLD_CREATED];
-    if world.maintenance {
-        events.push(types::WORLD_MAINTENANCE_STARTED);
-    }
+    let (phase, transitions) = schedule::on_change(Phase::Idle, schedule::Window::OFF, world.window(), clock_now);
+    world.maintenance_phase = phase.as_str().to_owned();
+    let world = world.at(clock_now);
+    let mut events = vec![(types::WORLD_CREATED, None)];
+    events.extend(schedule::announce(&transitions, transition_type));
     store.insert_world(ctx, &world, &events).await?;
     Ok(world)
 }
@@ -128,6 +148,7 @@ async fn modify(
     ctx: &EventContext,
     project_id: &str,
     id: &str,
+    now: DateTime<Utc>,
     change: impl Fn(&mut GameWorld),
 ) -> ApiResult<GameWorld> {
     loop {
@@ -136,10 +157,9 @@ async fn modify(
         change(&mut world);
         check_world(&world)?;
         world.updated_at = store::next_updated_at(current.updated_at);
+        let events = change_events(&current, &mut world, now);
         // Events carry whether the world is in maintenance as of this change.
-        let at = world.updated_at;
-        let world = world.at(at);
-        let events = change_events(&current, &world);
+        let world = world.at(now);
         match store.update_world(ctx, &world, current.updated_at, &events).await {
             Err(StoreError::Stale) => continue,
             other => other?,
@@ -154,8 +174,9 @@ pub async fn update(
     project_id: &str,
     id: &str,
     patch: WorldPatch,
+    now: DateTime<Utc>,
 ) -> ApiResult<GameWorld> {
-    modify(store, ctx, project_id, id, |w| {
+    modify(store, ctx, project_id, id, now, |w| {
         if let Some(v) = &patch.world_id {
             w.world_id = v.clone();
         }
@@ -199,8 +220,9 @@ pub async fn set_maintenance(
     project_id: &str,
     id: &str,
     change: MaintenanceChange,
+    now: DateTime<Utc>,
 ) -> ApiResult<GameWorld> {
-    modify(store, ctx, project_id, id, |w| {
+    modify(store, ctx, project_id, id, now, |w| {
         w.maintenance = change.enabled;
         if change.enabled {
             w.maintenance_message = change.message.clone();
@@ -215,6 +237,29 @@ pub async fn set_maintenance(
         }
     })
     .await
+}
+
+/// Fires the world maintenance transitions due at `now` (see [`schedule`]); returns how many.
+pub(crate) async fn fire_due(store: &Store, now: DateTime<Utc>) -> ApiResult<usize> {
+    let ctx = EventContext::system();
+    let mut fired = 0;
+    for current in store.worlds_due(now).await? {
+        let (phase, transitions) = schedule::due(current.phase(), current.window(), now);
+        if transitions.is_empty() {
+            continue;
+        }
+        let mut world = current.clone();
+        world.maintenance_phase = phase.as_str().to_owned();
+        world.updated_at = store::next_updated_at(current.updated_at);
+        let events = schedule::announce(&transitions, transition_type);
+        match store.update_world(&ctx, &world, current.updated_at, &events).await {
+            // Another node fired it, or staff changed the world (and decided its transitions).
+            Err(StoreError::Stale) => continue,
+            other => other?,
+        }
+        fired += transitions.len();
+    }
+    Ok(fired)
 }
 
 pub async fn delete(store: &Store, ctx: &EventContext, project_id: &str, id: &str) -> ApiResult<GameWorld> {

@@ -90,6 +90,27 @@ pub mod types {
     pub const WORLD_DELETED: &str = "world.deleted";
     pub const WORLD_MAINTENANCE_STARTED: &str = "world.maintenance_started";
     pub const WORLD_MAINTENANCE_ENDED: &str = "world.maintenance_ended";
+    /// A world's maintenance window that opens later was set or changed.
+    pub const WORLD_MAINTENANCE_SCHEDULED: &str = "world.maintenance_scheduled";
+    /// A scheduled world maintenance window was withdrawn before it opened.
+    pub const WORLD_MAINTENANCE_CANCELLED: &str = "world.maintenance_cancelled";
+    /// Game-wide maintenance was changed (every change; the transitions follow it).
+    pub const MAINTENANCE_UPDATED: &str = "maintenance.updated";
+    pub const MAINTENANCE_SCHEDULED: &str = "maintenance.scheduled";
+    pub const MAINTENANCE_STARTED: &str = "maintenance.started";
+    pub const MAINTENANCE_ENDED: &str = "maintenance.ended";
+    pub const MAINTENANCE_CANCELLED: &str = "maintenance.cancelled";
+    pub const MAINTENANCE_WHITELIST_CREATED: &str = "maintenance.whitelist.created";
+    pub const MAINTENANCE_WHITELIST_DELETED: &str = "maintenance.whitelist.deleted";
+    pub const NOTICE_CREATED: &str = "notice.created";
+    pub const NOTICE_UPDATED: &str = "notice.updated";
+    pub const NOTICE_DELETED: &str = "notice.deleted";
+    /// A notice became visible (its start came, or it was created or switched on inside its
+    /// window).
+    pub const NOTICE_PUBLISHED: &str = "notice.published";
+    /// A published notice stopped being visible (its end came, or it was switched off,
+    /// moved or deleted).
+    pub const NOTICE_ENDED: &str = "notice.ended";
     pub const CLIENT_VERSION_CREATED: &str = "client_version.created";
     pub const CLIENT_VERSION_UPDATED: &str = "client_version.updated";
     pub const CLIENT_VERSION_DELETED: &str = "client_version.deleted";
@@ -139,6 +160,20 @@ pub mod types {
         WORLD_DELETED,
         WORLD_MAINTENANCE_STARTED,
         WORLD_MAINTENANCE_ENDED,
+        WORLD_MAINTENANCE_SCHEDULED,
+        WORLD_MAINTENANCE_CANCELLED,
+        MAINTENANCE_UPDATED,
+        MAINTENANCE_SCHEDULED,
+        MAINTENANCE_STARTED,
+        MAINTENANCE_ENDED,
+        MAINTENANCE_CANCELLED,
+        MAINTENANCE_WHITELIST_CREATED,
+        MAINTENANCE_WHITELIST_DELETED,
+        NOTICE_CREATED,
+        NOTICE_UPDATED,
+        NOTICE_DELETED,
+        NOTICE_PUBLISHED,
+        NOTICE_ENDED,
         CLIENT_VERSION_CREATED,
         CLIENT_VERSION_UPDATED,
         CLIENT_VERSION_DELETED,

@@ -35,6 +35,7 @@ use crate::{
     auth::keys,
     domain::{
         chat::{self, ChatError, SendMessage},
+        maintenance,
         player_session::{self, Player},
     },
     error::ApiError,
@@ -83,16 +84,21 @@ pub struct Gateway {
     pub node_id: String,
     /// Connected sockets per project on this node, for `max_connections_per_project`.
     per_project: Mutex<HashMap<String, usize>>,
+    /// `http.trusted_proxies`, parsed: whose `X-Forwarded-For` names a socket's address.
+    trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// The socket.io layer to mount on the router, its handle (to emit), and the gateway.
 pub fn layer(app: AppState) -> (SocketIoLayer, SocketIo, Arc<Gateway>) {
     let cfg = app.config.realtime.clone();
+    let trusted_proxies =
+        app.config.http.trusted_proxies.iter().filter_map(|p| crate::domain::maintenance::parse_range(p)).collect();
     let gateway = Arc::new(Gateway {
         stats: app.realtime_stats.clone(),
         app,
         node_id: crate::store::new_id(),
         per_project: Mutex::default(),
+        trusted_proxies,
     });
     // One bound for every way a client sends data: a polling request's body (`max_payload`),
     // a WebSocket message and each of its frames (tungstenite reads a message whole before
@@ -123,6 +129,9 @@ struct Handshake {
     project_id: Option<String>,
     /// For an API key: the patterns to start with (default `["*"]`).
     events: Option<Vec<String>>,
+    /// For a player: the game client's channel (`PC`, `Android`, as in `/client-versions`),
+    /// so it hears of notices for that channel and of versions there that must update.
+    channel: Option<String>,
 }
 
 /// Why a handshake is refused: the client sees the text in `connect_error` (`err.message`).
@@ -148,9 +157,16 @@ async fn admit(s: SocketRef, TryData(auth): TryData<Handshake>, State(gw): State
         server_identity(&gw.app, token, &auth).await.map_err(refused)?
     } else {
         let player = player_session::verify(&gw.app.store, &gw.app.jwt, token).await.map_err(refused)?;
+        maintenance_gate(&gw, &s, &player).await.map_err(refused)?;
         (Identity::Player(player), Vec::new())
     };
-    let rooms = rooms_of(&gw, &identity, &patterns).await;
+    let mut rooms = rooms_of(&gw, &identity, &patterns).await;
+    if let (Identity::Player(p), Some(channel)) = (&identity, auth.channel.as_deref().filter(|c| !c.is_empty())) {
+        if channel.len() > 64 {
+            return Err(refused("`channel` is at most 64 characters".into()));
+        }
+        rooms.push(route::client_channel_room(&p.project_id, channel));
+    }
     gw.count_in(identity.project_id()).map_err(refused)?;
     // Set up here, before the server confirms the connection: a client may send its first
     // request the moment it is connected, and the connect handler runs only after that.
@@ -180,6 +196,51 @@ async fn admit(s: SocketRef, TryData(auth): TryData<Handshake>, State(gw): State
         }
     }
     Ok(())
+}
+
+/// Refuses a player socket while game-wide maintenance keeps the player out (the whitelist
+/// lets a player or address through). Sockets connected before it began stay, and hear
+/// `maintenance.started` and later `maintenance.ended`. World maintenance does not refuse a
+/// socket: a socket is not in a world.
+async fn maintenance_gate(gw: &Gateway, s: &SocketRef, player: &Player) -> Result<(), String> {
+    let store = &gw.app.store;
+    let now = gw.app.clock.now();
+    let game = match store.get_project_maintenance(&player.project_id).await {
+        Ok(Some(game)) if game.window().active(now) => game,
+        Ok(_) => return Ok(()),
+        Err(e) => return Err(format!("cannot check maintenance now: {e}")),
+    };
+    let ip = socket_address(s, &gw.trusted_proxies);
+    let state = maintenance::combine(store, &player.project_id, Some(&game), None, now, Some(&player.user_id), ip)
+        .await
+        .map_err(|e| format!("cannot check maintenance now: {}", e.message))?;
+    if !state.in_maintenance {
+        return Ok(());
+    }
+    let until = state.ends_at.map(|t| format!(" until {}", crate::webhooks::rfc3339(t))).unwrap_or_default();
+    Err(format!("maintenance: the game is in maintenance{until}; GET /api/v1/client/maintenance tells when it ends"))
+}
+
+/// The client's address: the connection's peer or, when the peer is a trusted proxy, the last
+/// address in `X-Forwarded-For` that is not one.
+fn socket_address(s: &SocketRef, trusted: &[ipnet::IpNet]) -> Option<std::net::IpAddr> {
+    let parts = s.req_parts();
+    let peer = parts.extensions.get::<axum::extract::ConnectInfo<crate::net::PeerAddr>>()?.0.0.ip().to_canonical();
+    let is_trusted = |ip: &std::net::IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return Some(peer);
+    }
+    let mut client = peer;
+    let hops: Vec<&str> = parts.headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect();
+    for hop in hops.iter().rev().flat_map(|v| v.rsplit(',')) {
+        // Anything unreadable ends the walk: what lies beyond it may be made up by the client.
+        let Ok(ip) = hop.trim().parse::<std::net::IpAddr>() else { break };
+        client = ip.to_canonical();
+        if !is_trusted(&client) {
+            break;
+        }
+    }
+    Some(client)
 }
 
 /// The rooms a socket starts in: its subscriptions (server), or its project's players, its

@@ -10,6 +10,7 @@
 //! | `u/{project}/{user}`  | the sockets of one player                                 |
 //! | `s/{session}`         | the sockets of one player session token                   |
 //! | `c/{project}/{channel}` | the sockets of the channel's subscribers                |
+//! | `v/{project}/{client channel}` | player sockets that said their client channel (`PC`, `Android`; lower-cased) at the handshake |
 //!
 //! The kind comes first and project ids hold no `/`, so no two rooms share a name.
 
@@ -68,6 +69,14 @@ pub fn session_room(session: &str) -> String {
 pub fn channel_room(project: &str, channel: &str) -> String {
     format!("c/{project}/{channel}")
 }
+/// Client channels are matched without regard to case, as the version lookup does.
+pub fn client_channel_room(project: &str, client_channel: &str) -> String {
+    format!("v/{project}/{}", client_channel.to_lowercase())
+}
+
+/// Client version statuses that mean a running client must act (update, or stop): a version
+/// created or changed into one is pushed to the player sockets of its channel.
+pub const ACTION_STATUSES: &[&str] = &["forced_update", "maintenance", "offline"];
 
 /// The patterns that select `event_type`: `*`, each prefix (`a.*`, `a.b.*`), and the type.
 fn patterns_of(event_type: &str) -> Vec<String> {
@@ -112,8 +121,44 @@ pub fn plan(event: &EventRow) -> Vec<Step> {
     // Players: world maintenance, their own profile, and the channels they subscribe to.
     let resource_user = (event.resource_type.as_deref() == Some("user")).then_some(event.resource_id.as_deref());
     match t {
-        types::WORLD_MAINTENANCE_STARTED | types::WORLD_MAINTENANCE_ENDED => {
+        // Maintenance reaches players when it is scheduled, opens, closes or is withdrawn:
+        // `*_started` / `*_ended` are written when the window really opens and closes (the
+        // scheduler), so the seeds' aliases follow that timing too.
+        types::WORLD_MAINTENANCE_STARTED
+        | types::WORLD_MAINTENANCE_ENDED
+        | types::WORLD_MAINTENANCE_SCHEDULED
+        | types::WORLD_MAINTENANCE_CANCELLED
+        | types::MAINTENANCE_SCHEDULED
+        | types::MAINTENANCE_STARTED
+        | types::MAINTENANCE_ENDED
+        | types::MAINTENANCE_CANCELLED => {
             steps.push(emit_named(vec![players_room(project)], t));
+        }
+        // A notice reaches the players of the channels it targets (all players when it
+        // targets none) when it is published and when it ends.
+        types::NOTICE_PUBLISHED | types::NOTICE_ENDED => {
+            let channels: Vec<&str> = data
+                .get("channels")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            let rooms = if channels.is_empty() {
+                vec![players_room(project)]
+            } else {
+                channels.iter().map(|c| client_channel_room(project, c)).collect()
+            };
+            steps.push(emit(rooms, t, Payload::Envelope));
+        }
+        // A version that must not be played any more reaches the players of its channel.
+        types::CLIENT_VERSION_CREATED | types::CLIENT_VERSION_UPDATED => {
+            let (Some(status), Some(channel)) = (str_field(data, "status"), str_field(data, "channel")) else {
+                return steps;
+            };
+            if ACTION_STATUSES.contains(&status) {
+                steps.push(emit(vec![client_channel_room(project, channel)], t, Payload::Envelope));
+            }
         }
         types::USER_UPDATED | types::USER_LOGIN | types::USER_DELETED | types::USER_SESSIONS_REVOKED => {
             let Some(Some(user)) = resource_user else { return steps };
@@ -280,6 +325,18 @@ mod tests {
         assert_eq!(steps.last(), Some(&Step::Disconnect { room: "u/p1/u1".into() }));
         let steps = plan(&event("user.sessions_revoked", Some(("user", "u1")), json!({"sessionIds": ["s1", "s2"]})));
         assert!(steps.contains(&Step::Disconnect { room: "s/s2".into() }));
+    }
+
+    #[test]
+    fn notices_and_versions_reach_their_client_channels() {
+        let steps = plan(&event("notice.published", Some(("notice", "n1")), json!({"channels": ["PC", "Android"]})));
+        assert!(emitted(&steps).contains(&(vec!["v/p1/pc".into(), "v/p1/android".into()], "notice.published".into())));
+        let steps = plan(&event("notice.ended", Some(("notice", "n1")), json!({"channels": []})));
+        assert!(emitted(&steps).contains(&(vec!["p/p1".into()], "notice.ended".into())));
+        let steps = plan(&event("client_version.updated", None, json!({"channel": "PC", "status": "forced_update"})));
+        assert!(emitted(&steps).contains(&(vec!["v/p1/pc".into()], "client_version.updated".into())));
+        let steps = plan(&event("client_version.updated", None, json!({"channel": "PC", "status": "online"})));
+        assert!(emitted(&steps).iter().all(|(rooms, _)| rooms.iter().all(|r| r.starts_with("k/"))));
     }
 
     #[test]

@@ -14,6 +14,8 @@ pub mod auth;
 pub mod catalog;
 pub mod chat;
 pub mod events;
+pub mod maintenance;
+pub mod notices;
 pub mod ops;
 pub mod orgs;
 pub mod player_sessions;
@@ -116,6 +118,9 @@ pub struct EventsWritten {
     pub dispatcher: tokio::sync::Notify,
     /// The real-time feed.
     pub realtime: tokio::sync::Notify,
+    /// The scheduler (`crate::scheduler`): woken by changes to timed windows only, not by
+    /// every event ([`Store::schedule_changed`]).
+    pub scheduler: tokio::sync::Notify,
 }
 
 impl EventsWritten {
@@ -285,6 +290,12 @@ impl Store {
 
     pub(crate) fn worlds_changed(&self) {
         self.worlds_generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// A timed window (maintenance, notice) was written through this node: the scheduler
+    /// re-reads when its next transition is due.
+    pub(crate) fn schedule_changed(&self) {
+        self.events_written.scheduler.notify_one();
     }
 
     pub fn events_written(&self) -> Arc<EventsWritten> {

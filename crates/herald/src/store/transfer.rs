@@ -50,6 +50,9 @@ const TABLES: &[&str] = &[
     "chat_counters",
     "chat_messages",
     "player_sessions",
+    "project_maintenance",
+    "maintenance_whitelist",
+    "notices",
 ];
 
 /// Tables that hold one backend's own bookkeeping, carried over by [`copy`] itself.

@@ -10,7 +10,10 @@ use super::{
     Filter, Page, PageRequest, Store, StoreError, StoreResult, conflict_on_unique, expect_one_row, fetch_page,
     with_pool, write_with_events,
 };
-use crate::events::{EventContext, NewEvent, types};
+use crate::{
+    domain::schedule::{Announce, Phase, Window, event_data},
+    events::{EventContext, NewEvent, types},
+};
 
 #[derive(Debug, Clone, sqlx::FromRow, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -35,6 +38,9 @@ pub struct GameWorld {
     pub maintenance_messages: Json<BTreeMap<String, String>>,
     pub maintenance_starts_at: Option<DateTime<Utc>>,
     pub maintenance_ends_at: Option<DateTime<Utc>>,
+    /// What has been announced about the window (`domain::schedule::Phase`).
+    #[serde(skip)]
+    pub maintenance_phase: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// Whether players are kept out right now: `maintenance` is on and now is inside its
@@ -53,9 +59,15 @@ impl GameWorld {
     /// Whether players are kept out at `now`: maintenance is on and `now` is inside its window
     /// (an open end counts as unbounded).
     pub fn maintenance_active(&self, now: DateTime<Utc>) -> bool {
-        self.maintenance
-            && self.maintenance_starts_at.is_none_or(|start| start <= now)
-            && self.maintenance_ends_at.is_none_or(|end| now < end)
+        self.window().active(now)
+    }
+
+    pub fn window(&self) -> Window {
+        Window { on: self.maintenance, starts_at: self.maintenance_starts_at, ends_at: self.maintenance_ends_at }
+    }
+
+    pub fn phase(&self) -> Phase {
+        Phase::parse(&self.maintenance_phase)
     }
 }
 
@@ -75,19 +87,35 @@ pub fn world_event(ctx: &EventContext, event_type: &'static str, world: &GameWor
     NewEvent::about(ctx, event_type, (None, Some(&world.project_id)), "world", &world.id, world)
 }
 
+/// The event announcing `event`: a start or end carries the world as of the moment it took
+/// effect (`inMaintenance` then) and that moment as `effectiveAt`.
+fn announced(ctx: &EventContext, (event_type, at): &Announce, world: &GameWorld) -> NewEvent {
+    let data = match at {
+        Some(at) => event_data(&world.clone().at(*at), Some(*at)),
+        None => event_data(world, None),
+    };
+    NewEvent::about(ctx, event_type, (None, Some(&world.project_id)), "world", &world.id, &data)
+}
+
+/// The columns the scheduler reads: worlds with a maintenance transition due at `$1`.
+const DUE: &str = "(maintenance_phase = 'pending' AND maintenance = TRUE \
+                   AND (maintenance_starts_at IS NULL OR maintenance_starts_at <= $1)) \
+                   OR (maintenance_phase = 'active' AND maintenance_ends_at IS NOT NULL AND maintenance_ends_at <= $1)";
+
 impl Store {
     pub async fn insert_world(
         &self,
         ctx: &EventContext,
         world: &GameWorld,
-        event_types: &[&'static str],
+        event_types: &[Announce],
     ) -> StoreResult<()> {
-        let events: Vec<NewEvent> = event_types.iter().map(|t| world_event(ctx, t, world)).collect();
+        let events: Vec<NewEvent> = event_types.iter().map(|t| announced(ctx, t, world)).collect();
         write_with_events!(self, &events, |tx| {
             sqlx::query(
                 "INSERT INTO game_worlds (id, project_id, world_id, name, description, visible, display_order, tags, \
                  maintenance, maintenance_message, maintenance_messages, maintenance_starts_at, maintenance_ends_at, \
-                 created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                 created_at, updated_at, maintenance_phase) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
             )
             .bind(&world.id)
             .bind(&world.project_id)
@@ -104,11 +132,13 @@ impl Store {
             .bind(world.maintenance_ends_at)
             .bind(world.created_at)
             .bind(world.updated_at)
+            .bind(&world.maintenance_phase)
             .execute(&mut *tx)
             .await
             .map_err(conflict_on_unique(WORLD_ID_TAKEN))?
         })?;
         self.worlds_changed();
+        self.schedule_changed();
         Ok(())
     }
 
@@ -188,14 +218,14 @@ impl Store {
         ctx: &EventContext,
         world: &GameWorld,
         read_at: DateTime<Utc>,
-        event_types: &[&'static str],
+        event_types: &[Announce],
     ) -> StoreResult<()> {
-        let events: Vec<NewEvent> = event_types.iter().map(|t| world_event(ctx, t, world)).collect();
+        let events: Vec<NewEvent> = event_types.iter().map(|t| announced(ctx, t, world)).collect();
         write_with_events!(self, &events, |tx| {
             let done = sqlx::query(
                 "UPDATE game_worlds SET world_id = $1, name = $2, description = $3, visible = $4, display_order = $5, \
                  tags = $6, maintenance = $7, maintenance_message = $8, maintenance_messages = $9, \
-                 maintenance_starts_at = $10, maintenance_ends_at = $11, updated_at = $12 \
+                 maintenance_starts_at = $10, maintenance_ends_at = $11, updated_at = $12, maintenance_phase = $16 \
                  WHERE id = $13 AND project_id = $14 AND updated_at = $15",
             )
             .bind(&world.world_id)
@@ -213,13 +243,46 @@ impl Store {
             .bind(&world.id)
             .bind(&world.project_id)
             .bind(read_at)
+            .bind(&world.maintenance_phase)
             .execute(&mut *tx)
             .await
             .map_err(conflict_on_unique(WORLD_ID_TAKEN))?;
             expect_one_row(done.rows_affected())?
         })?;
         self.worlds_changed();
+        self.schedule_changed();
         Ok(())
+    }
+
+    /// Worlds, in every project, with a maintenance transition due at `now`.
+    pub async fn worlds_due(&self, now: DateTime<Utc>) -> StoreResult<Vec<GameWorld>> {
+        with_pool!(self, read, |pool| {
+            Ok(sqlx::query_as::<_, GameWorld>(sqlx::AssertSqlSafe(format!(
+                "SELECT * FROM game_worlds WHERE {DUE} ORDER BY updated_at LIMIT 500"
+            )))
+            .bind(now)
+            .fetch_all(pool)
+            .await?)
+        })
+    }
+
+    /// The earliest pending start or active end of any world's maintenance window.
+    pub async fn next_world_transition(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        with_pool!(self, read, |pool| {
+            let start: Option<DateTime<Utc>> = sqlx::query_scalar(
+                "SELECT maintenance_starts_at FROM game_worlds WHERE maintenance_phase = 'pending' \
+                 AND maintenance = TRUE AND maintenance_starts_at IS NOT NULL ORDER BY maintenance_starts_at LIMIT 1",
+            )
+            .fetch_optional(pool)
+            .await?;
+            let end: Option<DateTime<Utc>> = sqlx::query_scalar(
+                "SELECT maintenance_ends_at FROM game_worlds WHERE maintenance_phase = 'active' \
+                 AND maintenance_ends_at IS NOT NULL ORDER BY maintenance_ends_at LIMIT 1",
+            )
+            .fetch_optional(pool)
+            .await?;
+            Ok([start, end].into_iter().flatten().min())
+        })
     }
 
     pub async fn delete_world(&self, ctx: &EventContext, project_id: &str, id: &str) -> StoreResult<GameWorld> {
