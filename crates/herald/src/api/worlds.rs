@@ -14,16 +14,17 @@ use crate::{
     app::State,
     domain::worlds::{self, MaintenanceChange, NewWorld, WorldPatch},
     error::ApiResult,
-    store::{worlds::GameWorld, worlds::WorldFilter},
+    store::{self, worlds::GameWorld, worlds::WorldFilter},
 };
 
 /// A world as the API shows it: with `inMaintenance` for the current time.
 type WorldView = GameWorld;
 
-/// `now` is the app's clock (the system clock outside tests), which the maintenance
-/// scheduler runs by too.
-fn view(world: GameWorld, now: chrono::DateTime<Utc>) -> WorldView {
-    world.at(now)
+/// `inMaintenance` is computed at the wall-clock time (`store::now`); changes decide their
+/// maintenance transitions at the app's clock (`s.clock`, the same time outside tests, where
+/// it is moved by hand to drive the scheduler).
+fn view(world: GameWorld) -> WorldView {
+    world.at(store::now())
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -47,7 +48,7 @@ pub async fn list(
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Response> {
     let req = Paging { page: q.page, limit: q.limit }.request()?;
-    let now = s.clock.now();
+    let now = store::now();
     let filter = WorldFilter { visible: q.visible, maintenance: q.maintenance, tag: q.tag, now };
     if let Some(tag) = &filter.tag {
         let mut c = crate::domain::validate::Checks::default();
@@ -102,9 +103,8 @@ pub async fn create(
     scope: ProjectScope<scopes::WorldsWrite>,
     Json(input): Json<NewWorld>,
 ) -> ApiResult<Response> {
-    let now = s.clock.now();
-    let world = worlds::create(&s.store, &scope.events(), &scope.project_id, input, now).await?;
-    Ok(created(view(world, now)))
+    let world = worlds::create(&s.store, &scope.events(), &scope.project_id, input, s.clock.now()).await?;
+    Ok(created(view(world)))
 }
 
 /// `{id}` is the world's id or its `worldId`.
@@ -114,7 +114,7 @@ pub async fn get(
     scope: ProjectScope<scopes::WorldsRead>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<WorldView>> {
-    Ok(Json(s.store.get_world(&scope.project_id, &id).await?.at(s.clock.now())))
+    Ok(Json(s.store.get_world(&scope.project_id, &id).await?.at(store::now())))
 }
 
 #[utoipa::path(method(put, patch), path = "/game-worlds/{id}", tag = "worlds", params(("id" = String, Path)), request_body = WorldPatch, responses((status = 200, body = GameWorld)))]
@@ -125,7 +125,7 @@ pub async fn update(
     Json(patch): Json<WorldPatch>,
 ) -> ApiResult<Json<WorldView>> {
     let now = s.clock.now();
-    Ok(Json(view(worlds::update(&s.store, &scope.events(), &scope.project_id, &id, patch, now).await?, now)))
+    Ok(Json(view(worlds::update(&s.store, &scope.events(), &scope.project_id, &id, patch, now).await?)))
 }
 
 #[utoipa::path(put, path = "/game-worlds/{id}/maintenance", tag = "worlds", params(("id" = String, Path)), request_body = MaintenanceChange, responses((status = 200, body = GameWorld)))]
@@ -136,7 +136,7 @@ pub async fn maintenance(
     Json(change): Json<MaintenanceChange>,
 ) -> ApiResult<Json<WorldView>> {
     let now = s.clock.now();
-    Ok(Json(view(worlds::set_maintenance(&s.store, &scope.events(), &scope.project_id, &id, change, now).await?, now)))
+    Ok(Json(view(worlds::set_maintenance(&s.store, &scope.events(), &scope.project_id, &id, change, now).await?)))
 }
 
 #[utoipa::path(delete, path = "/game-worlds/{id}", tag = "worlds", params(("id" = String, Path)), responses((status = 200, body = GameWorld, description = "the deleted world")))]
@@ -145,5 +145,5 @@ pub async fn delete(
     scope: ProjectScope<scopes::WorldsWrite>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<WorldView>> {
-    Ok(Json(view(worlds::delete(&s.store, &scope.events(), &scope.project_id, &id).await?, s.clock.now())))
+    Ok(Json(view(worlds::delete(&s.store, &scope.events(), &scope.project_id, &id).await?)))
 }

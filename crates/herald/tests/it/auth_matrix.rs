@@ -194,6 +194,19 @@ fn routes() -> Vec<Route> {
         in_project(Method::DELETE, "/game-worlds/{id}", "worlds:write", NotFound),
         in_project(Method::PUT, "/game-worlds/{id}/maintenance", "worlds:write", NotFound)
             .body(json!({"enabled": true, "message": "matrix"})),
+        // Live operations: game-wide maintenance (the caller's own project), its whitelist,
+        // notices.
+        in_project(Method::GET, "/maintenance", "worlds:read", Own),
+        in_project(Method::PUT, "/maintenance", "worlds:write", Own).body(json!({"enabled": false})),
+        in_project(Method::GET, "/maintenance/whitelist", "worlds:read", Excludes),
+        in_project(Method::POST, "/maintenance/whitelist", "worlds:write", Own).body(json!({"playerId": "matrix"})),
+        in_project(Method::DELETE, "/maintenance/whitelist/{id}", "worlds:write", NotFound),
+        in_project(Method::GET, "/notices", "worlds:read", Excludes),
+        in_project(Method::POST, "/notices", "worlds:write", Own).body(json!({"title": {"en": "matrix"}})),
+        in_project(Method::GET, "/notices/{id}", "worlds:read", NotFound),
+        in_project(Method::PUT, "/notices/{id}", "worlds:write", NotFound).body(json!({"priority": 1})),
+        in_project(Method::PATCH, "/notices/{id}", "worlds:write", NotFound).body(json!({"priority": 2})),
+        in_project(Method::DELETE, "/notices/{id}", "worlds:write", NotFound),
         // Client versions.
         in_project(Method::GET, "/client-versions", "versions:read", Excludes),
         in_project(Method::POST, "/client-versions", "versions:write", Own)
@@ -292,6 +305,9 @@ struct Fixtures {
     chat_tag: String,
     /// A chat channel holding one message (id 1).
     channel: String,
+    /// A maintenance whitelist entry.
+    whitelisted: String,
+    notice: String,
 }
 
 /// The id part of a full key `hk_<id>_<secret>`.
@@ -328,6 +344,10 @@ async fn new_resource(app: &TestApp, org_key: &str, collection: &str, n: usize) 
         }
         // Delivered to a route this server does not have: every attempt fails with a 404.
         "chat/tags" => (app.key.as_str(), "/api/v1/chat/tags", json!({"name": format!("tag {n}")})),
+        "maintenance" => {
+            (app.key.as_str(), "/api/v1/maintenance/whitelist", json!({"ipRange": format!("10.{n}.0.0/16")}))
+        }
+        "notices" => (app.key.as_str(), "/api/v1/notices", json!({"title": {"en": format!("notice {n}")}})),
         "webhooks" => (
             app.key.as_str(),
             "/api/v1/webhooks",
@@ -404,6 +424,8 @@ impl Fixtures {
             bootstrap_key: key_id(&app.key),
             chat_tag: new_resource(app, org_key, "chat/tags", 0).await,
             channel: channel_with_message(app).await,
+            whitelisted: new_resource(app, org_key, "maintenance", 0).await,
+            notice: new_resource(app, org_key, "notices", 0).await,
         }
     }
 
@@ -421,6 +443,8 @@ impl Fixtures {
             Some("events") => &self.event,
             Some("webhooks") => &self.webhook,
             Some("deliveries") => &self.delivery,
+            Some("maintenance") => &self.whitelisted,
+            Some("notices") => &self.notice,
             Some("chat") => match path.split('/').nth(2) {
                 Some("tags") => &self.chat_tag,
                 Some("channels") => &self.channel,
@@ -446,6 +470,8 @@ impl Fixtures {
             &self.delivery,
             &self.bootstrap_key,
             &self.channel,
+            &self.whitelisted,
+            &self.notice,
             // The tag's id is a small number; its name is what a list can be checked for.
             &"tag 0".to_string(),
         ]

@@ -214,10 +214,11 @@ impl TestApp {
 }
 
 impl TestApp {
-    /// Moves the dispatcher's clock forward and wakes it.
+    /// Moves the app's clock forward and wakes the dispatcher and the scheduler.
     pub fn advance(&self, by: chrono::TimeDelta) {
         self.clock.advance(by);
         self.store.events_written().dispatcher.notify_one();
+        self.store.events_written().scheduler.notify_one();
     }
 }
 

@@ -14,6 +14,7 @@ mod connections;
 mod errors;
 mod examples;
 mod interop;
+mod liveops;
 mod openapi;
 mod ops;
 mod outbox;

@@ -46,8 +46,22 @@ impl SocketClient {
     /// Connects to `base` (`http://host:port`) with `auth`; `Err(message)` when the server
     /// refuses the handshake (the client's `connect_error`).
     pub async fn connect(base: &str, auth: Value) -> Result<SocketClient, String> {
+        Self::connect_forwarded(base, auth, None).await
+    }
+
+    /// [`SocketClient::connect`] with an `X-Forwarded-For` header, as a proxy would send.
+    pub async fn connect_forwarded(
+        base: &str,
+        auth: Value,
+        forwarded_for: Option<&str>,
+    ) -> Result<SocketClient, String> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let url = format!("{}/socket.io/?EIO=4&transport=websocket", base.replacen("http", "ws", 1));
-        let (ws, _) = tokio_tungstenite::connect_async(url).await.map_err(|e| format!("websocket: {e}"))?;
+        let mut request = url.into_client_request().map_err(|e| format!("websocket: {e}"))?;
+        if let Some(addr) = forwarded_for {
+            request.headers_mut().insert("x-forwarded-for", addr.parse().map_err(|_| "bad header".to_string())?);
+        }
+        let (ws, _) = tokio_tungstenite::connect_async(request).await.map_err(|e| format!("websocket: {e}"))?;
         let (mut sink, mut stream) = ws.split();
         // engine.io open packet.
         match stream.next().await {
