@@ -345,7 +345,7 @@ pub async fn send_test(store: &Store, sender: &Sender, hook: &Webhook, now: Date
             })
         })
     });
-    let finished = now + TimeDelta::from_std(outcome.latency).unwrap_or_default();
+    let finished = store::truncate(now + TimeDelta::from_std(outcome.latency).unwrap_or_default());
     let delivery = Delivery {
         id: store::new_id(),
         project_id: hook.project_id.clone(),
