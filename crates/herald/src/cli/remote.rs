@@ -308,10 +308,10 @@ pub async fn webhooks(remote: &Remote, cmd: WebhooksCommand) -> anyhow::Result<(
                     };
                     let events: Vec<String> =
                         h["events"].as_array().map(|a| a.iter().map(text).collect()).unwrap_or_default();
-                    vec![text(&h["id"]), state, events.join(","), text(&h["url"])]
+                    vec![text(&h["id"]), state, text(&h["format"]), events.join(","), text(&h["url"])]
                 })
                 .collect();
-            table(&["ID", "STATE", "EVENTS", "URL"], &rows)
+            table(&["ID", "STATE", "FORMAT", "EVENTS", "URL"], &rows)
         }
         WebhooksCommand::Test { id, json } => {
             let result = remote.call(Method::POST, &format!("/api/v1/webhooks/{id}/test"), Some(&json!({}))).await?;

@@ -13,11 +13,11 @@ use crate::{
     store::{
         self, Store, StoreError,
         events::EventRow,
-        webhooks::{Attempt, Delivery, Webhook},
+        webhooks::{Attempt, Delivery, Webhook, WebhookFormat},
     },
     webhooks::{
-        envelope_body, matches,
-        sender::{Guard, Outgoing, RESERVED_HEADERS, Sender},
+        format, matches,
+        sender::{Guard, Outgoing, Sender, is_reserved_header},
     },
 };
 
@@ -39,6 +39,8 @@ pub struct NewWebhook {
     pub rate_limit: Option<i32>,
     /// Seconds, up to 30 (default 3).
     pub timeout: Option<f64>,
+    /// The payload format the receiver reads (default `herald`); see docs/WEBHOOKS.md.
+    pub format: Option<WebhookFormat>,
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -55,6 +57,7 @@ pub struct WebhookPatch {
     #[serde(default, alias = "rate_limit", deserialize_with = "nullable")]
     pub rate_limit: Option<Option<i32>>,
     pub timeout: Option<f64>,
+    pub format: Option<WebhookFormat>,
 }
 
 /// Whether `name` is a valid event type name: dot-separated words of letters, digits, `_`, `-`.
@@ -110,7 +113,7 @@ async fn check_webhook(guard: &Guard, w: &Webhook) -> ApiResult<()> {
             && name.chars().all(|ch| ch.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(ch));
         if !valid_name {
             c.fail("headers", format!("`{name}` is not a valid header name"));
-        } else if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+        } else if is_reserved_header(name) {
             c.fail("headers", format!("`{name}` is set by Herald and cannot be overridden"));
         }
         if value.len() > 1024 || value.chars().any(|ch| ch.is_control()) {
@@ -161,6 +164,7 @@ pub async fn create(
         headers: Json(input.headers.unwrap_or_default()),
         rate_limit: input.rate_limit,
         timeout_ms: timeout_ms(input.timeout, default_timeout_ms)?,
+        format: input.format.unwrap_or_default(),
         disabled_reason: None,
         disabled_at: None,
         last_success_at: None,
@@ -241,6 +245,9 @@ pub async fn update(
         if let Some(v) = timeout {
             w.timeout_ms = v;
         }
+        if let Some(v) = patch.format {
+            w.format = v;
+        }
         Ok(())
     })
     .await
@@ -272,7 +279,8 @@ pub async fn rotate_secret(
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TestResult {
-    /// The endpoint answered 2xx within its timeout.
+    /// The endpoint answered 2xx within its timeout, and as its format's test asks: no
+    /// refusal in the body (`aghanim`), `{"success": true}` (`gromach`).
     pub success: bool,
     /// The HTTP status of the answer (`null` if none came: timeout, connection error).
     pub status_code: Option<u16>,
@@ -303,7 +311,7 @@ pub async fn send_test(store: &Store, sender: &Sender, hook: &Webhook, now: Date
         event_type: types::TEST.into(),
         resource_type: Some("webhook".into()),
         resource_id: Some(hook.id.clone()),
-        data: Json(serde_json::json!({"message": "Test event from Herald", "webhookId": hook.id})),
+        data: Json(format::test_data(hook.format, &hook.id, hook.name.as_deref())),
         request_id: None,
         actor: None,
         idempotency_key: None,
@@ -314,25 +322,30 @@ pub async fn send_test(store: &Store, sender: &Sender, hook: &Webhook, now: Date
     let outcome = sender
         .send(Outgoing {
             url: &hook.url,
-            body: envelope_body(&event).into(),
+            body: format::body(hook.format, &event).into(),
             msg_id: &event.id,
+            format: hook.format,
             secrets,
             headers: &hook.headers.0,
             timeout: std::time::Duration::from_millis(hook.timeout_ms.max(1) as u64),
         })
         .await;
-    let receiver_success = outcome
-        .body
-        .as_deref()
-        .and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok())
-        .is_some_and(|v| v["success"] == serde_json::Value::Bool(true));
-    let success = outcome.succeeded();
-    // The delivery log shows what the dispatcher would record for the same answer.
-    let logged_error = outcome
-        .error
-        .clone()
-        .or_else(|| outcome.status.filter(|s| !(200..300).contains(s)).map(|s| format!("the endpoint answered {s}")));
-    let finished = now + TimeDelta::from_std(outcome.latency).unwrap_or_default();
+    let receiver_success = format::receiver_said_success(outcome.body.as_deref());
+    let success = format::test_passed(hook.format, outcome.status, outcome.body.as_deref());
+    // The delivery log shows what the dispatcher would record for the same answer, and why a
+    // 2xx did not pass the format's test.
+    let logged_error = outcome.error.clone().or_else(|| {
+        let status = outcome.status?;
+        format::answer_error(hook.format, status, outcome.body.as_deref()).or_else(|| {
+            (!success).then(|| {
+                format!(
+                    "the endpoint answered {status} without {{\"success\": true}}, which a {} test needs",
+                    hook.format
+                )
+            })
+        })
+    });
+    let finished = store::truncate(now + TimeDelta::from_std(outcome.latency).unwrap_or_default());
     let delivery = Delivery {
         id: store::new_id(),
         project_id: hook.project_id.clone(),

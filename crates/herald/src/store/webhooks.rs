@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
 
 use super::{
@@ -15,6 +15,63 @@ use super::{
     with_pool, write_with_events,
 };
 use crate::events::{EventContext, NewEvent, types};
+
+/// The payload format of an endpoint (`format` in the webhooks API).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookFormat {
+    /// Herald's envelope (`id`, `type`, `event`, `occurredAt`, `resource`, `data`, ...).
+    #[default]
+    Herald,
+    /// The Gatrix guide's `{event, data}`, signed in `x-gatrix-signature`.
+    Gatrix,
+    /// bkend's `{id, eventType, aggregateType, aggregateId, payload, occurredAt, metadata}`.
+    Bkend,
+    /// Aghanim's `{event_id, game_id, event_type, event_time, event_data, ...}`, signed in
+    /// `X-Aghanim-Signature`; its receivers answer errors as 200 `{"status": "error"}`.
+    Aghanim,
+    /// GroMach's `{event_type, timestamp, data}`; its connection test wants `{"success": true}`.
+    Gromach,
+}
+
+impl WebhookFormat {
+    pub const ALL: [WebhookFormat; 5] = [
+        WebhookFormat::Herald,
+        WebhookFormat::Gatrix,
+        WebhookFormat::Bkend,
+        WebhookFormat::Aghanim,
+        WebhookFormat::Gromach,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookFormat::Herald => "herald",
+            WebhookFormat::Gatrix => "gatrix",
+            WebhookFormat::Bkend => "bkend",
+            WebhookFormat::Aghanim => "aghanim",
+            WebhookFormat::Gromach => "gromach",
+        }
+    }
+
+    /// Position in [`WebhookFormat::ALL`], for per-format caches.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl std::fmt::Display for WebhookFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl TryFrom<String> for WebhookFormat {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<WebhookFormat, String> {
+        WebhookFormat::ALL.into_iter().find(|f| f.as_str() == s).ok_or_else(|| format!("unknown webhook format `{s}`"))
+    }
+}
 
 #[derive(Debug, Clone, sqlx::FromRow, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -41,6 +98,9 @@ pub struct Webhook {
     /// Shown as `timeout` (seconds) by the API.
     #[serde(skip)]
     pub timeout_ms: i32,
+    /// The payload format its receiver reads (`herald` unless set).
+    #[sqlx(try_from = "String")]
+    pub format: WebhookFormat,
     pub disabled_reason: Option<String>,
     pub disabled_at: Option<DateTime<Utc>>,
     pub last_success_at: Option<DateTime<Utc>>,
@@ -295,8 +355,8 @@ impl Store {
             sqlx::query(
                 "INSERT INTO webhooks (id, project_id, name, url, description, events, secret, previous_secret, \
                  previous_secret_expires_at, active, headers, rate_limit, timeout_ms, disabled_reason, disabled_at, \
-                 last_success_at, failing_since, created_at, updated_at, created_seq) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
+                 last_success_at, failing_since, created_at, updated_at, format, created_seq) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
                  (SELECT COALESCE(MAX(seq), 0) FROM events))",
             )
             .bind(&w.id)
@@ -318,6 +378,7 @@ impl Store {
             .bind(w.failing_since)
             .bind(w.created_at)
             .bind(w.updated_at)
+            .bind(w.format.as_str())
             .execute(&mut *tx)
             .await?
         })
@@ -382,8 +443,8 @@ impl Store {
             let done = sqlx::query(
                 "UPDATE webhooks SET name = $1, url = $2, description = $3, events = $4, secret = $5, \
                  previous_secret = $6, previous_secret_expires_at = $7, active = $8, headers = $9, rate_limit = $10, \
-                 timeout_ms = $11, disabled_reason = $12, disabled_at = $13, failing_since = $14, updated_at = $15 \
-                 WHERE id = $16 AND project_id = $17 AND updated_at = $18",
+                 timeout_ms = $11, disabled_reason = $12, disabled_at = $13, failing_since = $14, updated_at = $15, \
+                 format = $16 WHERE id = $17 AND project_id = $18 AND updated_at = $19",
             )
             .bind(&w.name)
             .bind(&w.url)
@@ -400,6 +461,7 @@ impl Store {
             .bind(w.disabled_at)
             .bind(w.failing_since)
             .bind(w.updated_at)
+            .bind(w.format.as_str())
             .bind(&w.id)
             .bind(&w.project_id)
             .bind(read_at)

@@ -18,7 +18,7 @@ use serde_json::json;
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 
 use super::{
-    Clock, envelope_body, matches,
+    Clock, format, matches,
     sender::{Outcome, Outgoing, Sender},
 };
 use crate::{
@@ -27,7 +27,7 @@ use crate::{
     store::{
         Store,
         events::EventRow,
-        webhooks::{Attempt, AttemptRecord, Delivery, Disable, EndpointHealth, FanOut, Lease, Webhook},
+        webhooks::{Attempt, AttemptRecord, Delivery, Disable, EndpointHealth, FanOut, Lease, Webhook, WebhookFormat},
     },
 };
 
@@ -352,15 +352,12 @@ impl Dispatcher {
         }
         let event_ids: Vec<String> = dedup(claimed.iter().map(|d| d.event_id.clone()));
         let hook_ids: Vec<String> = dedup(claimed.iter().map(|d| d.webhook_id.clone()));
-        let events: HashMap<String, Arc<(EventRow, Bytes)>> = self
+        let events: HashMap<String, Arc<Rendered>> = self
             .store
             .events_by_ids(&event_ids)
             .await?
             .into_iter()
-            .map(|e| {
-                let body = Bytes::from(envelope_body(&e));
-                (e.id.clone(), Arc::new((e, body)))
-            })
+            .map(|e| (e.id.clone(), Arc::new(Rendered::new(e))))
             .collect();
         let hooks: HashMap<String, Arc<Webhook>> =
             self.store.webhooks_by_ids(&hook_ids).await?.into_iter().map(|w| (w.id.clone(), Arc::new(w))).collect();
@@ -379,14 +376,13 @@ impl Dispatcher {
             return;
         }
         let hooks: Vec<Arc<Webhook>> = out.hooks.into_iter().map(Arc::new).collect();
-        let mut bodies: Vec<Option<Arc<(EventRow, Bytes)>>> = vec![None; out.event_rows.len()];
+        let mut rendered: Vec<Option<Arc<Rendered>>> = vec![None; out.event_rows.len()];
         let mut rows: Vec<Option<EventRow>> = out.event_rows.into_iter().map(Some).collect();
         for (delivery, e, h) in out.leased {
-            let event = bodies[e]
+            let event = rendered[e]
                 .get_or_insert_with(|| {
-                    let row = rows[e].take().unwrap_or_else(|| unreachable!("taken once, with its body"));
-                    let body = Bytes::from(envelope_body(&row));
-                    Arc::new((row, body))
+                    let row = rows[e].take().unwrap_or_else(|| unreachable!("taken once, into its Rendered"));
+                    Arc::new(Rendered::new(row))
                 })
                 .clone();
             self.start(delivery, hooks[h].clone(), event, results);
@@ -399,7 +395,7 @@ impl Dispatcher {
         self: &Arc<Self>,
         delivery: Delivery,
         hook: Arc<Webhook>,
-        event: Arc<(EventRow, Bytes)>,
+        event: Arc<Rendered>,
         results: &mpsc::Sender<Finished>,
     ) {
         {
@@ -415,7 +411,8 @@ impl Dispatcher {
                 tokio::time::sleep(wait).await;
             }
             let global = this.global.clone().acquire_owned().await;
-            let finished = this.attempt(&delivery, &hook, &event.0, event.1.clone()).await;
+            let body = event.body(hook.format);
+            let finished = this.attempt(&delivery, &hook, &event.row, body).await;
             drop((endpoint, global));
             if this.release(&hook.id) {
                 this.freed.notify_one();
@@ -481,15 +478,34 @@ impl Dispatcher {
                 url: &hook.url,
                 body,
                 msg_id: &event.id,
+                format: hook.format,
                 secrets,
                 headers: &hook.headers.0,
                 timeout: Duration::from_millis(hook.timeout_ms.max(1) as u64),
             })
             .await;
-        let (latency, succeeded) = (outcome.latency, outcome.succeeded());
+        let latency = outcome.latency;
         let finished = decide(&self.config, delivery, hook, event, outcome, self.clock.now());
-        self.store.metrics().webhook_attempt(latency, succeeded, finished.record.new_status);
+        let new_status = finished.record.new_status;
+        self.store.metrics().webhook_attempt(latency, new_status == "succeeded", new_status);
         finished
+    }
+}
+
+/// An event read for sending, with its body in each format its endpoints read, each
+/// rendered once however many endpoints share it (as the one body was before formats).
+struct Rendered {
+    row: EventRow,
+    bodies: [std::sync::OnceLock<Bytes>; WebhookFormat::ALL.len()],
+}
+
+impl Rendered {
+    fn new(row: EventRow) -> Rendered {
+        Rendered { row, bodies: Default::default() }
+    }
+
+    fn body(&self, f: WebhookFormat) -> Bytes {
+        self.bodies[f.index()].get_or_init(|| Bytes::from(format::body(f, &self.row))).clone()
     }
 }
 
@@ -533,12 +549,29 @@ fn decide(
     let mut health =
         EndpointHealth { webhook_id: hook.id.clone(), last_success_at: None, failing_since: None, disable: None };
     let mut disable = None;
-    let (new_status, next_attempt_at) = if outcome.succeeded() {
+    // A 2xx whose body says the receiver refused the event (Aghanim's receivers answer so).
+    let refused = format::refusal(hook.format, outcome.status, outcome.body.as_deref());
+    let error =
+        outcome.error.clone().or_else(|| format::answer_error(hook.format, outcome.status?, outcome.body.as_deref()));
+    let final_failure = |events: &mut Vec<NewEvent>| {
+        let data = json!({
+            "webhookId": hook.id, "url": hook.url, "deliveryId": delivery.id, "eventId": event.id,
+            "eventType": event.event_type, "attempts": attempt_no,
+            "lastStatusCode": outcome.status, "lastError": error,
+        });
+        events.push(op_event(&ctx, types::WEBHOOK_DELIVERY_EXHAUSTED, hook, data));
+    };
+    let (new_status, next_attempt_at) = if outcome.succeeded() && refused.is_none() {
         health.last_success_at = Some(now);
         health.failing_since = Some(None);
         ("succeeded", None)
     } else if outcome.status == Some(410) {
         disable = Some("the endpoint answered 410 Gone".to_owned());
+        ("failed", None)
+    } else if refused.as_ref().is_some_and(|r| r.permanent) {
+        // The receiver is up and judged this event: sending it again cannot change the
+        // answer, and the endpoint's health is not in question.
+        final_failure(&mut events);
         ("failed", None)
     } else {
         health.failing_since = Some(Some(now));
@@ -559,12 +592,7 @@ fn decide(
                 ("pending", Some(now.checked_add_signed(wait).unwrap_or(DateTime::<Utc>::MAX_UTC)))
             }
             None => {
-                let data = json!({
-                    "webhookId": hook.id, "url": hook.url, "deliveryId": delivery.id, "eventId": event.id,
-                    "eventType": event.event_type, "attempts": attempt_no,
-                    "lastStatusCode": outcome.status, "lastError": outcome.error,
-                });
-                events.push(op_event(&ctx, types::WEBHOOK_DELIVERY_EXHAUSTED, hook, data));
+                final_failure(&mut events);
                 ("failed", None)
             }
         }
@@ -585,9 +613,7 @@ fn decide(
             latency_ms,
             response_headers: sqlx::types::Json(outcome.headers),
             response_body: outcome.body,
-            error: outcome.error.or_else(|| {
-                outcome.status.filter(|s| !(200..300).contains(s)).map(|s| format!("the endpoint answered {s}"))
-            }),
+            error,
             next_attempt_at,
         },
         webhook_id: hook.id.clone(),

@@ -1,9 +1,12 @@
-//! Webhook delivery, in three parts kept apart (as svix-server does): what to send
-//! ([`envelope`], [`matches`]), how to send it ([`sender`]: signing, HTTP, SSRF guard), and
-//! when ([`dispatcher`]: fan-out, leases, retries, recording).
+//! Webhook delivery, in parts kept apart (as svix-server does): what to send ([`matches`],
+//! [`format`]: the body in each endpoint's payload format), how it is signed ([`signing`]),
+//! how it is sent ([`sender`]: HTTP, SSRF guard), and when ([`dispatcher`]: fan-out, leases,
+//! retries, recording).
 
 pub mod dispatcher;
+pub mod format;
 pub mod sender;
+pub mod signing;
 
 use std::sync::{Arc, Mutex};
 
@@ -64,7 +67,7 @@ pub fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// The delivery body of `event`.
+/// The delivery body of `event` in Herald's own format ([`format::Format::Herald`]).
 pub fn envelope_body(event: &EventRow) -> Vec<u8> {
     let envelope = Envelope {
         id: &event.id,

@@ -294,6 +294,8 @@ pub struct Outgoing<'a> {
     pub body: Bytes,
     /// `webhook-id`: the event id, the same on every retry.
     pub msg_id: &'a str,
+    /// Which headers sign it.
+    pub format: crate::store::webhooks::WebhookFormat,
     /// The current secret, then the previous one while a rotation is under way.
     pub secrets: Vec<&'a str>,
     pub headers: &'a BTreeMap<String, String>,
@@ -326,20 +328,13 @@ pub struct Sender {
     guard: Arc<Guard>,
 }
 
-const USER_AGENT: HeaderValue = HeaderValue::from_static(concat!("Herald-Webhooks/", env!("CARGO_PKG_VERSION")));
-
-/// Headers a custom header may not replace.
-pub const RESERVED_HEADERS: &[&str] = &[
-    "content-type",
-    "content-length",
-    "host",
-    "user-agent",
-    "webhook-id",
-    "webhook-timestamp",
-    "webhook-signature",
-    "x-webhook-signature",
-    "x-webhook-timestamp",
-];
+/// Whether a custom header may not use `name` (any case): one of HTTP itself that the
+/// sender sets, or one of any format's signing headers.
+pub fn is_reserved_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["content-type", "content-length", "host", "user-agent"].contains(&name.as_str())
+        || super::signing::SIGNING_HEADERS.contains(&name.as_str())
+}
 
 impl Sender {
     pub fn new(config: &WebhooksConfig) -> anyhow::Result<Sender> {
@@ -401,18 +396,12 @@ impl Sender {
     async fn exchange(&self, out: Outgoing<'_>) -> Result<Outcome, String> {
         let uri = parse_uri(out.url)?;
         self.guard.check_target(&uri).map_err(|why| format!("refused: {why}"))?;
-        let now = std::time::SystemTime::now();
-        let unix = now.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-        let signatures: Vec<String> = out
-            .secrets
-            .iter()
-            .filter_map(|s| herald_webhooks::sign_standard(s, out.msg_id, unix, &out.body).ok())
-            .collect();
-        let simple = out.secrets.first().map(|s| herald_webhooks::sign_simple(s, &out.body)).unwrap_or_default();
+        let signed =
+            super::signing::headers(out.format, &out.secrets, out.msg_id, std::time::SystemTime::now(), &out.body)?;
         let mut request = Request::post(uri);
         let headers = request.headers_mut().ok_or("request failed: invalid request")?;
         for (name, value) in out.headers {
-            if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            if is_reserved_header(name) {
                 continue;
             }
             let name =
@@ -421,14 +410,7 @@ impl Sender {
                 .map_err(|_| format!("invalid value of custom header `{name}`"))?;
             headers.append(name, value);
         }
-        let text = |v: String| HeaderValue::try_from(v).map_err(|_| "request failed: invalid header value".to_string());
-        headers.insert(header::USER_AGENT, USER_AGENT);
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        headers.insert("webhook-id", text(out.msg_id.to_owned())?);
-        headers.insert("webhook-timestamp", HeaderValue::from(unix));
-        headers.insert("webhook-signature", text(signatures.join(" "))?);
-        headers.insert("x-webhook-signature", text(simple)?);
-        headers.insert("x-webhook-timestamp", text(super::rfc3339(chrono::DateTime::<chrono::Utc>::from(now)))?);
+        headers.extend(signed);
         let request = request.body(Full::new(out.body)).map_err(|e| format!("request failed: {e}"))?;
         let response = self.client.request(request).await.map_err(|e| describe(&e))?;
         let status = response.status().as_u16();
@@ -559,6 +541,7 @@ mod tests {
                 url,
                 body: bytes::Bytes::from_static(b"{}"),
                 msg_id: "msg_1",
+                format: crate::store::webhooks::WebhookFormat::Herald,
                 secrets: vec!["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
                 headers: &headers,
                 timeout: Duration::from_secs(5),

@@ -733,6 +733,19 @@ async fn migrate_data_moves_an_instance_to_postgres_and_back() {
     let (_, events) = send(server.request(Method::GET, "/api/v1/events?limit=1", &key)).await;
     let newest_before = before[3]["items"][0]["sequence"].as_i64().expect("sequence");
     assert!(events["items"][0]["sequence"].as_i64() > Some(newest_before), "sequences continue: {events}");
+    // The receiver has the event; wait until its delivery is recorded too (the endpoint's
+    // `lastSuccessAt` is part of the snapshot), which happens a moment later.
+    let hook_id = before[2]["items"][0]["id"].as_str().expect("webhook id").to_owned();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let path = format!("/api/v1/webhooks/{hook_id}/deliveries?status=succeeded&limit=100");
+        let (_, page) = send(server.request(Method::GET, &path, &key)).await;
+        if page["items"].as_array().is_some_and(|items| items.len() == delivered + 1) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the new delivery was never recorded: {page}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let before = snapshot(&server, &key).await;
     let (status, _, stderr) = server.stop().await;
     assert!(status.success(), "{stderr}");

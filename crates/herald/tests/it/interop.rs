@@ -1,8 +1,9 @@
 //! Herald's deliveries checked by code Herald does not control:
 //!
-//! - the seeds' own Node.js receiver (`tests/interop/node/seed-receiver.js`: Express,
-//!   `express.json()`, HMAC of `JSON.stringify(req.body)`, `crypto.timingSafeEqual` on
-//!   `x-webhook-signature`), run with `node`;
+//! - the seeds' own webhook receivers (`tests/interop/node/seeds/`: the Gatrix guide's
+//!   `WebhookHandler`, bkend's Express receiver, GroMach's test endpoint, copied as the seeds
+//!   write them, and a `player.update` consumer written from Aghanim's page), run with `node`
+//!   under `seed-harness.cjs`, each receiving its endpoint's payload format;
 //! - the seeds' socket.io client (`tests/interop/node/seed-socket-client.js`, the npm
 //!   `socket.io-client`), connected to Herald's gateway;
 //! - the Standard Webhooks reference library for Python (`standardwebhooks`, run by
@@ -29,7 +30,10 @@ use crate::{
 };
 
 crate::both_backends!(
-    seed_node_receiver_accepts_deliveries,
+    gatrix_guide_receiver_runs_its_handlers,
+    bkend_receiver_sends_the_welcome_email_and_the_slack_note,
+    aghanim_player_update_consumer_updates_known_players_only,
+    gromach_endpoint_passes_the_connection_test_and_saves_articles,
     standard_webhooks_library_verifies_deliveries,
     seed_socket_client_receives_events,
 );
@@ -95,7 +99,8 @@ pub async fn settled_deliveries(app: &TestApp, webhook_id: &str, n: usize) -> Ve
     }
 }
 
-/// The seeds' Express receiver, running under `node` on a loopback port.
+/// A seed's webhook receiver (`tests/interop/node/seeds/`), run unchanged under
+/// `seed-harness.cjs`, which gives it a loopback port and records what it does.
 struct SeedReceiver {
     url: String,
     node: NodeScript,
@@ -141,9 +146,9 @@ pub fn collect_output(child: &mut std::process::Child) -> (Lines, Arc<Mutex<Stri
 }
 
 impl NodeScript {
-    fn start(dir: &str, script: &str, args: &[&str], env: &[(&str, &str)]) -> NodeScript {
+    /// `node <args>` in `dir`.
+    fn start(dir: &str, args: &[&str], env: &[(&str, &str)]) -> NodeScript {
         let mut child = Command::new("node")
-            .arg(script)
             .args(args)
             .current_dir(dir)
             .envs(env.iter().copied())
@@ -151,7 +156,7 @@ impl NodeScript {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot run `node {script}` in {dir}: {e} (run scripts/test.sh)"));
+            .unwrap_or_else(|e| panic!("cannot run `node {}` in {dir}: {e} (run scripts/test.sh)", args.join(" ")));
         let (lines, stderr) = crate::interop::collect_output(&mut child);
         NodeScript { child, lines, stderr }
     }
@@ -193,65 +198,87 @@ impl Drop for NodeScript {
 }
 
 impl SeedReceiver {
-    async fn start(dir: &str, secret: &str) -> SeedReceiver {
-        let mut node = NodeScript::start(dir, "seed-receiver.js", &["0"], &[("WEBHOOK_SECRET", secret)]);
+    /// Starts `seeds/<file>` with `env`, and waits for its port.
+    async fn start(dir: &str, file: &str, env: &[(&str, &str)]) -> SeedReceiver {
+        let script = format!("seeds/{file}");
+        let mut node = NodeScript::start(dir, &["--require", "./seed-harness.cjs", &script], env);
         let port = node.wait_line("its port", |l| l["listening"].is_u64()).await["listening"].as_u64().expect("port");
         SeedReceiver { url: format!("http://127.0.0.1:{port}"), node }
     }
 
-    fn stderr(&self) -> String {
-        self.node.stderr()
+    /// What the harness recorded under `kind`: `request` ({method, path, status, answer}),
+    /// `log` (a console.log call: {log: [args], in: the calling function}) or `call` (an
+    /// application function: {call, args}).
+    fn records(&self, kind: &str) -> Vec<Value> {
+        self.node.lines().into_iter().filter(|l| l.get(kind).is_some()).collect()
     }
 
-    /// The requests it logged: `{verdict, path, event, id, data}`.
-    fn requests(&self) -> Vec<Value> {
-        self.node.lines().into_iter().filter(|l| l.get("verdict").is_some()).collect()
-    }
-
-    /// Waits until it logged `n` requests (up to 10 s), and returns them.
-    async fn wait_for(&self, n: usize) -> Vec<Value> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    /// Waits until `n` records of `kind` (up to 20 s), and returns them.
+    async fn wait_records(&self, kind: &str, n: usize) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
-            let got = self.requests();
+            let got = self.records(kind);
             if got.len() >= n {
                 return got;
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "expected {n} requests at the seed receiver, got:\n{}\nits stderr: {}",
-                show(&got),
-                self.stderr()
+                "expected {n} `{kind}` records from the seed receiver; it printed:\n{}\nits stderr: {}",
+                show(&self.node.lines()),
+                self.node.stderr()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+
+    /// The data the seed's handler method `method` logged (`console.log(label, data)`), once.
+    fn logged_by(&self, method: &str) -> Value {
+        let logs: Vec<Value> = self.records("log").into_iter().filter(|l| l["in"] == method).collect();
+        assert_eq!(logs.len(), 1, "one log from {method}; the receiver printed:\n{}", show(&self.node.lines()));
+        logs[0]["log"][1].clone()
+    }
+
+    /// The arguments of each call of the application function `name`.
+    fn calls(&self, name: &str) -> Vec<Value> {
+        self.records("call").into_iter().filter(|c| c["call"] == name).map(|c| c["args"].clone()).collect()
+    }
 }
 
-/// The seeds' receiver, registered the seeds' way, accepts what Herald sends: user and world
-/// events whose data holds Korean, emoji, quotes, backslashes and newlines, so the body it
-/// re-serializes with `JSON.stringify` must be byte for byte the one Herald signed. An
-/// endpoint with another secret at the same receiver is refused with 401, and Herald records it.
-async fn seed_node_receiver_accepts_deliveries(app: TestApp) {
+/// The id of the newest event of `event_type`.
+async fn newest_event_id(app: &TestApp, event_type: &str) -> String {
+    let (status, page) = app.get(&format!("/api/v1/events?type={event_type}")).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    id_of(&page["items"][0]).to_owned()
+}
+
+/// The Gatrix guide's `WebhookHandler`, unchanged: its `x-gatrix-signature` check (HMAC of
+/// `JSON.stringify(req.body)`, compared with `!==`) passes and each of its five handlers runs
+/// with the data it is given, for user and world events whose data holds Korean, emoji, quotes,
+/// backslashes and newlines (so the re-serialized body must be byte for byte the signed one).
+/// An endpoint with another secret at the same receiver is refused with 401, and Herald
+/// records it.
+async fn gatrix_guide_receiver_runs_its_handlers(app: TestApp) {
     let Some(dir) = interop_env("HERALD_TEST_NODE_DIR") else { return };
-    let node = SeedReceiver::start(&dir, SEED_SECRET).await;
+    let node = SeedReceiver::start(&dir, "gatrix-webhook-handler.js", &[("WEBHOOK_SECRET", SEED_SECRET)]).await;
+    // The guide's own registration, with the format its receiver reads.
     let users = hook(
         &app,
         json!({"url": format!("{}/webhook/users", node.url), "events": ["user.created", "user.updated", "user.deleted"],
-               "secret": SEED_SECRET, "active": true}),
+               "secret": SEED_SECRET, "active": true, "format": "gatrix"}),
     )
     .await;
     let worlds = hook(
         &app,
         json!({"url": format!("{}/webhook/worlds", node.url),
                "events": ["world.maintenance_started", "world.maintenance_ended"],
-               "secret": SEED_SECRET, "active": true}),
+               "secret": SEED_SECRET, "active": true, "format": "gatrix"}),
     )
     .await;
     // The negative control: same receiver, another secret.
     let wrong = hook(
         &app,
         json!({"url": format!("{}/webhook/users", node.url), "events": ["user.created"],
-               "secret": "not-the-receivers-secret", "active": true}),
+               "secret": "not-the-receivers-secret", "format": "gatrix"}),
     )
     .await;
 
@@ -266,6 +293,7 @@ async fn seed_node_receiver_accepts_deliveries(app: TestApp) {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{user}");
     let user_id = id_of(&user).to_string();
+    let created_id = newest_event_id(&app, "user.created").await;
     let (status, world) = app
         .post("/api/v1/game-worlds", json!({"worldId": "main-1", "name": "메인 월드", "description": "첫 번째 서버"}))
         .await;
@@ -288,27 +316,25 @@ async fn seed_node_receiver_accepts_deliveries(app: TestApp) {
     assert_eq!(status, StatusCode::OK, "{body}");
 
     // Five events for the right secret, one for the wrong one.
-    let got = node.wait_for(6).await;
-    let find = |verdict: &str, event: &str| -> Value {
-        let matching: Vec<&Value> = got.iter().filter(|l| l["verdict"] == verdict && l["event"] == event).collect();
-        assert_eq!(matching.len(), 1, "one {verdict} {event} at the seed receiver, which got:\n{}", show(&got));
-        matching[0].clone()
-    };
-    let created = find("accepted", "user.created");
-    assert_eq!(created["path"], "/webhook/users");
-    assert_eq!(created["data"]["displayName"], display_name);
-    assert_eq!(created["data"]["metadata"]["길드"], "달빛 기사단");
-    assert_eq!(created["data"]["metadata"]["bio"], "줄 하나\n줄 둘\t탭");
-    assert_eq!(find("accepted", "user.updated")["data"]["displayName"], "용사 박영희");
-    assert_eq!(find("accepted", "user.deleted")["data"]["id"], user_id.as_str());
-    let started = find("accepted", "world.maintenance_started");
-    assert_eq!(started["path"], "/webhook/worlds");
-    assert_eq!(started["data"]["name"], "메인 월드");
-    assert_eq!(started["data"]["maintenanceMessage"], message);
-    assert_eq!(started["data"]["maintenanceMessages"]["ja"], "メンテナンス中");
-    assert_eq!(find("accepted", "world.maintenance_ended")["data"]["name"], "메인 월드");
-    let rejected = find("rejected", "user.created");
-    assert_eq!(rejected["id"], created["id"], "the same event, sent to the endpoint with the wrong secret");
+    let requests = node.wait_records("request", 6).await;
+    let statuses: Vec<&Value> = requests.iter().map(|r| &r["request"]["status"]).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 5, "{}", show(&requests));
+    assert_eq!(statuses.iter().filter(|s| **s == 401).count(), 1, "{}", show(&requests));
+
+    // Each handler ran, with what the guide's handlers read.
+    let created = node.logged_by("WebhookHandler.handleUserCreated");
+    assert_eq!(created["userId"], user_id.as_str());
+    assert_eq!(created["user"]["displayName"], display_name);
+    assert_eq!(created["user"]["metadata"]["길드"], "달빛 기사단");
+    assert_eq!(created["user"]["metadata"]["bio"], "줄 하나\n줄 둘\t탭");
+    assert_eq!(node.logged_by("WebhookHandler.handleUserUpdated")["user"]["displayName"], "용사 박영희");
+    assert_eq!(node.logged_by("WebhookHandler.handleUserDeleted")["userId"], user_id.as_str());
+    let started = node.logged_by("WebhookHandler.handleWorldMaintenanceStarted");
+    assert_eq!(started["worldId"], "main-1");
+    assert_eq!(started["world"]["name"], "메인 월드");
+    assert_eq!(started["maintenanceMessage"], message);
+    assert_eq!(started["maintenanceMessages"]["ja"], "メンテナンス中");
+    assert_eq!(node.logged_by("WebhookHandler.handleWorldMaintenanceEnded")["worldId"], "main-1");
 
     // Herald's view: the receiver's answers, recorded per attempt.
     for (w, n) in [(&users, 3), (&worlds, 2)] {
@@ -319,12 +345,148 @@ async fn seed_node_receiver_accepts_deliveries(app: TestApp) {
         }
     }
     let refused = settled_deliveries(&app, id_of(&wrong), 1).await.remove(0);
-    assert_eq!(refused["eventId"], created["id"]);
+    assert_eq!(refused["eventId"], created_id.as_str());
     assert_eq!(refused["status"], "pending", "a 401 is retried later: {refused}");
     assert_eq!(refused["attempts"][0]["statusCode"], 401, "{refused}");
     assert_eq!(refused["attempts"][0]["responseBody"], r#"{"error":"Invalid signature"}"#, "{refused}");
-    // Every attempt Herald recorded is one the receiver logged: nothing else arrived.
-    assert_eq!(node.requests().len(), 6, "nothing else arrived:\n{}", show(&node.requests()));
+    // Every attempt Herald recorded is one the receiver answered: nothing else arrived.
+    assert_eq!(node.records("request").len(), 6, "nothing else arrived:\n{}", show(&node.records("request")));
+}
+
+/// bkend's Express receiver, unchanged: `user.created` sends the welcome email to
+/// `event.payload.email`, `order.completed` posts `event.aggregateId` to Slack.
+async fn bkend_receiver_sends_the_welcome_email_and_the_slack_note(app: TestApp) {
+    let Some(dir) = interop_env("HERALD_TEST_NODE_DIR") else { return };
+    let node = SeedReceiver::start(&dir, "bkend-receiver.mjs", &[]).await;
+    let w = hook(
+        &app,
+        json!({"url": format!("{}/webhook", node.url), "events": ["user.created", "order.completed"], "format": "bkend"}),
+    )
+    .await;
+    let (status, user) = app.post("/api/v1/users", json!({"username": "newbie", "email": "new@example.com"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{user}");
+    let (status, body) = app.post("/api/v1/event-types", json!({"name": "order.completed"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = app
+        .post(
+            "/api/v1/events",
+            json!({"type": "order.completed", "data": {"total": 12000, "currency": "KRW"},
+                   "resource": {"type": "order", "id": "order-1001"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    node.wait_records("call", 2).await;
+    assert_eq!(node.calls("sendWelcomeEmail"), [json!(["new@example.com"])]);
+    let slack = node.calls("notifySlack");
+    assert_eq!(slack.len(), 1, "{slack:?}");
+    assert!(slack[0][0].as_str().is_some_and(|m| m.ends_with(": order-1001")), "{slack:?}");
+    // Its logs name the aggregate of each event.
+    let logs: Vec<String> =
+        node.records("log").iter().filter_map(|l| l["log"][0].as_str().map(str::to_owned)).collect();
+    let user_id = id_of(&user);
+    assert!(logs.iter().any(|l| l.ends_with(&format!("User ({user_id})"))), "{logs:?}");
+    assert!(logs.iter().any(|l| l.ends_with("Order (order-1001)")), "{logs:?}");
+    for d in settled_deliveries(&app, id_of(&w), 2).await {
+        assert_eq!(d["status"], "succeeded", "{d}");
+    }
+}
+
+/// A `player.update` consumer written from Aghanim's page: it verifies `X-Aghanim-Signature`,
+/// reads `event_type`, `event_data.player_id`, `event_time`, `event_id`, `game_id`, and updates
+/// a known player; an unknown one is answered 200 `{"status":"error","code":"not_found"}`,
+/// which ends Herald's delivery as failed without retries.
+async fn aghanim_player_update_consumer_updates_known_players_only(app: TestApp) {
+    let Some(dir) = interop_env("HERALD_TEST_NODE_DIR") else { return };
+    let (_, known) = app.post("/api/v1/users", json!({"username": "known", "email": "old@example.com"})).await;
+    let (_, stranger) = app.post("/api/v1/users", json!({"username": "stranger"})).await;
+    let (known_id, stranger_id) = (id_of(&known).to_owned(), id_of(&stranger).to_owned());
+    let secret = "aghanim-secret-1";
+    let env = [("AGHANIM_WEBHOOK_SECRET", secret), ("KNOWN_PLAYERS", known_id.as_str())];
+    let node = SeedReceiver::start(&dir, "aghanim-player-update.js", &env).await;
+    let w = hook(
+        &app,
+        json!({"url": format!("{}/aghanim/webhook", node.url), "events": ["player.update"],
+               "format": "aghanim", "secret": secret}),
+    )
+    .await;
+
+    let (status, body) = app
+        .patch(&format!("/api/v1/users/{known_id}"), json!({"email": "new@example.com", "displayName": "Known One"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let updated = node.wait_records("call", 2).await;
+    let update = node.calls("updatePlayer");
+    assert_eq!(update.len(), 1, "{}", show(&updated));
+    assert_eq!(update[0][0], known_id.as_str());
+    let profile = &update[0][1];
+    assert_eq!((&profile["email"], &profile["name"]), (&json!("new@example.com"), &json!("Known One")));
+    assert_eq!(profile["eventId"], newest_event_id(&app, "player.update").await.as_str());
+    assert_eq!(profile["gameId"], app.project_id.as_str());
+    assert!(profile["updatedAt"].as_str().is_some_and(|t| t.ends_with(".000Z")), "from unix seconds: {profile}");
+    assert!(profile["userAgent"].as_str().is_some_and(|a| a.starts_with("Aghanim/0.1.0")), "{profile}");
+    assert!(profile["signedAt"].as_i64().is_some_and(|t| (t - chrono::Utc::now().timestamp()).abs() < 600));
+    let ok = settled_deliveries(&app, id_of(&w), 1).await.remove(0);
+    assert_eq!(ok["status"], "succeeded", "{ok}");
+    assert_eq!(ok["attempts"][0]["responseBody"], r#"{"status":"ok"}"#);
+
+    // An unknown player: the consumer's not_found ends the delivery.
+    let (status, body) = app.patch(&format!("/api/v1/users/{stranger_id}"), json!({"email": "x@example.com"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let deliveries = settled_deliveries(&app, id_of(&w), 2).await;
+    let failed = deliveries.iter().find(|d| d["status"] != "succeeded").expect("the stranger's delivery");
+    assert_eq!(failed["status"], "failed", "not_found is not retried: {failed}");
+    assert!(failed["nextAttemptAt"].is_null(), "{failed}");
+    assert!(failed["lastError"].as_str().is_some_and(|e| e.contains("not_found")), "{failed}");
+    assert_eq!(node.calls("findPlayer").last(), Some(&json!([stranger_id])));
+    assert_eq!(node.calls("updatePlayer").len(), 1, "the stranger was not updated");
+}
+
+/// GroMach's complete test endpoint, unchanged but for its "save to your database" line: the
+/// connection test passes (its `event_type === 'test'` branch answers `{"success": true}`),
+/// and a `publish_articles` event reaches its articles branch with the articles. A wrong
+/// secret fails the connection test with its 401.
+async fn gromach_endpoint_passes_the_connection_test_and_saves_articles(app: TestApp) {
+    let Some(dir) = interop_env("HERALD_TEST_NODE_DIR") else { return };
+    let secret = "gromach-secret-1";
+    let node = SeedReceiver::start(&dir, "gromach-endpoint.js", &[("SEED_APP", "1"), ("WEBHOOK_SECRET", secret)]).await;
+    let w = hook(
+        &app,
+        json!({"url": format!("{}/webhook", node.url), "events": ["publish_articles"], "format": "gromach",
+               "name": "My Webhook", "secret": secret}),
+    )
+    .await;
+    let (status, test) = app.post(&format!("/api/v1/webhooks/{}/test", id_of(&w)), json!(null)).await;
+    assert_eq!(status, StatusCode::OK, "{test}");
+    assert_eq!((&test["success"], &test["receiverSuccess"]), (&json!(true), &json!(true)), "{test}");
+
+    let articles = json!([{"id": "article-uuid-123", "slug": "patch-1-2", "title": "1.2 패치 노트",
+                           "excerpt": "새 던전과 \"전설\" 무기", "content_format": "markdown",
+                           "content": "# 1.2\n- 새 던전", "status": "published",
+                           "published_at": "2024-01-15T10:30:00.000Z", "author_name": "Admin",
+                           "cover_image": null, "meta_title": "1.2", "meta_description": "패치",
+                           "tags": ["patch", "notes"]}]);
+    let (status, body) = app.post("/api/v1/event-types", json!({"name": "publish_articles"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) =
+        app.post("/api/v1/events", json!({"type": "publish_articles", "data": {"articles": articles}})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    node.wait_records("call", 1).await;
+    assert_eq!(node.calls("saveArticles"), [json!([articles])]);
+    // The connection test is in the delivery log beside the article event.
+    for d in settled_deliveries(&app, id_of(&w), 2).await {
+        assert_eq!(d["status"], "succeeded", "{d}");
+    }
+
+    // The negative control: another secret fails the connection test.
+    let wrong = hook(
+        &app,
+        json!({"url": format!("{}/webhook", node.url), "events": ["publish_articles"], "format": "gromach",
+               "secret": "not-the-receivers-secret"}),
+    )
+    .await;
+    let (_, test) = app.post(&format!("/api/v1/webhooks/{}/test", id_of(&wrong)), json!(null)).await;
+    assert_eq!((&test["success"], &test["statusCode"]), (&json!(false), &json!(401)), "{test}");
 }
 
 /// Runs tests/interop/python/verify_standard.py on `cases`; returns its results in order.
@@ -447,7 +609,7 @@ async fn standard_webhooks_library_verifies_deliveries(app: TestApp) {
 /// refused in `connect_error`.
 async fn seed_socket_client_receives_events(app: TestApp) {
     let Some(dir) = interop_env("HERALD_TEST_NODE_DIR") else { return };
-    let mut client = NodeScript::start(&dir, "seed-socket-client.js", &[&app.base, &app.key], &[]);
+    let mut client = NodeScript::start(&dir, &["seed-socket-client.js", &app.base, &app.key], &[]);
     client.wait_line("connect", |l| l["event"] == "connect").await;
 
     let (status, user) = app.post("/api/v1/users", json!({"username": "seeded", "email": "s@example.com"})).await;
@@ -475,7 +637,7 @@ async fn seed_socket_client_receives_events(app: TestApp) {
     assert_eq!(status["args"][0], "seed-1");
     assert!(client.lines().iter().all(|l| l["event"] != "disconnect"), "{}", show(&client.lines()));
 
-    let mut refused = NodeScript::start(&dir, "seed-socket-client.js", &[&app.base, "not-a-token"], &[]);
+    let mut refused = NodeScript::start(&dir, &["seed-socket-client.js", &app.base, "not-a-token"], &[]);
     let error = refused.wait_line("connect_error", |l| l["event"] == "connect_error").await;
     assert!(error["message"].as_str().is_some_and(|m| m.contains("invalid")), "{error}");
     assert!(refused.lines().iter().all(|l| l["event"] != "connect"), "{}", show(&refused.lines()));

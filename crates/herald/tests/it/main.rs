@@ -13,6 +13,7 @@ mod cli_ops;
 mod connections;
 mod errors;
 mod examples;
+mod formats;
 mod interop;
 mod liveops;
 mod openapi;

@@ -38,11 +38,18 @@ pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub delay: Duration,
+    /// The answer's body (`{"success": true}` unless set).
+    pub body: Option<String>,
 }
 
 impl Reply {
     pub fn status(status: u16) -> Reply {
-        Reply { status, headers: Vec::new(), delay: Duration::ZERO }
+        Reply { status, headers: Vec::new(), delay: Duration::ZERO, body: None }
+    }
+
+    /// `status` with this JSON body.
+    pub fn json(status: u16, body: serde_json::Value) -> Reply {
+        Reply { body: Some(body.to_string()), ..Reply::status(status) }
     }
 }
 
@@ -108,8 +115,8 @@ async fn handle(
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }
-    let mut response =
-        (StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK), r#"{"success": true}"#).into_response();
+    let body = reply.body.unwrap_or_else(|| r#"{"success": true}"#.to_owned());
+    let mut response = (StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK), body).into_response();
     for (k, v) in reply.headers {
         if let (Ok(name), Ok(value)) = (k.parse::<axum::http::HeaderName>(), v.parse()) {
             response.headers_mut().insert(name, value);
