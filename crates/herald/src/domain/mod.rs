@@ -3,6 +3,7 @@
 
 pub mod bootstrap;
 pub mod chat;
+pub mod client;
 pub mod events;
 pub mod player_session;
 pub mod session;
