@@ -10,6 +10,7 @@ mod chat;
 mod chat_docs;
 mod cli;
 mod cli_ops;
+mod client;
 mod connections;
 mod errors;
 mod examples;
