@@ -49,6 +49,7 @@ The guides are in the `docs/` folder of Herald's source, next to its `README.md`
 - `docs/API.md`: every route, authentication and scopes, errors, paging, events
 - `docs/WEBHOOKS.md`: registering endpoints, what arrives, verifying signatures, retries, replay, custom events; complete receivers in `examples/webhook-receiver-node` and `examples/webhook-receiver-python`
 - `docs/CHAT.md`: the GameTalk v1.1-compatible chat API, tags, messages and history
+- `docs/GAME-CLIENTS.md`: what game clients call at start (`/api/v1/client/*`, client keys), with JavaScript and C# examples
 - `docs/REALTIME.md`: socket.io for game servers and clients (keys, player session tokens)
 - `docs/CLI.md`: the `herald` command line
 - `docs/CONFIG.md`: every setting
