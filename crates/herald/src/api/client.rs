@@ -75,6 +75,20 @@ impl ClientState {
                     .map_err(|_| anyhow::anyhow!("http.trusted_proxies: {cidr:?} is not a CIDR block or an address"))
             })
             .collect::<anyhow::Result<_>>()?;
+        for origin in &config.client.cors_allowed_origins {
+            let valid = origin == "*"
+                || url::Url::parse(origin).is_ok_and(|u| {
+                    matches!(u.scheme(), "http" | "https")
+                        && u.host().is_some()
+                        && u.path() == "/"
+                        && !origin.trim_end_matches('/').ends_with('/')
+                        && u.query().is_none()
+                });
+            anyhow::ensure!(
+                valid,
+                "client.cors_allowed_origins: {origin:?} is not an origin such as \"https://play.example.com\" (or \"*\")"
+            );
+        }
         Ok(ClientState {
             keys: ClientKeyCache::new(Duration::from_secs(config.auth.key_cache_ttl_secs)),
             limiter: AddressRateLimiter::new(config.client.rate_limit_per_sec, config.client.rate_limit_burst),
@@ -713,6 +727,22 @@ mod tests {
         assert_eq!(from("10.0.0.2", &[]), Some(ip("10.0.0.2")), "no header: the proxy itself");
         assert_eq!(from("10.0.0.2", &["garbage, 10.0.0.3"]), Some(ip("10.0.0.3")), "garbage stops the walk");
         assert_eq!(from("10.0.0.2", &["198.51.100.1:4711"]), Some(ip("198.51.100.1")), "with a port");
+    }
+
+    #[test]
+    fn cors_origins_are_checked_at_start() {
+        let with = |origins: &[&str]| {
+            let mut config = Config::default();
+            config.client.cors_allowed_origins = origins.iter().map(|o| o.to_string()).collect();
+            ClientState::new(&config).map(|_| ())
+        };
+        assert!(with(&["https://play.example.com", "http://localhost:3000", "*"]).is_ok());
+        for bad in ["play.example.com", "https://play.example.com/game", "ftp://x.example.com", "https://"] {
+            assert!(with(&[bad]).is_err(), "{bad}");
+        }
+        let mut config = Config::default();
+        config.http.trusted_proxies = vec!["10.0.0.0/33".into()];
+        assert!(ClientState::new(&config).is_err(), "a bad CIDR stops the start");
     }
 
     #[test]
