@@ -43,7 +43,16 @@ enum Scenario {
     /// Hold player sockets and time the fan-out of maintenance events to all of them
     /// (uses the `(sockets)` options).
     Sockets,
+    /// `GET /api/v1/client/bootstrap?channel=PC&version=1.0.0&lang=en` with a client key
+    /// (`--key hc_...`), each time in full: a client's first start.
+    ClientBootstrap,
+    /// The same, sending `If-None-Match` with the `ETag` the connection last received: a
+    /// client starting again with its cached answer (counts 304s in `not_modified`).
+    ClientBootstrapRevalidate,
 }
+
+/// The bootstrap request of the client scenarios.
+const BOOTSTRAP: &str = "/api/v1/client/bootstrap?channel=PC&version=1.0.0&lang=en";
 
 #[derive(Parser)]
 struct Args {
@@ -73,6 +82,8 @@ struct Args {
 struct Totals {
     ok: AtomicU64,
     failed: AtomicU64,
+    /// 304 answers (counted in `ok` too).
+    not_modified: AtomicU64,
 }
 
 #[tokio::main]
@@ -93,7 +104,7 @@ async fn main() -> anyhow::Result<()> {
     if matches!(args.scenario, Scenario::ChatSendOne | Scenario::ChatSendSpread | Scenario::ChatHistory) {
         anyhow::ensure!(!channels.is_empty(), "chat scenarios need --channels-file with at least one channel id");
     }
-    let totals = Arc::new(Totals { ok: AtomicU64::new(0), failed: AtomicU64::new(0) });
+    let totals = Arc::new(Totals { ok: AtomicU64::new(0), failed: AtomicU64::new(0), not_modified: AtomicU64::new(0) });
     let warmup_end = Instant::now() + Duration::from_secs(1);
     let end = warmup_end + Duration::from_secs(args.seconds);
     let mut workers = Vec::new();
@@ -110,6 +121,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let ok = totals.ok.load(Ordering::Relaxed);
     let failed = totals.failed.load(Ordering::Relaxed);
+    let not_modified = totals.not_modified.load(Ordering::Relaxed);
     let secs = args.seconds as f64;
     println!(
         "{}",
@@ -117,6 +129,8 @@ async fn main() -> anyhow::Result<()> {
             "requests": ok + failed,
             "failed": failed,
             "requests_per_s": (ok as f64 / secs).round(),
+            "not_modified": not_modified,
+            "not_modified_rate": if ok == 0 { 0.0 } else { (not_modified as f64 / ok as f64 * 1000.0).round() / 1000.0 },
             "p50_ms": histogram.value_at_quantile(0.50) as f64 / 1000.0,
             "p99_ms": histogram.value_at_quantile(0.99) as f64 / 1000.0,
             "max_ms": histogram.max() as f64 / 1000.0,
@@ -145,14 +159,28 @@ async fn run_worker(
     tokio::spawn(conn);
     let mut histogram = Histogram::<u64>::new(3)?;
     let mut n: u64 = 0;
+    // The ETag this connection last received (revalidating scenario).
+    let mut etag: Option<hyper::header::HeaderValue> = None;
     loop {
         let now = Instant::now();
         if now >= end {
             break;
         }
         n += 1;
-        let builder = Request::builder().header("host", addr).header("x-api-key", key);
+        let key_header = match scenario {
+            Scenario::ClientBootstrap | Scenario::ClientBootstrapRevalidate => "x-client-key",
+            _ => "x-api-key",
+        };
+        let builder = Request::builder().header("host", addr).header(key_header, key);
         let request = match scenario {
+            Scenario::ClientBootstrap => builder.method("GET").uri(BOOTSTRAP).body(Full::new(Bytes::new()))?,
+            Scenario::ClientBootstrapRevalidate => {
+                let builder = match &etag {
+                    Some(tag) => builder.header("if-none-match", tag.clone()),
+                    None => builder,
+                };
+                builder.method("GET").uri(BOOTSTRAP).body(Full::new(Bytes::new()))?
+            }
             Scenario::GetWorlds => builder.method("GET").uri("/api/v1/game-worlds").body(Full::new(Bytes::new()))?,
             Scenario::Webhooks | Scenario::Sockets => unreachable!("run by their own modules"),
             Scenario::ChatSendOne | Scenario::ChatSendSpread => {
@@ -186,10 +214,16 @@ async fn run_worker(
         let started = Instant::now();
         let response = sender.send_request(request).await?;
         let status = response.status();
+        if let Some(tag) = response.headers().get("etag") {
+            etag = Some(tag.clone());
+        }
         response.into_body().collect().await?;
         let elapsed = started.elapsed();
         if started >= warmup_end {
-            if status.is_success() {
+            if status == hyper::StatusCode::NOT_MODIFIED {
+                totals.ok.fetch_add(1, Ordering::Relaxed);
+                totals.not_modified.fetch_add(1, Ordering::Relaxed);
+            } else if status.is_success() {
                 totals.ok.fetch_add(1, Ordering::Relaxed);
             } else {
                 totals.failed.fetch_add(1, Ordering::Relaxed);

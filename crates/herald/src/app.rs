@@ -49,6 +49,8 @@ pub struct Inner {
     pub realtime_stats: Arc<realtime::Stats>,
     /// The webhook dispatcher's heartbeat, read by `GET /readyz`.
     pub dispatcher: Arc<Liveness>,
+    /// The game-client routes' keys, rate limit and answers (see `api::client`).
+    pub client: api::client::ClientState,
     /// Client connections: the cap and its counters, read by `GET /metrics`.
     pub connections: Arc<crate::net::Connections>,
 }
@@ -79,7 +81,9 @@ impl AppState {
         let rate_limiter = api::rate_limit::KeyRateLimiter::new(&config.http);
         let connections = Arc::new(crate::net::Connections::new(crate::net::connection_cap(&config)));
         let login_throttle = crate::auth::throttle::LoginThrottle::new(&config.auth);
+        let client = api::client::ClientState::new(&config)?;
         Ok(AppState(Arc::new(Inner {
+            client,
             rate_limiter,
             connections,
             login_throttle,
@@ -104,7 +108,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub fn router(state: AppState) -> (Router, Option<(socketioxide::SocketIo, Arc<realtime::Gateway>)>) {
     let config = &state.config;
     let gateway = config.realtime.enabled.then(|| realtime::layer(state.clone()));
-    let (documented, spec) = api::openapi::documented_routes();
+    let (documented, spec) = api::openapi::documented_routes_with(|client| api::client::layers(client, &state));
     let mut router = documented
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", spec))
         .merge(api::ops::router())
@@ -231,6 +235,7 @@ async fn upkeep(state: AppState) {
         every.tick().await;
         state.store.metrics().upkeep();
         state.rate_limiter.forget_idle();
+        state.client.upkeep();
         state.login_throttle.forget_idle(state.clock.now());
     }
 }

@@ -28,6 +28,40 @@ pub struct Config {
     pub chat: ChatConfig,
     pub realtime: RealtimeConfig,
     pub metrics: MetricsConfig,
+    pub client: ClientConfig,
+}
+
+/// The game-client routes (`/api/v1/client/*`): see docs/GAME-CLIENTS.md.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientConfig {
+    /// `Cache-Control: max-age` of client answers, in seconds; shorter when a known change
+    /// (a maintenance window opening or closing) comes sooner. 0: `no-cache`.
+    pub cache_max_age_secs: u64,
+    /// How long a node keeps an assembled client answer, in milliseconds (0: off). Changes
+    /// made through the same node are seen at once; through another node, within this time.
+    pub answer_cache_ms: u64,
+    /// Origins web games may call the client routes from (CORS), e.g.
+    /// `["https://play.example.com"]`; `["*"]`: any origin. Empty: no CORS headers.
+    pub cors_allowed_origins: Vec<String>,
+    /// Requests per second one client address (IPv6: its /64) may make to the client routes
+    /// on one node; past it, 429 with `Retry-After`. 0: no limit.
+    pub rate_limit_per_sec: u32,
+    /// Requests an address may make at once before the rate applies (at least
+    /// `rate_limit_per_sec`).
+    pub rate_limit_burst: u32,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            cache_max_age_secs: 5,
+            answer_cache_ms: 1000,
+            cors_allowed_origins: Vec::new(),
+            rate_limit_per_sec: 20,
+            rate_limit_burst: 100,
+        }
+    }
 }
 
 /// `GET /metrics` (Prometheus): see docs/OPERATIONS.md.
@@ -278,6 +312,7 @@ impl Default for Config {
             chat: ChatConfig::default(),
             realtime: RealtimeConfig::default(),
             metrics: MetricsConfig::default(),
+            client: ClientConfig::default(),
         }
     }
 }

@@ -21,19 +21,21 @@ use bytes::Bytes;
 /// Entries kept at most; past it, expired entries are dropped, then everything if need be.
 const MAX_ENTRIES: usize = 10_000;
 
-pub struct ResponseCache {
+/// Keeps values of type `V` (the serialized body by default; `api::client` keeps its
+/// prepared answers).
+pub struct ResponseCache<V = Bytes> {
     ttl: Duration,
-    entries: Mutex<HashMap<String, Entry>>,
+    entries: Mutex<HashMap<String, Entry<V>>>,
 }
 
-struct Entry {
-    body: Bytes,
+struct Entry<V> {
+    body: V,
     generation: u64,
     expires: Instant,
 }
 
-impl ResponseCache {
-    pub fn new(ttl: Duration) -> ResponseCache {
+impl<V: Clone> ResponseCache<V> {
+    pub fn new(ttl: Duration) -> ResponseCache<V> {
         ResponseCache { ttl, entries: Mutex::new(HashMap::new()) }
     }
 
@@ -42,14 +44,14 @@ impl ResponseCache {
     }
 
     /// The cached body for `key`, if it was made at `generation` and has not expired.
-    pub fn get(&self, key: &str, generation: u64) -> Option<Bytes> {
+    pub fn get(&self, key: &str, generation: u64) -> Option<V> {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         let entry = entries.get(key)?;
         (entry.generation == generation && Instant::now() < entry.expires).then(|| entry.body.clone())
     }
 
     /// Keeps `body` for `key` for the cache's TTL, or less if `valid_for` is shorter.
-    pub fn put(&self, key: String, generation: u64, body: Bytes, valid_for: Option<Duration>) {
+    pub fn put(&self, key: String, generation: u64, body: V, valid_for: Option<Duration>) {
         if !self.enabled() {
             return;
         }
@@ -72,13 +74,13 @@ mod tests {
 
     #[test]
     fn an_entry_serves_only_its_generation_until_it_expires() {
-        let cache = ResponseCache::new(Duration::from_secs(60));
+        let cache: ResponseCache = ResponseCache::new(Duration::from_secs(60));
         cache.put("k".into(), 3, Bytes::from_static(b"body"), None);
         assert_eq!(cache.get("k", 3).as_deref(), Some(&b"body"[..]));
         assert_eq!(cache.get("k", 4), None, "a change since makes it stale");
         cache.put("short".into(), 3, Bytes::from_static(b"x"), Some(Duration::ZERO));
         assert_eq!(cache.get("short", 3), None, "valid_for bounds the entry");
-        let off = ResponseCache::new(Duration::ZERO);
+        let off: ResponseCache = ResponseCache::new(Duration::ZERO);
         off.put("k".into(), 1, Bytes::from_static(b"body"), None);
         assert_eq!(off.get("k", 1), None, "a TTL of 0 turns the cache off");
     }

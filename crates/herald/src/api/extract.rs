@@ -206,6 +206,16 @@ impl FromRequestParts<AppState> for Caller {
                 ));
             }
         };
+        // Client credentials reach `/api/v1/client/*` only (`api::client`), whatever they are
+        // worth there: said plainly here, so a game team sees why a server route refuses.
+        if keys::looks_like_client_key(token) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "client_key_not_allowed",
+                "client keys (hc_...) are accepted only on /api/v1/client/*; this route needs an API key (hk_...) \
+                 or an admin token",
+            ));
+        }
         let principal = if keys::looks_like_api_key(token) {
             state.keys.authenticate(&state.store, token).await?
         } else {
@@ -226,7 +236,17 @@ impl FromRequestParts<AppState> for Caller {
 }
 
 async fn authenticate_jwt(state: &AppState, token: &str) -> ApiResult<Principal> {
-    let claims = state.jwt.verify(token).ok_or_else(|| ApiError::unauthorized("invalid or expired token"))?;
+    let Some(claims) = state.jwt.verify(token) else {
+        if state.jwt.verify_player(token).is_some() {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "player_token_not_allowed",
+                "player session tokens are accepted only on /api/v1/client/* (and by the socket.io gateway); \
+                 this route needs an API key (hk_...) or an admin token",
+            ));
+        }
+        return Err(ApiError::unauthorized("invalid or expired token"));
+    };
     // The account may have been deleted since the token was issued.
     let admin = match state.store.get_admin_user(&claims.sub).await {
         Ok(admin) => admin,

@@ -3,6 +3,7 @@
 
 pub mod cache;
 mod chat;
+pub mod client;
 mod events;
 pub mod extract;
 pub mod gametalk;
@@ -73,6 +74,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(tenancy::regenerate_secret))
         .routes(routes!(tenancy::list_keys, tenancy::create_key))
         .routes(routes!(tenancy::get_key, tenancy::revoke_key))
+        .routes(routes!(client::list_keys, client::create_key))
+        .routes(routes!(client::revoke_key))
         .routes(routes!(tenancy::list_admins, tenancy::create_admin))
         .routes(routes!(tenancy::delete_admin))
         .routes(routes!(users::list, users::create))

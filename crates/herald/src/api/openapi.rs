@@ -49,6 +49,7 @@ The guides are in the `docs/` folder of Herald's source, next to its `README.md`
 - `docs/API.md`: every route, authentication and scopes, errors, paging, events
 - `docs/WEBHOOKS.md`: registering endpoints, what arrives, verifying signatures, retries, replay, custom events; complete receivers in `examples/webhook-receiver-node` and `examples/webhook-receiver-python`
 - `docs/CHAT.md`: the GameTalk v1.1-compatible chat API, tags, messages and history
+- `docs/GAME-CLIENTS.md`: what game clients call at start (`/api/v1/client/*`, client keys), with JavaScript and C# examples
 - `docs/REALTIME.md`: socket.io for game servers and clients (keys, player session tokens)
 - `docs/CLI.md`: the `herald` command line
 - `docs/CONFIG.md`: every setting
@@ -90,6 +91,10 @@ impl Modify for Security {
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Secret-Key"))),
         );
         components.add_security_scheme(
+            "client_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Client-Key"))),
+        );
+        components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
@@ -100,12 +105,25 @@ impl Modify for Security {
 /// with every route merged in, and the error answers added to each `/api/v1` operation.
 /// The server mounts the router and serves the description; the tests read the same one.
 pub fn documented_routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
+    documented_routes_with(|client| client)
+}
+
+/// [`documented_routes`], with `client_layers` around the game-client routes
+/// (`/api/v1/client/*`: CORS and their rate limit, see `api::client::layers`).
+pub fn documented_routes_with(
+    client_layers: impl FnOnce(axum::Router<AppState>) -> axum::Router<AppState>,
+) -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
     let (router, mut spec) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", super::router())
         .nest("/game-talk/v1.1/appkeys/{app_key}", super::gametalk::router())
         .split_for_parts();
+    let (client, client_spec) = OpenApiRouter::new().nest("/api/v1/client", super::client::router()).split_for_parts();
+    spec.merge(client_spec);
     Errors.modify(&mut spec);
-    (router, spec)
+    // Their own 405 answer before their layers: the server's (set later on the whole router)
+    // would replace the layered one, and CORS preflights (OPTIONS) would get 405.
+    let client = client_layers(client.method_not_allowed_fallback(super::method_not_allowed));
+    (router.merge(client), spec)
 }
 
 /// Every `/api/v1` operation may fail with the error body: 4XX for the caller's mistakes

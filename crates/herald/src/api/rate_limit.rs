@@ -61,6 +61,50 @@ impl KeyRateLimiter {
     }
 }
 
+/// The per-address limit of the client routes (`client.rate_limit_per_sec`): one bucket per
+/// client address, an IPv6 client's whole /64 counting as one address (one host usually holds
+/// a /64, so per-address buckets would let it take 2^64 of them).
+pub struct AddressRateLimiter {
+    limiter: Option<RateLimiter<std::net::IpAddr, DefaultKeyedStateStore<std::net::IpAddr>, DefaultClock>>,
+    clock: DefaultClock,
+}
+
+impl AddressRateLimiter {
+    pub fn new(per_sec: u32, burst: u32) -> AddressRateLimiter {
+        let limiter = NonZeroU32::new(per_sec).map(|rate| {
+            let burst = NonZeroU32::new(burst).unwrap_or(rate).max(rate);
+            RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
+        });
+        AddressRateLimiter { limiter, clock: DefaultClock::default() }
+    }
+
+    /// Takes one token for `address`, or answers 429 with how long to wait in `Retry-After`.
+    pub fn check(&self, address: std::net::IpAddr) -> ApiResult<()> {
+        let Some(limiter) = &self.limiter else { return Ok(()) };
+        match limiter.check_key(&crate::auth::throttle::address_key(address)) {
+            Ok(()) => Ok(()),
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(self.clock.now());
+                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                Err(ApiError::new(
+                    axum::http::StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    format!("too many requests from this address; retry in {secs} s"),
+                )
+                .with_retry_after(secs.max(1)))
+            }
+        }
+    }
+
+    /// Forgets addresses whose buckets are full again.
+    pub fn forget_idle(&self) {
+        if let Some(limiter) = &self.limiter {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,6 +123,20 @@ mod tests {
         assert_eq!(refused.status, axum::http::StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(refused.retry_after_secs, Some(1));
         assert!(limiter.check("key:b").is_ok(), "another key has its own bucket");
+    }
+
+    #[test]
+    fn addresses_have_their_own_buckets_and_a_v6_host_is_its_64() {
+        let limiter = AddressRateLimiter::new(1, 2);
+        let a: std::net::IpAddr = "192.0.2.1".parse().expect("ip");
+        let v6: std::net::IpAddr = "2001:db8::1".parse().expect("ip");
+        let v6_same_64: std::net::IpAddr = "2001:db8::ffff:1".parse().expect("ip");
+        assert!(limiter.check(a).is_ok() && limiter.check(a).is_ok());
+        let refused = limiter.check(a).expect_err("over the burst");
+        assert_eq!((refused.status.as_u16(), refused.retry_after_secs), (429, Some(1)));
+        assert!(limiter.check("192.0.2.2".parse().expect("ip")).is_ok(), "another address");
+        assert!(limiter.check(v6).is_ok() && limiter.check(v6_same_64).is_ok());
+        assert!(limiter.check(v6_same_64).is_err(), "the same /64 shares one bucket");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use super::{
 };
 use crate::{
     app::State,
-    domain::tenancy::{self, NamePatch, NewAdminUser, NewApiKey, NewOrganization, NewProject},
+    domain::tenancy::{self, NamePatch, NewAdminUser, NewApiKey, NewOrganization, NewProject, ProjectPatch},
     error::{ApiError, ApiResult},
     store::{StoreError, api_keys::ApiKey, auth::AdminUser, orgs::Organization, orgs::Project},
 };
@@ -78,6 +78,7 @@ pub async fn delete_org(
     let deleted = s.store.delete_organization(&caller.events(), &org.id).await?;
     // Its keys went with it: they must stop working now, not when the key cache expires.
     s.keys.invalidate_organization(&deleted.id);
+    s.client.keys.invalidate_organization(&deleted.id);
     Ok(Json(deleted))
 }
 
@@ -135,12 +136,12 @@ pub async fn get_project(
     Ok(Json(tenancy::reachable_project(&s.store, &caller.principal, &id).await?.into()))
 }
 
-#[utoipa::path(method(put, patch), path = "/projects/{id}", tag = "tenancy", params(("id" = String, Path)), request_body = NamePatch, responses((status = 200, body = ProjectDetails)))]
+#[utoipa::path(method(put, patch), path = "/projects/{id}", tag = "tenancy", params(("id" = String, Path)), request_body = ProjectPatch, responses((status = 200, body = ProjectDetails)))]
 pub async fn update_project(
     s: State,
     caller: Scoped<scopes::Admin>,
     Path(id): Path<String>,
-    Json(patch): Json<NamePatch>,
+    Json(patch): Json<ProjectPatch>,
 ) -> ApiResult<Json<ProjectDetails>> {
     let project = tenancy::modify_project(&s.store, &caller.principal, &caller.events(), &id, false, patch).await?;
     Ok(Json(project.into()))
@@ -153,7 +154,8 @@ pub async fn regenerate_secret(
     Path(id): Path<String>,
 ) -> ApiResult<Json<ProjectDetails>> {
     let project =
-        tenancy::modify_project(&s.store, &caller.principal, &caller.events(), &id, true, NamePatch::default()).await?;
+        tenancy::modify_project(&s.store, &caller.principal, &caller.events(), &id, true, ProjectPatch::default())
+            .await?;
     Ok(Json(project.into()))
 }
 
@@ -171,6 +173,7 @@ pub async fn delete_project(
     let deleted = s.store.delete_project(&caller.events(), &project.id).await?;
     // Its keys went with it: they must stop working now, not when the key cache expires.
     s.keys.invalidate_project(&deleted.id);
+    s.client.keys.invalidate_project(&deleted.id);
     Ok(Json(deleted))
 }
 

@@ -1,5 +1,7 @@
 //! API key format: `hk_<id>_<secret>`: `id` is 16 hex characters (public, used to look the
 //! key up), `secret` 43 base64url characters (256 random bits; only its SHA-256 is stored).
+//! Client keys (shipped inside game builds, accepted only on `/api/v1/client/*`) have the
+//! same form with the prefix `hc_`.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use rand::RngCore;
@@ -7,10 +9,21 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 const PREFIX: &str = "hk_";
+/// The prefix of client keys.
+pub const CLIENT_PREFIX: &str = "hc_";
 const ID_LEN: usize = 16;
 
 /// A fresh key: `(id, full key to show once, hash of its secret to store)`.
 pub fn generate() -> (String, String, Vec<u8>) {
+    generate_prefixed(PREFIX)
+}
+
+/// A fresh client key (`hc_...`): `(id, full key to show once, hash of its secret to store)`.
+pub fn generate_client() -> (String, String, Vec<u8>) {
+    generate_prefixed(CLIENT_PREFIX)
+}
+
+fn generate_prefixed(prefix: &str) -> (String, String, Vec<u8>) {
     let mut rng = rand::thread_rng();
     let mut id_bytes = [0u8; ID_LEN / 2];
     rng.fill_bytes(&mut id_bytes);
@@ -18,13 +31,22 @@ pub fn generate() -> (String, String, Vec<u8>) {
     rng.fill_bytes(&mut secret_bytes);
     let id = hex::encode(id_bytes);
     let secret = URL_SAFE_NO_PAD.encode(secret_bytes);
-    let full = format!("{PREFIX}{id}_{secret}");
+    let full = format!("{prefix}{id}_{secret}");
     (id, full, hash(&secret))
 }
 
 /// Splits a presented key into `(id, secret)`, or `None` if it is not of Herald's form.
 pub fn parse(presented: &str) -> Option<(&str, &str)> {
-    let rest = presented.strip_prefix(PREFIX)?;
+    parse_prefixed(presented, PREFIX)
+}
+
+/// Splits a presented client key into `(id, secret)`, or `None` if it is not of that form.
+pub fn parse_client(presented: &str) -> Option<(&str, &str)> {
+    parse_prefixed(presented, CLIENT_PREFIX)
+}
+
+fn parse_prefixed<'a>(presented: &'a str, prefix: &str) -> Option<(&'a str, &'a str)> {
+    let rest = presented.strip_prefix(prefix)?;
     if rest.len() <= ID_LEN + 1 || !rest.is_char_boundary(ID_LEN) {
         return None;
     }
@@ -35,6 +57,10 @@ pub fn parse(presented: &str) -> Option<(&str, &str)> {
 
 pub fn looks_like_api_key(token: &str) -> bool {
     token.starts_with(PREFIX)
+}
+
+pub fn looks_like_client_key(token: &str) -> bool {
+    token.starts_with(CLIENT_PREFIX)
 }
 
 pub fn hash(secret: &str) -> Vec<u8> {
@@ -64,6 +90,11 @@ mod tests {
         assert_eq!(pid, id);
         assert!(verify(secret, &stored));
         assert!(!verify("not-the-secret", &stored));
+        let (cid, client, _) = generate_client();
+        assert!(client.starts_with("hc_") && looks_like_client_key(&client));
+        assert_eq!(parse_client(&client).map(|(id, _)| id), Some(cid.as_str()));
+        assert!(parse(&client).is_none(), "a client key is not an API key");
+        assert!(parse_client(&full).is_none(), "an API key is not a client key");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Who is calling: API keys and admin JWTs become a [`Principal`], which carries the caller's
 //! reach (instance, organization or project) and scopes. Handlers ask it before acting.
 
+pub mod client;
 pub mod jwt;
 pub mod keys;
 pub mod password;

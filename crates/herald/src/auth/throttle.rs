@@ -165,7 +165,7 @@ fn account_key(email: &str) -> String {
 
 /// An IPv4 address as such (also when it arrives IPv4-mapped), an IPv6 address by its /64:
 /// one host usually holds a whole /64, so counting single IPv6 addresses would count nothing.
-fn address_key(address: IpAddr) -> IpAddr {
+pub(crate) fn address_key(address: IpAddr) -> IpAddr {
     match address {
         IpAddr::V4(v4) => IpAddr::V4(v4),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

@@ -47,6 +47,9 @@ enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage client keys (`hc_...`, shipped in game builds; the `/api/v1/client/*` routes only).
+    #[command(subcommand)]
+    ClientKeys(ClientKeysCommand),
     /// Manage admin accounts (password login).
     #[command(subcommand)]
     Admins(AdminsCommand),
@@ -93,6 +96,29 @@ enum KeysCommand {
         org: Option<String>,
     },
     /// Revoke a key by id.
+    Revoke { id: String },
+}
+
+#[derive(Subcommand)]
+enum ClientKeysCommand {
+    /// Create a client key and print it (shown once).
+    Create {
+        /// Project id (default: the `default` project of the `default` organization).
+        #[arg(long)]
+        project: Option<String>,
+        /// Comma-separated client channels the key may ask about, e.g. `PC,iOS` (default: any).
+        #[arg(long, value_delimiter = ',')]
+        channels: Vec<String>,
+        #[arg(long, default_value = "cli client key")]
+        name: String,
+    },
+    /// List a project's client keys (never their secrets).
+    List {
+        /// Project id (default: the `default` project of the `default` organization).
+        #[arg(long)]
+        project: Option<String>,
+    },
+    /// Revoke a client key by id.
     Revoke { id: String },
 }
 
@@ -249,6 +275,10 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::MigrateData { from, to } => migrate_data(&config, &from, &to).await,
         Command::Keys(cmd @ KeysCommand::List { .. }) => keys(cmd, &open_store_to_read(&config).await?).await,
         Command::Keys(cmd) => keys(cmd, &open_store(&config).await?).await,
+        Command::ClientKeys(cmd @ ClientKeysCommand::List { .. }) => {
+            client_keys(cmd, &open_store_to_read(&config).await?).await
+        }
+        Command::ClientKeys(cmd) => client_keys(cmd, &open_store(&config).await?).await,
         Command::Admins(cmd) => admins(cmd, &open_store(&config).await?).await,
         Command::Version => Ok(()),
         Command::Webhooks { target, command } => {
@@ -439,6 +469,63 @@ async fn keys(cmd: KeysCommand, store: &Store) -> anyhow::Result<()> {
         KeysCommand::Revoke { id } => {
             store.revoke_api_key(&cli_events(), &id).await.map_err(|e| anyhow::anyhow!("cannot revoke `{id}`: {e}"))?;
             println!("revoked {id} (running servers stop accepting it within auth.key_cache_ttl_secs)");
+        }
+    }
+    Ok(())
+}
+
+/// The project `wanted`, or the `default` project of the `default` organization.
+async fn find_project(store: &Store, wanted: Option<&str>) -> anyhow::Result<String> {
+    if let Some(id) = wanted {
+        return Ok(store.get_project(id).await.map_err(|_| anyhow::anyhow!("no project `{id}`"))?.id);
+    }
+    let org = find_org(store, None).await?;
+    let projects = store.list_projects(Some(&org), None, PageRequest { page: 1, limit: 100 }).await?;
+    projects
+        .items
+        .into_iter()
+        .find(|p| p.slug == "default")
+        .map(|p| p.id)
+        .ok_or_else(|| anyhow::anyhow!("no `default` project: name one with --project <id>"))
+}
+
+async fn client_keys(cmd: ClientKeysCommand, store: &Store) -> anyhow::Result<()> {
+    match cmd {
+        ClientKeysCommand::Create { project, channels, name } => {
+            let project = find_project(store, project.as_deref()).await?;
+            let input = crate::domain::client::NewClientKey { name, channels: Some(channels) };
+            let created =
+                crate::domain::client::create_key(store, &cli_events(), &project, input).await.map_err(|e| {
+                    let details: Vec<String> =
+                        e.details.iter().map(|d| format!("{}: {}", d.field, d.message)).collect();
+                    anyhow::anyhow!("{} {}", e.message, details.join("; "))
+                })?;
+            let channels =
+                if created.key.channels.0.is_empty() { "any".into() } else { created.key.channels.0.join(",") };
+            eprintln!("created client key {} (project {project}; channels {channels}). Shown once:", created.key.id);
+            println!("{}", created.key_value);
+        }
+        ClientKeysCommand::List { project } => {
+            let project = find_project(store, project.as_deref()).await?;
+            let mut page = 1;
+            println!("{:<16}  {:<10}  {:<24}  NAME", "ID", "STATE", "CHANNELS");
+            loop {
+                let keys = store.list_client_keys(&project, PageRequest { page, limit: 100 }).await?;
+                for k in &keys.items {
+                    let state = if k.revoked_at.is_some() { "revoked" } else { "active" };
+                    let channels = if k.channels.0.is_empty() { "(any)".into() } else { k.channels.0.join(",") };
+                    println!("{:<16}  {:<10}  {:<24}  {}", k.id, state, channels, k.name);
+                }
+                if i64::from(page) * 100 >= keys.total {
+                    break;
+                }
+                page += 1;
+            }
+        }
+        ClientKeysCommand::Revoke { id } => {
+            let key = store.get_client_key(&id).await.map_err(|e| anyhow::anyhow!("cannot revoke `{id}`: {e}"))?;
+            store.revoke_client_key(&cli_events(), &key.project_id, &id).await?;
+            println!("revoked client key {id} (running servers stop accepting it within auth.key_cache_ttl_secs)");
         }
     }
     Ok(())

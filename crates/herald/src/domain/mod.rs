@@ -3,6 +3,7 @@
 
 pub mod bootstrap;
 pub mod chat;
+pub mod client;
 pub mod events;
 pub mod maintenance;
 pub mod notices;

@@ -30,8 +30,34 @@ pub struct NamePatch {
 pub struct NewProject {
     pub name: String,
     pub slug: Option<String>,
+    /// The language client answers fall back to (`en` when absent).
+    pub default_language: Option<String>,
     /// Required for instance credentials; others create in their own organization.
     pub organization_id: Option<String>,
+}
+
+/// A project's language when none is given.
+pub const DEFAULT_LANGUAGE: &str = "en";
+
+/// A project's fields that may change (`PUT`/`PATCH /projects/{id}`).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProjectPatch {
+    pub name: Option<String>,
+    pub slug: Option<String>,
+    /// The language client answers fall back to, e.g. `en` or `pt-BR`.
+    pub default_language: Option<String>,
+}
+
+fn check_language(language: &str) -> ApiResult<()> {
+    if crate::domain::client::is_language_tag(language) {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_field(
+            "defaultLanguage",
+            "must be a language code such as `en` or `pt-BR` (letters and digits in parts joined by `-`)",
+        ))
+    }
 }
 
 fn check_named(name: &str, slug: &str) -> ApiResult<()> {
@@ -69,6 +95,7 @@ pub fn new_project(organization_id: &str, name: String, slug: Option<String>) ->
         name,
         app_key: keys::random_token(15),
         secret_key: keys::random_token(24),
+        default_language: DEFAULT_LANGUAGE.to_owned(),
         created_at: now,
         updated_at: now,
     };
@@ -154,7 +181,11 @@ pub async fn create_project(
             return Err(ApiError::invalid_field("organizationId", "instance credentials must name the organization"));
         }
     };
-    let project = new_project(&org_id, input.name, input.slug)?;
+    let mut project = new_project(&org_id, input.name, input.slug)?;
+    if let Some(language) = input.default_language {
+        check_language(&language)?;
+        project.default_language = language;
+    }
     store.insert_project(ctx, &project).await?;
     Ok(project)
 }
@@ -166,7 +197,7 @@ pub async fn modify_project(
     ctx: &EventContext,
     id: &str,
     regenerate_secret: bool,
-    patch: NamePatch,
+    patch: ProjectPatch,
 ) -> ApiResult<Project> {
     caller.require("admin")?;
     loop {
@@ -179,6 +210,10 @@ pub async fn modify_project(
             project.slug = slug.clone();
         }
         check_named(&project.name, &project.slug)?;
+        if let Some(language) = &patch.default_language {
+            check_language(language)?;
+            project.default_language = language.clone();
+        }
         project.updated_at = store::next_updated_at(current.updated_at);
         let written = if regenerate_secret {
             project.secret_key = keys::random_token(24);

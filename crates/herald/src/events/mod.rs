@@ -76,6 +76,8 @@ pub mod types {
     pub const PROJECT_SECRET_KEY_REGENERATED: &str = "project.secret_key_regenerated";
     pub const API_KEY_CREATED: &str = "api_key.created";
     pub const API_KEY_REVOKED: &str = "api_key.revoked";
+    pub const CLIENT_KEY_CREATED: &str = "client_key.created";
+    pub const CLIENT_KEY_REVOKED: &str = "client_key.revoked";
     pub const ADMIN_USER_CREATED: &str = "admin_user.created";
     pub const ADMIN_USER_DELETED: &str = "admin_user.deleted";
     pub const USER_CREATED: &str = "user.created";
@@ -147,6 +149,8 @@ pub mod types {
         PROJECT_SECRET_KEY_REGENERATED,
         API_KEY_CREATED,
         API_KEY_REVOKED,
+        CLIENT_KEY_CREATED,
+        CLIENT_KEY_REVOKED,
         ADMIN_USER_CREATED,
         ADMIN_USER_DELETED,
         USER_CREATED,

@@ -13,6 +13,7 @@ pub mod api_keys;
 pub mod auth;
 pub mod catalog;
 pub mod chat;
+pub mod client_keys;
 pub mod events;
 pub mod maintenance;
 pub mod notices;
@@ -142,6 +143,10 @@ pub struct Store {
     /// Bumped after every committed change to game worlds through this node, so cached
     /// world lists (`api::cache`) know they are stale.
     worlds_generation: Arc<std::sync::atomic::AtomicU64>,
+    /// Bumped after every committed change through this node to what game clients read
+    /// (`GET /client/*`: worlds, client versions, projects' languages), so cached client
+    /// answers (`api::client`) know they are stale.
+    client_generation: Arc<std::sync::atomic::AtomicU64>,
     /// Chat message sends, written in batches (see `chat::write_messages`). `None` in the
     /// writer's own copy of the store, so the writer ends when the last outside copy is dropped.
     messages: Option<tokio::sync::mpsc::Sender<chat::MessageJob>>,
@@ -270,6 +275,7 @@ impl Store {
             backend: Arc::new(backend),
             events_written,
             worlds_generation: Default::default(),
+            client_generation: Default::default(),
             messages: None,
             metrics: crate::metrics::Metrics::new(),
             write_health: Arc::default(),
@@ -290,6 +296,18 @@ impl Store {
 
     pub(crate) fn worlds_changed(&self) {
         self.worlds_generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.client_view_changed();
+    }
+
+    /// Changes to what game clients read committed through this node so far (see
+    /// `api::client`).
+    pub fn client_generation(&self) -> u64 {
+        self.client_generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Call after committing a change that a `GET /client/*` answer shows.
+    pub fn client_view_changed(&self) {
+        self.client_generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// A timed window (maintenance, notice) was written through this node: the scheduler

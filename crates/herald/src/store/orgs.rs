@@ -31,6 +31,9 @@ pub struct Project {
     pub app_key: String,
     #[serde(skip)]
     pub secret_key: String,
+    /// The language client answers fall back to when the client's own has no text
+    /// (`GET /client/*`): a language code such as `en` or `pt-BR`.
+    pub default_language: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -57,8 +60,8 @@ macro_rules! insert_project {
     ($conn:expr, $project:expr) => {{
         let project: &$crate::store::orgs::Project = $project;
         sqlx::query(
-            "INSERT INTO projects (id, organization_id, name, slug, app_key, secret_key, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO projects (id, organization_id, name, slug, app_key, secret_key, default_language, \
+             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(&project.id)
         .bind(&project.organization_id)
@@ -66,6 +69,7 @@ macro_rules! insert_project {
         .bind(&project.slug)
         .bind(&project.app_key)
         .bind(&project.secret_key)
+        .bind(&project.default_language)
         .bind(project.created_at)
         .bind(project.updated_at)
         .execute($conn)
@@ -259,7 +263,7 @@ impl Store {
         let event = project_event(ctx, event_type, project);
         write_with_events!(self, [&event], |tx| {
             let done = sqlx::query(
-                "UPDATE projects SET name = $1, slug = $2, secret_key = $3, updated_at = $4 \
+                "UPDATE projects SET name = $1, slug = $2, secret_key = $3, updated_at = $4, default_language = $7 \
                  WHERE id = $5 AND updated_at = $6",
             )
             .bind(&project.name)
@@ -268,11 +272,13 @@ impl Store {
             .bind(project.updated_at)
             .bind(&project.id)
             .bind(read_at)
+            .bind(&project.default_language)
             .execute(&mut *tx)
             .await
             .map_err(conflict_on_unique(PROJECT_SLUG_TAKEN))?;
             expect_one_row(done.rows_affected())?
         })?;
+        self.client_view_changed();
         Ok(())
     }
 

@@ -31,6 +31,7 @@ const TABLES: &[&str] = &[
     "organizations",
     "projects",
     "api_keys",
+    "client_keys",
     "admin_users",
     "refresh_tokens",
     "users",

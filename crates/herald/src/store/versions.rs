@@ -66,6 +66,7 @@ impl Store {
             .await
             .map_err(conflict_on_unique(VERSION_TAKEN))?
         })?;
+        self.client_view_changed();
         Ok(())
     }
 
@@ -154,6 +155,7 @@ impl Store {
             .map_err(conflict_on_unique(VERSION_TAKEN))?;
             expect_one_row(done.rows_affected())?
         })?;
+        self.client_view_changed();
         Ok(())
     }
 
@@ -200,6 +202,7 @@ impl Store {
             .ok_or(StoreError::NotFound("client version"))?;
             super::events::insert_event!(&mut *tx, &version_event(ctx, types::CLIENT_VERSION_DELETED, &v))?;
             tx.commit().await?;
+            self.client_view_changed();
             self.notify_events();
             Ok(v)
         })

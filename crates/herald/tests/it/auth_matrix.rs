@@ -24,6 +24,7 @@ crate::both_backends!(
     lacking_scope_is_403_before_the_body_is_validated,
     outsiders_cannot_reach_the_default_project,
     org_credentials_must_name_a_reachable_project,
+    client_credentials_are_refused_outside_the_client_routes,
 );
 
 /// What a route needs of its caller.
@@ -132,6 +133,16 @@ fn in_project(method: Method, path: &'static str, scope: &'static str, other: Ou
 /// Routes that need no credential at all.
 const UNAUTHENTICATED: &[(&str, &str)] = &[("POST", "/auth/login"), ("POST", "/auth/refresh")];
 
+/// The game-client routes: a client key or a player session token, nothing else (tests/it/client.rs).
+const CLIENT_ROUTES: &[(&str, &str)] = &[
+    ("GET", "/client/bootstrap"),
+    ("GET", "/client/game-worlds"),
+    ("GET", "/client/versions/lookup"),
+    ("GET", "/client/notices"),
+    ("GET", "/client/maintenance"),
+    ("GET", "/client/me"),
+];
+
 /// Every authenticated route of `api::router()`.
 fn routes() -> Vec<Route> {
     use Needs::{Admin, Credential};
@@ -169,6 +180,10 @@ fn routes() -> Vec<Route> {
             .body(json!({"name": "matrix", "scopes": ["users:read"]})),
         route(Method::GET, "/api-keys/{id}", any_key, NotFound, NotFound),
         route(Method::DELETE, "/api-keys/{id}", any_key, NotFound, NotFound),
+        // Client keys: a project's own, managed with the scope `admin` there.
+        in_project(Method::GET, "/client-keys", "admin", Excludes),
+        in_project(Method::POST, "/client-keys", "admin", Own).body(json!({"name": "matrix client"})),
+        in_project(Method::DELETE, "/client-keys/{id}", "admin", NotFound),
         // Admin accounts belong to an organization: project keys cannot manage them.
         route(Method::GET, "/admin-users", org_level(FORBIDDEN), Forbidden, Excludes),
         route(Method::POST, "/admin-users", org_level(FORBIDDEN), Forbidden, NamesOrganization)
@@ -308,6 +323,7 @@ struct Fixtures {
     /// A maintenance whitelist entry.
     whitelisted: String,
     notice: String,
+    client_key: String,
 }
 
 /// The id part of a full key `hk_<id>_<secret>`.
@@ -348,6 +364,7 @@ async fn new_resource(app: &TestApp, org_key: &str, collection: &str, n: usize) 
             (app.key.as_str(), "/api/v1/maintenance/whitelist", json!({"ipRange": format!("10.{n}.0.0/16")}))
         }
         "notices" => (app.key.as_str(), "/api/v1/notices", json!({"title": {"en": format!("notice {n}")}})),
+        "client-keys" => (app.key.as_str(), "/api/v1/client-keys", json!({"name": format!("client key {n}")})),
         "webhooks" => (
             app.key.as_str(),
             "/api/v1/webhooks",
@@ -426,6 +443,7 @@ impl Fixtures {
             channel: channel_with_message(app).await,
             whitelisted: new_resource(app, org_key, "maintenance", 0).await,
             notice: new_resource(app, org_key, "notices", 0).await,
+            client_key: new_resource(app, org_key, "client-keys", 0).await,
         }
     }
 
@@ -445,6 +463,7 @@ impl Fixtures {
             Some("deliveries") => &self.delivery,
             Some("maintenance") => &self.whitelisted,
             Some("notices") => &self.notice,
+            Some("client-keys") => &self.client_key,
             Some("chat") => match path.split('/').nth(2) {
                 Some("tags") => &self.chat_tag,
                 Some("channels") => &self.channel,
@@ -472,6 +491,7 @@ impl Fixtures {
             &self.channel,
             &self.whitelisted,
             &self.notice,
+            &self.client_key,
             // The tag's id is a small number; its name is what a list can be checked for.
             &"tag 0".to_string(),
         ]
@@ -612,9 +632,11 @@ async fn route_table_matches_the_router(app: TestApp) {
         assert!(listed.insert((route.method.to_string(), route.path.to_string())), "{} is listed twice", route.name());
     }
     let mut declared = listed.clone();
-    for (method, path) in UNAUTHENTICATED {
+    for (method, path) in UNAUTHENTICATED.iter().chain(CLIENT_ROUTES) {
         assert!(declared.insert((method.to_string(), path.to_string())));
     }
+    let client: BTreeSet<(String, String)> =
+        CLIENT_ROUTES.iter().map(|(method, path)| (method.to_string(), path.to_string())).collect();
     let in_router = routes_in_router_source();
     let missing: Vec<_> = in_router.difference(&declared).collect();
     assert!(missing.is_empty(), "routes of the API missing from the auth matrix (add them to routes()): {missing:?}");
@@ -631,7 +653,7 @@ async fn route_table_matches_the_router(app: TestApp) {
             let (status, body) = send(app.anon(method.clone(), &url)).await;
             if !declared.contains(&key) {
                 assert_error(status, &body, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
-            } else if listed.contains(&key) {
+            } else if listed.contains(&key) || client.contains(&key) {
                 assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
             } else {
                 assert!(
@@ -1113,4 +1135,57 @@ async fn lacking_scope_is_403_before_the_body_is_validated(app: TestApp) {
     }
     assert!(checked > 60, "{checked} routes");
     assert_eq!(count_events(&app).await, before, "a refused request changes nothing");
+}
+
+/// A client key (`hc_...`, shipped inside game builds) and a player session token open the
+/// client routes only: every other route refuses them with 403 and a code saying so, however
+/// they are presented, and nothing changes.
+async fn client_credentials_are_refused_outside_the_client_routes(app: TestApp) {
+    let org_key = app.org_admin_key().await;
+    let f = Fixtures::create(&app, &org_key).await;
+    let (status, key) = app.post("/api/v1/client-keys", json!({"name": "in the build"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{key}");
+    let client_key = key["keyValue"].as_str().expect("keyValue").to_string();
+    let (status, token) = app.post(&format!("/api/v1/users/{}/session-token", f.user), json!({})).await;
+    assert_eq!(status, StatusCode::CREATED, "{token}");
+    let token = token["token"].as_str().expect("token").to_string();
+    // Both work where they belong.
+    for headers in [vec![("X-Client-Key", client_key.clone())], vec![("Authorization", format!("Bearer {token}"))]] {
+        let mut req = app.anon(Method::GET, "/api/v1/client/bootstrap");
+        for (name, value) in &headers {
+            req = req.header(*name, value);
+        }
+        let (status, body) = send(req).await;
+        assert_eq!(status, StatusCode::OK, "{headers:?}: {body}");
+    }
+
+    let bearer = |t: &str| format!("Bearer {t}");
+    let cases: Vec<(&str, (&str, String), &str)> = vec![
+        ("a client key as X-API-Key", ("X-API-Key", client_key.clone()), "client_key_not_allowed"),
+        ("a client key as Bearer", ("Authorization", bearer(&client_key)), "client_key_not_allowed"),
+        ("a player session token", ("Authorization", bearer(&token)), "player_token_not_allowed"),
+    ];
+    let snapshot = f.snapshot(&app, &org_key).await;
+    let before = count_events(&app).await;
+    let mut checked = 0;
+    for route in routes() {
+        let id = f.id_for(route.path);
+        for (what, (name, value), code) in &cases {
+            let mut headers = vec![(*name, value.as_str())];
+            if route.in_project() {
+                headers.push(("X-Project-Id", app.project_id.as_str()));
+            }
+            let (status, body) = call(&app, &route, id, &headers).await;
+            let message = assert_error(status, &body, StatusCode::FORBIDDEN, code);
+            assert!(
+                message.contains("/api/v1/client/"),
+                "{} with {what}: the message says where it works: {message}",
+                route.name()
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked > 70, "{checked} routes");
+    assert_eq!(count_events(&app).await, before, "a refused request changes nothing");
+    assert_eq!(f.snapshot(&app, &org_key).await, snapshot, "the fixtures are as they were");
 }

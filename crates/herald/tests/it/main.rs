@@ -10,6 +10,8 @@ mod chat;
 mod chat_docs;
 mod cli;
 mod cli_ops;
+mod client;
+mod client_liveops;
 mod connections;
 mod errors;
 mod examples;
