@@ -111,37 +111,10 @@ impl ClientState {
 #[derive(Clone, Copy, Debug)]
 pub struct ClientAddress(pub Option<IpAddr>);
 
-/// The client's address: the connection's, or, when the connection comes from a trusted
-/// proxy, the last address of `X-Forwarded-For` that is not itself a trusted proxy (each
-/// proxy appends the address it was called from; only the entries trusted proxies appended
-/// are believed, so a client cannot choose its address by sending the header itself).
-pub fn client_address(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpNet]) -> Option<IpAddr> {
-    let peer = peer?;
-    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
-    if !is_trusted(&peer) {
-        return Some(peer);
-    }
-    let mut client = peer;
-    let hops = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>();
-    for hop in hops.iter().rev().flat_map(|v| v.rsplit(',')) {
-        let hop = hop.trim();
-        let Some(ip) = hop.parse::<IpAddr>().ok().or_else(|| hop.parse::<std::net::SocketAddr>().ok().map(|s| s.ip()))
-        else {
-            // Garbage: what lies beyond it cannot be told apart from what a client made up.
-            break;
-        };
-        client = ip;
-        if !is_trusted(&ip) {
-            break;
-        }
-    }
-    Some(client)
-}
-
 /// Middleware of the client routes: finds the client's address and applies its rate limit.
 async fn guard(axum::extract::State(state): axum::extract::State<AppState>, mut req: Request, next: Next) -> Response {
     let peer = req.extensions().get::<ConnectInfo<PeerAddr>>().map(|ci| ci.0.0.ip());
-    let address = client_address(peer, req.headers(), &state.client.trusted_proxies);
+    let address = crate::net::client_address(peer, req.headers(), &state.client.trusted_proxies);
     if let Some(address) = address
         && let Err(refused) = state.client.limiter.check(address)
     {
@@ -741,7 +714,7 @@ mod tests {
     fn the_address_is_believed_only_from_trusted_proxies() {
         let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().expect("net"), "::1/128".parse().expect("net")];
         let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
-        let from = |peer: &str, xff: &[&str]| client_address(Some(ip(peer)), &headers(xff), &trusted);
+        let from = |peer: &str, xff: &[&str]| crate::net::client_address(Some(ip(peer)), &headers(xff), &trusted);
         assert_eq!(from("203.0.113.9", &["198.51.100.1"]), Some(ip("203.0.113.9")), "untrusted peer: header ignored");
         assert_eq!(from("10.0.0.2", &["198.51.100.1"]), Some(ip("198.51.100.1")));
         assert_eq!(

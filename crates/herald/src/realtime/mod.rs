@@ -221,26 +221,11 @@ async fn maintenance_gate(gw: &Gateway, s: &SocketRef, player: &Player) -> Resul
     Err(format!("maintenance: the game is in maintenance{until}; GET /api/v1/client/maintenance tells when it ends"))
 }
 
-/// The client's address: the connection's peer or, when the peer is a trusted proxy, the last
-/// address in `X-Forwarded-For` that is not one.
+/// The client's address (see [`crate::net::client_address`]).
 fn socket_address(s: &SocketRef, trusted: &[ipnet::IpNet]) -> Option<std::net::IpAddr> {
     let parts = s.req_parts();
-    let peer = parts.extensions.get::<axum::extract::ConnectInfo<crate::net::PeerAddr>>()?.0.0.ip().to_canonical();
-    let is_trusted = |ip: &std::net::IpAddr| trusted.iter().any(|net| net.contains(ip));
-    if !is_trusted(&peer) {
-        return Some(peer);
-    }
-    let mut client = peer;
-    let hops: Vec<&str> = parts.headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect();
-    for hop in hops.iter().rev().flat_map(|v| v.rsplit(',')) {
-        // Anything unreadable ends the walk: what lies beyond it may be made up by the client.
-        let Ok(ip) = hop.trim().parse::<std::net::IpAddr>() else { break };
-        client = ip.to_canonical();
-        if !is_trusted(&client) {
-            break;
-        }
-    }
-    Some(client)
+    let peer = parts.extensions.get::<axum::extract::ConnectInfo<crate::net::PeerAddr>>()?.0.0.ip();
+    crate::net::client_address(Some(peer), &parts.headers, trusted)
 }
 
 /// The rooms a socket starts in: its subscriptions (server), or its project's players, its

@@ -311,9 +311,11 @@ impl Store {
     }
 
     /// A timed window (maintenance, notice) was written through this node: the scheduler
-    /// re-reads when its next transition is due.
+    /// re-reads when its next transition is due, and game clients' cached answers (which
+    /// show maintenance and notices) are stale.
     pub(crate) fn schedule_changed(&self) {
         self.events_written.scheduler.notify_one();
+        self.client_view_changed();
     }
 
     pub fn events_written(&self) -> Arc<EventsWritten> {

@@ -212,7 +212,9 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             expect_one_row(done.rows_affected())?
-        })
+        })?;
+        self.client_view_changed();
+        Ok(())
     }
 
     /// Notices, in every project, with a transition due at `now`.

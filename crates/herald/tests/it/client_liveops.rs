@@ -108,4 +108,9 @@ async fn client_routes_show_game_maintenance_notices_and_the_whitelist(app: Test
         (&json!(false), &json!(false))
     );
     assert_eq!(boot["worlds"][0]["inMaintenance"], false, "{boot}");
+
+    // A cached answer does not hide a change: a new notice shows at once.
+    ok(app.post("/api/v1/notices", json!({"title": {"en": "Hotfix"}, "priority": 9})).await).await;
+    let (_, boot) = send(as_client(&app, by_key, "/api/v1/client/bootstrap")).await;
+    assert_eq!(boot["notices"][0]["title"], "Hotfix", "{boot}");
 }
