@@ -294,18 +294,65 @@ pub trait ClientAnswer: Serialize {
     fn keeps_out(&self) -> bool {
         false
     }
+
+    /// Makes this the answer a whitelisted client gets: nothing keeps it out.
+    fn bypass(&mut self) {}
 }
 
 impl ClientAnswer for client::ClientBootstrap {
     fn keeps_out(&self) -> bool {
-        client::ClientBootstrap::keeps_out(self)
+        self.maintenance.in_maintenance || self.worlds.iter().any(|w| w.in_maintenance)
+    }
+
+    fn bypass(&mut self) {
+        client::apply_bypass(self);
     }
 }
-impl ClientAnswer for ClientWorlds {}
+impl ClientAnswer for ClientWorlds {
+    fn keeps_out(&self) -> bool {
+        self.items.iter().any(|w| w.in_maintenance)
+    }
+
+    fn bypass(&mut self) {
+        self.items.iter_mut().for_each(|w| w.in_maintenance = false);
+    }
+}
+impl ClientAnswer for client::ClientMaintenance {
+    fn keeps_out(&self) -> bool {
+        self.maintenance.in_maintenance || self.worlds.iter().any(|w| w.in_maintenance)
+    }
+
+    fn bypass(&mut self) {
+        self.maintenance.bypass = true;
+        self.maintenance.in_maintenance = false;
+        self.worlds.iter_mut().for_each(|w| w.in_maintenance = false);
+    }
+}
 impl ClientAnswer for client::VersionCheck {}
 impl ClientAnswer for ClientNotices {}
-impl ClientAnswer for client::ClientMaintenance {}
 impl ClientAnswer for client::ClientMe {}
+
+/// The answer for `caller`: the shared (cached) one, or, while that shows maintenance
+/// keeping players out and the whitelist lets this player or address through, one assembled
+/// for it alone. The whitelist is read only in that rare case, so everyone else is served
+/// without a query.
+async fn for_caller<T: ClientAnswer>(
+    s: &AppState,
+    caller: &ClientCaller,
+    now: DateTime<Utc>,
+    shared: Arc<Prepared>,
+    assemble: impl Future<Output = ApiResult<Assembled<T>>>,
+) -> ApiResult<Arc<Prepared>> {
+    let player = caller.player.as_ref().map(|p| p.user_id.as_str());
+    if !shared.keeps_out
+        || !client::maintenance_bypass(&s.store, &caller.project_id, player, caller.address, now).await?
+    {
+        return Ok(shared);
+    }
+    let mut own = assemble.await?;
+    own.answer.bypass();
+    Ok(Arc::new(Prepared::new(&own)?))
+}
 
 impl Prepared {
     fn new<T: ClientAnswer>(assembled: &Assembled<T>) -> ApiResult<Prepared> {
@@ -514,23 +561,9 @@ pub async fn bootstrap(
 ) -> ApiResult<Response> {
     let ask = Ask::new(&s, &headers, q)?;
     caller.allow_channel(ask.channel.as_deref())?;
-    let shared = cached(&s, ask.key("bootstrap", &caller.project_id), ask.now, async {
-        client::bootstrap(&s.store, &ask.request(&s, &caller.project_id).await?).await
-    })
-    .await?;
-    // The whitelist is read only while maintenance keeps players out (rarely): the shared
-    // answer serves everyone else without a query.
-    let player = caller.player.as_ref().map(|p| p.user_id.as_str());
-    let prepared = if shared.keeps_out
-        && client::maintenance_bypass(&s.store, &caller.project_id, player, caller.address, ask.now).await?
-    {
-        // Assembled for this client alone.
-        let mut assembled = client::bootstrap(&s.store, &ask.request(&s, &caller.project_id).await?).await?;
-        client::apply_bypass(&mut assembled.answer);
-        Arc::new(Prepared::new(&assembled)?)
-    } else {
-        shared
-    };
+    let assemble = async || client::bootstrap(&s.store, &ask.request(&s, &caller.project_id).await?).await;
+    let shared = cached(&s, ask.key("bootstrap", &caller.project_id), ask.now, assemble()).await?;
+    let prepared = for_caller(&s, &caller, ask.now, shared, assemble()).await?;
     Ok(respond(&s, &headers, &prepared, ask.now, true))
 }
 
@@ -545,7 +578,7 @@ pub async fn game_worlds(
     Query(q): Query<LangQuery>,
 ) -> ApiResult<Response> {
     let ask = Ask::lang_only(&s, &headers, q)?;
-    let prepared = cached(&s, ask.key("worlds", &caller.project_id), ask.now, async {
+    let assemble = async || {
         let req = ask.request(&s, &caller.project_id).await?;
         let game = client::game_maintenance(&s.store, &req).await?;
         let worlds = client::worlds(&s.store, &req, &game.answer).await?;
@@ -553,8 +586,9 @@ pub async fn game_worlds(
             answer: ClientWorlds { items: worlds.answer },
             next_change: client::earliest(game.next_change, worlds.next_change),
         })
-    })
-    .await?;
+    };
+    let shared = cached(&s, ask.key("worlds", &caller.project_id), ask.now, assemble()).await?;
+    let prepared = for_caller(&s, &caller, ask.now, shared, assemble()).await?;
     Ok(respond(&s, &headers, &prepared, ask.now, false))
 }
 
@@ -620,10 +654,9 @@ pub async fn maintenance(
     Query(q): Query<LangQuery>,
 ) -> ApiResult<Response> {
     let ask = Ask::lang_only(&s, &headers, q)?;
-    let prepared = cached(&s, ask.key("maintenance", &caller.project_id), ask.now, async {
-        client::maintenance(&s.store, &ask.request(&s, &caller.project_id).await?).await
-    })
-    .await?;
+    let assemble = async || client::maintenance(&s.store, &ask.request(&s, &caller.project_id).await?).await;
+    let shared = cached(&s, ask.key("maintenance", &caller.project_id), ask.now, assemble()).await?;
+    let prepared = for_caller(&s, &caller, ask.now, shared, assemble()).await?;
     Ok(respond(&s, &headers, &prepared, ask.now, false))
 }
 

@@ -350,14 +350,6 @@ pub async fn maintenance_bypass(
     super::maintenance::whitelisted(store, project_id, player, address, now).await
 }
 
-impl ClientBootstrap {
-    /// Whether maintenance keeps players out anywhere in this answer: only then can the
-    /// whitelist change it for one client.
-    pub fn keeps_out(&self) -> bool {
-        self.maintenance.in_maintenance || self.worlds.iter().any(|w| w.in_maintenance)
-    }
-}
-
 /// The answer as a whitelisted client sees it: nothing keeps it out.
 pub fn apply_bypass(answer: &mut ClientBootstrap) {
     answer.maintenance.bypass = true;

@@ -87,6 +87,13 @@ async fn client_routes_show_game_maintenance_notices_and_the_whitelist(app: Test
     let game = &boot["maintenance"];
     assert_eq!((&game["inMaintenance"], &game["bypass"]), (&json!(false), &json!(true)), "{boot}");
     assert_eq!(boot["worlds"][0]["inMaintenance"], false, "{boot}");
+    let (_, maintenance) = send(as_client(&app, by_listed, "/api/v1/client/maintenance")).await;
+    let game = &maintenance["maintenance"];
+    assert_eq!((&game["inMaintenance"], &game["bypass"]), (&json!(false), &json!(true)), "{maintenance}");
+    let (_, worlds) = send(as_client(&app, by_listed, "/api/v1/client/game-worlds")).await;
+    assert_eq!(worlds["items"][0]["inMaintenance"], false, "{worlds}");
+    let (_, worlds) = send(as_client(&app, by_key, "/api/v1/client/game-worlds")).await;
+    assert_eq!(worlds["items"][0]["inMaintenance"], true, "not for everyone: {worlds}");
     let (_, me) = send(as_client(&app, by_listed, "/api/v1/client/me")).await;
     assert_eq!((&me["maintenanceApplies"], &me["maintenance"]["bypass"]), (&json!(false), &json!(true)), "{me}");
     let (_, boot) = send(as_client(&app, by_key, "/api/v1/client/bootstrap?lang=en")).await;
