@@ -78,7 +78,7 @@ impl AppState {
         let sender = Sender::new(&config.webhooks)?;
         let list_cache = api::cache::ResponseCache::new(Duration::from_millis(config.http.list_cache_ms));
         let chat_limiter = crate::domain::chat::RateLimiter::new(&config.chat);
-        let rate_limiter = api::rate_limit::KeyRateLimiter::new(&config.http);
+        let rate_limiter = api::rate_limit::KeyRateLimiter::for_credentials(&config.http);
         let connections = Arc::new(crate::net::Connections::new(crate::net::connection_cap(&config)));
         let login_throttle = crate::auth::throttle::LoginThrottle::new(&config.auth);
         let client = api::client::ClientState::new(&config)?;

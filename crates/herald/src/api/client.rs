@@ -91,7 +91,10 @@ impl ClientState {
         }
         Ok(ClientState {
             keys: ClientKeyCache::new(Duration::from_secs(config.auth.key_cache_ttl_secs)),
-            limiter: AddressRateLimiter::new(config.client.rate_limit_per_sec, config.client.rate_limit_burst),
+            limiter: AddressRateLimiter::for_addresses(
+                config.client.rate_limit_per_sec,
+                config.client.rate_limit_burst,
+            ),
             trusted_proxies,
             answers: super::cache::ResponseCache::new(Duration::from_millis(config.client.answer_cache_ms)),
             max_age_secs: config.client.cache_max_age_secs,

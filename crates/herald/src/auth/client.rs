@@ -3,63 +3,26 @@
 //! only the `/api/v1/client/*` routes (`api::client`), which take it through their own
 //! extractor.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
+use std::sync::Arc;
 
-use chrono::TimeDelta;
-
-use super::keys;
+use super::{RecentKeys, TOUCH_EVERY, keys};
 use crate::{
     error::{ApiError, ApiResult},
     store::{Store, StoreError, client_keys::ClientKey},
 };
 
-/// How often `last_used_at` is written for a busy key.
-const TOUCH_EVERY: TimeDelta = TimeDelta::seconds(60);
-
-/// Client keys looked up recently, so a busy key costs no database read per request.
-pub struct ClientKeyCache {
-    ttl: Duration,
-    entries: Mutex<HashMap<String, (Arc<ClientKey>, Instant)>>,
-}
+/// Client keys looked up recently (see [`RecentKeys`]).
+pub type ClientKeyCache = RecentKeys<ClientKey>;
 
 impl ClientKeyCache {
-    pub fn new(ttl: Duration) -> Self {
-        ClientKeyCache { ttl, entries: Mutex::new(HashMap::new()) }
-    }
-
-    fn get(&self, id: &str) -> Option<Arc<ClientKey>> {
-        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries.get(id).filter(|(_, at)| at.elapsed() < self.ttl).map(|(k, _)| k.clone())
-    }
-
-    fn put(&self, key: Arc<ClientKey>) {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if entries.len() > 100_000 {
-            entries.retain(|_, (_, at)| at.elapsed() < self.ttl);
-        }
-        entries.insert(key.id.clone(), (key, Instant::now()));
-    }
-
-    /// Forgets a key (after it was revoked on this node).
-    pub fn invalidate(&self, id: &str) {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
-    }
-
     /// Forgets every key of a project (after the project was deleted on this node).
     pub fn invalidate_project(&self, project_id: &str) {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, (key, _)| key.project_id != project_id);
+        self.forget(|key| key.project_id == project_id);
     }
 
     /// Forgets every key of an organization (after it was deleted on this node).
     pub fn invalidate_organization(&self, organization_id: &str) {
-        self.entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, (key, _)| key.organization_id != organization_id);
+        self.forget(|key| key.organization_id == organization_id);
     }
 
     /// Verifies a presented client key (`hc_...`). Unknown id and wrong secret give the same
@@ -75,7 +38,7 @@ impl ClientKeyCache {
                     Err(StoreError::NotFound(_)) => return Err(invalid()),
                     Err(e) => return Err(e.into()),
                 };
-                self.put(key.clone());
+                self.put(&key.id, key.clone());
                 key
             }
         };
@@ -91,7 +54,7 @@ impl ClientKeyCache {
             let mut touched = (*key).clone();
             touched.last_used_at = Some(now);
             let touched = Arc::new(touched);
-            self.put(touched.clone());
+            self.put(&touched.id, touched.clone());
             return Ok(touched);
         }
         Ok(key)

@@ -101,53 +101,62 @@ impl Principal {
     }
 }
 
-/// API keys looked up recently, so a busy key costs no database read per request.
-pub struct KeyCache {
+/// Keys (API keys, client keys) looked up recently, by id, so a busy key costs no database
+/// read per request. Entries live `ttl`; a revocation or deletion on this node forgets them
+/// at once.
+pub struct RecentKeys<K> {
     ttl: Duration,
-    entries: Mutex<HashMap<String, (Arc<ApiKey>, Instant)>>,
+    entries: Mutex<HashMap<String, (Arc<K>, Instant)>>,
 }
 
-/// How often `last_used_at` is written for a busy key.
-const TOUCH_EVERY: TimeDelta = TimeDelta::seconds(60);
-
-impl KeyCache {
+impl<K> RecentKeys<K> {
     pub fn new(ttl: Duration) -> Self {
-        KeyCache { ttl, entries: Mutex::new(HashMap::new()) }
+        RecentKeys { ttl, entries: Mutex::new(HashMap::new()) }
     }
 
-    fn get(&self, id: &str) -> Option<Arc<ApiKey>> {
-        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries.get(id).filter(|(_, at)| at.elapsed() < self.ttl).map(|(k, _)| k.clone())
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Arc<K>, Instant)>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn put(&self, key: Arc<ApiKey>) {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+    fn get(&self, id: &str) -> Option<Arc<K>> {
+        self.lock().get(id).filter(|(_, at)| at.elapsed() < self.ttl).map(|(k, _)| k.clone())
+    }
+
+    fn put(&self, id: &str, key: Arc<K>) {
+        let mut entries = self.lock();
         if entries.len() > 100_000 {
             entries.retain(|_, (_, at)| at.elapsed() < self.ttl);
         }
-        entries.insert(key.id.clone(), (key, Instant::now()));
+        entries.insert(id.to_owned(), (key, Instant::now()));
     }
 
     /// Forgets a key (after it was revoked on this node).
     pub fn invalidate(&self, id: &str) {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+        self.lock().remove(id);
     }
 
+    /// Forgets every key `gone` says belongs to something deleted on this node.
+    fn forget(&self, gone: impl Fn(&K) -> bool) {
+        self.lock().retain(|_, (key, _)| !gone(key));
+    }
+}
+
+/// API keys looked up recently (see [`RecentKeys`]).
+pub type KeyCache = RecentKeys<ApiKey>;
+
+/// How often `last_used_at` is written for a busy key.
+pub(crate) const TOUCH_EVERY: TimeDelta = TimeDelta::seconds(60);
+
+impl KeyCache {
     /// Forgets every key of a project (after the project, and with it its keys, was deleted
     /// on this node).
     pub fn invalidate_project(&self, project_id: &str) {
-        self.entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, (key, _)| key.project_id.as_deref() != Some(project_id));
+        self.forget(|key| key.project_id.as_deref() == Some(project_id));
     }
 
     /// Forgets every key of an organization (after it was deleted on this node).
     pub fn invalidate_organization(&self, organization_id: &str) {
-        self.entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, (key, _)| key.organization_id.as_deref() != Some(organization_id));
+        self.forget(|key| key.organization_id.as_deref() == Some(organization_id));
     }
 
     /// Verifies a presented API key and returns its principal. Unknown id and wrong secret
@@ -163,7 +172,7 @@ impl KeyCache {
                     Err(StoreError::NotFound(_)) => return Err(invalid()),
                     Err(e) => return Err(e.into()),
                 };
-                self.put(key.clone());
+                self.put(&key.id, key.clone());
                 key
             }
         };
@@ -178,7 +187,7 @@ impl KeyCache {
             store.touch_api_key(&key.id, now).await?;
             let mut touched = (*key).clone();
             touched.last_used_at = Some(now);
-            self.put(Arc::new(touched));
+            self.put(&key.id, Arc::new(touched));
         }
         Ok(Principal {
             kind: PrincipalKind::ApiKey { id: key.id.clone() },
