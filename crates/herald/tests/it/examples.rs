@@ -422,3 +422,82 @@ fn the_swagger_page_names_the_docs_that_exist() {
         );
     }
 }
+
+/// GAME-CLIENTS.md's JavaScript example, as printed, run under `node` against a real server
+/// (the only changes: its two constants get this server's address and a real client key).
+/// The browser's globals it uses (`localStorage`, `navigator`, `location`) and the game's
+/// own `showWorlds`/`showMaintenance` are provided by a prelude that prints what they get.
+/// Three starts: the worlds are shown; a restart revalidates its stored copy (304) and shows
+/// them again; once the game is in maintenance, the message is shown in the player's language.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn game_clients_javascript_example_runs_as_printed() {
+    let app = TestApp::spawn(crate::common::Backend::Sqlite).await.expect("app");
+    let doc = std::fs::read_to_string(format!("{ROOT}/docs/GAME-CLIENTS.md")).expect("GAME-CLIENTS.md");
+    let example = doc.split("```js\n").nth(1).and_then(|rest| rest.split("\n```").next()).expect("a ```js block");
+    let (status, key) = app.post("/api/v1/client-keys", json!({"name": "web build"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{key}");
+    let key = key["keyValue"].as_str().expect("keyValue");
+    let mut script = String::new();
+    for (printed, ours) in [
+        (r#"const HERALD = "https://herald.example.com";"#, format!("const HERALD = {:?};", app.base)),
+        (r#"const CLIENT_KEY = "hc_...";"#, format!("const CLIENT_KEY = {key:?};")),
+    ] {
+        assert!(example.contains(printed), "the example's `{printed}` line changed:\n{example}");
+        script =
+            if script.is_empty() { example.replacen(printed, &ours, 1) } else { script.replacen(printed, &ours, 1) };
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let prelude = r#"
+import { readFileSync, writeFileSync } from "node:fs";
+const store = process.env.STORAGE;
+let saved = {};
+try { saved = JSON.parse(readFileSync(store, "utf8")); } catch {}
+globalThis.localStorage = {
+  getItem: (k) => (k in saved ? saved[k] : null),
+  setItem: (k, v) => { saved[k] = String(v); writeFileSync(store, JSON.stringify(saved)); },
+};
+Object.defineProperty(globalThis, "navigator", { value: { language: "ko" }, configurable: true });
+globalThis.location = { set href(url) { console.log(JSON.stringify({ location: url })); } };
+globalThis.showWorlds = (worlds) => console.log(JSON.stringify({ showWorlds: worlds.map((w) => w.worldId) }));
+globalThis.showMaintenance = (message) => console.log(JSON.stringify({ showMaintenance: message }));
+const realFetch = globalThis.fetch;
+globalThis.fetch = async (...args) => {
+  const res = await realFetch(...args);
+  console.log(JSON.stringify({ status: res.status }));
+  return res;
+};
+"#;
+    let file = dir.path().join("bootstrap.mjs");
+    std::fs::write(&file, format!("{prelude}\n{script}\n")).expect("write");
+    let storage = dir.path().join("storage.json");
+    let start = || {
+        let out = Command::new("node")
+            .arg(&file)
+            .env("STORAGE", &storage)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run node: {e} (scripts/test.sh installs it)"));
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "the example failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        stdout.lines().map(|l| serde_json::from_str(l).unwrap_or(Value::String(l.into()))).collect::<Vec<Value>>()
+    };
+
+    for (world, maintenance) in [("open-1", false), ("closed-1", true)] {
+        let (status, w) = app.post("/api/v1/game-worlds", json!({"worldId": world, "name": world})).await;
+        assert_eq!(status, StatusCode::CREATED, "{w}");
+        if maintenance {
+            let path = format!("/api/v1/game-worlds/{}/maintenance", w["id"].as_str().expect("id"));
+            let (status, body) = app.put(&path, json!({"enabled": true})).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+    }
+    assert_eq!(start(), [json!({"status": 200}), json!({"showWorlds": ["open-1"]})]);
+    assert_eq!(start(), [json!({"status": 304}), json!({"showWorlds": ["open-1"]})], "the stored copy, revalidated");
+    let (status, body) = app
+        .put(
+            "/api/v1/maintenance",
+            json!({"enabled": true, "messages": {"en": "Back at 10", "ko": "10시에 돌아옵니다"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(start(), [json!({"status": 200}), json!({"showMaintenance": "10시에 돌아옵니다"})]);
+}
