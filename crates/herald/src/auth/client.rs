@@ -5,10 +5,10 @@
 
 use std::sync::Arc;
 
-use super::{RecentKeys, TOUCH_EVERY, keys};
+use super::{RecentKeys, StoredKey, keys};
 use crate::{
     error::{ApiError, ApiResult},
-    store::{Store, StoreError, client_keys::ClientKey},
+    store::{Store, client_keys::ClientKey},
 };
 
 /// Client keys looked up recently (see [`RecentKeys`]).
@@ -28,35 +28,25 @@ impl ClientKeyCache {
     /// Verifies a presented client key (`hc_...`). Unknown id and wrong secret give the same
     /// answer, so a caller learns nothing about which keys exist.
     pub async fn authenticate(&self, store: &Store, presented: &str) -> ApiResult<Arc<ClientKey>> {
-        let invalid = || ApiError::unauthorized("invalid client key");
-        let (id, secret) = keys::parse_client(presented).ok_or_else(invalid)?;
-        let key = match self.get(id) {
-            Some(key) => key,
-            None => {
-                let key = match store.get_client_key(id).await {
-                    Ok(key) => Arc::new(key),
-                    Err(StoreError::NotFound(_)) => return Err(invalid()),
-                    Err(e) => return Err(e.into()),
-                };
-                self.put(&key.id, key.clone());
-                key
-            }
-        };
-        if !keys::verify(secret, &key.secret_hash) {
-            return Err(invalid());
-        }
-        if key.revoked_at.is_some() {
-            return Err(ApiError::unauthorized("this client key has been revoked"));
-        }
-        let now = crate::store::now();
-        if key.last_used_at.is_none_or(|at| now - at > TOUCH_EVERY) {
-            store.touch_client_key(&key.id, now).await?;
-            let mut touched = (*key).clone();
-            touched.last_used_at = Some(now);
-            let touched = Arc::new(touched);
-            self.put(&touched.id, touched.clone());
-            return Ok(touched);
-        }
-        Ok(key)
+        let (id, secret) = keys::parse_client(presented).ok_or_else(|| ApiError::unauthorized("invalid client key"))?;
+        self.verify("client key", id, secret, || store.get_client_key(id), |now| store.touch_client_key(id, now)).await
+    }
+}
+
+impl StoredKey for ClientKey {
+    fn secret_hash(&self) -> &[u8] {
+        &self.secret_hash
+    }
+
+    fn is_revoked(&self) -> bool {
+        self.revoked_at.is_some()
+    }
+
+    fn last_used_at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.last_used_at
+    }
+
+    fn set_last_used_at(&mut self, at: chrono::DateTime<chrono::Utc>) {
+        self.last_used_at = Some(at);
     }
 }

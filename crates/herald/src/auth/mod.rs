@@ -141,11 +141,86 @@ impl<K> RecentKeys<K> {
     }
 }
 
+/// What [`RecentKeys::verify`] needs of a stored key (an API key or a client key).
+pub trait StoredKey: Clone {
+    fn secret_hash(&self) -> &[u8];
+    fn is_revoked(&self) -> bool;
+    fn last_used_at(&self) -> Option<chrono::DateTime<chrono::Utc>>;
+    fn set_last_used_at(&mut self, at: chrono::DateTime<chrono::Utc>);
+}
+
+impl<K: StoredKey> RecentKeys<K> {
+    /// Checks the `secret` presented for key `id` (a `what`: "API key", "client key"): from
+    /// this cache, else read with `fetch`. Unknown id and wrong secret give the same answer,
+    /// so a caller learns nothing about which keys exist. A key used for the first time in
+    /// [`TOUCH_EVERY`] has its `last_used_at` written with `touch`.
+    async fn verify<F, T>(
+        &self,
+        what: &str,
+        id: &str,
+        secret: &str,
+        fetch: impl FnOnce() -> F,
+        touch: impl FnOnce(chrono::DateTime<chrono::Utc>) -> T,
+    ) -> ApiResult<Arc<K>>
+    where
+        F: Future<Output = crate::store::StoreResult<K>>,
+        T: Future<Output = crate::store::StoreResult<()>>,
+    {
+        let invalid = || ApiError::unauthorized(format!("invalid {what}"));
+        let key = match self.get(id) {
+            Some(key) => key,
+            None => {
+                let key = match fetch().await {
+                    Ok(key) => Arc::new(key),
+                    Err(StoreError::NotFound(_)) => return Err(invalid()),
+                    Err(e) => return Err(e.into()),
+                };
+                self.put(id, key.clone());
+                key
+            }
+        };
+        if !keys::verify(secret, key.secret_hash()) {
+            return Err(invalid());
+        }
+        if key.is_revoked() {
+            return Err(ApiError::unauthorized(format!("this {what} has been revoked")));
+        }
+        let now = crate::store::now();
+        if key.last_used_at().is_none_or(|at| now - at > TOUCH_EVERY) {
+            touch(now).await?;
+            let mut touched = (*key).clone();
+            touched.set_last_used_at(now);
+            let touched = Arc::new(touched);
+            self.put(id, touched.clone());
+            return Ok(touched);
+        }
+        Ok(key)
+    }
+}
+
+impl StoredKey for ApiKey {
+    fn secret_hash(&self) -> &[u8] {
+        &self.secret_hash
+    }
+
+    fn is_revoked(&self) -> bool {
+        self.revoked_at.is_some()
+    }
+
+    fn last_used_at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.last_used_at
+    }
+
+    fn set_last_used_at(&mut self, at: chrono::DateTime<chrono::Utc>) {
+        self.last_used_at = Some(at);
+    }
+}
+
 /// API keys looked up recently (see [`RecentKeys`]).
 pub type KeyCache = RecentKeys<ApiKey>;
 
 /// How often `last_used_at` is written for a busy key.
-pub(crate) const TOUCH_EVERY: TimeDelta = TimeDelta::seconds(60);
+const TOUCH_EVERY: TimeDelta = TimeDelta::seconds(60);
 
 impl KeyCache {
     /// Forgets every key of a project (after the project, and with it its keys, was deleted
@@ -162,33 +237,9 @@ impl KeyCache {
     /// Verifies a presented API key and returns its principal. Unknown id and wrong secret
     /// give the same answer, so a caller learns nothing about which keys exist.
     pub async fn authenticate(&self, store: &Store, presented: &str) -> ApiResult<Principal> {
-        let invalid = || ApiError::unauthorized("invalid API key");
-        let (id, secret) = keys::parse(presented).ok_or_else(invalid)?;
-        let key = match self.get(id) {
-            Some(key) => key,
-            None => {
-                let key = match store.get_api_key(id).await {
-                    Ok(key) => Arc::new(key),
-                    Err(StoreError::NotFound(_)) => return Err(invalid()),
-                    Err(e) => return Err(e.into()),
-                };
-                self.put(&key.id, key.clone());
-                key
-            }
-        };
-        if !keys::verify(secret, &key.secret_hash) {
-            return Err(invalid());
-        }
-        if key.revoked_at.is_some() {
-            return Err(ApiError::unauthorized("this API key has been revoked"));
-        }
-        let now = crate::store::now();
-        if key.last_used_at.is_none_or(|at| now - at > TOUCH_EVERY) {
-            store.touch_api_key(&key.id, now).await?;
-            let mut touched = (*key).clone();
-            touched.last_used_at = Some(now);
-            self.put(&key.id, Arc::new(touched));
-        }
+        let (id, secret) = keys::parse(presented).ok_or_else(|| ApiError::unauthorized("invalid API key"))?;
+        let key =
+            self.verify("API key", id, secret, || store.get_api_key(id), |now| store.touch_api_key(id, now)).await?;
         Ok(Principal {
             kind: PrincipalKind::ApiKey { id: key.id.clone() },
             organization_id: key.organization_id.clone(),
