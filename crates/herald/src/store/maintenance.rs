@@ -7,7 +7,8 @@ use serde::Serialize;
 use sqlx::types::Json;
 
 use super::{
-    Page, PageRequest, Store, StoreError, StoreResult, conflict_on_unique, expect_one_row, with_pool, write_with_events,
+    Page, PageRequest, Store, StoreError, StoreResult, conflict_on_unique, expect_one_row, windows::WindowColumns,
+    with_pool, write_with_events,
 };
 use crate::{
     domain::schedule::{Announce, Phase, Window, event_data},
@@ -98,6 +99,15 @@ fn whitelist_event(ctx: &EventContext, event_type: &'static str, e: &WhitelistEn
 
 const ALREADY_LISTED: &str = "this player or address range is already on the whitelist";
 
+/// Where a project keeps its game-wide maintenance window (see `store::windows`).
+const WINDOWS: WindowColumns = WindowColumns {
+    table: "project_maintenance",
+    phase: "phase",
+    on: "enabled",
+    starts_at: "starts_at",
+    ends_at: "ends_at",
+};
+
 impl Store {
     /// The project's game-wide maintenance, if it was ever set.
     pub async fn get_project_maintenance(&self, project_id: &str) -> StoreResult<Option<ProjectMaintenance>> {
@@ -164,34 +174,16 @@ impl Store {
     /// Projects whose game-wide maintenance has a transition due at `now`.
     pub async fn project_maintenance_due(&self, now: DateTime<Utc>) -> StoreResult<Vec<ProjectMaintenance>> {
         with_pool!(self, read, |pool| {
-            Ok(sqlx::query_as::<_, ProjectMaintenance>(
-                "SELECT * FROM project_maintenance WHERE (phase = 'pending' AND enabled = TRUE \
-                 AND (starts_at IS NULL OR starts_at <= $1)) \
-                 OR (phase = 'active' AND ends_at IS NOT NULL AND ends_at <= $1) ORDER BY updated_at LIMIT 500",
-            )
-            .bind(now)
-            .fetch_all(pool)
-            .await?)
+            Ok(sqlx::query_as::<_, ProjectMaintenance>(sqlx::AssertSqlSafe(WINDOWS.due_query()))
+                .bind(now)
+                .fetch_all(pool)
+                .await?)
         })
     }
 
     /// The earliest pending start or active end of any project's game-wide maintenance.
     pub async fn next_project_maintenance_transition(&self) -> StoreResult<Option<DateTime<Utc>>> {
-        with_pool!(self, read, |pool| {
-            let start: Option<DateTime<Utc>> = sqlx::query_scalar(
-                "SELECT starts_at FROM project_maintenance WHERE phase = 'pending' AND enabled = TRUE \
-                 AND starts_at IS NOT NULL ORDER BY starts_at LIMIT 1",
-            )
-            .fetch_optional(pool)
-            .await?;
-            let end: Option<DateTime<Utc>> = sqlx::query_scalar(
-                "SELECT ends_at FROM project_maintenance WHERE phase = 'active' AND ends_at IS NOT NULL \
-                 ORDER BY ends_at LIMIT 1",
-            )
-            .fetch_optional(pool)
-            .await?;
-            Ok([start, end].into_iter().flatten().min())
-        })
+        self.next_window_transition(&WINDOWS).await
     }
 
     pub async fn insert_whitelist_entry(&self, ctx: &EventContext, e: &WhitelistEntry) -> StoreResult<()> {

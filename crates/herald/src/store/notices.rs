@@ -7,7 +7,8 @@ use serde::Serialize;
 use sqlx::types::Json;
 
 use super::{
-    Filter, Page, PageRequest, Store, StoreError, StoreResult, expect_one_row, fetch_page, with_pool, write_with_events,
+    Filter, Page, PageRequest, Store, StoreError, StoreResult, expect_one_row, fetch_page, windows::WindowColumns,
+    with_pool, write_with_events,
 };
 use crate::{
     domain::schedule::{Announce, Phase, Window, event_data},
@@ -76,8 +77,9 @@ fn announced(ctx: &EventContext, (event_type, at): &Announce, n: &Notice) -> New
     NewEvent::about(ctx, event_type, (None, Some(&n.project_id)), "notice", &n.id, &data)
 }
 
-const DUE: &str = "(phase = 'pending' AND enabled = TRUE AND (starts_at IS NULL OR starts_at <= $1)) \
-                   OR (phase = 'active' AND ends_at IS NOT NULL AND ends_at <= $1)";
+/// Where a notice keeps its window (see `store::windows`).
+const WINDOWS: WindowColumns =
+    WindowColumns { table: "notices", phase: "phase", on: "enabled", starts_at: "starts_at", ends_at: "ends_at" };
 
 impl Store {
     pub async fn insert_notice(&self, ctx: &EventContext, n: &Notice, event_types: &[Announce]) -> StoreResult<()> {
@@ -220,31 +222,13 @@ impl Store {
     /// Notices, in every project, with a transition due at `now`.
     pub async fn notices_due(&self, now: DateTime<Utc>) -> StoreResult<Vec<Notice>> {
         with_pool!(self, read, |pool| {
-            Ok(sqlx::query_as::<_, Notice>(sqlx::AssertSqlSafe(format!(
-                "SELECT * FROM notices WHERE {DUE} ORDER BY updated_at LIMIT 500"
-            )))
-            .bind(now)
-            .fetch_all(pool)
-            .await?)
+            Ok(sqlx::query_as::<_, Notice>(sqlx::AssertSqlSafe(WINDOWS.due_query())).bind(now).fetch_all(pool).await?)
         })
     }
 
     /// The earliest pending start or active end of any notice.
     pub async fn next_notice_transition(&self) -> StoreResult<Option<DateTime<Utc>>> {
-        with_pool!(self, read, |pool| {
-            let start: Option<DateTime<Utc>> = sqlx::query_scalar(
-                "SELECT starts_at FROM notices WHERE phase = 'pending' AND enabled = TRUE AND starts_at IS NOT NULL \
-                 ORDER BY starts_at LIMIT 1",
-            )
-            .fetch_optional(pool)
-            .await?;
-            let end: Option<DateTime<Utc>> = sqlx::query_scalar(
-                "SELECT ends_at FROM notices WHERE phase = 'active' AND ends_at IS NOT NULL ORDER BY ends_at LIMIT 1",
-            )
-            .fetch_optional(pool)
-            .await?;
-            Ok([start, end].into_iter().flatten().min())
-        })
+        self.next_window_transition(&WINDOWS).await
     }
 
     /// The first start or end after `now` among the project's enabled notices.

@@ -8,7 +8,7 @@ use sqlx::types::Json;
 
 use super::{
     Filter, Page, PageRequest, Store, StoreError, StoreResult, conflict_on_unique, expect_one_row, fetch_page,
-    with_pool, write_with_events,
+    windows::WindowColumns, with_pool, write_with_events,
 };
 use crate::{
     domain::schedule::{Announce, Phase, Window, event_data},
@@ -98,9 +98,14 @@ fn announced(ctx: &EventContext, (event_type, at): &Announce, world: &GameWorld)
 }
 
 /// The columns the scheduler reads: worlds with a maintenance transition due at `$1`.
-const DUE: &str = "(maintenance_phase = 'pending' AND maintenance = TRUE \
-                   AND (maintenance_starts_at IS NULL OR maintenance_starts_at <= $1)) \
-                   OR (maintenance_phase = 'active' AND maintenance_ends_at IS NOT NULL AND maintenance_ends_at <= $1)";
+/// Where a world keeps its maintenance window (see `store::windows`).
+const WINDOWS: WindowColumns = WindowColumns {
+    table: "game_worlds",
+    phase: "maintenance_phase",
+    on: "maintenance",
+    starts_at: "maintenance_starts_at",
+    ends_at: "maintenance_ends_at",
+};
 
 impl Store {
     pub async fn insert_world(
@@ -257,32 +262,16 @@ impl Store {
     /// Worlds, in every project, with a maintenance transition due at `now`.
     pub async fn worlds_due(&self, now: DateTime<Utc>) -> StoreResult<Vec<GameWorld>> {
         with_pool!(self, read, |pool| {
-            Ok(sqlx::query_as::<_, GameWorld>(sqlx::AssertSqlSafe(format!(
-                "SELECT * FROM game_worlds WHERE {DUE} ORDER BY updated_at LIMIT 500"
-            )))
-            .bind(now)
-            .fetch_all(pool)
-            .await?)
+            Ok(sqlx::query_as::<_, GameWorld>(sqlx::AssertSqlSafe(WINDOWS.due_query()))
+                .bind(now)
+                .fetch_all(pool)
+                .await?)
         })
     }
 
     /// The earliest pending start or active end of any world's maintenance window.
     pub async fn next_world_transition(&self) -> StoreResult<Option<DateTime<Utc>>> {
-        with_pool!(self, read, |pool| {
-            let start: Option<DateTime<Utc>> = sqlx::query_scalar(
-                "SELECT maintenance_starts_at FROM game_worlds WHERE maintenance_phase = 'pending' \
-                 AND maintenance = TRUE AND maintenance_starts_at IS NOT NULL ORDER BY maintenance_starts_at LIMIT 1",
-            )
-            .fetch_optional(pool)
-            .await?;
-            let end: Option<DateTime<Utc>> = sqlx::query_scalar(
-                "SELECT maintenance_ends_at FROM game_worlds WHERE maintenance_phase = 'active' \
-                 AND maintenance_ends_at IS NOT NULL ORDER BY maintenance_ends_at LIMIT 1",
-            )
-            .fetch_optional(pool)
-            .await?;
-            Ok([start, end].into_iter().flatten().min())
-        })
+        self.next_window_transition(&WINDOWS).await
     }
 
     pub async fn delete_world(&self, ctx: &EventContext, project_id: &str, id: &str) -> StoreResult<GameWorld> {
