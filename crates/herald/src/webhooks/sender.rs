@@ -396,8 +396,6 @@ impl Sender {
     async fn exchange(&self, out: Outgoing<'_>) -> Result<Outcome, String> {
         let uri = parse_uri(out.url)?;
         self.guard.check_target(&uri).map_err(|why| format!("refused: {why}"))?;
-        let signed =
-            super::signing::headers(out.format, &out.secrets, out.msg_id, std::time::SystemTime::now(), &out.body)?;
         let mut request = Request::post(uri);
         let headers = request.headers_mut().ok_or("request failed: invalid request")?;
         for (name, value) in out.headers {
@@ -410,7 +408,14 @@ impl Sender {
                 .map_err(|_| format!("invalid value of custom header `{name}`"))?;
             headers.append(name, value);
         }
-        headers.extend(signed);
+        super::signing::headers(
+            out.format,
+            &out.secrets,
+            out.msg_id,
+            std::time::SystemTime::now(),
+            &out.body,
+            headers,
+        )?;
         let request = request.body(Full::new(out.body)).map_err(|e| format!("request failed: {e}"))?;
         let response = self.client.request(request).await.map_err(|e| describe(&e))?;
         let status = response.status().as_u16();

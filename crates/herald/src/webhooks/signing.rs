@@ -38,21 +38,22 @@ pub const SIGNING_HEADERS: &[&str] = &[
     "x-aghanim-signature-timestamp",
 ];
 
-/// The headers of one send of `body` as event `msg_id` at `at`, signed with `secrets` (the
-/// current one first).
+/// Sets the headers of one send of `body` as event `msg_id` at `at` in `h` (replacing any
+/// of the same name), signed with `secrets` (the current one first). Into the request's own
+/// map: no second map per send.
 pub fn headers(
     format: WebhookFormat,
     secrets: &[&str],
     msg_id: &str,
     at: SystemTime,
     body: &[u8],
-) -> Result<HeaderMap, String> {
+    h: &mut HeaderMap,
+) -> Result<(), String> {
     let unix = at.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     let text = |v: String| HeaderValue::try_from(v).map_err(|_| "request failed: invalid header value".to_string());
     let standard: Vec<String> =
         secrets.iter().filter_map(|s| herald_webhooks::sign_standard(s, msg_id, unix, body).ok()).collect();
     let simple = secrets.first().map(|s| herald_webhooks::sign_simple(s, body)).unwrap_or_default();
-    let mut h = HeaderMap::new();
     let agent = if format == WebhookFormat::Aghanim { AGHANIM_USER_AGENT } else { HERALD_USER_AGENT };
     h.insert(header::USER_AGENT, HeaderValue::from_static(agent));
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -71,7 +72,7 @@ pub fn headers(
         WebhookFormat::Herald | WebhookFormat::Bkend | WebhookFormat::Gromach => {}
     }
     h.insert("x-webhook-signature", text(simple)?);
-    Ok(h)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -86,7 +87,8 @@ mod tests {
         let body = br#"{"event":"user.created"}"#;
         let secrets = ["new-secret-1", "old-secret-1"];
         for format in WebhookFormat::ALL {
-            let h = headers(format, &secrets, "evt1", at, body).expect("headers");
+            let mut h = http::HeaderMap::new();
+            headers(format, &secrets, "evt1", at, body, &mut h).expect("headers");
             let get = |name: &str| h.get(name).map(|v| v.to_str().expect("ascii").to_owned());
             // The standard headers, with both secrets during a rotation.
             assert_eq!(get("webhook-id").as_deref(), Some("evt1"));
