@@ -13,50 +13,8 @@
 
 use chrono::{DateTime, Utc};
 
+pub use crate::store::windows::{Announce, Phase, Window, event_data};
 use crate::{error::ApiResult, store::Store};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    Idle,
-    Pending,
-    Active,
-}
-
-impl Phase {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::Idle => "idle",
-            Phase::Pending => "pending",
-            Phase::Active => "active",
-        }
-    }
-
-    /// The stored form; anything unknown reads as `idle` (nothing announced).
-    pub fn parse(s: &str) -> Phase {
-        match s {
-            "pending" => Phase::Pending,
-            "active" => Phase::Active,
-            _ => Phase::Idle,
-        }
-    }
-}
-
-/// A window as staff set it: the switch, and its optional bounds (open when missing).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Window {
-    pub on: bool,
-    pub starts_at: Option<DateTime<Utc>>,
-    pub ends_at: Option<DateTime<Utc>>,
-}
-
-impl Window {
-    pub const OFF: Window = Window { on: false, starts_at: None, ends_at: None };
-
-    /// Whether the window is in effect at `now`: on, started, not ended.
-    pub fn active(&self, now: DateTime<Utc>) -> bool {
-        self.on && self.starts_at.is_none_or(|s| s <= now) && self.ends_at.is_none_or(|e| now < e)
-    }
-}
 
 /// What is announced, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,10 +124,6 @@ pub async fn next_due_at(store: &Store) -> ApiResult<Option<DateTime<Utc>>> {
     Ok(times.into_iter().flatten().min())
 }
 
-/// An event to write: its type, and for a start or end the time it took effect
-/// (`effectiveAt` in the event's data).
-pub type Announce = (&'static str, Option<DateTime<Utc>>);
-
 /// The events announcing `transitions`, named by `name`.
 pub fn announce(transitions: &[Transition], name: impl Fn(Transition) -> &'static str) -> Vec<Announce> {
     transitions
@@ -179,15 +133,6 @@ pub fn announce(transitions: &[Transition], name: impl Fn(Transition) -> &'stati
             other => (name(other), None),
         })
         .collect()
-}
-
-/// An event's data: `state` with `effectiveAt` added when the event is a start or end.
-pub fn event_data(state: &impl serde::Serialize, effective_at: Option<DateTime<Utc>>) -> serde_json::Value {
-    let mut data = serde_json::to_value(state).unwrap_or(serde_json::Value::Null);
-    if let (Some(at), Some(map)) = (effective_at, data.as_object_mut()) {
-        map.insert("effectiveAt".into(), serde_json::json!(at));
-    }
-    data
 }
 
 #[cfg(test)]

@@ -7,13 +7,11 @@ use serde::Serialize;
 use sqlx::types::Json;
 
 use super::{
-    Page, PageRequest, Store, StoreError, StoreResult, conflict_on_unique, expect_one_row, windows::WindowColumns,
+    Page, PageRequest, Store, StoreError, StoreResult, conflict_on_unique, expect_one_row,
+    windows::{Announce, Phase, Window, WindowColumns, event_data},
     with_pool, write_with_events,
 };
-use crate::{
-    domain::schedule::{Announce, Phase, Window, event_data},
-    events::{EventContext, NewEvent, types},
-};
+use crate::events::{EventContext, NewEvent, types};
 
 /// The game-wide maintenance of a project.
 #[derive(Debug, Clone, sqlx::FromRow, Serialize, utoipa::ToSchema)]
@@ -29,7 +27,7 @@ pub struct ProjectMaintenance {
     pub messages: Json<BTreeMap<String, String>>,
     pub starts_at: Option<DateTime<Utc>>,
     pub ends_at: Option<DateTime<Utc>>,
-    /// What has been announced (`domain::schedule::Phase`).
+    /// What has been announced ([`Phase`]).
     #[serde(skip)]
     pub phase: String,
     pub updated_at: DateTime<Utc>,

@@ -26,7 +26,7 @@ pub mod transfer;
 pub mod users;
 pub mod versions;
 pub mod webhooks;
-pub(crate) mod windows;
+pub mod windows;
 pub mod worlds;
 
 use std::{str::FromStr, sync::Arc, time::Duration};

@@ -7,13 +7,11 @@ use serde::Serialize;
 use sqlx::types::Json;
 
 use super::{
-    Filter, Page, PageRequest, Store, StoreError, StoreResult, expect_one_row, fetch_page, windows::WindowColumns,
+    Filter, Page, PageRequest, Store, StoreError, StoreResult, expect_one_row, fetch_page,
+    windows::{Announce, Phase, Window, WindowColumns, event_data},
     with_pool, write_with_events,
 };
-use crate::{
-    domain::schedule::{Announce, Phase, Window, event_data},
-    events::{EventContext, NewEvent},
-};
+use crate::events::{EventContext, NewEvent};
 
 #[derive(Debug, Clone, sqlx::FromRow, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -44,7 +42,7 @@ pub struct Notice {
     pub enabled: bool,
     pub starts_at: Option<DateTime<Utc>>,
     pub ends_at: Option<DateTime<Utc>>,
-    /// What has been announced (`domain::schedule::Phase`).
+    /// What has been announced ([`Phase`]).
     #[serde(skip)]
     pub phase: String,
     pub created_at: DateTime<Utc>,

@@ -8,12 +8,10 @@ use sqlx::types::Json;
 
 use super::{
     Filter, Page, PageRequest, Store, StoreError, StoreResult, conflict_on_unique, expect_one_row, fetch_page,
-    windows::WindowColumns, with_pool, write_with_events,
+    windows::{Announce, Phase, Window, WindowColumns, event_data},
+    with_pool, write_with_events,
 };
-use crate::{
-    domain::schedule::{Announce, Phase, Window, event_data},
-    events::{EventContext, NewEvent, types},
-};
+use crate::events::{EventContext, NewEvent, types};
 
 #[derive(Debug, Clone, sqlx::FromRow, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -38,7 +36,7 @@ pub struct GameWorld {
     pub maintenance_messages: Json<BTreeMap<String, String>>,
     pub maintenance_starts_at: Option<DateTime<Utc>>,
     pub maintenance_ends_at: Option<DateTime<Utc>>,
-    /// What has been announced about the window (`domain::schedule::Phase`).
+    /// What has been announced about the window ([`Phase`]).
     #[serde(skip)]
     pub maintenance_phase: String,
     pub created_at: DateTime<Utc>,
