@@ -46,7 +46,9 @@ import urllib.error
 import urllib.request
 import uuid
 
-HERALD = os.environ.get("CHAOS_HERALD", "target/release/herald")
+# Absolute, because each node runs with its data directory as working directory: a relative
+# path (CI's default target/debug/herald) would be looked up from there and not be found.
+HERALD = os.path.abspath(os.environ.get("CHAOS_HERALD", "target/release/herald"))
 SECONDS = float(os.environ.get("CHAOS_SECONDS", "20"))
 RATE = float(os.environ.get("CHAOS_RATE", "100"))
 PG_URL, PG_BIN = os.environ.get("PG_URL"), os.environ.get("PG_BIN")
@@ -351,9 +353,13 @@ def disk_full():
         node = Node({}, mount).start()
         key, _ = setup(node, receiver)
         publisher = Publisher([node], key)
-        threads = publisher.run(SECONDS)
+        # Publishing stops when this scenario says so (below), not after a fixed time.
+        threads = publisher.run(3600)
         time.sleep(SECONDS / 4)
-        # Fill the disk, hold it full for a while, then give the space back.
+        # Fill the disk, hold it full until a write is refused, then give the space back.
+        # How long that takes varies: SQLite keeps writing into its WAL file's existing pages
+        # for a while, and only a write that needs new space fails. A fixed second of "full"
+        # was sometimes over before any write needed space (nothing refused, readiness fine).
         filler = os.path.join(mount, "filler")
         with open(filler, "wb") as f:
             try:
@@ -362,9 +368,20 @@ def disk_full():
                     f.flush()
             except OSError:
                 pass
+        full_until = time.time() + max(SECONDS / 4, 30)
         time.sleep(SECONDS / 4)
-        _, ready = call(node.base, key, "GET", "/readyz")
+        # Readiness says "unavailable" from a refused write until a write succeeds again, and
+        # a small write can still fit while the disk is full: so poll it, as a balancer does.
+        ready = {}
+        while time.time() < full_until:
+            if "503" in publisher.answers:
+                _, ready = call(node.base, key, "GET", "/readyz")
+                if ready.get("status") != "ready":
+                    break
+            time.sleep(0.1)
         os.remove(filler)
+        time.sleep(SECONDS / 2)
+        publisher.stop_at = 0
         for t in threads:
             t.join()
         result = settle(receiver, publisher.acked)
