@@ -10,33 +10,46 @@
 //! window boundary of a world it lists, because `inMaintenance` depends on the time, nor,
 //! for a `maintenance` filter (which filters on `inMaintenance`), of any world of the project.
 
-use std::{
-    collections::HashMap,
-    sync::Mutex,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use moka::{Expiry, sync::Cache};
 
-/// Entries kept at most; past it, expired entries are dropped, then everything if need be.
-const MAX_ENTRIES: usize = 10_000;
+/// Entries kept at most; past it, moka evicts the least used.
+const MAX_ENTRIES: u64 = 10_000;
 
 /// Keeps values of type `V` (the serialized body by default; `api::client` keeps its
-/// prepared answers).
+/// prepared answers). A `moka` cache: bounded, each entry expiring after the TTL or its own
+/// shorter `valid_for`.
 pub struct ResponseCache<V = Bytes> {
     ttl: Duration,
-    entries: Mutex<HashMap<String, Entry<V>>>,
+    entries: Cache<String, Entry<V>>,
 }
 
+#[derive(Clone)]
 struct Entry<V> {
     body: V,
     generation: u64,
-    expires: Instant,
+    /// How long this entry lives: the TTL, or less (`put`'s `valid_for`).
+    lives: Duration,
 }
 
-impl<V: Clone> ResponseCache<V> {
+/// Expires each entry after its own `lives`, counted from its (re)insertion.
+struct EntryLife;
+
+impl<V> Expiry<String, Entry<V>> for EntryLife {
+    fn expire_after_create(&self, _: &String, entry: &Entry<V>, _: Instant) -> Option<Duration> {
+        Some(entry.lives)
+    }
+
+    fn expire_after_update(&self, _: &String, entry: &Entry<V>, _: Instant, _: Option<Duration>) -> Option<Duration> {
+        Some(entry.lives)
+    }
+}
+
+impl<V: Clone + Send + Sync + 'static> ResponseCache<V> {
     pub fn new(ttl: Duration) -> ResponseCache<V> {
-        ResponseCache { ttl, entries: Mutex::new(HashMap::new()) }
+        ResponseCache { ttl, entries: Cache::builder().max_capacity(MAX_ENTRIES).expire_after(EntryLife).build() }
     }
 
     pub fn enabled(&self) -> bool {
@@ -45,9 +58,8 @@ impl<V: Clone> ResponseCache<V> {
 
     /// The cached body for `key`, if it was made at `generation` and has not expired.
     pub fn get(&self, key: &str, generation: u64) -> Option<V> {
-        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = entries.get(key)?;
-        (entry.generation == generation && Instant::now() < entry.expires).then(|| entry.body.clone())
+        let entry = self.entries.get(key)?;
+        (entry.generation == generation).then_some(entry.body)
     }
 
     /// Keeps `body` for `key` for the cache's TTL, or less if `valid_for` is shorter.
@@ -55,16 +67,8 @@ impl<V: Clone> ResponseCache<V> {
         if !self.enabled() {
             return;
         }
-        let now = Instant::now();
-        let expires = now + valid_for.map_or(self.ttl, |v| v.min(self.ttl));
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if entries.len() >= MAX_ENTRIES && !entries.contains_key(&key) {
-            entries.retain(|_, e| e.expires > now);
-            if entries.len() >= MAX_ENTRIES {
-                entries.clear();
-            }
-        }
-        entries.insert(key, Entry { body, generation, expires });
+        let lives = valid_for.map_or(self.ttl, |v| v.min(self.ttl));
+        self.entries.insert(key, Entry { body, generation, lives });
     }
 }
 
@@ -83,5 +87,9 @@ mod tests {
         let off: ResponseCache = ResponseCache::new(Duration::ZERO);
         off.put("k".into(), 1, Bytes::from_static(b"body"), None);
         assert_eq!(off.get("k", 1), None, "a TTL of 0 turns the cache off");
+        let brief: ResponseCache = ResponseCache::new(Duration::from_millis(20));
+        brief.put("k".into(), 1, Bytes::from_static(b"body"), None);
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(brief.get("k", 1), None, "an entry lives the TTL");
     }
 }

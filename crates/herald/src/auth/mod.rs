@@ -7,11 +7,7 @@ pub mod keys;
 pub mod password;
 pub mod throttle;
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
+use std::{sync::Arc, time::Duration};
 
 use chrono::TimeDelta;
 
@@ -102,42 +98,46 @@ impl Principal {
 }
 
 /// Keys (API keys, client keys) looked up recently, by id, so a busy key costs no database
-/// read per request. Entries live `ttl`; a revocation or deletion on this node forgets them
-/// at once.
+/// read per request. Entries live `ttl` (`auth.key_cache_ttl_secs`; 0: no caching); a
+/// revocation or deletion on this node forgets them at once. A `moka` cache: bounded (least
+/// recently and least frequently used keys go first) and expired by time to live.
 pub struct RecentKeys<K> {
     ttl: Duration,
-    entries: Mutex<HashMap<String, (Arc<K>, Instant)>>,
+    entries: moka::sync::Cache<String, Arc<K>>,
 }
 
-impl<K> RecentKeys<K> {
-    pub fn new(ttl: Duration) -> Self {
-        RecentKeys { ttl, entries: Mutex::new(HashMap::new()) }
-    }
+/// Keys kept at most per cache.
+const MAX_KEYS: u64 = 100_000;
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Arc<K>, Instant)>> {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+impl<K: Send + Sync + 'static> RecentKeys<K> {
+    pub fn new(ttl: Duration) -> Self {
+        RecentKeys { ttl, entries: moka::sync::Cache::builder().max_capacity(MAX_KEYS).time_to_live(ttl).build() }
     }
 
     fn get(&self, id: &str) -> Option<Arc<K>> {
-        self.lock().get(id).filter(|(_, at)| at.elapsed() < self.ttl).map(|(k, _)| k.clone())
+        self.entries.get(id)
     }
 
     fn put(&self, id: &str, key: Arc<K>) {
-        let mut entries = self.lock();
-        if entries.len() > 100_000 {
-            entries.retain(|_, (_, at)| at.elapsed() < self.ttl);
+        if !self.ttl.is_zero() {
+            self.entries.insert(id.to_owned(), key);
         }
-        entries.insert(id.to_owned(), (key, Instant::now()));
     }
 
     /// Forgets a key (after it was revoked on this node).
     pub fn invalidate(&self, id: &str) {
-        self.lock().remove(id);
+        self.entries.invalidate(id);
     }
 
-    /// Forgets every key `gone` says belongs to something deleted on this node.
+    /// Forgets every key `gone` says belongs to something deleted on this node. A walk over
+    /// the entries: deletions are rare, and every matching key is gone when this returns
+    /// (moka's `invalidate_entries_if` would need the cache built to support closures).
     fn forget(&self, gone: impl Fn(&K) -> bool) {
-        self.lock().retain(|_, (key, _)| !gone(key));
+        for (id, key) in &self.entries {
+            if gone(&key) {
+                self.entries.invalidate(&*id);
+            }
+        }
     }
 }
 
@@ -149,7 +149,7 @@ pub trait StoredKey: Clone {
     fn set_last_used_at(&mut self, at: chrono::DateTime<chrono::Utc>);
 }
 
-impl<K: StoredKey> RecentKeys<K> {
+impl<K: StoredKey + Send + Sync + 'static> RecentKeys<K> {
     /// Checks the `secret` presented for key `id` (a `what`: "API key", "client key"): from
     /// this cache, else read with `fetch`. Unknown id and wrong secret give the same answer,
     /// so a caller learns nothing about which keys exist. A key used for the first time in
@@ -266,4 +266,29 @@ pub fn check_grantable(granter: &Principal, scopes: &[String]) -> ApiResult<()> 
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_keys_forget_what_was_deleted_and_expire() {
+        let keys: RecentKeys<&str> = RecentKeys::new(Duration::from_secs(60));
+        keys.put("a", Arc::new("project-1"));
+        keys.put("b", Arc::new("project-2"));
+        keys.forget(|project| *project == "project-1");
+        assert!(keys.get("a").is_none(), "a deleted project's key is forgotten at once");
+        assert_eq!(keys.get("b").as_deref(), Some(&"project-2"));
+        keys.invalidate("b");
+        assert!(keys.get("b").is_none(), "a revoked key is forgotten at once");
+
+        let brief: RecentKeys<&str> = RecentKeys::new(Duration::from_millis(20));
+        brief.put("a", Arc::new("project-1"));
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(brief.get("a").is_none(), "an entry lives key_cache_ttl_secs");
+        let off: RecentKeys<&str> = RecentKeys::new(Duration::ZERO);
+        off.put("a", Arc::new("project-1"));
+        assert!(off.get("a").is_none(), "a TTL of 0 keeps nothing");
+    }
 }
