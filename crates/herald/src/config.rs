@@ -2,6 +2,8 @@
 //! file, overridden in turn by `HERALD_*` environment variables (`__` separates sections, so
 //! `HERALD_AUTH__JWT_SECRET` sets `auth.jwt_secret`).
 
+mod duration;
+
 use std::{net::SocketAddr, path::PathBuf};
 
 use figment::{
@@ -37,9 +39,11 @@ pub struct Config {
 pub struct ClientConfig {
     /// `Cache-Control: max-age` of client answers, in seconds; shorter when a known change
     /// (a maintenance window opening or closing) comes sooner. 0: `no-cache`.
+    #[serde(deserialize_with = "duration::secs")]
     pub cache_max_age_secs: u64,
     /// How long a node keeps an assembled client answer, in milliseconds (0: off). Changes
     /// made through the same node are seen at once; through another node, within this time.
+    #[serde(deserialize_with = "duration::ms")]
     pub answer_cache_ms: u64,
     /// Origins web games may call the client routes from (CORS), e.g.
     /// `["https://play.example.com"]`; `["*"]`: any origin. Empty: no CORS headers.
@@ -90,8 +94,10 @@ pub struct RealtimeConfig {
     /// Serve socket.io on the API port.
     pub enabled: bool,
     /// Lifetime of a player session token when the request names none, in seconds.
+    #[serde(deserialize_with = "duration::secs")]
     pub session_token_ttl_secs: u64,
     /// Longest lifetime a request may ask for a player session token, in seconds.
+    #[serde(deserialize_with = "duration::secs")]
     pub max_session_token_ttl_secs: u64,
     /// Largest message a client may send, in bytes (engine.io `maxPayload`).
     pub max_payload_bytes: u64,
@@ -102,10 +108,13 @@ pub struct RealtimeConfig {
     pub max_connections_per_project: usize,
     /// socket.io heartbeat: a ping every `ping_interval_secs`; no pong within
     /// `ping_timeout_secs` closes the connection.
+    #[serde(deserialize_with = "duration::secs")]
     pub ping_interval_secs: u64,
+    #[serde(deserialize_with = "duration::secs")]
     pub ping_timeout_secs: u64,
     /// How often the event feed looks for events committed by other nodes when no
     /// notification woke it, in milliseconds.
+    #[serde(deserialize_with = "duration::ms")]
     pub poll_interval_ms: u64,
 }
 
@@ -131,6 +140,7 @@ pub struct ChatConfig {
     /// Messages one player may send within `rate_window_secs` (per node); 0: no limit.
     pub rate_limit_messages: u32,
     /// The window of `rate_limit_messages`, in seconds.
+    #[serde(deserialize_with = "duration::secs")]
     pub rate_window_secs: u64,
     /// Longest message text, in characters.
     pub max_message_length: usize,
@@ -149,6 +159,7 @@ pub struct DatabaseConfig {
     /// through one connection, because SQLite admits one writer at a time).
     pub max_connections: u32,
     /// Seconds to wait for a free connection before a request fails.
+    #[serde(deserialize_with = "duration::secs")]
     pub acquire_timeout_secs: u64,
 }
 
@@ -158,10 +169,12 @@ pub struct HttpConfig {
     /// Largest request body accepted, in bytes; larger bodies get 413.
     pub body_limit_bytes: usize,
     /// Seconds a request may take before it is answered with 408.
+    #[serde(deserialize_with = "duration::secs")]
     pub request_timeout_secs: u64,
     /// How long a node keeps a `GET /api/v1/game-worlds` answer, in milliseconds (0: off).
     /// Changes made through the same node are seen at once; through another node sharing
     /// the database, within this time.
+    #[serde(deserialize_with = "duration::ms")]
     pub list_cache_ms: u64,
     /// Requests per second one API key or admin account may make to `/api/v1` on one node
     /// (token bucket refill rate); past it, 429 with `Retry-After`. 0: no limit.
@@ -172,12 +185,15 @@ pub struct HttpConfig {
     /// A connection whose pending write makes no progress for this long (the client stopped
     /// reading) is cut, in seconds. This is what disconnects a socket.io client too slow to
     /// read (see docs/REALTIME.md).
+    #[serde(deserialize_with = "duration::secs")]
     pub write_stall_timeout_secs: u64,
     /// A client must send a complete request head within this many seconds of the server
     /// starting to wait for one (the connection opened, or its previous response was sent):
     /// a connection that sends nothing, or a header line now and then, is closed.
+    #[serde(deserialize_with = "duration::secs")]
     pub header_read_timeout_secs: u64,
     /// A connection with no request in progress for this long is closed, in seconds.
+    #[serde(deserialize_with = "duration::secs")]
     pub idle_timeout_secs: u64,
     /// Client connections (WebSockets included) open at once on this node; past it a new
     /// connection is closed at once. 0: what the open-file limit leaves after a reserve for
@@ -196,19 +212,24 @@ pub struct AuthConfig {
     /// so every node sharing the database signs and verifies with the same key.
     pub jwt_secret: String,
     /// Lifetime of an access token (JWT), in seconds.
+    #[serde(deserialize_with = "duration::secs")]
     pub access_token_ttl_secs: u64,
     /// Lifetime of a refresh token, in seconds.
+    #[serde(deserialize_with = "duration::secs")]
     pub refresh_token_ttl_secs: u64,
     /// How long a node trusts a looked-up API key before reading it again. A key revoked
     /// through this node's API stops working at once; revoked elsewhere, within this time.
+    #[serde(deserialize_with = "duration::secs")]
     pub key_cache_ttl_secs: u64,
     /// Failed admin logins in a row (per account, and per client address) before each
     /// further failure blocks the next attempt: 1 s, doubling (`auth::throttle`).
     pub login_free_attempts: u32,
     /// The longest block of one account, kept short so that failing on purpose cannot lock
     /// its admin out. 0: no per-account throttling.
+    #[serde(deserialize_with = "duration::secs")]
     pub login_max_account_delay_secs: u64,
     /// The longest block of one client address (IPv6: its /64). 0: no per-address throttling.
+    #[serde(deserialize_with = "duration::secs")]
     pub login_max_address_delay_secs: u64,
 }
 
@@ -235,14 +256,18 @@ pub struct WebhooksConfig {
     pub dispatcher: bool,
     /// Delay before each retry, in seconds: after the first failed attempt, the first entry.
     /// When they are used up the delivery is marked failed.
+    #[serde(deserialize_with = "duration::secs_list")]
     pub retry_schedule_secs: Vec<u64>,
     /// Random spread of each retry delay, as a fraction (0.1 = +/-10%).
     pub retry_jitter: f64,
     /// Longest `Retry-After` (on 429/503) honoured, in seconds.
+    #[serde(deserialize_with = "duration::secs")]
     pub retry_after_cap_secs: u64,
     /// An endpoint failing with no success for this long is disabled.
+    #[serde(deserialize_with = "duration::secs")]
     pub disable_after_failing_secs: u64,
     /// Request timeout when an endpoint sets none, in milliseconds (endpoints may set up to 30000).
+    #[serde(deserialize_with = "duration::ms_u32")]
     pub default_timeout_ms: u32,
     /// Deliveries in flight on this node at once.
     pub max_in_flight: usize,
@@ -252,13 +277,17 @@ pub struct WebhooksConfig {
     pub batch_size: i64,
     /// How long a claimed delivery stays reserved for this node; if the node dies, another
     /// claims it after this.
+    #[serde(deserialize_with = "duration::secs")]
     pub lease_secs: u64,
     /// How often an idle dispatcher looks for work written by other nodes, in milliseconds.
+    #[serde(deserialize_with = "duration::ms")]
     pub poll_interval_ms: u64,
     /// When woken by a local write, wait this long (ms) so a burst of writes is fanned out in
     /// one transaction instead of one each: fewer write transactions, a little latency.
+    #[serde(deserialize_with = "duration::ms")]
     pub linger_ms: u64,
     /// Finished deliveries and their attempts are deleted after this many days.
+    #[serde(deserialize_with = "duration::days")]
     pub retention_days: u64,
 }
 
@@ -433,6 +462,52 @@ mod tests {
             assert_eq!(config.http.body_limit_bytes, 1024 * 1024);
             jail.create_file("bad.toml", "lisen = \"x\"")?;
             assert!(Config::load(Some(std::path::Path::new("bad.toml"))).is_err(), "unknown keys are rejected");
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn durations_are_integers_in_the_keys_unit_or_humantime_strings() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "herald.toml",
+                "[http]\nrequest_timeout_secs = 45\nlist_cache_ms = \"2s\"\nidle_timeout_secs = \"5m\"\n\
+                 [webhooks]\nretry_schedule_secs = [10, \"5m\", \"1h 30m\"]\ndefault_timeout_ms = \"1s 500ms\"\n\
+                 retention_days = \"2weeks\"\n",
+            )?;
+            jail.set_env("HERALD_AUTH__KEY_CACHE_TTL_SECS", "1m");
+            jail.set_env("HERALD_REALTIME__POLL_INTERVAL_MS", "250");
+            let config = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(config.http.request_timeout_secs, 45, "an integer is in the key's unit");
+            assert_eq!(config.http.list_cache_ms, 2000);
+            assert_eq!(config.http.idle_timeout_secs, 300);
+            assert_eq!(config.webhooks.retry_schedule_secs, vec![10, 300, 5400]);
+            assert_eq!(config.webhooks.default_timeout_ms, 1500);
+            assert_eq!(config.webhooks.retention_days, 14);
+            assert_eq!(config.auth.key_cache_ttl_secs, 60);
+            assert_eq!(config.realtime.poll_interval_ms, 250);
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn a_bad_duration_is_refused_naming_its_key() {
+        figment::Jail::expect_with(|jail| {
+            let error = |toml: &str| {
+                std::fs::write("bad.toml", toml).expect("writes");
+                Config::load(Some(std::path::Path::new("bad.toml"))).expect_err("refused").to_string()
+            };
+            let e = error("[http]\nidle_timeout_secs = \"soon\"\n");
+            assert!(e.contains("http.idle_timeout_secs") && e.contains("`soon` is not a duration"), "{e}");
+            let e = error("[auth]\nkey_cache_ttl_secs = \"1500ms\"\n");
+            assert!(e.contains("auth.key_cache_ttl_secs") && e.contains("not a whole number of seconds"), "{e}");
+            let e = error("[webhooks]\nretry_schedule_secs = [60, \"later\"]\n");
+            assert!(e.contains("webhooks.retry_schedule_secs") && e.contains("`later`"), "{e}");
+            jail.set_env("HERALD_HTTP__LIST_CACHE_MS", "-5");
+            let e = Config::load(None).expect_err("refused").to_string();
+            assert!(e.to_lowercase().contains("http.list_cache_ms") && e.contains("cannot be negative"), "{e}");
             Ok(())
         });
     }
