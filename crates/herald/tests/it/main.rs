@@ -22,6 +22,7 @@ mod openapi;
 mod ops;
 mod outbox;
 mod realtime;
+mod schema;
 mod socket_client;
 mod tenancy;
 mod users;
