@@ -1,21 +1,4 @@
-//! Serving connections: the accept loop and each connection's limits.
-//!
-//! - **A cap on open connections** (`http.max_connections`, by default what the open-file
-//!   limit leaves after a reserve for the database and webhook deliveries): past it a new
-//!   connection is closed at once, logged and counted, so sockets can never use up the file
-//!   descriptors the server needs to answer anyone.
-//! - **Accept errors never stop the server**: `EMFILE` and the like are logged and counted,
-//!   and accepting resumes after a short back-off.
-//! - **A request head must arrive in time** (`http.header_read_timeout_secs`, hyper's HTTP/1
-//!   header timer): a client that opens a connection and sends nothing, or one header line
-//!   every few seconds (slowloris), is disconnected.
-//! - **Idle connections close** (`http.idle_timeout_secs`): no request in progress for that
-//!   long, on HTTP/1.1 and HTTP/2 alike.
-//! - **Stalled writes fail** (`http.write_stall_timeout_secs`, [`StallGuard`]).
-//!
-//! axum's `serve` sets none of these and offers no way to, so the loop is here, built from
-//! hyper-util's connection builder as axum's is (same protocols, HTTP/2 WebSockets, upgrades,
-//! graceful shutdown).
+//! The accept loop and each connection's service (hyper-util's builder).
 
 use std::{
     convert::Infallible,
@@ -24,9 +7,9 @@ use std::{
     pin::Pin,
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
-    task::{Context, Poll, ready},
+    task::{Context, Poll},
     time::{Duration, Instant},
 };
 
@@ -40,104 +23,11 @@ use hyper_util::{
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::{TcpListener, TcpStream},
-    sync::{Notify, OwnedSemaphorePermit, Semaphore, watch},
-    time::Sleep,
+    sync::{Notify, OwnedSemaphorePermit, watch},
 };
 use tower::ServiceExt;
 
-use crate::config::Config;
-
-/// The limits every connection is served with (see `http.*` in docs/CONFIG.md).
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub header_read_timeout: Duration,
-    pub idle_timeout: Duration,
-    pub write_stall_timeout: Duration,
-}
-
-impl Limits {
-    pub fn new(config: &Config) -> Limits {
-        let secs = |s: u64| Duration::from_secs(s.max(1));
-        Limits {
-            header_read_timeout: secs(config.http.header_read_timeout_secs),
-            idle_timeout: secs(config.http.idle_timeout_secs),
-            write_stall_timeout: secs(config.http.write_stall_timeout_secs),
-        }
-    }
-}
-
-/// File descriptors kept for everything but client connections: a margin for the process
-/// (logs, the SQLite files, DNS), plus, per database connection, the connection (SQLite opens
-/// the database, its WAL and its shared-memory file: three), plus one per webhook delivery
-/// in flight.
-fn reserved_descriptors(config: &Config) -> u64 {
-    64 + 3 * (u64::from(config.database.max_connections) + 1) + config.webhooks.max_in_flight as u64
-}
-
-/// The connection cap in effect: `http.max_connections`, or when 0 what the process's
-/// open-file limit leaves after [`reserved_descriptors`] (at least half of the limit).
-pub fn connection_cap(config: &Config) -> usize {
-    let configured = config.http.max_connections;
-    let Some(files) = open_file_limit() else {
-        return if configured == 0 { 10_000 } else { configured };
-    };
-    let auto = files.saturating_sub(reserved_descriptors(config)).max(files / 2).max(1);
-    let auto = usize::try_from(auto).unwrap_or(usize::MAX);
-    match configured {
-        0 => auto,
-        n if n > auto => {
-            tracing::warn!(
-                max_connections = n,
-                open_file_limit = files,
-                "http.max_connections is above what the open-file limit leaves ({auto}): accepting may fail with \
-                 `Too many open files` before the cap is reached"
-            );
-            n
-        }
-        n => n,
-    }
-}
-
-#[cfg(unix)]
-fn open_file_limit() -> Option<u64> {
-    rlimit::getrlimit(rlimit::Resource::NOFILE).ok().map(|(soft, _)| soft)
-}
-
-#[cfg(not(unix))]
-fn open_file_limit() -> Option<u64> {
-    None
-}
-
-/// The node's connections: the cap's permits and the counters `GET /metrics` reads.
-pub struct Connections {
-    permits: Arc<Semaphore>,
-    cap: usize,
-    /// Connections closed at once because the cap was reached.
-    pub refused: AtomicU64,
-    /// Failed `accept` calls (other than a client resetting before it was accepted).
-    pub accept_errors: AtomicU64,
-}
-
-impl Connections {
-    pub fn new(cap: usize) -> Connections {
-        let cap = cap.clamp(1, Semaphore::MAX_PERMITS);
-        Connections {
-            permits: Arc::new(Semaphore::new(cap)),
-            cap,
-            refused: AtomicU64::new(0),
-            accept_errors: AtomicU64::new(0),
-        }
-    }
-
-    pub fn cap(&self) -> usize {
-        self.cap
-    }
-
-    /// Client connections open now (a WebSocket counts until it closes).
-    pub fn open(&self) -> usize {
-        self.cap - self.permits.available_permits()
-    }
-}
+use super::{Connections, Limits, StallGuard};
 
 /// Where connections come from: a TCP listener, or in unit tests a scripted source.
 pub trait Accept: Send + 'static {
@@ -393,127 +283,6 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub SocketAddr);
 
-/// A stream whose writes fail with `TimedOut` once one has waited `timeout` without the
-/// peer taking a byte, and keep failing after that (the connection is then only good for
-/// closing). Time spent idle, with nothing to write, does not count.
-///
-/// Why: a client that stops reading (a frozen game client, a dead NAT mapping) fills the
-/// kernel's socket buffers, and the task writing to it then waits forever. engineioxide's
-/// WebSocket writer waits inside such a write, where it does not see its session being closed
-/// by the heartbeat, so without a bound the socket would never be disconnected and would keep
-/// its buffers and its place in the per-project connection count. tokio and hyper offer read
-/// timeouts, not a bound on a stalled write, hence this small wrapper.
-pub struct StallGuard<S> {
-    inner: S,
-    timeout: Duration,
-    /// Started when a write first waits; cleared when a write goes through.
-    stalled: Option<Pin<Box<Sleep>>>,
-    failed: bool,
-}
-
-impl<S> StallGuard<S> {
-    pub fn new(inner: S, timeout: Duration) -> StallGuard<S> {
-        StallGuard { inner, timeout, stalled: None, failed: false }
-    }
-
-    /// Maps a write's poll: progress resets the clock, waiting runs it.
-    fn guard<T>(&mut self, cx: &mut Context<'_>, polled: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
-        match polled {
-            Poll::Ready(result) => {
-                self.stalled = None;
-                Poll::Ready(result)
-            }
-            Poll::Pending => {
-                let timeout = self.timeout;
-                let sleep = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-                ready!(sleep.as_mut().poll(cx));
-                self.failed = true;
-                Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "the peer stopped reading")))
-            }
-        }
-    }
-
-    fn refused<T>() -> Poll<io::Result<T>> {
-        Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "the peer stopped reading")))
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for StallGuard<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for StallGuard<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        if self.failed {
-            return Self::refused();
-        }
-        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
-        self.guard(cx, polled)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        if self.failed {
-            return Self::refused();
-        }
-        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        self.guard(cx, polled)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.failed {
-            return Self::refused();
-        }
-        let polled = Pin::new(&mut self.inner).poll_flush(cx);
-        self.guard(cx, polled)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-/// The client's address: the connection's, or, when the connection comes from a trusted
-/// proxy (`http.trusted_proxies`), the last address of `X-Forwarded-For` that is not itself a trusted proxy (each
-/// proxy appends the address it was called from; only the entries trusted proxies appended
-/// are believed, so a client cannot choose its address by sending the header itself).
-pub fn client_address(
-    peer: Option<std::net::IpAddr>,
-    headers: &http::HeaderMap,
-    trusted: &[ipnet::IpNet],
-) -> Option<std::net::IpAddr> {
-    use std::net::IpAddr;
-    // An IPv4 peer on a dual-stack socket shows as `::ffff:a.b.c.d`: compare it as IPv4.
-    let peer = peer?.to_canonical();
-    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
-    if !is_trusted(&peer) {
-        return Some(peer);
-    }
-    let mut client = peer;
-    let hops = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>();
-    for hop in hops.iter().rev().flat_map(|v| v.rsplit(',')) {
-        let hop = hop.trim();
-        let Some(ip) = hop.parse::<IpAddr>().ok().or_else(|| hop.parse::<std::net::SocketAddr>().ok().map(|s| s.ip()))
-        else {
-            // Garbage: what lies beyond it cannot be told apart from what a client made up.
-            break;
-        };
-        client = ip.to_canonical();
-        if !is_trusted(&ip) {
-            break;
-        }
-    }
-    Some(client)
-}
 
 #[cfg(test)]
 mod tests {
@@ -569,35 +338,5 @@ mod tests {
         assert_eq!(connections.accept_errors.load(Ordering::Relaxed), 3);
         let _ = stop.send(());
         served.await.expect("serve returns after shutdown");
-    }
-
-    #[tokio::test]
-    async fn a_write_the_peer_never_takes_fails_and_later_ones_too() {
-        // A duplex pipe with a 16-byte buffer whose far end never reads.
-        let (near, _far) = tokio::io::duplex(16);
-        let mut guarded = StallGuard::new(near, Duration::from_millis(50));
-        guarded.write_all(&[0; 16]).await.expect("fits in the buffer");
-        let err = guarded.write_all(&[0; 1]).await.expect_err("the buffer is full and nobody reads");
-        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
-        assert!(guarded.write_all(&[0; 1]).await.is_err(), "the connection stays failed");
-    }
-
-    // On paused time the reader's 5 ms naps and the 50 ms limit are exact: on a loaded machine
-    // (CI running the whole suite) real sleeps overshoot and cut a reader that was keeping up.
-    #[tokio::test(start_paused = true)]
-    async fn a_slow_reader_that_keeps_reading_is_not_cut() {
-        let (near, mut far) = tokio::io::duplex(16);
-        let reader = tokio::spawn(async move {
-            let mut buf = [0; 8];
-            let mut total = 0;
-            while total < 256 {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-                total += tokio::io::AsyncReadExt::read(&mut far, &mut buf).await.expect("read");
-            }
-        });
-        // Each write waits for the reader, but never 50 ms without progress.
-        let mut guarded = StallGuard::new(near, Duration::from_millis(50));
-        guarded.write_all(&[0; 256]).await.expect("a reader taking bytes is never cut");
-        reader.await.expect("reader");
     }
 }
