@@ -236,4 +236,3 @@ pub(super) async fn admins(cmd: AdminsCommand, store: &Store) -> anyhow::Result<
     }
     Ok(())
 }
-

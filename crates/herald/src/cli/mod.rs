@@ -237,4 +237,3 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
     }
 }
-

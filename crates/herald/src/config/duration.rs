@@ -30,7 +30,7 @@ impl Unit {
     /// `value` as a whole number of this unit.
     fn of<E: de::Error>(self, text: &str, value: Duration) -> Result<u64, E> {
         let nanos = value.as_nanos();
-        if nanos % self.nanos != 0 {
+        if !nanos.is_multiple_of(self.nanos) {
             return Err(E::custom(format!("`{text}` is not a whole number of {}", self.name)));
         }
         u64::try_from(nanos / self.nanos).map_err(|_| E::custom(format!("`{text}` is too long")))

@@ -283,7 +283,6 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub SocketAddr);
 
-
 #[cfg(test)]
 mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
