@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use reqwest::{Method, StatusCode};
+use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::Value;
 
 use super::Target;
@@ -76,12 +77,23 @@ impl Remote {
         }
     }
 
-    /// Every item of a paged list (`?page=&limit=100`).
+    /// Calls the API and reads its answer as a `T`.
+    pub(super) async fn call_as<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<T> {
+        let answer = self.call(method, path, body).await?;
+        typed(&answer)
+    }
+
+    /// Every item of a paged list (`?page=&limit=100`), as answered (`--json` prints them so).
     pub(super) async fn all_pages(&self, path: &str) -> anyhow::Result<Vec<Value>> {
         let mut items = Vec::new();
         for page in 1.. {
-            let body = self.call(Method::GET, &format!("{path}?page={page}&limit=100"), None).await?;
-            let batch = body["items"].as_array().cloned().unwrap_or_default();
+            let body: Page<Value> = self.call_as(Method::GET, &format!("{path}?page={page}&limit=100"), None).await?;
+            let batch = body.items;
             let done = batch.len() < 100;
             items.extend(batch);
             if done {
@@ -101,17 +113,54 @@ pub struct ApiFailure {
     pub message: String,
 }
 
+/// The API's error body, as far as it is there (a proxy's error page has none of it).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ErrorAnswer {
+    error: ErrorInfo,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ErrorInfo {
+    code: Option<String>,
+    message: Option<String>,
+    details: Vec<ErrorDetail>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ErrorDetail {
+    field: Option<String>,
+    message: Option<String>,
+}
+
 impl ApiFailure {
     fn from_answer(status: StatusCode, body: &Value) -> ApiFailure {
-        let error = &body["error"];
-        let mut message = error["message"].as_str().unwrap_or("no message").to_owned();
-        if let Some(details) = error["details"].as_array().filter(|d| d.len() > 1) {
+        let ErrorInfo { code, message, details } = ErrorAnswer::deserialize(body).unwrap_or_default().error;
+        let mut message = message.unwrap_or_else(|| "no message".to_owned());
+        if details.len() > 1 {
             let fields: Vec<String> = details
                 .iter()
-                .map(|d| format!("{}: {}", d["field"].as_str().unwrap_or("?"), d["message"].as_str().unwrap_or("?")))
+                .map(|d| format!("{}: {}", d.field.as_deref().unwrap_or("?"), d.message.as_deref().unwrap_or("?")))
                 .collect();
             message = fields.join("; ");
         }
-        ApiFailure { status: status.as_u16(), code: error["code"].as_str().unwrap_or("error").to_owned(), message }
+        ApiFailure { status: status.as_u16(), code: code.unwrap_or_else(|| "error".to_owned()), message }
     }
+}
+
+/// One page of a list answer.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Page<T> {
+    pub items: Vec<T>,
+    /// The next page's cursor, on lists paged by cursor (deliveries, events).
+    #[serde(default)]
+    pub next_cursor: Option<String>,
+}
+
+/// `answer` read as a `T`: what a command needs of an answer, named and typed.
+pub(super) fn typed<T: DeserializeOwned>(answer: &Value) -> anyhow::Result<T> {
+    T::deserialize(answer).map_err(|e| anyhow::anyhow!("unexpected answer from Herald ({e}): is it the same version?"))
 }

@@ -2,12 +2,35 @@
 
 use clap::Subcommand;
 use reqwest::Method;
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
     Remote,
+    client::{Page, typed},
     output::{out, table, text},
 };
+
+/// What `deliveries list` shows of a delivery.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Delivery {
+    id: String,
+    webhook_id: String,
+    event_id: String,
+    status: String,
+    attempt_count: i64,
+    last_status_code: Option<i64>,
+    /// As the API wrote it (RFC 3339).
+    updated_at: String,
+    last_error: Option<String>,
+}
+
+/// An endpoint, for its id.
+#[derive(Deserialize)]
+struct Endpoint {
+    id: String,
+}
 
 #[derive(Subcommand)]
 pub enum DeliveriesCommand {
@@ -35,7 +58,10 @@ pub async fn deliveries(remote: &Remote, cmd: DeliveriesCommand) -> anyhow::Resu
     let status = if failed { Some("failed".to_owned()) } else { status };
     let hooks = match webhook {
         Some(id) => vec![id],
-        None => remote.all_pages("/api/v1/webhooks").await?.iter().map(|h| text(&h["id"])).collect(),
+        None => {
+            let hooks = remote.all_pages("/api/v1/webhooks").await?;
+            hooks.iter().map(|h| typed(h).map(|h: Endpoint| h.id)).collect::<anyhow::Result<_>>()?
+        }
     };
     let mut all = Vec::new();
     for hook in hooks {
@@ -49,12 +75,11 @@ pub async fn deliveries(remote: &Remote, cmd: DeliveriesCommand) -> anyhow::Resu
             if let Some(c) = &cursor {
                 path.push_str(&format!("&cursor={c}"));
             }
-            let page = remote.call(Method::GET, &path, None).await?;
-            let items = page["items"].as_array().cloned().unwrap_or_default();
-            taken += items.len();
-            all.extend(items);
-            match page["nextCursor"].as_str() {
-                Some(c) if taken < limit => cursor = Some(c.to_owned()),
+            let page: Page<Value> = remote.call_as(Method::GET, &path, None).await?;
+            taken += page.items.len();
+            all.extend(page.items);
+            match page.next_cursor {
+                Some(c) if taken < limit => cursor = Some(c),
                 _ => break,
             }
         }
@@ -62,20 +87,19 @@ pub async fn deliveries(remote: &Remote, cmd: DeliveriesCommand) -> anyhow::Resu
     if json {
         return out(&Value::Array(all).to_string());
     }
-    let rows: Vec<Vec<String>> = all
-        .iter()
-        .map(|d| {
-            vec![
-                text(&d["id"]),
-                text(&d["webhookId"]),
-                text(&d["eventId"]),
-                text(&d["status"]),
-                text(&d["attemptCount"]),
-                text(&d["lastStatusCode"]),
-                text(&d["updatedAt"]),
-                text(&d["lastError"]),
-            ]
-        })
-        .collect();
+    let mut rows = Vec::with_capacity(all.len());
+    for delivery in &all {
+        let d: Delivery = typed(delivery)?;
+        rows.push(vec![
+            d.id,
+            d.webhook_id,
+            d.event_id,
+            d.status,
+            d.attempt_count.to_string(),
+            text(d.last_status_code),
+            d.updated_at,
+            text(d.last_error),
+        ]);
+    }
     table(&["DELIVERY", "WEBHOOK", "EVENT", "STATUS", "ATTEMPTS", "LAST CODE", "UPDATED", "LAST ERROR"], &rows)
 }

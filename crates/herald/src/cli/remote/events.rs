@@ -5,12 +5,45 @@ use std::{collections::BTreeSet, time::Duration};
 use anyhow::bail;
 use clap::Subcommand;
 use reqwest::Method;
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
     Remote,
-    output::{OutputClosed, out, text},
+    client::{Page, typed},
+    output::{OutputClosed, out},
 };
+
+/// What the summary line shows of an event.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Summary {
+    id: String,
+    #[serde(rename = "type")]
+    kind: String,
+    sequence: i64,
+    /// As the API wrote it (RFC 3339).
+    occurred_at: String,
+    resource: Option<Resource>,
+}
+
+#[derive(Deserialize)]
+struct Resource {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    id: Option<String>,
+}
+
+/// An event as answered (`--json` prints it so) and what the summary needs of it.
+struct Tailed {
+    raw: Value,
+    event: Summary,
+}
+
+/// The events of a page.
+fn events(page: Page<Value>) -> anyhow::Result<Vec<Tailed>> {
+    page.items.into_iter().map(|raw| Ok(Tailed { event: typed(&raw)?, raw })).collect()
+}
 
 #[derive(Subcommand)]
 pub enum EventsCommand {
@@ -46,21 +79,15 @@ pub async fn tail(
         bail!("`{pattern}` is not an event type, `*`, or a prefix pattern like `user.*`");
     }
     // The server filters by `type` (every request below names the pattern).
-    let print = |e: &Value| -> anyhow::Result<()> {
+    let print = |Tailed { raw, event: e }: &Tailed| -> anyhow::Result<()> {
         if json {
-            return out(&e.to_string());
+            return out(&raw.to_string());
         }
-        let resource = match (e["resource"]["type"].as_str(), e["resource"]["id"].as_str()) {
-            (Some(t), Some(id)) => format!("{t}/{id}"),
+        let resource = match e.resource.as_ref().map(|r| (r.kind.as_deref(), r.id.as_deref())) {
+            Some((Some(t), Some(id))) => format!("{t}/{id}"),
             _ => "-".into(),
         };
-        out(&format!(
-            "{}  #{:<7} {:<32} {resource}  {}",
-            text(&e["occurredAt"]),
-            text(&e["sequence"]),
-            text(&e["type"]),
-            text(&e["id"])
-        ))
+        out(&format!("{}  #{:<7} {:<32} {resource}  {}", e.occurred_at, e.sequence, e.kind, e.id))
     };
     // The server filters by the pattern, so `--last N` is the last N matching events.
     let page_path = |limit: usize, cursor: Option<&str>| {
@@ -72,23 +99,22 @@ pub async fn tail(
         path
     };
     // The newest event, matching or not, sets where following starts.
-    let newest = remote.call(Method::GET, "/api/v1/events?limit=1", None).await?;
-    let mut floor = newest["items"][0]["sequence"].as_i64().unwrap_or(0);
-    let mut events: Vec<Value> = Vec::new();
+    let newest: Page<Summary> = remote.call_as(Method::GET, "/api/v1/events?limit=1", None).await?;
+    let mut floor = newest.items.first().map_or(0, |e| e.sequence);
+    let mut past: Vec<Tailed> = Vec::new();
     let mut cursor: Option<String> = None;
-    while events.len() < last {
-        let page =
-            remote.call(Method::GET, &page_path((last - events.len()).min(100), cursor.as_deref()), None).await?;
-        let items = page["items"].as_array().cloned().unwrap_or_default();
-        events.extend(items.into_iter().filter(|e| e["sequence"].as_i64().unwrap_or_default() <= floor));
-        match page["nextCursor"].as_str() {
-            Some(c) => cursor = Some(c.to_owned()),
-            None => break,
+    while past.len() < last {
+        let page: Page<Value> =
+            remote.call_as(Method::GET, &page_path((last - past.len()).min(100), cursor.as_deref()), None).await?;
+        cursor = page.next_cursor.clone();
+        past.extend(events(page)?.into_iter().filter(|e| e.event.sequence <= floor));
+        if cursor.is_none() {
+            break;
         }
     }
-    events.truncate(last);
-    events.reverse();
-    for e in &events {
+    past.truncate(last);
+    past.reverse();
+    for e in &past {
         print(e)?;
     }
     // What was there at the start is history; above `floor`, `printed` says what was shown.
@@ -107,9 +133,10 @@ pub async fn tail(
         let mut new = Vec::new();
         let mut cursor: Option<String> = None;
         'pages: loop {
-            let page = remote.call(Method::GET, &page_path(100, cursor.as_deref()), None).await?;
-            for e in page["items"].as_array().cloned().unwrap_or_default() {
-                let seq = e["sequence"].as_i64().unwrap_or_default();
+            let page: Page<Value> = remote.call_as(Method::GET, &page_path(100, cursor.as_deref()), None).await?;
+            cursor = page.next_cursor.clone();
+            for e in events(page)? {
+                let seq = e.event.sequence;
                 if seq <= floor {
                     break 'pages;
                 }
@@ -117,15 +144,14 @@ pub async fn tail(
                     new.push(e);
                 }
             }
-            match page["nextCursor"].as_str() {
-                Some(c) => cursor = Some(c.to_owned()),
-                None => break,
+            if cursor.is_none() {
+                break;
             }
         }
-        new.sort_by_key(|e| e["sequence"].as_i64().unwrap_or_default());
+        new.sort_by_key(|e| e.event.sequence);
         for e in &new {
             print(e)?;
-            printed.insert(e["sequence"].as_i64().unwrap_or_default());
+            printed.insert(e.event.sequence);
         }
         if let Some(&top) = printed.last() {
             floor = floor.max(top - LOOK_BACK);

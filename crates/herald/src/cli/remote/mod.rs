@@ -6,7 +6,6 @@
 //! scopes and events as any client, and leave the dispatcher (which may run on another node)
 //! to act on what they ask.
 
-
 mod client;
 mod deliveries;
 mod events;

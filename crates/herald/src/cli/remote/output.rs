@@ -2,8 +2,6 @@
 
 use std::io::Write;
 
-use serde_json::Value;
-
 /// Output ended because the reader went away (`herald events tail | head`): not an error.
 #[derive(Debug, thiserror::Error)]
 #[error("output closed")]
@@ -19,12 +17,9 @@ pub(super) fn out(line: &str) -> anyhow::Result<()> {
     }
 }
 
-pub(super) fn text(v: &Value) -> String {
-    match v {
-        Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
+/// A table cell or summary field: the value, or `-` when the answer has none.
+pub(super) fn text(v: Option<impl std::fmt::Display>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| v.to_string())
 }
 
 /// Prints rows as columns padded to their widest cell (the last column is not padded).

@@ -4,12 +4,43 @@ use anyhow::bail;
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
 use reqwest::Method;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
     Remote,
+    client::typed,
     output::{out, table, text},
 };
+
+/// What `webhooks list` shows of an endpoint.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Endpoint {
+    id: String,
+    url: String,
+    events: Vec<String>,
+    format: String,
+    active: bool,
+    disabled_reason: Option<String>,
+}
+
+/// The answer of `POST /webhooks/{id}/test`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TestAnswer {
+    success: bool,
+    status_code: Option<u16>,
+    latency_ms: u64,
+    response_body: Option<String>,
+    error: Option<String>,
+}
+
+/// The answer of `POST /webhooks/{id}/replay`.
+#[derive(Deserialize)]
+struct ReplayAnswer {
+    queued: u64,
+}
 
 #[derive(Subcommand)]
 pub enum WebhooksCommand {
@@ -64,19 +95,16 @@ pub async fn webhooks(remote: &Remote, cmd: WebhooksCommand) -> anyhow::Result<(
             if json {
                 return out(&Value::Array(hooks).to_string());
             }
-            let rows: Vec<Vec<String>> = hooks
-                .iter()
-                .map(|h| {
-                    let state = match (h["active"].as_bool(), h["disabledReason"].as_str()) {
-                        (Some(true), _) => "active".to_owned(),
-                        (_, Some(reason)) => format!("disabled: {reason}"),
-                        _ => "inactive".to_owned(),
-                    };
-                    let events: Vec<String> =
-                        h["events"].as_array().map(|a| a.iter().map(text).collect()).unwrap_or_default();
-                    vec![text(&h["id"]), state, text(&h["format"]), events.join(","), text(&h["url"])]
-                })
-                .collect();
+            let mut rows = Vec::with_capacity(hooks.len());
+            for hook in &hooks {
+                let h: Endpoint = typed(hook)?;
+                let state = match (h.active, h.disabled_reason) {
+                    (true, _) => "active".to_owned(),
+                    (false, Some(reason)) => format!("disabled: {reason}"),
+                    (false, None) => "inactive".to_owned(),
+                };
+                rows.push(vec![h.id, state, h.format, h.events.join(","), h.url]);
+            }
             table(&["ID", "STATE", "FORMAT", "EVENTS", "URL"], &rows)
         }
         WebhooksCommand::Test { id, json } => {
@@ -84,17 +112,18 @@ pub async fn webhooks(remote: &Remote, cmd: WebhooksCommand) -> anyhow::Result<(
             if json {
                 return out(&result.to_string());
             }
-            let verdict = if result["success"] == true { "succeeded" } else { "failed" };
+            let result: TestAnswer = typed(&result)?;
+            let verdict = if result.success { "succeeded" } else { "failed" };
             out(&format!(
                 "{verdict}: status {}, {} ms{}",
-                text(&result["statusCode"]),
-                text(&result["latencyMs"]),
-                result["error"].as_str().map(|e| format!(", error: {e}")).unwrap_or_default()
+                text(result.status_code),
+                result.latency_ms,
+                result.error.map(|e| format!(", error: {e}")).unwrap_or_default()
             ))?;
-            if let Some(body) = result["responseBody"].as_str().filter(|b| !b.is_empty()) {
+            if let Some(body) = result.response_body.filter(|b| !b.is_empty()) {
                 out(&format!("response: {body}"))?;
             }
-            if result["success"] == true { Ok(()) } else { bail!("the endpoint did not accept the test event") }
+            if result.success { Ok(()) } else { bail!("the endpoint did not accept the test event") }
         }
         WebhooksCommand::Replay { id, since, until, failed_only } => {
             let now = Utc::now();
@@ -105,8 +134,9 @@ pub async fn webhooks(remote: &Remote, cmd: WebhooksCommand) -> anyhow::Result<(
             if let Some(until) = until {
                 body["until"] = json!(parse_time(&until, now)?.to_rfc3339());
             }
-            let result = remote.call(Method::POST, &format!("/api/v1/webhooks/{id}/replay"), Some(&body)).await?;
-            out(&format!("queued {} deliveries for {id}", text(&result["queued"])))
+            let result: ReplayAnswer =
+                remote.call_as(Method::POST, &format!("/api/v1/webhooks/{id}/replay"), Some(&body)).await?;
+            out(&format!("queued {} deliveries for {id}", result.queued))
         }
     }
 }
