@@ -116,3 +116,54 @@ pub fn days<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
 pub fn secs_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
     d.deserialize_seq(List(SECS))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn durations_are_integers_in_the_keys_unit_or_humantime_strings() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "herald.toml",
+                "[http]\nrequest_timeout_secs = 45\nlist_cache_ms = \"2s\"\nidle_timeout_secs = \"5m\"\n\
+                 [webhooks]\nretry_schedule_secs = [10, \"5m\", \"1h 30m\"]\ndefault_timeout_ms = \"1s 500ms\"\n\
+                 retention_days = \"2weeks\"\n",
+            )?;
+            jail.set_env("HERALD_AUTH__KEY_CACHE_TTL_SECS", "1m");
+            jail.set_env("HERALD_REALTIME__POLL_INTERVAL_MS", "250");
+            let config = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(config.http.request_timeout_secs, 45, "an integer is in the key's unit");
+            assert_eq!(config.http.list_cache_ms, 2000);
+            assert_eq!(config.http.idle_timeout_secs, 300);
+            assert_eq!(config.webhooks.retry_schedule_secs, vec![10, 300, 5400]);
+            assert_eq!(config.webhooks.default_timeout_ms, 1500);
+            assert_eq!(config.webhooks.retention_days, 14);
+            assert_eq!(config.auth.key_cache_ttl_secs, 60);
+            assert_eq!(config.realtime.poll_interval_ms, 250);
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn a_bad_duration_is_refused_naming_its_key() {
+        figment::Jail::expect_with(|jail| {
+            let error = |toml: &str| {
+                std::fs::write("bad.toml", toml).expect("writes");
+                Config::load(Some(std::path::Path::new("bad.toml"))).expect_err("refused").to_string()
+            };
+            let e = error("[http]\nidle_timeout_secs = \"soon\"\n");
+            assert!(e.contains("http.idle_timeout_secs") && e.contains("`soon` is not a duration"), "{e}");
+            let e = error("[auth]\nkey_cache_ttl_secs = \"1500ms\"\n");
+            assert!(e.contains("auth.key_cache_ttl_secs") && e.contains("not a whole number of seconds"), "{e}");
+            let e = error("[webhooks]\nretry_schedule_secs = [60, \"later\"]\n");
+            assert!(e.contains("webhooks.retry_schedule_secs") && e.contains("`later`"), "{e}");
+            jail.set_env("HERALD_HTTP__LIST_CACHE_MS", "-5");
+            let e = Config::load(None).expect_err("refused").to_string();
+            assert!(e.to_lowercase().contains("http.list_cache_ms") && e.contains("cannot be negative"), "{e}");
+            Ok(())
+        });
+    }
+}
