@@ -7,6 +7,7 @@ use super::{
     PageBody, created,
     extract::{Json, Paging, Path, Query, Scoped, scopes},
 };
+use crate::secret::ExposeSecret;
 use crate::{
     app::State,
     domain::tenancy::{self, NamePatch, NewAdminUser, NewApiKey, NewOrganization, NewProject, ProjectPatch},
@@ -93,7 +94,8 @@ pub struct ProjectDetails {
 
 impl From<Project> for ProjectDetails {
     fn from(project: Project) -> Self {
-        let secret_key = project.secret_key.clone();
+        // The one answer that carries the project's secret key, on purpose.
+        let secret_key = project.secret_key.expose_secret().to_owned();
         ProjectDetails { project, secret_key }
     }
 }

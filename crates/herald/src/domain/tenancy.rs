@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
 
 use super::validate::{Checks, slugify};
+use crate::secret::Secret;
 use crate::{
     auth::{self, Principal, keys},
     error::{ApiError, ApiResult},
@@ -94,7 +95,7 @@ pub fn new_project(organization_id: &str, name: String, slug: Option<String>) ->
         slug: slug_for(&name, slug),
         name,
         app_key: keys::random_token(15),
-        secret_key: keys::random_token(24),
+        secret_key: Secret::new(keys::random_token(24)),
         default_language: DEFAULT_LANGUAGE.to_owned(),
         created_at: now,
         updated_at: now,
@@ -216,7 +217,7 @@ pub async fn modify_project(
         }
         project.updated_at = store::next_updated_at(current.updated_at);
         let written = if regenerate_secret {
-            project.secret_key = keys::random_token(24);
+            project.secret_key = Secret::new(keys::random_token(24));
             store.regenerate_project_secret(ctx, &project, current.updated_at).await
         } else {
             store.update_project(ctx, &project, current.updated_at).await

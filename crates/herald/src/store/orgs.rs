@@ -30,7 +30,7 @@ pub struct Project {
     pub slug: String,
     pub app_key: String,
     #[serde(skip)]
-    pub secret_key: String,
+    pub secret_key: crate::secret::Secret,
     /// The language client answers fall back to when the client's own has no text
     /// (`GET /client/*`): a language code such as `en` or `pt-BR`.
     pub default_language: String,

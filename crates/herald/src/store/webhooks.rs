@@ -86,9 +86,9 @@ pub struct Webhook {
     #[schema(value_type = Vec<String>)]
     pub events: Json<Vec<String>>,
     #[serde(skip)]
-    pub secret: String,
+    pub secret: crate::secret::Secret,
     #[serde(skip)]
-    pub previous_secret: Option<String>,
+    pub previous_secret: Option<crate::secret::Secret>,
     pub previous_secret_expires_at: Option<DateTime<Utc>>,
     pub active: bool,
     #[schema(value_type = BTreeMap<String, String>)]
@@ -338,11 +338,12 @@ impl Webhook {
     /// The secrets that sign a request at `now`: the current one, then the previous one while
     /// a rotation's overlap lasts.
     pub fn signing_secrets(&self, now: DateTime<Utc>) -> Vec<&str> {
-        let mut secrets = vec![self.secret.as_str()];
+        use crate::secret::ExposeSecret;
+        let mut secrets = vec![self.secret.expose_secret()];
         if let (Some(old), Some(until)) = (&self.previous_secret, self.previous_secret_expires_at)
             && until > now
         {
-            secrets.push(old);
+            secrets.push(old.expose_secret());
         }
         secrets
     }
