@@ -14,4 +14,6 @@ pub mod realtime;
 pub mod scheduler;
 pub mod secret;
 pub mod store;
+pub mod text_enum;
+pub mod vocab;
 pub mod webhooks;

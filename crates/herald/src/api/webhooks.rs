@@ -10,6 +10,7 @@ use super::{
     extract::{Json, Paging, Path, ProjectScope, Query, scopes},
 };
 use crate::secret::{ExposeSecret, Secret};
+use crate::vocab::DeliveryStatus;
 use crate::{
     app::State,
     domain::webhooks::{self, NewWebhook, Replay, TestResult, WebhookPatch},
@@ -231,8 +232,6 @@ pub struct DeliveryPage {
     next_cursor: Option<String>,
 }
 
-const DELIVERY_STATUSES: &[&str] = &["pending", "succeeded", "failed"];
-
 /// Newest first.
 #[utoipa::path(get, path = "/webhooks/{id}/deliveries", tag = "webhooks", params(("id" = String, Path)), params(DeliveriesQuery), responses((status = 200, body = DeliveryPage)))]
 pub async fn deliveries(
@@ -243,7 +242,7 @@ pub async fn deliveries(
 ) -> ApiResult<Json<DeliveryPage>> {
     let limit = Paging { page: None, limit: q.limit }.request()?.limit as i64;
     if let Some(status) = &q.status
-        && !DELIVERY_STATUSES.contains(&status.as_str())
+        && DeliveryStatus::parse(status).is_none()
     {
         return Err(ApiError::bad_request("invalid_query", "status must be pending, succeeded or failed"));
     }

@@ -77,7 +77,7 @@ async fn issue(store: &Store, jwt: &JwtKeys, cfg: &AuthConfig, admin: AdminUser)
     let claims = Claims {
         sub: admin.id.clone(),
         org: admin.organization_id.clone(),
-        role: admin.role.clone(),
+        role: admin.role.to_string(),
         iat: now.timestamp(),
         exp: now.timestamp().saturating_add(ttl),
         typ: "access".into(),

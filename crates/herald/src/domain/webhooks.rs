@@ -8,6 +8,7 @@ use sqlx::types::Json;
 
 use super::validate::{Checks, nullable};
 use crate::secret::{ExposeSecret, Secret};
+use crate::vocab::DeliveryStatus;
 use crate::{
     error::{ApiError, ApiResult},
     events::{EventContext, types},
@@ -355,7 +356,7 @@ pub async fn send_test(store: &Store, sender: &Sender, hook: &Webhook, now: Date
         webhook_id: hook.id.clone(),
         event_id: event.id.clone(),
         event_seq: 0,
-        status: if success { "succeeded" } else { "failed" }.into(),
+        status: if success { DeliveryStatus::Succeeded } else { DeliveryStatus::Failed },
         attempts: 1,
         schedule_from: 0,
         next_attempt_at: None,

@@ -16,7 +16,8 @@ pub struct AdminUser {
     pub email: String,
     #[serde(skip)]
     pub password_hash: String,
-    pub role: String,
+    #[schema(value_type = String)]
+    pub role: crate::vocab::AdminRole,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub last_login_at: Option<DateTime<Utc>>,

@@ -122,7 +122,8 @@ pub struct Delivery {
     pub webhook_id: String,
     pub event_id: String,
     pub event_seq: i64,
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: crate::vocab::DeliveryStatus,
     /// How many attempts were made (`GET /deliveries/{id}` lists them as `attempts`); the
     /// next one is numbered `attempts + 1`, so numbers never repeat.
     #[serde(rename = "attemptCount")]
@@ -169,8 +170,8 @@ pub struct Attempt {
 pub struct AttemptRecord {
     pub attempt: Attempt,
     pub webhook_id: String,
-    /// `pending` (retry at `attempt.next_attempt_at`), `succeeded` or `failed`.
-    pub new_status: &'static str,
+    /// `Pending` (retry at `attempt.next_attempt_at`), `Succeeded` or `Failed`.
+    pub new_status: crate::vocab::DeliveryStatus,
 }
 
 /// Changes to an endpoint's health after a batch of attempts.
@@ -315,7 +316,7 @@ fn fanned_out(
                 webhook_id: hook.id.clone(),
                 event_id: event.id.clone(),
                 event_seq: event.seq,
-                status: "pending".into(),
+                status: crate::vocab::DeliveryStatus::Pending,
                 attempts: 0,
                 schedule_from: 0,
                 next_attempt_at: Some(now),
@@ -688,7 +689,7 @@ impl Store {
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
                 for r in chunk {
                     let a = &r.attempt;
-                    let completed = (r.new_status != "pending").then_some(a.attempted_at);
+                    let completed = (r.new_status != crate::vocab::DeliveryStatus::Pending).then_some(a.attempted_at);
                     q = q
                         .bind(&a.delivery_id)
                         .bind(r.new_status)

@@ -796,7 +796,7 @@ async fn revoked_key_is_rejected_at_once(app: TestApp) {
 fn sibling_scope(scope: &str, access: &str) -> Option<&'static str> {
     let area = scope.split(':').next().unwrap_or_default();
     let name = format!("{area}:{access}");
-    herald::auth::SCOPES.iter().copied().find(|s| *s == name)
+    herald::auth::Scope::parse(&name).map(herald::auth::Scope::as_str)
 }
 
 /// Project keys with exactly the scopes asked for, made on demand through the API.
