@@ -160,6 +160,15 @@ mod tests {
         let debug = format!("{webhook:?}");
         assert!(debug.contains("https://example.com/hook"));
         assert!(!debug.contains("current-webhook-secret") && !debug.contains("previous-webhook-secret"), "{debug}");
+
+        // What their events carry: the resource without its secrets.
+        let ctx = crate::events::EventContext::system();
+        let event = crate::store::webhooks::webhook_event(&ctx, "webhook.created", &webhook);
+        assert_eq!(event.data["url"], "https://example.com/hook");
+        assert!(!event.data.to_string().contains("webhook-secret"), "{}", event.data);
+        let event = crate::store::orgs::project_event(&ctx, "project.created", &project);
+        assert_eq!(event.data["appKey"], "app");
+        assert!(!event.data.to_string().contains("project-secret-key"), "{}", event.data);
     }
 
     /// A configured JWT secret comes out of neither `Config`'s `Debug` nor its serialization.

@@ -23,7 +23,7 @@ use crate::{
 #[serde(rename_all = "camelCase")]
 pub struct WebhookView {
     #[serde(flatten)]
-    webhook: Webhook,
+    webhook: crate::store::payload::Webhook,
     timeout: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     secret: Option<String>,
@@ -34,7 +34,7 @@ impl WebhookView {
         let timeout = f64::from(webhook.timeout_ms) / 1000.0;
         // Only the answer to a creation asks for it (`with_secret`): the secret is shown then.
         let secret = with_secret.then(|| webhook.secret.expose_secret().to_owned());
-        WebhookView { webhook, timeout, secret }
+        WebhookView { webhook: (&webhook).into(), timeout, secret }
     }
 }
 

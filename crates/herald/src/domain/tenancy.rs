@@ -361,7 +361,7 @@ pub fn new_admin_user(
         id: store::new_id(),
         organization_id: organization_id.to_owned(),
         email,
-        password_hash: auth::password::hash(password).map_err(ApiError::internal)?,
+        password_hash: Secret::new(auth::password::hash(password).map_err(ApiError::internal)?),
         role,
         created_at: now,
         updated_at: now,

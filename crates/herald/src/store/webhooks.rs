@@ -73,30 +73,25 @@ impl TryFrom<String> for WebhookFormat {
     }
 }
 
-#[derive(Debug, Clone, sqlx::FromRow, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
+/// An endpoint. It holds its secrets, so it has no `Serialize`: events carry
+/// [`super::payload::Webhook`], the API `api::webhooks::WebhookView` over it.
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Webhook {
     pub id: String,
-    #[serde(skip)]
     pub project_id: String,
     pub name: Option<String>,
     pub url: String,
     pub description: Option<String>,
     /// Event type patterns: exact names, `*`, or prefixes like `user.*`.
-    #[schema(value_type = Vec<String>)]
     pub events: Json<Vec<String>>,
-    #[serde(skip)]
     pub secret: crate::secret::Secret,
-    #[serde(skip)]
     pub previous_secret: Option<crate::secret::Secret>,
     pub previous_secret_expires_at: Option<DateTime<Utc>>,
     pub active: bool,
-    #[schema(value_type = BTreeMap<String, String>)]
     pub headers: Json<BTreeMap<String, String>>,
     /// Deliveries per second (per node); `None`: unlimited.
     pub rate_limit: Option<i32>,
     /// Shown as `timeout` (seconds) by the API.
-    #[serde(skip)]
     pub timeout_ms: i32,
     /// The payload format its receiver reads (`herald` unless set).
     #[sqlx(try_from = "String")]
@@ -107,7 +102,6 @@ pub struct Webhook {
     pub failing_since: Option<DateTime<Utc>>,
     /// The outbox sequence when the endpoint was created: older events are not fanned out to
     /// it (replay can still send them).
-    #[serde(skip)]
     pub created_seq: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -195,7 +189,7 @@ pub struct Disable {
 }
 
 pub fn webhook_event(ctx: &EventContext, event_type: &'static str, w: &Webhook) -> NewEvent {
-    NewEvent::about(ctx, event_type, (None, Some(&w.project_id)), "webhook", &w.id, w)
+    NewEvent::about(ctx, event_type, (None, Some(&w.project_id)), "webhook", &w.id, &super::payload::Webhook::from(w))
 }
 
 /// A new pending delivery, due at once: `(id, project, webhook, event id, event seq, now)`.
