@@ -49,7 +49,7 @@ impl Store {
             .bind(&admin.organization_id)
             .bind(&admin.email)
             .bind(&admin.password_hash)
-            .bind(&admin.role)
+            .bind(admin.role)
             .bind(admin.created_at)
             .bind(admin.updated_at)
             .execute(&mut *tx)

@@ -811,7 +811,7 @@ impl Store {
             .bind(&d.webhook_id)
             .bind(&d.event_id)
             .bind(d.event_seq)
-            .bind(&d.status)
+            .bind(d.status)
             .bind(d.attempts)
             .bind(d.last_status_code)
             .bind(&d.last_error)
