@@ -69,8 +69,9 @@ impl AppState {
     /// Builds the state over a migrated store. The JWT key comes from the config, or is
     /// generated once and shared through the database.
     pub async fn new(config: Config, store: Store, clock: Clock) -> anyhow::Result<AppState> {
-        let secret = if config.auth.jwt_secret.is_empty() {
-            store.setting_or_insert("jwt_secret", &keys::random_token(48)).await?
+        use crate::secret::{ExposeSecret, Secret};
+        let secret = if config.auth.jwt_secret.expose_secret().is_empty() {
+            Secret::new(store.setting_or_insert("jwt_secret", &keys::random_token(48)).await?)
         } else {
             config.auth.jwt_secret.clone()
         };
@@ -89,7 +90,7 @@ impl AppState {
             login_throttle,
             realtime_stats: Arc::default(),
             dispatcher: Arc::default(),
-            jwt: JwtKeys::new(secret.as_bytes()),
+            jwt: JwtKeys::new(secret.expose_secret().as_bytes()),
             keys,
             store,
             config,

@@ -210,7 +210,8 @@ pub struct HttpConfig {
 pub struct AuthConfig {
     /// HMAC key for admin JWTs. Empty: generated on first start and kept in the database,
     /// so every node sharing the database signs and verifies with the same key.
-    pub jwt_secret: String,
+    #[serde(serialize_with = "crate::secret::serialize_redacted")]
+    pub jwt_secret: crate::secret::Secret,
     /// Lifetime of an access token (JWT), in seconds.
     #[serde(deserialize_with = "duration::secs")]
     pub access_token_ttl_secs: u64,
@@ -372,7 +373,7 @@ impl Default for HttpConfig {
 impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {
-            jwt_secret: String::new(),
+            jwt_secret: crate::secret::Secret::default(),
             access_token_ttl_secs: 15 * 60,
             refresh_token_ttl_secs: 30 * 24 * 3600,
             key_cache_ttl_secs: 5,

@@ -12,5 +12,8 @@ pub mod metrics;
 pub mod net;
 pub mod realtime;
 pub mod scheduler;
+pub mod secret;
 pub mod store;
+pub mod text_enum;
+pub mod vocab;
 pub mod webhooks;

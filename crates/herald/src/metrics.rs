@@ -98,15 +98,16 @@ impl Metrics {
     }
 
     /// One webhook attempt finished: its latency and where the delivery stands now.
-    pub fn webhook_attempt(&self, latency: Duration, succeeded: bool, new_status: &str) {
+    pub fn webhook_attempt(&self, latency: Duration, succeeded: bool, new_status: crate::vocab::DeliveryStatus) {
         self.record(|| {
             let result = if succeeded { "success" } else { "failure" };
             metrics::counter!(ATTEMPTS, "result" => result).increment(1);
             metrics::histogram!(ATTEMPT_DURATION).record(latency.as_secs_f64());
+            use crate::vocab::DeliveryStatus;
             match new_status {
-                "pending" => metrics::counter!(RETRIES_SCHEDULED).increment(1),
-                "succeeded" => metrics::counter!(DELIVERIES, "result" => "succeeded").increment(1),
-                _ => metrics::counter!(DELIVERIES, "result" => "failed").increment(1),
+                DeliveryStatus::Pending => metrics::counter!(RETRIES_SCHEDULED).increment(1),
+                DeliveryStatus::Succeeded => metrics::counter!(DELIVERIES, "result" => "succeeded").increment(1),
+                DeliveryStatus::Failed => metrics::counter!(DELIVERIES, "result" => "failed").increment(1),
             }
         });
     }
@@ -187,7 +188,7 @@ mod tests {
     fn registries_are_separate_and_render_prometheus_text() {
         let (a, b) = (Metrics::new(), Metrics::new());
         a.record(|| metrics::counter!(HTTP_REQUESTS, "route" => "/x").increment(3));
-        a.webhook_attempt(Duration::from_millis(20), true, "succeeded");
+        a.webhook_attempt(Duration::from_millis(20), true, crate::vocab::DeliveryStatus::Succeeded);
         let text = a.render();
         assert!(text.contains("herald_http_requests_total{route=\"/x\"} 3"), "{text}");
         assert!(text.contains("herald_webhook_attempt_duration_seconds_bucket{le=\"0.025\"} 1"), "{text}");

@@ -20,6 +20,7 @@ use utoipa::{
     },
 };
 
+use crate::secret::ExposeSecret;
 use crate::{
     app::{AppState, State},
     domain::chat::{
@@ -325,7 +326,7 @@ async fn authenticate(s: &AppState, headers: &HeaderMap, app_key: &str, transact
         Err(e) => return Err(e.into()),
     };
     let given = headers.get("x-secret-key").map(|v| v.as_bytes()).unwrap_or_default();
-    if given.is_empty() || !bool::from(given.ct_eq(project.secret_key.as_bytes())) {
+    if given.is_empty() || !bool::from(given.ct_eq(project.secret_key.expose_secret().as_bytes())) {
         return Err(Fail(codes::INVALID_SECRET_KEY, "X-Secret-Key is missing or does not match the project".into()));
     }
     let ctx = EventContext { request_id: Some(transaction.to_owned()), actor: Some("gametalk".into()) };

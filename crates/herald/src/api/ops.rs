@@ -103,7 +103,7 @@ async fn metrics(s: State, req: Request) -> ApiResult<Response> {
     if !(loopback && s.config.metrics.open_to_loopback) {
         let (mut parts, _) = req.into_parts();
         let caller = Caller::from_request_parts(&mut parts, &s).await?;
-        caller.principal.require("metrics:read")?;
+        caller.principal.require(crate::auth::Scope::MetricsRead)?;
     }
     scrape_gauges(&s).await;
     let body = s.store.metrics().render();

@@ -67,7 +67,8 @@ pub struct Me {
     id: String,
     organization_id: Option<String>,
     project_id: Option<String>,
-    scopes: Vec<String>,
+    #[schema(value_type = Vec<String>)]
+    scopes: Vec<crate::auth::Scope>,
 }
 
 #[utoipa::path(get, path = "/me", tag = "auth", responses((status = 200, body = Me)))]

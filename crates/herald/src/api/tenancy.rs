@@ -7,11 +7,12 @@ use super::{
     PageBody, created,
     extract::{Json, Paging, Path, Query, Scoped, scopes},
 };
+use crate::secret::ExposeSecret;
 use crate::{
     app::State,
     domain::tenancy::{self, NamePatch, NewAdminUser, NewApiKey, NewOrganization, NewProject, ProjectPatch},
     error::{ApiError, ApiResult},
-    store::{StoreError, api_keys::ApiKey, auth::AdminUser, orgs::Organization, orgs::Project},
+    store::{StoreError, api_keys::ApiKey, orgs::Organization, payload::AdminUser, payload::Project},
 };
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -91,10 +92,11 @@ pub struct ProjectDetails {
     secret_key: String,
 }
 
-impl From<Project> for ProjectDetails {
-    fn from(project: Project) -> Self {
-        let secret_key = project.secret_key.clone();
-        ProjectDetails { project, secret_key }
+impl From<crate::store::orgs::Project> for ProjectDetails {
+    fn from(project: crate::store::orgs::Project) -> Self {
+        // The one answer that carries the project's secret key, on purpose.
+        let secret_key = project.secret_key.expose_secret().to_owned();
+        ProjectDetails { project: (&project).into(), secret_key }
     }
 }
 
@@ -114,7 +116,7 @@ pub async fn list_projects(
         (None, named) => named,
     };
     let page = s.store.list_projects(org, p.project_id.as_deref(), req).await?;
-    Ok(Json(PageBody::new(page, req, |p| p)))
+    Ok(Json(PageBody::new(page, req, |p| Project::from(&p))))
 }
 
 #[utoipa::path(post, path = "/projects", tag = "tenancy", request_body = NewProject, responses((status = 201, body = ProjectDetails)))]
@@ -174,7 +176,7 @@ pub async fn delete_project(
     // Its keys went with it: they must stop working now, not when the key cache expires.
     s.keys.invalidate_project(&deleted.id);
     s.client.keys.invalidate_project(&deleted.id);
-    Ok(Json(deleted))
+    Ok(Json(Project::from(&deleted)))
 }
 
 #[utoipa::path(get, path = "/api-keys", tag = "tenancy", params(OrgPageQuery), responses((status = 200, body = PageBody<ApiKey>)))]
@@ -224,7 +226,7 @@ pub async fn list_admins(
     let req = Paging { page: q.page, limit: q.limit }.request()?;
     let org = tenancy::target_organization(&s.store, &caller.principal, q.organization_id.as_deref()).await?;
     let page = s.store.list_admin_users(&org, req).await?;
-    Ok(Json(PageBody::new(page, req, |a| a)))
+    Ok(Json(PageBody::new(page, req, |a| AdminUser::from(&a))))
 }
 
 #[utoipa::path(post, path = "/admin-users", tag = "tenancy", request_body = NewAdminUser, responses((status = 201, body = AdminUser)))]
@@ -239,7 +241,7 @@ pub async fn create_admin(
             .await
             .map_err(ApiError::internal)??;
     s.store.insert_admin_user(&caller.events(), &admin).await?;
-    Ok(created(admin))
+    Ok(created(AdminUser::from(&admin)))
 }
 
 #[utoipa::path(delete, path = "/admin-users/{id}", tag = "tenancy", params(("id" = String, Path)), responses((status = 200, body = AdminUser)))]
@@ -254,5 +256,6 @@ pub async fn delete_admin(
         Ok(_) | Err(StoreError::NotFound(_)) => return Err(ApiError::not_found("admin user")),
         Err(e) => return Err(e.into()),
     };
-    Ok(Json(s.store.delete_admin_user(&caller.events(), &admin.organization_id, &admin.id).await?))
+    let deleted = s.store.delete_admin_user(&caller.events(), &admin.organization_id, &admin.id).await?;
+    Ok(Json(AdminUser::from(&deleted)))
 }

@@ -9,6 +9,8 @@ use super::{
     events::{decode_cursor, encode_cursor},
     extract::{Json, Paging, Path, ProjectScope, Query, scopes},
 };
+use crate::secret::{ExposeSecret, Secret};
+use crate::vocab::DeliveryStatus;
 use crate::{
     app::State,
     domain::webhooks::{self, NewWebhook, Replay, TestResult, WebhookPatch},
@@ -21,7 +23,7 @@ use crate::{
 #[serde(rename_all = "camelCase")]
 pub struct WebhookView {
     #[serde(flatten)]
-    webhook: Webhook,
+    webhook: crate::store::payload::Webhook,
     timeout: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     secret: Option<String>,
@@ -30,8 +32,9 @@ pub struct WebhookView {
 impl WebhookView {
     fn new(webhook: Webhook, with_secret: bool) -> Self {
         let timeout = f64::from(webhook.timeout_ms) / 1000.0;
-        let secret = with_secret.then(|| webhook.secret.clone());
-        WebhookView { webhook, timeout, secret }
+        // Only the answer to a creation asks for it (`with_secret`): the secret is shown then.
+        let secret = with_secret.then(|| webhook.secret.expose_secret().to_owned());
+        WebhookView { webhook: (&webhook).into(), timeout, secret }
     }
 }
 
@@ -137,9 +140,10 @@ pub struct SecretView {
 fn secret_view(w: &Webhook) -> SecretView {
     let live = w.previous_secret_expires_at.is_some_and(|t| t > crate::store::now());
     SecretView {
-        secret: w.secret.clone(),
-        standard_secret: herald_webhooks::standard_secret(&w.secret),
-        previous_secret: w.previous_secret.clone().filter(|_| live),
+        // The reveal and rotate answers: the secrets are shown here, on purpose.
+        secret: w.secret.expose_secret().to_owned(),
+        standard_secret: herald_webhooks::standard_secret(w.secret.expose_secret()),
+        previous_secret: w.previous_secret.as_ref().filter(|_| live).map(|p| p.expose_secret().to_owned()),
         previous_secret_expires_at: w.previous_secret_expires_at.filter(|_| live),
     }
 }
@@ -156,7 +160,8 @@ pub async fn get_secret(
 #[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rotate {
-    secret: Option<String>,
+    #[schema(value_type = Option<String>)]
+    secret: Option<Secret>,
 }
 
 #[utoipa::path(post, path = "/webhooks/{id}/secret/rotate", tag = "webhooks", params(("id" = String, Path)), request_body(content = Option<Rotate>, description = "optional: the new secret; generated when absent"), responses((status = 200, body = SecretView)))]
@@ -227,8 +232,6 @@ pub struct DeliveryPage {
     next_cursor: Option<String>,
 }
 
-const DELIVERY_STATUSES: &[&str] = &["pending", "succeeded", "failed"];
-
 /// Newest first.
 #[utoipa::path(get, path = "/webhooks/{id}/deliveries", tag = "webhooks", params(("id" = String, Path)), params(DeliveriesQuery), responses((status = 200, body = DeliveryPage)))]
 pub async fn deliveries(
@@ -239,7 +242,7 @@ pub async fn deliveries(
 ) -> ApiResult<Json<DeliveryPage>> {
     let limit = Paging { page: None, limit: q.limit }.request()?.limit as i64;
     if let Some(status) = &q.status
-        && !DELIVERY_STATUSES.contains(&status.as_str())
+        && DeliveryStatus::parse(status).is_none()
     {
         return Err(ApiError::bad_request("invalid_query", "status must be pending, succeeded or failed"));
     }

@@ -16,23 +16,7 @@ use crate::{
     store::{Store, StoreError, api_keys::ApiKey, orgs::Project},
 };
 
-/// Every scope a key may hold. `admin` implies all of them; `x:write` implies `x:read`.
-pub const SCOPES: &[&str] = &[
-    "admin",
-    "users:read",
-    "users:write",
-    "worlds:read",
-    "worlds:write",
-    "versions:read",
-    "versions:write",
-    "webhooks:read",
-    "webhooks:write",
-    "events:read",
-    "events:publish",
-    "chat:read",
-    "chat:write",
-    "metrics:read",
-];
+pub use crate::vocab::Scope;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PrincipalKind {
@@ -48,21 +32,16 @@ pub struct Principal {
     pub organization_id: Option<String>,
     /// `Some` for a key bound to one project.
     pub project_id: Option<String>,
-    pub scopes: Vec<String>,
+    pub scopes: Vec<Scope>,
 }
 
 impl Principal {
-    pub fn has_scope(&self, scope: &str) -> bool {
-        self.scopes.iter().any(|s| {
-            s == "admin"
-                || s == scope
-                || (scope.ends_with(":read")
-                    && s.strip_suffix(":write").is_some_and(|p| Some(p) == scope.strip_suffix(":read")))
-        })
+    pub fn has_scope(&self, scope: Scope) -> bool {
+        self.scopes.iter().any(|s| s.grants(scope))
     }
 
     /// 403 unless the caller holds `scope`.
-    pub fn require(&self, scope: &str) -> ApiResult<()> {
+    pub fn require(&self, scope: Scope) -> ApiResult<()> {
         if self.has_scope(scope) {
             Ok(())
         } else {
@@ -249,23 +228,25 @@ impl KeyCache {
     }
 }
 
-/// Checks that `scopes` are known and that `granter` may hand each of them out.
-pub fn check_grantable(granter: &Principal, scopes: &[String]) -> ApiResult<()> {
+/// Checks that `scopes` are known and that `granter` may hand each of them out; the scopes.
+pub fn check_grantable(granter: &Principal, scopes: &[String]) -> ApiResult<Vec<Scope>> {
     if scopes.is_empty() {
         return Err(ApiError::invalid_field("scopes", "give at least one scope"));
     }
-    for scope in scopes {
-        if !SCOPES.contains(&scope.as_str()) {
+    let mut granted = Vec::with_capacity(scopes.len());
+    for name in scopes {
+        let Some(scope) = Scope::parse(name) else {
             return Err(ApiError::invalid_field(
                 "scopes",
-                format!("unknown scope `{scope}`; known scopes: {}", SCOPES.join(", ")),
+                format!("unknown scope `{name}`; known scopes: {}", Scope::names()),
             ));
-        }
+        };
         if !granter.has_scope(scope) {
             return Err(ApiError::forbidden(format!("you cannot grant the scope `{scope}`, which you lack")));
         }
+        granted.push(scope);
     }
-    Ok(())
+    Ok(granted)
 }
 
 #[cfg(test)]

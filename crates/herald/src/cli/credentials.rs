@@ -99,13 +99,12 @@ fn cli_events() -> EventContext {
 pub(super) async fn keys(cmd: KeysCommand, store: &Store) -> anyhow::Result<()> {
     match cmd {
         KeysCommand::Create(args) => {
-            for scope in &args.scopes {
-                anyhow::ensure!(
-                    auth::SCOPES.contains(&scope.as_str()),
-                    "unknown scope `{scope}`; known: {}",
-                    auth::SCOPES.join(", ")
-                );
-            }
+            let scopes = (args.scopes.iter())
+                .map(|scope| {
+                    auth::Scope::parse(scope)
+                        .ok_or_else(|| anyhow::anyhow!("unknown scope `{scope}`; known: {}", auth::Scope::names()))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
             let (org, project) = if args.instance {
                 (None, None)
             } else if let Some(project) = &args.project {
@@ -114,14 +113,14 @@ pub(super) async fn keys(cmd: KeysCommand, store: &Store) -> anyhow::Result<()> 
             } else {
                 (Some(find_org(store, args.org.as_deref()).await?), None)
             };
-            let (key, value) = tenancy::new_api_key(args.name, org, project, args.scopes);
+            let (key, value) = tenancy::new_api_key(args.name, org, project, scopes);
             store.insert_api_key(&cli_events(), &key).await?;
             let reach = match (&key.organization_id, &key.project_id) {
                 (None, _) => "instance".to_string(),
                 (Some(o), None) => format!("organization {o}"),
                 (Some(_), Some(p)) => format!("project {p}"),
             };
-            eprintln!("created key {} ({reach}; scopes {}). Shown once:", key.id, key.scopes.0.join(","));
+            eprintln!("created key {} ({reach}; scopes {}). Shown once:", key.id, auth::Scope::list(&key.scopes.0));
             println!("{value}");
         }
         KeysCommand::List { org } => {
@@ -140,7 +139,14 @@ pub(super) async fn keys(cmd: KeysCommand, store: &Store) -> anyhow::Result<()> 
                     } else {
                         "(instance)"
                     });
-                    println!("{:<16}  {:<10}  {:<36}  {:<24}  {}", k.id, state, project, k.scopes.0.join(","), k.name);
+                    println!(
+                        "{:<16}  {:<10}  {:<36}  {:<24}  {}",
+                        k.id,
+                        state,
+                        project,
+                        auth::Scope::list(&k.scopes.0),
+                        k.name
+                    );
                 }
                 if i64::from(page) * 100 >= keys.total {
                     break;

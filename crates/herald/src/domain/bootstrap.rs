@@ -23,7 +23,7 @@ pub async fn bootstrap(store: &Store) -> anyhow::Result<Option<Bootstrapped>> {
         "bootstrap admin key".into(),
         Some(organization.id.clone()),
         Some(project.id.clone()),
-        vec!["admin".into()],
+        vec![crate::auth::Scope::Admin],
     );
     if store.bootstrap(&EventContext::system(), &organization, &project, &key).await? {
         Ok(Some(Bootstrapped { organization, project, key_value }))

@@ -5,6 +5,7 @@
 use chrono::TimeDelta;
 use serde::{Deserialize, Serialize};
 
+use crate::secret::ExposeSecret;
 use crate::{
     auth::{jwt::Claims, jwt::JwtKeys, keys, password},
     config::AuthConfig,
@@ -33,7 +34,7 @@ pub struct Tokens {
     pub expires_in: u64,
     pub refresh_token: String,
     pub refresh_expires_in: u64,
-    pub admin: AdminUser,
+    pub admin: store::payload::AdminUser,
 }
 
 fn bad_login() -> ApiError {
@@ -43,7 +44,7 @@ fn bad_login() -> ApiError {
 pub async fn login(store: &Store, jwt: &JwtKeys, cfg: &AuthConfig, input: Login) -> ApiResult<Tokens> {
     let admin = store.find_admin_by_email(&input.email.trim().to_lowercase()).await?;
     // Verify against a dummy hash for unknown emails so timing does not reveal accounts.
-    let stored = admin.as_ref().map_or(password::dummy_hash(), |a| a.password_hash.as_str()).to_owned();
+    let stored = admin.as_ref().map_or(password::dummy_hash(), |a| a.password_hash.expose_secret()).to_owned();
     let pw = input.password;
     let ok = tokio::task::spawn_blocking(move || password::verify(&pw, &stored)).await.map_err(ApiError::internal)?;
     match admin {
@@ -77,7 +78,7 @@ async fn issue(store: &Store, jwt: &JwtKeys, cfg: &AuthConfig, admin: AdminUser)
     let claims = Claims {
         sub: admin.id.clone(),
         org: admin.organization_id.clone(),
-        role: admin.role.clone(),
+        role: admin.role.to_string(),
         iat: now.timestamp(),
         exp: now.timestamp().saturating_add(ttl),
         typ: "access".into(),
@@ -100,6 +101,6 @@ async fn issue(store: &Store, jwt: &JwtKeys, cfg: &AuthConfig, admin: AdminUser)
         expires_in: cfg.access_token_ttl_secs,
         refresh_token: format!("{}.{secret}", token.id),
         refresh_expires_in: cfg.refresh_token_ttl_secs,
-        admin: AdminUser { last_login_at: Some(now), ..admin },
+        admin: (&AdminUser { last_login_at: Some(now), ..admin }).into(),
     })
 }

@@ -4,6 +4,9 @@ use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
 
 use super::validate::{Checks, slugify};
+use crate::auth::Scope;
+use crate::secret::Secret;
+use crate::vocab::AdminRole;
 use crate::{
     auth::{self, Principal, keys},
     error::{ApiError, ApiResult},
@@ -94,7 +97,7 @@ pub fn new_project(organization_id: &str, name: String, slug: Option<String>) ->
         slug: slug_for(&name, slug),
         name,
         app_key: keys::random_token(15),
-        secret_key: keys::random_token(24),
+        secret_key: Secret::new(keys::random_token(24)),
         default_language: DEFAULT_LANGUAGE.to_owned(),
         created_at: now,
         updated_at: now,
@@ -109,7 +112,7 @@ pub async fn create_organization(
     ctx: &EventContext,
     input: NewOrganization,
 ) -> ApiResult<Organization> {
-    caller.require("admin")?;
+    caller.require(Scope::Admin)?;
     if !caller.is_instance() {
         return Err(ApiError::forbidden("only instance credentials can create organizations"));
     }
@@ -133,7 +136,7 @@ pub async fn update_organization(
     id: &str,
     patch: NamePatch,
 ) -> ApiResult<Organization> {
-    caller.require("admin")?;
+    caller.require(Scope::Admin)?;
     loop {
         let current = reachable_organization(store, caller, id).await?;
         let mut org = current.clone();
@@ -168,7 +171,7 @@ pub async fn create_project(
     ctx: &EventContext,
     input: NewProject,
 ) -> ApiResult<Project> {
-    caller.require("admin")?;
+    caller.require(Scope::Admin)?;
     if caller.project_id.is_some() {
         return Err(ApiError::forbidden("a project key cannot create projects; use an organization-level credential"));
     }
@@ -199,7 +202,7 @@ pub async fn modify_project(
     regenerate_secret: bool,
     patch: ProjectPatch,
 ) -> ApiResult<Project> {
-    caller.require("admin")?;
+    caller.require(Scope::Admin)?;
     loop {
         let current = reachable_project(store, caller, id).await?;
         let mut project = current.clone();
@@ -216,7 +219,7 @@ pub async fn modify_project(
         }
         project.updated_at = store::next_updated_at(current.updated_at);
         let written = if regenerate_secret {
-            project.secret_key = keys::random_token(24);
+            project.secret_key = Secret::new(keys::random_token(24));
             store.regenerate_project_secret(ctx, &project, current.updated_at).await
         } else {
             store.update_project(ctx, &project, current.updated_at).await
@@ -254,7 +257,7 @@ pub fn new_api_key(
     name: String,
     organization_id: Option<String>,
     project_id: Option<String>,
-    scopes: Vec<String>,
+    scopes: Vec<Scope>,
 ) -> (ApiKey, String) {
     let (id, full, secret_hash) = keys::generate();
     let key = ApiKey {
@@ -277,11 +280,11 @@ pub async fn create_api_key(
     ctx: &EventContext,
     input: NewApiKey,
 ) -> ApiResult<CreatedKey> {
-    caller.require("admin")?;
+    caller.require(Scope::Admin)?;
     let mut c = Checks::default();
     c.text("name", &input.name, 1, 100);
     c.finish()?;
-    auth::check_grantable(caller, &input.scopes)?;
+    let scopes = auth::check_grantable(caller, &input.scopes)?;
     let (org_id, project_id) = match (&caller.project_id, input.project_id) {
         // A project key can only make keys for its own project.
         (Some(own), None) => (caller.organization_id.clone(), Some(own.clone())),
@@ -302,7 +305,7 @@ pub async fn create_api_key(
             }
         },
     };
-    let (key, key_value) = new_api_key(input.name, org_id, project_id, input.scopes);
+    let (key, key_value) = new_api_key(input.name, org_id, project_id, scopes);
     store.insert_api_key(ctx, &key).await?;
     Ok(CreatedKey { key, key_value })
 }
@@ -318,7 +321,7 @@ pub fn manages_key(caller: &Principal, key: &ApiKey) -> bool {
 }
 
 pub async fn reachable_key(store: &Store, caller: &Principal, id: &str) -> ApiResult<ApiKey> {
-    caller.require("admin")?;
+    caller.require(Scope::Admin)?;
     match store.get_api_key(id).await {
         Ok(key) if manages_key(caller, &key) => Ok(key),
         Ok(_) | Err(StoreError::NotFound(_)) => Err(ApiError::not_found("API key")),
@@ -335,7 +338,6 @@ pub struct NewAdminUser {
     pub organization_id: Option<String>,
 }
 
-pub const ADMIN_ROLES: &[&str] = &["owner", "admin"];
 pub const MIN_PASSWORD_CHARS: usize = 10;
 
 pub fn new_admin_user(
@@ -344,21 +346,22 @@ pub fn new_admin_user(
     password: &str,
     role: Option<String>,
 ) -> ApiResult<AdminUser> {
-    let role = role.unwrap_or_else(|| "admin".into());
+    let role = role.as_deref().unwrap_or(AdminRole::Admin.as_str());
     let email = email.trim().to_lowercase();
     let mut c = Checks::default();
     c.email("email", &email);
     if password.chars().count() < MIN_PASSWORD_CHARS || password.len() > 1024 {
         c.fail("password", format!("must be {MIN_PASSWORD_CHARS} to 1024 characters long"));
     }
-    c.one_of("role", &role, ADMIN_ROLES);
+    c.one_of("role", role, AdminRole::NAMES);
     c.finish()?;
+    let role = AdminRole::parse(role).ok_or_else(|| ApiError::invalid_field("role", "unknown role"))?;
     let now = store::now();
     Ok(AdminUser {
         id: store::new_id(),
         organization_id: organization_id.to_owned(),
         email,
-        password_hash: auth::password::hash(password).map_err(ApiError::internal)?,
+        password_hash: Secret::new(auth::password::hash(password).map_err(ApiError::internal)?),
         role,
         created_at: now,
         updated_at: now,
@@ -369,7 +372,7 @@ pub fn new_admin_user(
 /// The organization an organization-wide action of `caller` applies to (`named` for
 /// instance callers).
 pub async fn target_organization(store: &Store, caller: &Principal, named: Option<&str>) -> ApiResult<String> {
-    caller.require("admin")?;
+    caller.require(Scope::Admin)?;
     if caller.project_id.is_some() {
         return Err(ApiError::forbidden("this needs an organization-level credential"));
     }

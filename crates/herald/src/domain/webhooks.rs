@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
 
 use super::validate::{Checks, nullable};
+use crate::secret::{ExposeSecret, Secret};
+use crate::vocab::DeliveryStatus;
 use crate::{
     error::{ApiError, ApiResult},
     events::{EventContext, types},
@@ -31,7 +33,8 @@ pub struct NewWebhook {
     pub url: String,
     pub events: Vec<String>,
     pub name: Option<String>,
-    pub secret: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub secret: Option<Secret>,
     pub active: Option<bool>,
     pub description: Option<String>,
     pub headers: Option<BTreeMap<String, String>>,
@@ -99,9 +102,10 @@ async fn check_webhook(guard: &Guard, w: &Webhook) -> ApiResult<()> {
     }
     c.opt_text("name", w.name.as_deref(), 100);
     c.opt_text("description", w.description.as_deref(), 1000);
-    if w.secret.len() < 8 || w.secret.len() > 256 || w.secret.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
+    let secret = w.secret.expose_secret();
+    if secret.len() < 8 || secret.len() > 256 || secret.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
         c.fail("secret", "must be 8 to 256 characters without spaces");
-    } else if w.secret.starts_with("whsec_") && herald_webhooks::standard_key(&w.secret).is_err() {
+    } else if secret.starts_with("whsec_") && herald_webhooks::standard_key(secret).is_err() {
         c.fail("secret", "a `whsec_` secret must be followed by base64");
     }
     if w.headers.0.len() > 20 {
@@ -157,7 +161,7 @@ pub async fn create(
         url: input.url,
         description: input.description,
         events: Json(input.events),
-        secret: input.secret.unwrap_or_else(herald_webhooks::generate_secret),
+        secret: input.secret.unwrap_or_else(|| Secret::new(herald_webhooks::generate_secret())),
         previous_secret: None,
         previous_secret_expires_at: None,
         active: input.active.unwrap_or(true),
@@ -261,11 +265,11 @@ pub async fn rotate_secret(
     ctx: &EventContext,
     project_id: &str,
     id: &str,
-    new_secret: Option<String>,
+    new_secret: Option<Secret>,
 ) -> ApiResult<Webhook> {
-    let secret = new_secret.unwrap_or_else(herald_webhooks::generate_secret);
+    let secret = new_secret.unwrap_or_else(|| Secret::new(herald_webhooks::generate_secret()));
     modify(store, sender, ctx, project_id, id, types::WEBHOOK_SECRET_ROTATED, |w| {
-        if w.secret == secret {
+        if w.secret.expose_secret() == secret.expose_secret() {
             return Err(ApiError::invalid_field("secret", "the new secret must differ from the current one"));
         }
         w.previous_secret = Some(std::mem::replace(&mut w.secret, secret.clone()));
@@ -352,7 +356,7 @@ pub async fn send_test(store: &Store, sender: &Sender, hook: &Webhook, now: Date
         webhook_id: hook.id.clone(),
         event_id: event.id.clone(),
         event_seq: 0,
-        status: if success { "succeeded" } else { "failed" }.into(),
+        status: if success { DeliveryStatus::Succeeded } else { DeliveryStatus::Failed },
         attempts: 1,
         schedule_from: 0,
         next_attempt_at: None,

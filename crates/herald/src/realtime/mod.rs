@@ -251,7 +251,7 @@ async fn rooms_of(gw: &Gateway, identity: &Identity, patterns: &[String]) -> Vec
 
 async fn server_identity(app: &AppState, token: &str, auth: &Handshake) -> Result<(Identity, Vec<String>), String> {
     let principal = app.keys.authenticate(&app.store, token).await.map_err(|e| e.message)?;
-    if !principal.has_scope("events:read") {
+    if !principal.has_scope(crate::auth::Scope::EventsRead) {
         return Err("this API key lacks the scope `events:read`".into());
     }
     let project_id = match (&principal.project_id, &auth.project_id) {

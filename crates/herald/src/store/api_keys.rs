@@ -20,7 +20,7 @@ pub struct ApiKey {
     #[serde(skip)]
     pub secret_hash: Vec<u8>,
     #[schema(value_type = Vec<String>)]
-    pub scopes: Json<Vec<String>>,
+    pub scopes: Json<Vec<crate::vocab::Scope>>,
     pub created_at: DateTime<Utc>,
     pub last_used_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,

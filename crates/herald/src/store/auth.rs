@@ -1,22 +1,22 @@
 //! Admin accounts, their refresh tokens, and server-wide settings.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 
 use super::{
     Page, PageRequest, Store, StoreError, StoreResult, conflict_on_unique, fetch_page, with_pool, write_with_events,
 };
 use crate::events::{EventContext, NewEvent, types};
 
-#[derive(Debug, Clone, sqlx::FromRow, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
+/// An admin account. It holds its password hash, so it has no `Serialize`: events and answers
+/// carry [`super::payload::AdminUser`].
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AdminUser {
     pub id: String,
     pub organization_id: String,
     pub email: String,
-    #[serde(skip)]
-    pub password_hash: String,
-    pub role: String,
+    /// argon2id; a `Secret` although it is a hash: a leaked one can be attacked offline.
+    pub password_hash: crate::secret::Secret,
+    pub role: crate::vocab::AdminRole,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub last_login_at: Option<DateTime<Utc>>,
@@ -33,7 +33,8 @@ pub struct RefreshToken {
 }
 
 fn admin_event(ctx: &EventContext, event_type: &'static str, admin: &AdminUser) -> NewEvent {
-    NewEvent::about(ctx, event_type, (Some(&admin.organization_id), None), "admin_user", &admin.id, admin)
+    let payload = super::payload::AdminUser::from(admin);
+    NewEvent::about(ctx, event_type, (Some(&admin.organization_id), None), "admin_user", &admin.id, &payload)
 }
 
 impl Store {
@@ -48,7 +49,7 @@ impl Store {
             .bind(&admin.organization_id)
             .bind(&admin.email)
             .bind(&admin.password_hash)
-            .bind(&admin.role)
+            .bind(admin.role)
             .bind(admin.created_at)
             .bind(admin.updated_at)
             .execute(&mut *tx)

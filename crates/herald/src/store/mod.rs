@@ -19,6 +19,7 @@ pub mod maintenance;
 pub mod notices;
 pub mod ops;
 pub mod orgs;
+pub mod payload;
 pub mod player_sessions;
 mod private_files;
 pub mod script;

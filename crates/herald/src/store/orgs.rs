@@ -19,18 +19,17 @@ pub struct Organization {
     pub updated_at: DateTime<Utc>,
 }
 
-/// A project is one game. `secret_key` is never serialized with it (nor put in events): the
-/// project details route adds it explicitly for admins.
-#[derive(Debug, Clone, sqlx::FromRow, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
+/// A project is one game. It holds its secret key, so it has no `Serialize`: events and
+/// answers carry [`super::payload::Project`] (the project details route adds the key
+/// explicitly for admins).
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Project {
     pub id: String,
     pub organization_id: String,
     pub name: String,
     pub slug: String,
     pub app_key: String,
-    #[serde(skip)]
-    pub secret_key: String,
+    pub secret_key: crate::secret::Secret,
     /// The language client answers fall back to when the client's own has no text
     /// (`GET /client/*`): a language code such as `en` or `pt-BR`.
     pub default_language: String,
@@ -93,7 +92,7 @@ pub(crate) fn project_event(ctx: &EventContext, event_type: &'static str, projec
         (Some(&project.organization_id), Some(&project.id)),
         "project",
         &project.id,
-        project,
+        &super::payload::Project::from(project),
     )
 }
 

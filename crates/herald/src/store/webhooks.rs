@@ -73,30 +73,25 @@ impl TryFrom<String> for WebhookFormat {
     }
 }
 
-#[derive(Debug, Clone, sqlx::FromRow, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
+/// An endpoint. It holds its secrets, so it has no `Serialize`: events carry
+/// [`super::payload::Webhook`], the API `api::webhooks::WebhookView` over it.
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Webhook {
     pub id: String,
-    #[serde(skip)]
     pub project_id: String,
     pub name: Option<String>,
     pub url: String,
     pub description: Option<String>,
     /// Event type patterns: exact names, `*`, or prefixes like `user.*`.
-    #[schema(value_type = Vec<String>)]
     pub events: Json<Vec<String>>,
-    #[serde(skip)]
-    pub secret: String,
-    #[serde(skip)]
-    pub previous_secret: Option<String>,
+    pub secret: crate::secret::Secret,
+    pub previous_secret: Option<crate::secret::Secret>,
     pub previous_secret_expires_at: Option<DateTime<Utc>>,
     pub active: bool,
-    #[schema(value_type = BTreeMap<String, String>)]
     pub headers: Json<BTreeMap<String, String>>,
     /// Deliveries per second (per node); `None`: unlimited.
     pub rate_limit: Option<i32>,
     /// Shown as `timeout` (seconds) by the API.
-    #[serde(skip)]
     pub timeout_ms: i32,
     /// The payload format its receiver reads (`herald` unless set).
     #[sqlx(try_from = "String")]
@@ -107,7 +102,6 @@ pub struct Webhook {
     pub failing_since: Option<DateTime<Utc>>,
     /// The outbox sequence when the endpoint was created: older events are not fanned out to
     /// it (replay can still send them).
-    #[serde(skip)]
     pub created_seq: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -122,7 +116,8 @@ pub struct Delivery {
     pub webhook_id: String,
     pub event_id: String,
     pub event_seq: i64,
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: crate::vocab::DeliveryStatus,
     /// How many attempts were made (`GET /deliveries/{id}` lists them as `attempts`); the
     /// next one is numbered `attempts + 1`, so numbers never repeat.
     #[serde(rename = "attemptCount")]
@@ -169,8 +164,8 @@ pub struct Attempt {
 pub struct AttemptRecord {
     pub attempt: Attempt,
     pub webhook_id: String,
-    /// `pending` (retry at `attempt.next_attempt_at`), `succeeded` or `failed`.
-    pub new_status: &'static str,
+    /// `Pending` (retry at `attempt.next_attempt_at`), `Succeeded` or `Failed`.
+    pub new_status: crate::vocab::DeliveryStatus,
 }
 
 /// Changes to an endpoint's health after a batch of attempts.
@@ -194,7 +189,7 @@ pub struct Disable {
 }
 
 pub fn webhook_event(ctx: &EventContext, event_type: &'static str, w: &Webhook) -> NewEvent {
-    NewEvent::about(ctx, event_type, (None, Some(&w.project_id)), "webhook", &w.id, w)
+    NewEvent::about(ctx, event_type, (None, Some(&w.project_id)), "webhook", &w.id, &super::payload::Webhook::from(w))
 }
 
 /// A new pending delivery, due at once: `(id, project, webhook, event id, event seq, now)`.
@@ -315,7 +310,7 @@ fn fanned_out(
                 webhook_id: hook.id.clone(),
                 event_id: event.id.clone(),
                 event_seq: event.seq,
-                status: "pending".into(),
+                status: crate::vocab::DeliveryStatus::Pending,
                 attempts: 0,
                 schedule_from: 0,
                 next_attempt_at: Some(now),
@@ -338,11 +333,12 @@ impl Webhook {
     /// The secrets that sign a request at `now`: the current one, then the previous one while
     /// a rotation's overlap lasts.
     pub fn signing_secrets(&self, now: DateTime<Utc>) -> Vec<&str> {
-        let mut secrets = vec![self.secret.as_str()];
+        use crate::secret::ExposeSecret;
+        let mut secrets = vec![self.secret.expose_secret()];
         if let (Some(old), Some(until)) = (&self.previous_secret, self.previous_secret_expires_at)
             && until > now
         {
-            secrets.push(old);
+            secrets.push(old.expose_secret());
         }
         secrets
     }
@@ -687,7 +683,7 @@ impl Store {
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
                 for r in chunk {
                     let a = &r.attempt;
-                    let completed = (r.new_status != "pending").then_some(a.attempted_at);
+                    let completed = (r.new_status != crate::vocab::DeliveryStatus::Pending).then_some(a.attempted_at);
                     q = q
                         .bind(&a.delivery_id)
                         .bind(r.new_status)
@@ -815,7 +811,7 @@ impl Store {
             .bind(&d.webhook_id)
             .bind(&d.event_id)
             .bind(d.event_seq)
-            .bind(&d.status)
+            .bind(d.status)
             .bind(d.attempts)
             .bind(d.last_status_code)
             .bind(&d.last_error)

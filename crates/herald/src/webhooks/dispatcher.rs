@@ -21,6 +21,7 @@ use super::{
     Clock, format, matches,
     sender::{Outcome, Outgoing, Sender},
 };
+use crate::vocab::DeliveryStatus;
 use crate::{
     config::WebhooksConfig,
     events::{EventContext, NewEvent, types},
@@ -487,7 +488,7 @@ impl Dispatcher {
         let latency = outcome.latency;
         let finished = decide(&self.config, delivery, hook, event, outcome, self.clock.now());
         let new_status = finished.record.new_status;
-        self.store.metrics().webhook_attempt(latency, new_status == "succeeded", new_status);
+        self.store.metrics().webhook_attempt(latency, new_status == DeliveryStatus::Succeeded, new_status);
         finished
     }
 }
@@ -564,15 +565,15 @@ fn decide(
     let (new_status, next_attempt_at) = if outcome.succeeded() && refused.is_none() {
         health.last_success_at = Some(now);
         health.failing_since = Some(None);
-        ("succeeded", None)
+        (DeliveryStatus::Succeeded, None)
     } else if outcome.status == Some(410) {
         disable = Some("the endpoint answered 410 Gone".to_owned());
-        ("failed", None)
+        (DeliveryStatus::Failed, None)
     } else if refused.as_ref().is_some_and(|r| r.permanent) {
         // The receiver is up and judged this event: sending it again cannot change the
         // answer, and the endpoint's health is not in question.
         final_failure(&mut events);
-        ("failed", None)
+        (DeliveryStatus::Failed, None)
     } else {
         health.failing_since = Some(Some(now));
         if let Some(since) = hook.failing_since
@@ -589,11 +590,11 @@ fn decide(
                     _ => None,
                 };
                 let wait = asked.map_or(delay, |asked| asked.max(delay));
-                ("pending", Some(now.checked_add_signed(wait).unwrap_or(DateTime::<Utc>::MAX_UTC)))
+                (DeliveryStatus::Pending, Some(now.checked_add_signed(wait).unwrap_or(DateTime::<Utc>::MAX_UTC)))
             }
             None => {
                 final_failure(&mut events);
-                ("failed", None)
+                (DeliveryStatus::Failed, None)
             }
         }
     };

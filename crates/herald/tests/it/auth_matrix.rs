@@ -11,6 +11,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use herald::auth::jwt::{Claims, JwtKeys};
+use herald::secret::ExposeSecret;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -605,10 +606,10 @@ async fn count_events(app: &TestApp) -> i64 {
 
 /// The signing keys the server uses for admin JWTs.
 async fn server_jwt_keys(app: &TestApp) -> JwtKeys {
-    let secret = if app.config.auth.jwt_secret.is_empty() {
+    let secret = if app.config.auth.jwt_secret.expose_secret().is_empty() {
         app.store.setting_or_insert("jwt_secret", "never used: the server made one at start").await.expect("jwt secret")
     } else {
-        app.config.auth.jwt_secret.clone()
+        app.config.auth.jwt_secret.expose_secret().to_owned()
     };
     JwtKeys::new(secret.as_bytes())
 }
@@ -795,7 +796,7 @@ async fn revoked_key_is_rejected_at_once(app: TestApp) {
 fn sibling_scope(scope: &str, access: &str) -> Option<&'static str> {
     let area = scope.split(':').next().unwrap_or_default();
     let name = format!("{area}:{access}");
-    herald::auth::SCOPES.iter().copied().find(|s| *s == name)
+    herald::auth::Scope::parse(&name).map(herald::auth::Scope::as_str)
 }
 
 /// Project keys with exactly the scopes asked for, made on demand through the API.

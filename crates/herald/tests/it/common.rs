@@ -157,7 +157,7 @@ impl TestApp {
             "org admin".into(),
             Some(self.org_id.clone()),
             None,
-            vec!["admin".into()],
+            vec![herald::auth::Scope::Admin],
         );
         self.store.insert_api_key(&Default::default(), &key).await.expect("insert key");
         value
@@ -165,7 +165,8 @@ impl TestApp {
 
     /// An instance key (reaches every organization), made as the CLI does.
     pub async fn instance_key(&self) -> String {
-        let (key, value) = herald::domain::tenancy::new_api_key("instance".into(), None, None, vec!["admin".into()]);
+        let (key, value) =
+            herald::domain::tenancy::new_api_key("instance".into(), None, None, vec![herald::auth::Scope::Admin]);
         self.store.insert_api_key(&Default::default(), &key).await.expect("insert key");
         value
     }

@@ -498,7 +498,7 @@ async fn api_key_scopes_are_validated(app: TestApp) {
     assert_eq!(after["total"].as_i64(), before["total"].as_i64().map(|t| t + 1), "only users_key was made");
 
     // Every known scope can be granted by an admin key.
-    let all: Vec<&str> = herald::auth::SCOPES.to_vec();
+    let all: Vec<&str> = herald::auth::Scope::ALL.iter().map(|s| s.as_str()).collect();
     let (status, body) = app.post("/api/v1/api-keys", json!({"name": "everything", "scopes": all})).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
 }
