@@ -11,7 +11,7 @@ use sqlx::types::Json;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Backend, Page, PageRequest, Store, StoreError, StoreResult,
+    Backend, Page, PageRequest, Store, StoreError, StoreResult, batch,
     events::{INSERT_EVENTS_HEAD, event_args, insert_event},
     fetch_page, placeholders, push_rows, with_pool, write_with_events,
 };
@@ -768,40 +768,43 @@ const MESSAGE_BATCH: usize = 256;
 /// transaction, so the database commits once for many messages (a commit per message held
 /// SQLite to about 1,300 messages/s). Ends when every sender is dropped.
 pub(super) fn spawn_message_writer(store: Store) -> mpsc::Sender<MessageJob> {
-    let (tx, mut rx) = mpsc::channel::<MessageJob>(4 * MESSAGE_BATCH);
-    tokio::spawn(async move {
-        let mut jobs = Vec::with_capacity(MESSAGE_BATCH);
-        while rx.recv_many(&mut jobs, MESSAGE_BATCH).await > 0 {
-            let (messages, replies): (Vec<NewMessage>, Vec<_>) = jobs.drain(..).unzip();
-            let results = match write_messages(&store, &messages).await {
-                Ok(results) => results,
-                // Something in the batch failed the whole transaction: each send again on its
-                // own, so only the one at fault fails.
-                Err(e) if messages.len() > 1 && !matches!(e, StoreError::Unavailable(_)) => {
-                    tracing::warn!(error = %e, "a batch of chat messages failed; writing them one by one");
-                    let mut results = Vec::with_capacity(messages.len());
-                    for m in &messages {
-                        results.push(match write_messages(&store, std::slice::from_ref(m)).await {
-                            Ok(mut one) => one.pop().unwrap_or(Err(StoreError::NotFound("channel"))),
-                            Err(e) => Err(e),
-                        });
-                    }
-                    results
-                }
-                Err(e) => messages.iter().map(|_| Err(copy_error(&e))).collect(),
-            };
-            for (reply, result) in replies.into_iter().zip(results) {
-                let _ = reply.send(result);
-            }
-        }
-    });
+    let (tx, rx) = mpsc::channel::<MessageJob>(4 * MESSAGE_BATCH);
+    tokio::spawn(batch::run(MessageWriter(store), rx, MESSAGE_BATCH));
     tx
 }
 
-/// Writes a batch of sends in one transaction. Each project's ids are taken at once from its
-/// counter row, which stays locked until the commit, so ids appear in commit order; the time
-/// is taken under that lock too, so (time, id) orders like id. A send to a channel that does
-/// not exist (in its project) fails alone.
+/// The chat message writer on the `store::batch` primitive: something in a batch that fails
+/// the whole transaction makes each send run again on its own, so only the one at fault fails.
+struct MessageWriter(Store);
+
+impl batch::Writer for MessageWriter {
+    type Job = MessageJob;
+    /// A send to a channel that does not exist fails alone, inside a batch that commits.
+    type Output = StoreResult<Message>;
+    type Error = StoreError;
+
+    async fn write(
+        &mut self,
+        jobs: &[MessageJob],
+        _again: bool,
+    ) -> Result<Vec<Self::Output>, batch::Failure<StoreError>> {
+        let messages: Vec<&NewMessage> = jobs.iter().map(|(m, _)| m).collect();
+        write_messages(&self.0, &messages).await.map_err(batch::Failure::Batch)
+    }
+
+    fn answer(&mut self, (_, reply): MessageJob, result: Result<Self::Output, StoreError>) {
+        let _ = reply.send(result.and_then(|r| r));
+    }
+
+    fn unavailable(&self, error: &StoreError) -> bool {
+        matches!(error, StoreError::Unavailable(_))
+    }
+
+    fn copy(&self, error: &StoreError) -> StoreError {
+        copy_error(error)
+    }
+}
+
 /// The same failure for each send of a failed batch (a `StoreError` cannot be cloned).
 fn copy_error(e: &StoreError) -> StoreError {
     match e {
@@ -810,7 +813,11 @@ fn copy_error(e: &StoreError) -> StoreError {
     }
 }
 
-async fn write_messages(store: &Store, batch: &[NewMessage]) -> StoreResult<Vec<StoreResult<Message>>> {
+/// Writes a batch of sends in one transaction. Each project's ids are taken at once from its
+/// counter row, which stays locked until the commit, so ids appear in commit order; the time
+/// is taken under that lock too, so (time, id) orders like id. A send to a channel that does
+/// not exist (in its project) fails alone.
+async fn write_messages(store: &Store, batch: &[&NewMessage]) -> StoreResult<Vec<StoreResult<Message>>> {
     let backend = store.backend();
     // On PostgreSQL the channels are share-locked (in id order) until the commit, so one deleted
     // meanwhile drops out here and fails its own send only, not the batch's foreign key check.

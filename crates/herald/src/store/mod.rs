@@ -11,6 +11,7 @@
 
 pub mod api_keys;
 pub mod auth;
+pub(crate) mod batch;
 pub mod catalog;
 pub mod chat;
 pub mod client_keys;
@@ -57,13 +58,17 @@ pub enum StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> Self {
-        match err {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => StoreError::Unavailable(err),
-            // Out of storage or resources: nothing wrong with the request, and it passes when
-            // space returns, so 503 and not 500.
-            _ if out_of_resources(&err) => StoreError::Unavailable(err),
-            other => StoreError::Db(other),
-        }
+        if is_unavailable(&err) { StoreError::Unavailable(err) } else { StoreError::Db(err) }
+    }
+}
+
+/// The database is unreachable or out of resources: nothing is wrong with the request, and it
+/// passes when the database is back.
+pub(crate) fn is_unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+        // Out of storage or resources: it passes when space returns, so 503 and not 500.
+        _ => out_of_resources(err),
     }
 }
 

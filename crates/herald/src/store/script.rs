@@ -8,7 +8,7 @@
 //! instead takes every script that is waiting, joins them into one multi-statement command
 //! (`BEGIN IMMEDIATE; ..; COMMIT`) and sends it in one hand-off. One transaction commits many
 //! writes; each write still succeeds or fails on its own: when one fails, the batch is rolled
-//! back and run again without it (see [`run_batch`]).
+//! back and run again without it (the `store::batch` primitive; see [`GroupWriter`]).
 //!
 //! Measured on the 2-core reference machine (`POST /api/v1/users`, 32 clients): 2,100 writes/s
 //! as transactions in code, 5,200 as group-committed scripts (docs/BENCHMARKS.md).
@@ -28,7 +28,7 @@ use serde_json::Value;
 use sqlx::{Executor, SqlitePool, types::Json};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Backend, Store};
+use super::{Backend, Store, batch};
 use crate::events::NewEvent;
 
 /// One argument of a statement, typed as the column it fills (PostgreSQL checks types, and
@@ -185,42 +185,16 @@ const MAX_ARGS: usize = 16_000;
 
 /// The SQLite group-commit writer: one task that owns the turn on the write connection for
 /// scripts. Other writes share the same one-connection pool and interleave between batches.
-pub(crate) struct GroupWriter;
+pub(crate) struct GroupWriter {
+    pool: SqlitePool,
+    events_written: Arc<super::EventsWritten>,
+}
 
 impl GroupWriter {
     /// Starts the writer task; it ends when every sender is dropped.
     pub fn spawn(pool: SqlitePool, events_written: Arc<super::EventsWritten>) -> mpsc::Sender<Job> {
-        let (tx, mut rx) = mpsc::channel::<Job>(4096);
-        tokio::spawn(async move {
-            let mut waiting: Vec<Job> = Vec::new();
-            while let Some(first) = rx.recv().await {
-                waiting.push(first);
-                while waiting.len() < MAX_JOBS {
-                    match rx.try_recv() {
-                        Ok(job) => waiting.push(job),
-                        Err(_) => break,
-                    }
-                }
-                // Cut the batch where the argument budget runs out (a lone large script
-                // still goes alone).
-                let mut args = 0;
-                let mut cut = waiting.len();
-                for (i, job) in waiting.iter().enumerate() {
-                    args += job.script.arg_count();
-                    if i > 0 && args > MAX_ARGS {
-                        cut = i;
-                        break;
-                    }
-                }
-                let rest = waiting.split_off(cut);
-                let batch = std::mem::replace(&mut waiting, rest);
-                let wrote_events = batch.iter().any(|j| j.script.has_events);
-                let ok = run_batch(&pool, batch).await;
-                if ok && wrote_events {
-                    events_written.notify();
-                }
-            }
-        });
+        let (tx, rx) = mpsc::channel::<Job>(4096);
+        tokio::spawn(batch::run(GroupWriter { pool, events_written }, rx, MAX_JOBS));
         tx
     }
 }
@@ -233,70 +207,84 @@ enum Part {
     Commit,
 }
 
-/// Runs `jobs` in one transaction and answers each; true if anything was committed.
-///
-/// Optimistic: the scripts run back to back with no savepoints between them (every statement
-/// costs a hand-off of its result from SQLite's thread, so savepoints would double them). If
-/// one fails, the whole transaction rolls back, that script gets its error, and the others run
-/// again without it.
-async fn run_batch(pool: &SqlitePool, jobs: Vec<Job>) -> bool {
-    let mut conn = match pool.acquire().await {
-        Ok(c) => c,
-        Err(e) => {
-            fail_all(jobs.into_iter().map(|j| j.reply), &e);
-            return false;
+impl batch::Writer for GroupWriter {
+    type Job = Job;
+    type Output = ();
+    type Error = sqlx::Error;
+
+    /// Cut the batch where the argument budget runs out (a lone large script still goes alone).
+    fn take(&self, waiting: &[Job]) -> usize {
+        let mut args = 0;
+        for (i, job) in waiting.iter().enumerate() {
+            args += job.script.arg_count();
+            if i > 0 && args > MAX_ARGS {
+                return i;
+            }
         }
-    };
-    let mut jobs = jobs;
-    // First try the batch as multi-row inserts; if anything fails, go statement by statement
-    // to find which script it was.
-    let mut merge = jobs.len() > 1;
-    loop {
-        let (sql, parts, args) = if merge { merged(&jobs).unwrap_or_else(|| join(&jobs)) } else { join(&jobs) };
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for arg in args {
-            query = bind_arg!(query, arg);
-        }
-        let mut done = 0;
-        let mut failure = None;
-        {
-            let mut results = (&mut *conn).fetch_many(query);
-            while let Some(item) = results.next().await {
-                match item {
-                    Ok(sqlx::Either::Left(_)) => done += 1,
-                    Ok(sqlx::Either::Right(_)) => {}
-                    Err(e) => {
-                        failure = Some(e);
-                        break;
+        waiting.len()
+    }
+
+    /// Runs `jobs` in one transaction.
+    ///
+    /// Optimistic: the scripts run back to back with no savepoints between them (every
+    /// statement costs a hand-off of its result from SQLite's thread, so savepoints would
+    /// double them). If one fails, the whole transaction rolls back and that script is named
+    /// ([`batch::Failure::Job`]): it gets its error, and the others run again without it.
+    async fn write(&mut self, jobs: &[Job], again: bool) -> Result<Vec<()>, batch::Failure<sqlx::Error>> {
+        let mut conn = self.pool.acquire().await.map_err(batch::Failure::Batch)?;
+        // First try the batch as multi-row inserts; if anything fails, go statement by
+        // statement to find which script it was (and stay so for what is left of the batch).
+        let mut merge = jobs.len() > 1 && !again;
+        loop {
+            let (sql, parts, args) = if merge { merged(jobs).unwrap_or_else(|| join(jobs)) } else { join(jobs) };
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for arg in args {
+                query = bind_arg!(query, arg);
+            }
+            let mut done = 0;
+            let mut failure = None;
+            {
+                let mut results = (&mut *conn).fetch_many(query);
+                while let Some(item) = results.next().await {
+                    match item {
+                        Ok(sqlx::Either::Left(_)) => done += 1,
+                        Ok(sqlx::Either::Right(_)) => {}
+                        Err(e) => {
+                            failure = Some(e);
+                            break;
+                        }
                     }
                 }
             }
-        }
-        let Some(err) = failure else {
-            for job in jobs {
-                let _ = job.reply.send(Ok(()));
-            }
-            return true;
-        };
-        let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
-        if merge {
-            merge = false;
-            continue;
-        }
-        match parts.get(done).copied() {
-            Some(Part::Job(k)) => {
-                let failed = jobs.remove(k);
-                let _ = failed.reply.send(Err(err));
-                if jobs.is_empty() {
-                    return false;
+            let Some(err) = failure else {
+                if jobs.iter().any(|j| j.script.has_events) {
+                    self.events_written.notify();
                 }
+                return Ok(vec![(); jobs.len()]);
+            };
+            let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+            if merge {
+                merge = false;
+                continue;
             }
-            _ => {
+            return Err(match parts.get(done).copied() {
+                Some(Part::Job(k)) => batch::Failure::Job(k, err),
                 // BEGIN or COMMIT failed: nothing of this batch is written.
-                fail_all(jobs.into_iter().map(|j| j.reply), &err);
-                return false;
-            }
+                _ => batch::Failure::Batch(err),
+            });
         }
+    }
+
+    fn answer(&mut self, job: Job, result: Result<(), sqlx::Error>) {
+        let _ = job.reply.send(result);
+    }
+
+    fn unavailable(&self, error: &sqlx::Error) -> bool {
+        super::is_unavailable(error)
+    }
+
+    fn copy(&self, error: &sqlx::Error) -> sqlx::Error {
+        sqlx::Error::Protocol(format!("the batched write failed: {error}"))
     }
 }
 
@@ -437,12 +425,6 @@ fn max_param(sql: &str) -> usize {
         }
     });
     max
-}
-
-fn fail_all(replies: impl Iterator<Item = oneshot::Sender<Result<(), sqlx::Error>>>, err: &sqlx::Error) {
-    for reply in replies {
-        let _ = reply.send(Err(sqlx::Error::Protocol(format!("the batched write failed: {err}"))));
-    }
 }
 
 #[cfg(test)]

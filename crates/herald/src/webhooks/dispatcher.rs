@@ -25,7 +25,7 @@ use crate::{
     config::WebhooksConfig,
     events::{EventContext, NewEvent, types},
     store::{
-        Store,
+        Store, StoreError, batch,
         events::EventRow,
         webhooks::{Attempt, AttemptRecord, Delivery, Disable, EndpointHealth, FanOut, Lease, Webhook, WebhookFormat},
     },
@@ -628,67 +628,61 @@ fn op_event(ctx: &EventContext, event_type: &'static str, hook: &Webhook, data: 
     e
 }
 
+/// Finished attempts recorded at most in one transaction.
+const RESULTS_BATCH: usize = 1000;
+
 /// Writes finished attempts in batches: one transaction for many results.
-async fn write_results(store: Store, mut finished: mpsc::Receiver<Finished>) {
-    let mut buf = Vec::with_capacity(1000);
-    while finished.recv_many(&mut buf, 1000).await > 0 {
-        let mut backoff = Duration::from_millis(100);
-        let mut pending: &[Finished] = &buf;
-        while !pending.is_empty() {
-            pending = write_isolating(&store, pending).await;
-            if !pending.is_empty() {
-                // Not lost: the deliveries stay leased and are retried when the lease ends.
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-            }
+async fn write_results(store: Store, finished: mpsc::Receiver<Finished>) {
+    batch::run(ResultWriter(store), finished, RESULTS_BATCH).await;
+}
+
+/// The result writer on the `store::batch` primitive. A result that can never be written does
+/// not hold back the others: its write breaks a constraint (the usual case: its endpoint was
+/// deleted while it was being sent, taking the delivery with it, so the attempt row has
+/// nothing to belong to), the batch is written one result at a time, and that result is
+/// dropped and logged; retrying it made the writer retry the same batch forever and record
+/// nothing else. While the database is unreachable the batch waits and is written again.
+struct ResultWriter(Store);
+
+impl batch::Writer for ResultWriter {
+    type Job = Finished;
+    type Output = ();
+    type Error = StoreError;
+
+    async fn write(&mut self, jobs: &[Finished], _again: bool) -> Result<Vec<()>, batch::Failure<StoreError>> {
+        write_batch(&self.0, jobs).await.map_err(batch::Failure::Batch)?;
+        Ok(vec![(); jobs.len()])
+    }
+
+    fn answer(&mut self, result: Finished, outcome: Result<(), StoreError>) {
+        if let Err(e) = outcome {
+            dropped(&result, &e);
         }
-        buf.clear();
+    }
+
+    fn unavailable(&self, error: &StoreError) -> bool {
+        matches!(error, StoreError::Unavailable(_))
+    }
+
+    fn copy(&self, _: &StoreError) -> StoreError {
+        StoreError::Unavailable(sqlx::Error::PoolClosed)
+    }
+
+    /// Not lost: the deliveries stay leased and are retried when the lease ends; but a
+    /// result recorded late spares the receiver a second delivery.
+    fn retry_after(&self, attempt: u32) -> Option<Duration> {
+        Some((Duration::from_millis(100) * 2u32.saturating_pow(attempt.min(7))).min(Duration::from_secs(10)))
     }
 }
 
-/// Writes `batch` in one transaction; if that fails, one result at a time, so that a result
-/// that can never be written does not hold back the others: its write breaks a constraint
-/// (the usual case: its endpoint was deleted while it was being sent, taking the delivery
-/// with it, so the attempt row has nothing to belong to). Such a result is dropped and
-/// logged; retrying it made the writer retry the same batch forever and record nothing
-/// else. Returns what is left to write after a failure that is not about one result (the
-/// database is unreachable), for the caller to retry after a pause.
-async fn write_isolating<'a>(store: &Store, batch: &'a [Finished]) -> &'a [Finished] {
-    match write_batch(store, batch).await {
-        Ok(()) => return &[],
-        Err(e) if batch.len() > 1 => {
-            tracing::warn!(error = %e, results = batch.len(), "recording delivery results failed; recording them one by one");
-        }
-        Err(e) if e.is_constraint_violation() => {
-            dropped(&batch[0], &e);
-            return &[];
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "recording a delivery result failed; retrying");
-            return batch;
-        }
-    }
-    for (i, one) in batch.iter().enumerate() {
-        match write_batch(store, std::slice::from_ref(one)).await {
-            Ok(()) => {}
-            Err(e) if e.is_constraint_violation() => dropped(one, &e),
-            Err(e) => {
-                tracing::warn!(error = %e, "recording delivery results failed; retrying");
-                return &batch[i..];
-            }
-        }
-    }
-    &[]
-}
-
-fn dropped(result: &Finished, error: &crate::store::StoreError) {
+fn dropped(result: &Finished, error: &StoreError) {
     let attempt = &result.record.attempt;
     tracing::warn!(
         error = %error,
         delivery_id = %attempt.delivery_id,
         webhook_id = %result.record.webhook_id,
         attempt = attempt.attempt,
-        "dropped a delivery result that breaks a database constraint (usually: its endpoint was deleted while it was being sent)"
+        "dropped a delivery result the database refuses (usually: its endpoint was deleted while it was being sent)"
     );
 }
 
