@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{
     Backend, Page, PageRequest, Store, StoreError, StoreResult, batch,
     events::{INSERT_EVENTS_HEAD, event_args, insert_event},
-    fetch_page, placeholders, push_rows, with_pool, write_with_events,
+    fetch_page, query_builder, with_pool, write_with_events,
 };
 use crate::events::NewEvent;
 
@@ -176,16 +176,15 @@ impl Store {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let sql = format!(
-            "SELECT * FROM chat_tags WHERE project_id = $1 AND id IN ({}) ORDER BY id",
-            placeholders(2, ids.len())
-        );
         with_pool!(self, read, |pool| {
-            let mut q = sqlx::query_as::<_, Tag>(sqlx::AssertSqlSafe(sql)).bind(project_id);
+            let mut q = query_builder(pool, "SELECT * FROM chat_tags WHERE project_id = ");
+            q.push_bind(project_id).push(" AND id IN (");
+            let mut list = q.separated(", ");
             for id in ids {
-                q = q.bind(*id);
+                list.push_bind(*id);
             }
-            Ok(q.fetch_all(pool).await?)
+            q.push(") ORDER BY id");
+            Ok(q.build_query_as::<Tag>().fetch_all(pool).await?)
         })
     }
 
@@ -242,17 +241,18 @@ impl Store {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
-        let sql = format!(
-            "SELECT ct.channel_id, t.id, t.name FROM chat_channel_tags ct JOIN chat_tags t ON t.id = ct.tag_id \
-             WHERE ct.channel_id IN ({}) ORDER BY t.id",
-            placeholders(1, rows.len())
-        );
         let pairs: Vec<(String, i64, String)> = with_pool!(self, read, |pool| {
-            let mut q = sqlx::query_as::<_, (String, i64, String)>(sqlx::AssertSqlSafe(sql));
+            let mut q = query_builder(
+                pool,
+                "SELECT ct.channel_id, t.id, t.name FROM chat_channel_tags ct JOIN chat_tags t ON t.id = ct.tag_id \
+                 WHERE ct.channel_id IN (",
+            );
+            let mut list = q.separated(", ");
             for r in &rows {
-                q = q.bind(&r.id);
+                list.push_bind(&r.id);
             }
-            q.fetch_all(pool).await
+            q.push(") ORDER BY t.id");
+            q.build_query_as::<(String, i64, String)>().fetch_all(pool).await
         })?;
         Ok(rows
             .into_iter()
@@ -297,40 +297,45 @@ impl Store {
         offset: i64,
         limit: i64,
     ) -> StoreResult<(Vec<Channel>, i64)> {
-        let (cond, ids): (String, &[i64]) = match filter {
-            TagFilter::None => (String::new(), &[]),
-            TagFilter::Any(ids) => (
-                format!(
-                    " AND EXISTS (SELECT 1 FROM chat_channel_tags ct WHERE ct.channel_id = c.id AND ct.tag_id IN ({}))",
-                    placeholders(2, ids.len())
-                ),
-                ids,
-            ),
-            TagFilter::All(ids) => (
-                format!(
-                    " AND (SELECT COUNT(*) FROM chat_channel_tags ct WHERE ct.channel_id = c.id AND ct.tag_id IN ({})) = {}",
-                    placeholders(2, ids.len()),
-                    ids.len()
-                ),
-                ids,
-            ),
-        };
-        let n = ids.len();
-        let page_sql = format!(
-            "{CHANNEL_SELECT} WHERE c.project_id = $1{cond} ORDER BY c.created_at, c.id LIMIT ${} OFFSET ${}",
-            n + 2,
-            n + 3
-        );
-        let count_sql = format!("SELECT COUNT(*) FROM chat_channels c WHERE c.project_id = $1{cond}");
-        let (rows, total) = with_pool!(self, read, |pool| {
-            let mut q = sqlx::query_as::<_, ChannelRow>(sqlx::AssertSqlSafe(page_sql)).bind(project_id);
-            let mut c = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(count_sql)).bind(project_id);
+        // The same condition after `WHERE` in the page and the count.
+        fn condition<DB: sqlx::Database>(q: &mut sqlx::QueryBuilder<DB>, project_id: &str, filter: &TagFilter)
+        where
+            for<'a> &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+            i64: for<'a> sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+        {
+            q.push("c.project_id = ").push_bind(project_id);
+            let ids = match filter {
+                TagFilter::None => return,
+                TagFilter::Any(ids) => {
+                    q.push(
+                        " AND EXISTS (SELECT 1 FROM chat_channel_tags ct WHERE ct.channel_id = c.id AND ct.tag_id IN (",
+                    );
+                    ids
+                }
+                TagFilter::All(ids) => {
+                    q.push(
+                        " AND (SELECT COUNT(*) FROM chat_channel_tags ct WHERE ct.channel_id = c.id AND ct.tag_id IN (",
+                    );
+                    ids
+                }
+            };
+            let mut list = q.separated(", ");
             for id in ids {
-                q = q.bind(*id);
-                c = c.bind(*id);
+                list.push_bind(*id);
             }
-            let rows = q.bind(limit).bind(offset).fetch_all(pool).await?;
-            let total = c.fetch_one(pool).await?;
+            match filter {
+                TagFilter::All(_) => q.push(format_args!(")) = {}", ids.len())),
+                _ => q.push("))"),
+            };
+        }
+        let (rows, total) = with_pool!(self, read, |pool| {
+            let mut q = query_builder(pool, &format!("{CHANNEL_SELECT} WHERE "));
+            condition(&mut q, project_id, filter);
+            q.push(" ORDER BY c.created_at, c.id LIMIT ").push_bind(limit).push(" OFFSET ").push_bind(offset);
+            let rows = q.build_query_as::<ChannelRow>().fetch_all(pool).await?;
+            let mut c = query_builder(pool, "SELECT COUNT(*) FROM chat_channels c WHERE ");
+            condition(&mut c, project_id, filter);
+            let total = c.build_query_scalar::<i64>().fetch_one(pool).await?;
             Ok::<_, sqlx::Error>((rows, total))
         })?;
         Ok((self.with_tags(rows).await?, total))
@@ -818,25 +823,25 @@ fn copy_error(e: &StoreError) -> StoreError {
 /// is taken under that lock too, so (time, id) orders like id. A send to a channel that does
 /// not exist (in its project) fails alone.
 async fn write_messages(store: &Store, batch: &[&NewMessage]) -> StoreResult<Vec<StoreResult<Message>>> {
-    let backend = store.backend();
     // On PostgreSQL the channels are share-locked (in id order) until the commit, so one deleted
     // meanwhile drops out here and fails its own send only, not the batch's foreign key check.
-    let mut channel_sql = String::from("SELECT project_id, id FROM chat_channels WHERE id IN (");
-    channel_sql.push_str(&placeholders(1, batch.len()));
-    channel_sql.push_str(") ORDER BY id");
-    if let Backend::Postgres(_) = backend {
-        channel_sql.push_str(" FOR KEY SHARE");
-    }
+    let key_share = match store.backend() {
+        Backend::Postgres(_) => " FOR KEY SHARE",
+        Backend::Sqlite { .. } => "",
+    };
     let mut projects: Vec<String> = batch.iter().map(|m| m.project_id.clone()).collect();
     projects.sort_unstable();
     projects.dedup();
     with_pool!(store, write, |pool| {
         let mut tx = pool.begin().await?;
-        let mut q = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(channel_sql));
+        let mut q = query_builder(pool, "SELECT project_id, id FROM chat_channels WHERE id IN (");
+        let mut list = q.separated(", ");
         for m in batch {
-            q = q.bind(&m.channel_id);
+            list.push_bind(&m.channel_id);
         }
-        let existing: std::collections::HashSet<(String, String)> = q.fetch_all(&mut *tx).await?.into_iter().collect();
+        q.push(") ORDER BY id").push(key_share);
+        let existing: std::collections::HashSet<(String, String)> =
+            q.build_query_as::<(String, String)>().fetch_all(&mut *tx).await?.into_iter().collect();
         let ok: Vec<bool> =
             batch.iter().map(|m| existing.contains(&(m.project_id.clone(), m.channel_id.clone()))).collect();
         // Ids per project, in batch order.
@@ -893,34 +898,30 @@ async fn write_messages(store: &Store, batch: &[&NewMessage]) -> StoreResult<Vec
         let written: Vec<&Message> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
         let mut events = events.into_iter();
         for chunk in written.chunks(MESSAGE_BATCH) {
-            let mut sql = String::from(
+            let mut q = query_builder(
+                pool,
                 "INSERT INTO chat_messages (project_id, id, channel_id, user_id, text, data, deleted, created_at, \
-                 updated_at) VALUES ",
+                 updated_at) ",
             );
-            push_rows(backend, &mut sql, chunk.len(), 9);
-            let mut events_sql = String::from(INSERT_EVENTS_HEAD);
-            push_rows(backend, &mut events_sql, chunk.len(), 12);
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
-            for m in chunk {
-                q = q
-                    .bind(&m.project_id)
-                    .bind(m.id)
-                    .bind(&m.channel_id)
-                    .bind(&m.user_id)
-                    .bind(&m.text)
-                    .bind(&m.data)
-                    .bind(false)
-                    .bind(m.created_at)
-                    .bind(m.updated_at);
-            }
-            q.execute(&mut *tx).await?;
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(events_sql)).persistent(false);
-            for e in events.by_ref().take(chunk.len()) {
+            q.push_values(chunk, |mut row, m| {
+                row.push_bind(&m.project_id)
+                    .push_bind(m.id)
+                    .push_bind(&m.channel_id)
+                    .push_bind(&m.user_id)
+                    .push_bind(&m.text)
+                    .push_bind(&m.data)
+                    .push_bind(false)
+                    .push_bind(m.created_at)
+                    .push_bind(m.updated_at);
+            });
+            q.build().persistent(false).execute(&mut *tx).await?;
+            let mut q = query_builder(pool, INSERT_EVENTS_HEAD);
+            q.push_values(events.by_ref().take(chunk.len()), |mut row, e| {
                 for arg in event_args(e) {
-                    q = super::script::bind_arg!(q, arg);
+                    super::script::push_arg!(row, arg);
                 }
-            }
-            q.execute(&mut *tx).await?;
+            });
+            q.build().persistent(false).execute(&mut *tx).await?;
         }
         // Each channel's last message.
         let mut last: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
@@ -931,14 +932,12 @@ async fn write_messages(store: &Store, batch: &[&NewMessage]) -> StoreResult<Vec
         if !last.is_empty() {
             // One statement for every channel of the batch (VALUES columns are `column1`,
             // `column2` on both backends).
-            let mut sql = String::from("UPDATE chat_channels SET last_message_id = v.column2 FROM (VALUES ");
-            push_rows(backend, &mut sql, last.len(), 2);
-            sql.push_str(") AS v WHERE chat_channels.id = v.column1 AND chat_channels.last_message_id < v.column2");
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
-            for (channel, id) in last {
-                q = q.bind(channel).bind(id);
-            }
-            q.execute(&mut *tx).await?;
+            let mut q = query_builder(pool, "UPDATE chat_channels SET last_message_id = v.column2 FROM (");
+            q.push_values(last, |mut row, (channel, id)| {
+                row.push_bind(channel).push_bind(id);
+            });
+            q.push(") AS v WHERE chat_channels.id = v.column1 AND chat_channels.last_message_id < v.column2");
+            q.build().persistent(false).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         if !written.is_empty() {

@@ -400,30 +400,16 @@ pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
-/// `n` numbered parameters from `$start`.
-pub(crate) fn placeholders(start: usize, n: usize) -> String {
-    (start..start + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
-}
-
-/// `n` parameters from `$start` for a statement whose parameters are all bound in order:
-/// numbered on PostgreSQL, anonymous `?` on SQLite. sqlx looks a numbered SQLite parameter
-/// up by name, and SQLite finds a name by walking all of them, so a statement with thousands
-/// of numbered parameters spends its time binding (quadratic); anonymous ones are free.
-pub(crate) fn params(backend: &Backend, start: usize, n: usize) -> String {
-    match backend {
-        Backend::Postgres(_) => placeholders(start, n),
-        Backend::Sqlite { .. } => vec!["?"; n].join(", "),
-    }
-}
-
-/// Appends `rows` groups of `width` parameters, `($1, .., $w), ($w+1, ..)`, in the
-/// backend's style (see [`params`]).
-pub(crate) fn push_rows(backend: &Backend, sql: &mut String, rows: usize, width: usize) {
-    for r in 0..rows {
-        sql.push_str(if r == 0 { "(" } else { ", (" });
-        sql.push_str(&params(backend, r * width + 1, width));
-        sql.push(')');
-    }
+/// A [`sqlx::QueryBuilder`] for `pool`'s backend, starting with `init`: its `push_bind`
+/// writes `$n` on PostgreSQL and anonymous `?` on SQLite, where sqlx looks a numbered parameter
+/// up by name and SQLite finds a name by walking all of them, so a statement with thousands of
+/// numbered parameters spends its time binding (quadratic); anonymous ones are free. Takes the
+/// pool only to name the backend inside [`with_pool!`].
+pub(crate) fn query_builder<DB: sqlx::Database>(_pool: &sqlx::Pool<DB>, init: &str) -> sqlx::QueryBuilder<DB>
+where
+    DB::Arguments: Default,
+{
+    sqlx::QueryBuilder::new(init)
 }
 
 /// Page request: `page` counts from 1.

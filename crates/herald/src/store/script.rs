@@ -109,6 +109,21 @@ macro_rules! bind_arg_impl {
 }
 pub(crate) use bind_arg_impl as bind_arg;
 
+/// Binds one [`Arg`] to a row of a `sqlx::QueryBuilder` (`push_values`) of either backend.
+macro_rules! push_arg_impl {
+    ($row:expr, $arg:expr) => {
+        match $arg {
+            $crate::store::script::Arg::Str(v) => $row.push_bind(v),
+            $crate::store::script::Arg::I32(v) => $row.push_bind(v),
+            $crate::store::script::Arg::I64(v) => $row.push_bind(v),
+            $crate::store::script::Arg::Bool(v) => $row.push_bind(v),
+            $crate::store::script::Arg::Time(v) => $row.push_bind(v),
+            $crate::store::script::Arg::Json(v) => $row.push_bind(sqlx::types::Json(v)),
+        }
+    };
+}
+pub(crate) use push_arg_impl as push_arg;
+
 /// One statement: SQL with `$1..$n` and exactly `n` arguments.
 #[derive(Debug)]
 struct Stmt {
@@ -320,7 +335,7 @@ fn join(jobs: &[Job]) -> (String, Vec<Part>, Vec<Arg>) {
 /// statements and each is a plain `INSERT .. VALUES (..)` taking `$1..$n` in order: statement
 /// `i` of every script, in script order, becomes one statement. Far fewer statements for
 /// SQLite to run and hand back (one result each), and anonymous `?` parameters (see
-/// `store::params` on why numbered ones are slow to bind). `None` when the batch
+/// `store::query_builder` on why numbered ones are slow to bind). `None` when the batch
 /// does not have that shape. Parts are all `Begin`: a failure is not attributed to a script.
 fn merged(jobs: &[Job]) -> Option<(String, Vec<Part>, Vec<Arg>)> {
     let first = &jobs.first()?.script.stmts;
@@ -383,7 +398,19 @@ fn scan_params<'a>(sql: &'a str, mut each: impl FnMut(Piece<'a>)) {
     each(Piece::Text(rest));
 }
 
-/// Whether `$1..$n` each appear exactly once in `sql`, in that order.
+/// `n` numbered parameters from `$start`, for a statement of a [`Script`] built at run time
+/// (a multi-row insert). A script's statements are written once, in the common `$n` form that
+/// PostgreSQL runs as they are; the SQLite writer turns them into anonymous `?` (see
+/// [`join`], [`merged`]). `sqlx::QueryBuilder` cannot write them: it binds its values
+/// itself, where a script must hold its arguments as data until the writer joins it.
+pub(crate) fn numbered(start: usize, n: usize) -> String {
+    (start..start + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+/// Whether `$1..$n` each appear exactly once in `sql`, in that order. The SQLite writer turns a
+/// script's `$n` into anonymous `?` only then (binding numbered SQLite parameters is quadratic,
+/// see `store::query_builder`): the `$n` text is what the [`Script`] design stores, so it stays.
+
 fn params_in_order(sql: &str, n: usize) -> bool {
     let mut seen = 0;
     let mut in_order = true;

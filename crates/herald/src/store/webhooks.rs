@@ -10,8 +10,8 @@ use sqlx::types::Json;
 use super::{
     Backend, Page, PageRequest, Store, StoreError, StoreResult,
     events::{EVENT_COLUMNS, EventRow},
-    expect_one_row, fetch_page, params, placeholders, push_rows,
-    script::{Arg, Script},
+    expect_one_row, fetch_page, query_builder,
+    script::{self, Arg, Script},
     with_pool, write_with_events,
 };
 use crate::events::{EventContext, NewEvent, types};
@@ -277,7 +277,7 @@ fn insert_deliveries(
     let mut args = Vec::with_capacity(chunk.len() * 10);
     for (i, d) in chunk.iter().enumerate() {
         sql.push_str(if i == 0 { "(" } else { ", (" });
-        sql.push_str(&placeholders(i * 10 + 1, 10));
+        sql.push_str(&script::numbered(i * 10 + 1, 10));
         sql.push_str(", 'pending', 0)");
         let (event, hook) = (&events[d.event], &hooks[d.hook]);
         args.extend([
@@ -420,13 +420,14 @@ impl Store {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let sql = format!("SELECT * FROM webhooks WHERE id IN ({})", params(self.backend(), 1, ids.len()));
         with_pool!(self, read, |pool| {
-            let mut q = sqlx::query_as::<_, Webhook>(sqlx::AssertSqlSafe(sql));
+            let mut q = query_builder(pool, "SELECT * FROM webhooks WHERE id IN (");
+            let mut list = q.separated(", ");
             for id in ids {
-                q = q.bind(id);
+                list.push_bind(id);
             }
-            Ok(q.fetch_all(pool).await?)
+            q.push(")");
+            Ok(q.build_query_as::<Webhook>().fetch_all(pool).await?)
         })
     }
 
@@ -577,24 +578,21 @@ impl Store {
         limit: i64,
         skip: &[String],
     ) -> StoreResult<Vec<Delivery>> {
-        let skip_clause = if skip.is_empty() {
-            String::new()
-        } else {
-            format!(" AND webhook_id NOT IN ({})", placeholders(4, skip.len()))
-        };
-        let sql = format!(
-            "UPDATE deliveries SET lease_owner = $1, lease_expires_at = $2 WHERE id IN (\
-             SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= $3 \
-             AND (lease_expires_at IS NULL OR lease_expires_at <= $3){skip_clause} \
-             ORDER BY next_attempt_at LIMIT {limit}{}) RETURNING *",
-            lock_clause(self.backend())
-        );
         with_pool!(self, write, |pool| {
-            let mut q = sqlx::query_as::<_, Delivery>(sqlx::AssertSqlSafe(sql)).bind(node).bind(lease_until).bind(now);
-            for id in skip {
-                q = q.bind(id);
+            let mut q = query_builder(pool, "UPDATE deliveries SET lease_owner = ");
+            q.push_bind(node).push(", lease_expires_at = ").push_bind(lease_until);
+            q.push(" WHERE id IN (SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ");
+            q.push_bind(now).push(" AND (lease_expires_at IS NULL OR lease_expires_at <= ").push_bind(now).push(")");
+            if !skip.is_empty() {
+                q.push(" AND webhook_id NOT IN (");
+                let mut list = q.separated(", ");
+                for id in skip {
+                    list.push_bind(id);
+                }
+                q.push(")");
             }
-            Ok(q.fetch_all(pool).await?)
+            q.push(format_args!(" ORDER BY next_attempt_at LIMIT {limit}{}) RETURNING *", lock_clause(self.backend())));
+            Ok(q.build_query_as::<Delivery>().fetch_all(pool).await?)
         })
     }
 
@@ -632,13 +630,14 @@ impl Store {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE id IN ({})", params(self.backend(), 1, ids.len()));
         with_pool!(self, read, |pool| {
-            let mut q = sqlx::query_as::<_, EventRow>(sqlx::AssertSqlSafe(sql));
+            let mut q = query_builder(pool, &format!("SELECT {EVENT_COLUMNS} FROM events WHERE id IN ("));
+            let mut list = q.separated(", ");
             for id in ids {
-                q = q.bind(id);
+                list.push_bind(id);
             }
-            Ok(q.fetch_all(pool).await?)
+            q.push(")");
+            Ok(q.build_query_as::<EventRow>().fetch_all(pool).await?)
         })
     }
 
@@ -654,51 +653,47 @@ impl Store {
         with_pool!(self, write, |pool| {
             let mut tx = pool.begin().await?;
             for chunk in records.chunks(INSERT_CHUNK) {
-                let mut sql = String::from(
+                let mut q = query_builder(
+                    pool,
                     "INSERT INTO delivery_attempts (id, delivery_id, attempt, attempted_at, status_code, latency_ms, \
-                     response_headers, response_body, error, next_attempt_at) VALUES ",
+                     response_headers, response_body, error, next_attempt_at) ",
                 );
-                push_rows(self.backend(), &mut sql, chunk.len(), 10);
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
-                for r in chunk {
+                q.push_values(chunk, |mut row, r| {
                     let a = &r.attempt;
-                    q = q
-                        .bind(&a.id)
-                        .bind(&a.delivery_id)
-                        .bind(a.attempt)
-                        .bind(a.attempted_at)
-                        .bind(a.status_code)
-                        .bind(a.latency_ms)
-                        .bind(&a.response_headers)
-                        .bind(&a.response_body)
-                        .bind(&a.error)
-                        .bind(a.next_attempt_at);
-                }
-                q.execute(&mut *tx).await?;
+                    row.push_bind(&a.id)
+                        .push_bind(&a.delivery_id)
+                        .push_bind(a.attempt)
+                        .push_bind(a.attempted_at)
+                        .push_bind(a.status_code)
+                        .push_bind(a.latency_ms)
+                        .push_bind(&a.response_headers)
+                        .push_bind(&a.response_body)
+                        .push_bind(&a.error)
+                        .push_bind(a.next_attempt_at);
+                });
+                q.build().persistent(false).execute(&mut *tx).await?;
 
                 // `VALUES` columns are named column1.. on both backends.
-                let mut sql = String::from(
+                let mut q = query_builder(
+                    pool,
                     "UPDATE deliveries SET status = v.column2, attempts = v.column3, next_attempt_at = v.column4, \
                      lease_owner = NULL, lease_expires_at = NULL, last_status_code = v.column5, \
-                     last_error = v.column6, updated_at = v.column7, completed_at = v.column8 FROM (VALUES ",
+                     last_error = v.column6, updated_at = v.column7, completed_at = v.column8 FROM (",
                 );
-                push_rows(self.backend(), &mut sql, chunk.len(), 8);
-                sql.push_str(") AS v WHERE deliveries.id = v.column1");
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
-                for r in chunk {
+                q.push_values(chunk, |mut row, r| {
                     let a = &r.attempt;
                     let completed = (r.new_status != "pending").then_some(a.attempted_at);
-                    q = q
-                        .bind(&a.delivery_id)
-                        .bind(r.new_status)
-                        .bind(a.attempt)
-                        .bind(a.next_attempt_at)
-                        .bind(a.status_code)
-                        .bind(&a.error)
-                        .bind(a.attempted_at)
-                        .bind(completed);
-                }
-                q.execute(&mut *tx).await?;
+                    row.push_bind(&a.delivery_id)
+                        .push_bind(r.new_status)
+                        .push_bind(a.attempt)
+                        .push_bind(a.next_attempt_at)
+                        .push_bind(a.status_code)
+                        .push_bind(&a.error)
+                        .push_bind(a.attempted_at)
+                        .push_bind(completed);
+                });
+                q.push(") AS v WHERE deliveries.id = v.column1");
+                q.build().persistent(false).execute(&mut *tx).await?;
             }
             for h in health {
                 if let Some(at) = h.last_success_at {
