@@ -1,201 +1,7 @@
-//! Webhook endpoints, deliveries and their attempts, and the dispatcher's queue operations:
-//! fan-out (events -> deliveries), claiming due deliveries under a lease, recording results.
+//! The delivery queue: fan-out (events -> deliveries), claiming due deliveries under a lease,
+//! renewing leases, recording attempt results, manual retries and replays.
 
-use std::collections::BTreeMap;
-
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use sqlx::types::Json;
-
-use super::{
-    Backend, Page, PageRequest, Store, StoreError, StoreResult,
-    events::{EVENT_COLUMNS, EventRow},
-    expect_one_row, fetch_page, query_builder,
-    script::{self, Arg, Script},
-    with_pool, write_with_events,
-};
-use crate::events::{EventContext, NewEvent, types};
-
-/// The payload format of an endpoint (`format` in the webhooks API).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum WebhookFormat {
-    /// Herald's envelope (`id`, `type`, `event`, `occurredAt`, `resource`, `data`, ...).
-    #[default]
-    Herald,
-    /// The Gatrix guide's `{event, data}`, signed in `x-gatrix-signature`.
-    Gatrix,
-    /// bkend's `{id, eventType, aggregateType, aggregateId, payload, occurredAt, metadata}`.
-    Bkend,
-    /// Aghanim's `{event_id, game_id, event_type, event_time, event_data, ...}`, signed in
-    /// `X-Aghanim-Signature`; its receivers answer errors as 200 `{"status": "error"}`.
-    Aghanim,
-    /// GroMach's `{event_type, timestamp, data}`; its connection test wants `{"success": true}`.
-    Gromach,
-}
-
-impl WebhookFormat {
-    pub const ALL: [WebhookFormat; 5] = [
-        WebhookFormat::Herald,
-        WebhookFormat::Gatrix,
-        WebhookFormat::Bkend,
-        WebhookFormat::Aghanim,
-        WebhookFormat::Gromach,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WebhookFormat::Herald => "herald",
-            WebhookFormat::Gatrix => "gatrix",
-            WebhookFormat::Bkend => "bkend",
-            WebhookFormat::Aghanim => "aghanim",
-            WebhookFormat::Gromach => "gromach",
-        }
-    }
-
-    /// Position in [`WebhookFormat::ALL`], for per-format caches.
-    pub fn index(self) -> usize {
-        self as usize
-    }
-}
-
-impl std::fmt::Display for WebhookFormat {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl TryFrom<String> for WebhookFormat {
-    type Error = String;
-
-    fn try_from(s: String) -> Result<WebhookFormat, String> {
-        WebhookFormat::ALL.into_iter().find(|f| f.as_str() == s).ok_or_else(|| format!("unknown webhook format `{s}`"))
-    }
-}
-
-#[derive(Debug, Clone, sqlx::FromRow, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Webhook {
-    pub id: String,
-    #[serde(skip)]
-    pub project_id: String,
-    pub name: Option<String>,
-    pub url: String,
-    pub description: Option<String>,
-    /// Event type patterns: exact names, `*`, or prefixes like `user.*`.
-    #[schema(value_type = Vec<String>)]
-    pub events: Json<Vec<String>>,
-    #[serde(skip)]
-    pub secret: String,
-    #[serde(skip)]
-    pub previous_secret: Option<String>,
-    pub previous_secret_expires_at: Option<DateTime<Utc>>,
-    pub active: bool,
-    #[schema(value_type = BTreeMap<String, String>)]
-    pub headers: Json<BTreeMap<String, String>>,
-    /// Deliveries per second (per node); `None`: unlimited.
-    pub rate_limit: Option<i32>,
-    /// Shown as `timeout` (seconds) by the API.
-    #[serde(skip)]
-    pub timeout_ms: i32,
-    /// The payload format its receiver reads (`herald` unless set).
-    #[sqlx(try_from = "String")]
-    pub format: WebhookFormat,
-    pub disabled_reason: Option<String>,
-    pub disabled_at: Option<DateTime<Utc>>,
-    pub last_success_at: Option<DateTime<Utc>>,
-    pub failing_since: Option<DateTime<Utc>>,
-    /// The outbox sequence when the endpoint was created: older events are not fanned out to
-    /// it (replay can still send them).
-    #[serde(skip)]
-    pub created_seq: i64,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-#[derive(Debug, Clone, sqlx::FromRow, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Delivery {
-    pub id: String,
-    #[serde(skip)]
-    pub project_id: String,
-    pub webhook_id: String,
-    pub event_id: String,
-    pub event_seq: i64,
-    pub status: String,
-    /// How many attempts were made (`GET /deliveries/{id}` lists them as `attempts`); the
-    /// next one is numbered `attempts + 1`, so numbers never repeat.
-    #[serde(rename = "attemptCount")]
-    pub attempts: i32,
-    /// `attempts` when the retry schedule last started: 0, or the count at the last manual
-    /// retry, which restarts the schedule but not the numbering.
-    #[serde(skip)]
-    pub schedule_from: i32,
-    pub next_attempt_at: Option<DateTime<Utc>>,
-    #[serde(skip)]
-    pub lease_owner: Option<String>,
-    #[serde(skip)]
-    pub lease_expires_at: Option<DateTime<Utc>>,
-    pub last_status_code: Option<i32>,
-    pub last_error: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub completed_at: Option<DateTime<Utc>>,
-    /// A test ping (`POST /webhooks/{id}/test`): sent once and never retried; its event
-    /// (type `test`) is not stored.
-    #[sqlx(rename = "is_test")]
-    pub test: bool,
-}
-
-#[derive(Debug, Clone, sqlx::FromRow, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Attempt {
-    pub id: String,
-    #[serde(skip)]
-    pub delivery_id: String,
-    pub attempt: i32,
-    pub attempted_at: DateTime<Utc>,
-    pub status_code: Option<i32>,
-    pub latency_ms: i32,
-    #[schema(value_type = BTreeMap<String, String>)]
-    pub response_headers: Json<BTreeMap<String, String>>,
-    pub response_body: Option<String>,
-    pub error: Option<String>,
-    pub next_attempt_at: Option<DateTime<Utc>>,
-}
-
-/// What became of one attempt, ready to be written.
-#[derive(Debug, Clone)]
-pub struct AttemptRecord {
-    pub attempt: Attempt,
-    pub webhook_id: String,
-    /// `pending` (retry at `attempt.next_attempt_at`), `succeeded` or `failed`.
-    pub new_status: &'static str,
-}
-
-/// Changes to an endpoint's health after a batch of attempts.
-#[derive(Debug, Clone)]
-pub struct EndpointHealth {
-    pub webhook_id: String,
-    pub last_success_at: Option<DateTime<Utc>>,
-    /// `Some(Some(t))`: failing since `t`; `Some(None)`: healthy again; `None`: unchanged.
-    pub failing_since: Option<Option<DateTime<Utc>>>,
-    /// Disable the endpoint, if it is still active.
-    pub disable: Option<Disable>,
-}
-
-/// Turning an endpoint off, and the `webhook.endpoint_disabled` event saying why. The event is
-/// written only by the change that finds the endpoint active: every delivery in flight to an
-/// endpoint that answers 410 asks to disable it, and each used to add its own event.
-#[derive(Debug, Clone)]
-pub struct Disable {
-    pub reason: String,
-    pub event: NewEvent,
-}
-
-pub fn webhook_event(ctx: &EventContext, event_type: &'static str, w: &Webhook) -> NewEvent {
-    NewEvent::about(ctx, event_type, (None, Some(&w.project_id)), "webhook", &w.id, w)
-}
+use super::*;
 
 /// A new pending delivery, due at once: `(id, project, webhook, event id, event seq, now)`.
 const INSERT_DELIVERY: &str = "INSERT INTO deliveries (id, project_id, webhook_id, event_id, event_seq, status, \
@@ -256,7 +62,7 @@ fn plan_deliveries(
                 continue;
             }
             let leased = (lease.take)(hook);
-            created.push(NewDelivery { event: e, hook: h, id: super::new_id(), leased });
+            created.push(NewDelivery { event: e, hook: h, id: crate::store::new_id(), leased });
         }
     }
     created
@@ -334,160 +140,7 @@ fn fanned_out(
     FanOut { events: events.len(), created: created.len(), leased, event_rows: events, hooks }
 }
 
-impl Webhook {
-    /// The secrets that sign a request at `now`: the current one, then the previous one while
-    /// a rotation's overlap lasts.
-    pub fn signing_secrets(&self, now: DateTime<Utc>) -> Vec<&str> {
-        let mut secrets = vec![self.secret.as_str()];
-        if let (Some(old), Some(until)) = (&self.previous_secret, self.previous_secret_expires_at)
-            && until > now
-        {
-            secrets.push(old);
-        }
-        secrets
-    }
-}
-
 impl Store {
-    pub async fn insert_webhook(&self, ctx: &EventContext, w: &Webhook) -> StoreResult<()> {
-        let event = webhook_event(ctx, types::WEBHOOK_CREATED, w);
-        write_with_events!(self, [&event], |tx| {
-            sqlx::query(
-                "INSERT INTO webhooks (id, project_id, name, url, description, events, secret, previous_secret, \
-                 previous_secret_expires_at, active, headers, rate_limit, timeout_ms, disabled_reason, disabled_at, \
-                 last_success_at, failing_since, created_at, updated_at, format, created_seq) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
-                 (SELECT COALESCE(MAX(seq), 0) FROM events))",
-            )
-            .bind(&w.id)
-            .bind(&w.project_id)
-            .bind(&w.name)
-            .bind(&w.url)
-            .bind(&w.description)
-            .bind(&w.events)
-            .bind(&w.secret)
-            .bind(&w.previous_secret)
-            .bind(w.previous_secret_expires_at)
-            .bind(w.active)
-            .bind(&w.headers)
-            .bind(w.rate_limit)
-            .bind(w.timeout_ms)
-            .bind(&w.disabled_reason)
-            .bind(w.disabled_at)
-            .bind(w.last_success_at)
-            .bind(w.failing_since)
-            .bind(w.created_at)
-            .bind(w.updated_at)
-            .bind(w.format.as_str())
-            .execute(&mut *tx)
-            .await?
-        })
-    }
-
-    pub async fn get_webhook(&self, project_id: &str, id: &str) -> StoreResult<Webhook> {
-        with_pool!(self, read, |pool| {
-            sqlx::query_as::<_, Webhook>("SELECT * FROM webhooks WHERE project_id = $1 AND id = $2")
-                .bind(project_id)
-                .bind(id)
-                .fetch_optional(pool)
-                .await?
-                .ok_or(StoreError::NotFound("webhook"))
-        })
-    }
-
-    pub async fn list_webhooks(&self, project_id: &str, page: PageRequest) -> StoreResult<Page<Webhook>> {
-        fetch_page!(
-            self,
-            Webhook,
-            "FROM webhooks WHERE project_id = $1".to_string(),
-            "created_at, id",
-            vec![project_id.to_string()],
-            page
-        )
-    }
-
-    /// Every active webhook (any project): for `herald serve`'s start-up check of the profile.
-    pub async fn active_webhooks(&self) -> StoreResult<Vec<Webhook>> {
-        with_pool!(self, read, |pool| {
-            Ok(sqlx::query_as::<_, Webhook>("SELECT * FROM webhooks WHERE active = TRUE ORDER BY created_at, id")
-                .fetch_all(pool)
-                .await?)
-        })
-    }
-
-    /// Every webhook with the given ids (any project): for the dispatcher.
-    pub async fn webhooks_by_ids(&self, ids: &[String]) -> StoreResult<Vec<Webhook>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        with_pool!(self, read, |pool| {
-            let mut q = query_builder(pool, "SELECT * FROM webhooks WHERE id IN (");
-            let mut list = q.separated(", ");
-            for id in ids {
-                list.push_bind(id);
-            }
-            q.push(")");
-            Ok(q.build_query_as::<Webhook>().fetch_all(pool).await?)
-        })
-    }
-
-    /// Writes `w` if unchanged since `read_at`, with the events named.
-    pub async fn update_webhook(
-        &self,
-        ctx: &EventContext,
-        w: &Webhook,
-        read_at: DateTime<Utc>,
-        event_types: &[&'static str],
-    ) -> StoreResult<()> {
-        let events: Vec<NewEvent> = event_types.iter().map(|t| webhook_event(ctx, t, w)).collect();
-        write_with_events!(self, &events, |tx| {
-            let done = sqlx::query(
-                "UPDATE webhooks SET name = $1, url = $2, description = $3, events = $4, secret = $5, \
-                 previous_secret = $6, previous_secret_expires_at = $7, active = $8, headers = $9, rate_limit = $10, \
-                 timeout_ms = $11, disabled_reason = $12, disabled_at = $13, failing_since = $14, updated_at = $15, \
-                 format = $16 WHERE id = $17 AND project_id = $18 AND updated_at = $19",
-            )
-            .bind(&w.name)
-            .bind(&w.url)
-            .bind(&w.description)
-            .bind(&w.events)
-            .bind(&w.secret)
-            .bind(&w.previous_secret)
-            .bind(w.previous_secret_expires_at)
-            .bind(w.active)
-            .bind(&w.headers)
-            .bind(w.rate_limit)
-            .bind(w.timeout_ms)
-            .bind(&w.disabled_reason)
-            .bind(w.disabled_at)
-            .bind(w.failing_since)
-            .bind(w.updated_at)
-            .bind(w.format.as_str())
-            .bind(&w.id)
-            .bind(&w.project_id)
-            .bind(read_at)
-            .execute(&mut *tx)
-            .await?;
-            expect_one_row(done.rows_affected())?
-        })
-    }
-
-    pub async fn delete_webhook(&self, ctx: &EventContext, project_id: &str, id: &str) -> StoreResult<Webhook> {
-        with_pool!(self, write, |pool| {
-            let mut tx = pool.begin().await?;
-            let w = sqlx::query_as::<_, Webhook>("DELETE FROM webhooks WHERE project_id = $1 AND id = $2 RETURNING *")
-                .bind(project_id)
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or(StoreError::NotFound("webhook"))?;
-            super::events::insert_event!(&mut *tx, &webhook_event(ctx, types::WEBHOOK_DELETED, &w))?;
-            tx.commit().await?;
-            self.notify_events();
-            Ok(w)
-        })
-    }
-
     /// Turns up to `limit` not-yet-fanned-out events into deliveries, one per active endpoint
     /// that `matches`, and marks the events fanned out, all in one transaction.
     ///
@@ -556,7 +209,7 @@ impl Store {
                     let (sql, args) = insert_deliveries(chunk, &events, &hooks, now, lease);
                     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
                     for arg in args {
-                        q = super::script::bind_arg!(q, arg);
+                        q = crate::store::script::bind_arg!(q, arg);
                     }
                     q.execute(&mut *tx).await?;
                 }
@@ -721,120 +374,20 @@ impl Store {
                          WHERE id = $3 AND active = TRUE",
                     )
                     .bind(&disable.reason)
-                    .bind(super::now())
+                    .bind(crate::store::now())
                     .bind(&h.webhook_id)
                     .execute(&mut *tx)
                     .await?;
                     if done.rows_affected() == 1 {
-                        super::events::insert_event!(&mut *tx, &disable.event)?;
+                        crate::store::events::insert_event!(&mut *tx, &disable.event)?;
                     }
                 }
             }
             for e in events {
-                super::events::insert_event!(&mut *tx, e)?;
+                crate::store::events::insert_event!(&mut *tx, e)?;
             }
             tx.commit().await?;
             self.notify_events();
-            Ok(())
-        })
-    }
-
-    pub async fn get_delivery(&self, project_id: &str, id: &str) -> StoreResult<Delivery> {
-        with_pool!(self, read, |pool| {
-            sqlx::query_as::<_, Delivery>("SELECT * FROM deliveries WHERE project_id = $1 AND id = $2")
-                .bind(project_id)
-                .bind(id)
-                .fetch_optional(pool)
-                .await?
-                .ok_or(StoreError::NotFound("delivery"))
-        })
-    }
-
-    pub async fn attempts_of(&self, delivery_id: &str) -> StoreResult<Vec<Attempt>> {
-        with_pool!(self, read, |pool| {
-            Ok(sqlx::query_as::<_, Attempt>("SELECT * FROM delivery_attempts WHERE delivery_id = $1 ORDER BY attempt")
-                .bind(delivery_id)
-                .fetch_all(pool)
-                .await?)
-        })
-    }
-
-    pub async fn deliveries_of_event(&self, project_id: &str, event_id: &str) -> StoreResult<Vec<Delivery>> {
-        with_pool!(self, read, |pool| {
-            Ok(sqlx::query_as::<_, Delivery>(
-                "SELECT * FROM deliveries WHERE project_id = $1 AND event_id = $2 ORDER BY created_at, id",
-            )
-            .bind(project_id)
-            .bind(event_id)
-            .fetch_all(pool)
-            .await?)
-        })
-    }
-
-    /// Deliveries of one endpoint, newest first, after the cursor `(created_at, id)`.
-    pub async fn list_deliveries(
-        &self,
-        webhook_id: &str,
-        status: Option<&str>,
-        before: Option<(DateTime<Utc>, String)>,
-        limit: i64,
-    ) -> StoreResult<Vec<Delivery>> {
-        with_pool!(self, read, |pool| {
-            Ok(sqlx::query_as::<_, Delivery>(
-                "SELECT * FROM deliveries WHERE webhook_id = $1 AND ($2 IS NULL OR status = $2) \
-                 AND ($3 IS NULL OR created_at < $3 OR (created_at = $3 AND id < $4)) \
-                 ORDER BY created_at DESC, id DESC LIMIT $5",
-            )
-            .bind(webhook_id)
-            .bind(status)
-            .bind(before.as_ref().map(|b| b.0))
-            .bind(before.as_ref().map(|b| b.1.clone()))
-            .bind(limit)
-            .fetch_all(pool)
-            .await?)
-        })
-    }
-
-    /// Records a test ping (`POST /webhooks/{id}/test`) as a finished delivery with its one
-    /// attempt, so it shows in the endpoint's delivery log.
-    pub async fn insert_test_delivery(&self, d: &Delivery, attempt: &Attempt) -> StoreResult<()> {
-        with_pool!(self, write, |pool| {
-            let mut tx = pool.begin().await?;
-            sqlx::query(
-                "INSERT INTO deliveries (id, project_id, webhook_id, event_id, event_seq, status, attempts, \
-                 next_attempt_at, last_status_code, last_error, created_at, updated_at, completed_at, is_test) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $8, $9, $10, $11, $12, TRUE)",
-            )
-            .bind(&d.id)
-            .bind(&d.project_id)
-            .bind(&d.webhook_id)
-            .bind(&d.event_id)
-            .bind(d.event_seq)
-            .bind(&d.status)
-            .bind(d.attempts)
-            .bind(d.last_status_code)
-            .bind(&d.last_error)
-            .bind(d.created_at)
-            .bind(d.updated_at)
-            .bind(d.completed_at)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO delivery_attempts (id, delivery_id, attempt, attempted_at, status_code, latency_ms, \
-                 response_headers, response_body, error, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL)",
-            )
-            .bind(&attempt.id)
-            .bind(&attempt.delivery_id)
-            .bind(attempt.attempt)
-            .bind(attempt.attempted_at)
-            .bind(attempt.status_code)
-            .bind(attempt.latency_ms)
-            .bind(&attempt.response_headers)
-            .bind(&attempt.response_body)
-            .bind(&attempt.error)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
             Ok(())
         })
     }
@@ -899,7 +452,7 @@ impl Store {
                     }
                 }
                 sqlx::query(INSERT_DELIVERY)
-                    .bind(super::new_id())
+                    .bind(crate::store::new_id())
                     .bind(&webhook.project_id)
                     .bind(&webhook.id)
                     .bind(&event.id)
@@ -912,19 +465,6 @@ impl Store {
             tx.commit().await?;
             self.notify_events();
             Ok(queued)
-        })
-    }
-
-    /// Deletes finished deliveries (and their attempts) completed before `before`, and
-    /// idempotency keys older than `keys_before`. Returns deliveries removed.
-    pub async fn clean_up(&self, before: DateTime<Utc>, keys_before: DateTime<Utc>) -> StoreResult<u64> {
-        with_pool!(self, write, |pool| {
-            let done = sqlx::query("DELETE FROM deliveries WHERE completed_at IS NOT NULL AND completed_at < $1")
-                .bind(before)
-                .execute(pool)
-                .await?;
-            sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1").bind(keys_before).execute(pool).await?;
-            Ok(done.rows_affected())
         })
     }
 
