@@ -3,7 +3,7 @@
 use super::*;
 
 impl Store {
-    /// Stores a message under the project's next id (see [`write_messages`]).
+    /// Stores a message under the project's next id (see `writer.rs`).
     pub async fn insert_message(&self, message: NewMessage) -> StoreResult<Message> {
         let writer = self.messages.as_ref().ok_or(StoreError::Unavailable(sqlx::Error::PoolClosed))?;
         let (reply, answer) = oneshot::channel();

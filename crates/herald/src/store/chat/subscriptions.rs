@@ -2,6 +2,100 @@
 
 use super::*;
 
+/// What removing one subscription found.
+enum Removed {
+    Done(Unsubscribed),
+    NoChannel,
+    NoSubscription,
+}
+
+/// Locks a channel row (its subscriber count is taken under the lock).
+fn lock_channel_sql(store: &Store) -> String {
+    format!("{CHANNEL_SELECT} WHERE c.project_id = $1 AND c.id = $2{}", for_update(store))
+}
+
+/// Removes `$user_id`'s subscription to `$channel_id` in `$tx` (a transaction of either
+/// backend), deleting an auto-delete channel left without subscribers, and writes the events
+/// `$events` makes. Evaluates to a [`Removed`]; returns early with a database error.
+macro_rules! remove_subscription {
+    ($tx:ident, $lock_sql:expr, $project_id:expr, $user_id:expr, $channel_id:expr, $events:expr) => {{
+        // Lock the channel (its subscriber count is taken below, under the lock).
+        match sqlx::query_as::<_, ChannelRow>(sqlx::AssertSqlSafe($lock_sql.clone()))
+            .bind($project_id)
+            .bind($channel_id)
+            .fetch_optional(&mut *$tx)
+            .await?
+        {
+            None => Removed::NoChannel,
+            Some(mut row) => {
+                let removed = sqlx::query("DELETE FROM chat_subscriptions WHERE channel_id = $1 AND user_id = $2")
+                    .bind($channel_id)
+                    .bind($user_id)
+                    .execute(&mut *$tx)
+                    .await?;
+                if removed.rows_affected() == 0 {
+                    Removed::NoSubscription
+                } else {
+                    row.subscriber_count =
+                        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM chat_subscriptions WHERE channel_id = $1")
+                            .bind($channel_id)
+                            .fetch_one(&mut *$tx)
+                            .await?;
+                    let channel_deleted = row.auto_delete && row.subscriber_count == 0;
+                    let tags: Vec<(i64, String)> = sqlx::query_as(
+                        "SELECT t.id, t.name FROM chat_channel_tags ct JOIN chat_tags t ON t.id = ct.tag_id \
+                         WHERE ct.channel_id = $1 ORDER BY t.id",
+                    )
+                    .bind($channel_id)
+                    .fetch_all(&mut *$tx)
+                    .await?;
+                    if channel_deleted {
+                        sqlx::query("DELETE FROM chat_channels WHERE id = $1")
+                            .bind($channel_id)
+                            .execute(&mut *$tx)
+                            .await?;
+                    }
+                    let item = Unsubscribed { channel: Channel { row, tags }, channel_deleted };
+                    for e in $events(&item) {
+                        insert_event!(&mut *$tx, &e)?;
+                    }
+                    Removed::Done(item)
+                }
+            }
+        }
+    }};
+}
+
+/// Removes every subscription of `$user_id` in `$tx` (see [`remove_subscription!`]).
+/// Evaluates to the removals.
+macro_rules! remove_all_subscriptions {
+    ($tx:ident, $lock_sql:expr, $project_id:expr, $user_id:expr, $events:expr) => {{
+        let mut done = Vec::new();
+        // Rounds until the user holds no subscription: a subscribe committed while this ran is
+        // swept by the next round. Channels are locked in id order.
+        for _round in 0..3 {
+            let channel_ids: Vec<String> = sqlx::query_scalar::<_, String>(
+                "SELECT channel_id FROM chat_subscriptions WHERE project_id = $1 AND user_id = $2 ORDER BY channel_id",
+            )
+            .bind($project_id)
+            .bind($user_id)
+            .fetch_all(&mut *$tx)
+            .await?;
+            if channel_ids.is_empty() {
+                break;
+            }
+            for channel_id in &channel_ids {
+                if let Removed::Done(item) =
+                    remove_subscription!($tx, $lock_sql, $project_id, $user_id, channel_id, $events)
+                {
+                    done.push(item);
+                }
+            }
+        }
+        done
+    }};
+}
+
 impl Store {
     /// Subscribes a player to a channel. `Conflict` when already subscribed.
     pub async fn subscribe(
@@ -61,110 +155,75 @@ impl Store {
         })
     }
 
-    /// Removes the subscriptions of `user_id` to `channel_ids` (all of theirs when `None`),
-    /// deleting each auto-delete channel left without subscribers. `events` makes the events of
-    /// each removal. `NotFound("subscription")` when a named channel had none.
+    /// Removes the subscription of `user_id` to `channel_id`, deleting an auto-delete channel
+    /// left without subscribers; `events` makes the removal's events.
+    /// `NotFound("channel")`, then `NotFound("subscription")`, when there is none.
     pub async fn unsubscribe(
         &self,
         project_id: &str,
         user_id: &str,
-        given: Option<&str>,
+        channel_id: &str,
         events: impl Fn(&Unsubscribed) -> Vec<NewEvent>,
-        profile_deleted: Option<NewEvent>,
-    ) -> StoreResult<Vec<Unsubscribed>> {
-        let lock_sql = format!("{CHANNEL_SELECT} WHERE c.project_id = $1 AND c.id = $2{}", for_update(self));
-        let count_sql = "SELECT COUNT(*) FROM chat_subscriptions WHERE channel_id = $1";
-        let mut done = Vec::new();
+    ) -> StoreResult<Unsubscribed> {
+        let lock_sql = lock_channel_sql(self);
         with_pool!(self, write, |pool| {
             let mut tx = pool.begin().await?;
-            // Rounds until the user holds no (named) subscription: a subscribe committed while
-            // this ran is swept by the next round. Channels are locked in id order.
-            for _round in 0..3 {
-                let channel_ids: Vec<String> = match given {
-                    Some(id) if done.is_empty() => vec![id.to_owned()],
-                    Some(_) => Vec::new(),
-                    None => {
-                        sqlx::query_scalar::<_, String>(
-                            "SELECT channel_id FROM chat_subscriptions WHERE project_id = $1 AND user_id = $2 \
-                         ORDER BY channel_id",
-                        )
-                        .bind(project_id)
-                        .bind(user_id)
-                        .fetch_all(&mut *tx)
-                        .await?
-                    }
-                };
-                if channel_ids.is_empty() {
-                    break;
-                }
-                for channel_id in &channel_ids {
-                    // Lock the channel (its subscriber count is taken below, under the lock).
-                    let Some(mut row) = sqlx::query_as::<_, ChannelRow>(sqlx::AssertSqlSafe(lock_sql.clone()))
-                        .bind(project_id)
-                        .bind(channel_id)
-                        .fetch_optional(&mut *tx)
-                        .await?
-                    else {
-                        if given.is_some() {
-                            return Err(StoreError::NotFound("channel"));
-                        }
-                        continue;
-                    };
-                    let removed = sqlx::query("DELETE FROM chat_subscriptions WHERE channel_id = $1 AND user_id = $2")
-                        .bind(channel_id)
-                        .bind(user_id)
-                        .execute(&mut *tx)
-                        .await?;
-                    if removed.rows_affected() == 0 {
-                        if given.is_some() {
-                            return Err(StoreError::NotFound("subscription"));
-                        }
-                        continue;
-                    }
-                    row.subscriber_count =
-                        sqlx::query_scalar::<_, i64>(count_sql).bind(channel_id).fetch_one(&mut *tx).await?;
-                    let channel_deleted = row.auto_delete && row.subscriber_count == 0;
-                    let tags: Vec<(i64, String)> = sqlx::query_as(
-                        "SELECT t.id, t.name FROM chat_channel_tags ct JOIN chat_tags t ON t.id = ct.tag_id \
-                         WHERE ct.channel_id = $1 ORDER BY t.id",
-                    )
-                    .bind(channel_id)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                    if channel_deleted {
-                        sqlx::query("DELETE FROM chat_channels WHERE id = $1")
-                            .bind(channel_id)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    let item = Unsubscribed { channel: Channel { row, tags }, channel_deleted };
-                    for e in events(&item) {
-                        insert_event!(&mut *tx, &e)?;
-                    }
-                    done.push(item);
-                }
-                if given.is_some() {
-                    break;
-                }
-            }
-            if let Some(event) = &profile_deleted {
-                sqlx::query(
-                    "INSERT INTO chat_profiles (project_id, user_id, nickname, language_code, valid, updated_at) \
-                     VALUES ($1, $2, NULL, NULL, FALSE, $3) ON CONFLICT (project_id, user_id) DO UPDATE SET \
-                     nickname = NULL, language_code = NULL, valid = FALSE, updated_at = excluded.updated_at",
-                )
-                .bind(project_id)
-                .bind(user_id)
-                .bind(crate::store::now())
-                .execute(&mut *tx)
-                .await?;
-                insert_event!(&mut *tx, event)?;
-            }
+            let item = match remove_subscription!(tx, lock_sql, project_id, user_id, channel_id, events) {
+                Removed::Done(item) => item,
+                Removed::NoChannel => return Err(StoreError::NotFound("channel")),
+                Removed::NoSubscription => return Err(StoreError::NotFound("subscription")),
+            };
             tx.commit().await?;
             self.notify_events();
-            Ok::<(), StoreError>(())
-        })?;
-        Ok(done)
+            Ok(item)
+        })
+    }
+
+    /// Removes every subscription of `user_id` (see [`Store::unsubscribe`]).
+    pub async fn unsubscribe_all(
+        &self,
+        project_id: &str,
+        user_id: &str,
+        events: impl Fn(&Unsubscribed) -> Vec<NewEvent>,
+    ) -> StoreResult<Vec<Unsubscribed>> {
+        let lock_sql = lock_channel_sql(self);
+        with_pool!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let done = remove_all_subscriptions!(tx, lock_sql, project_id, user_id, events);
+            tx.commit().await?;
+            self.notify_events();
+            Ok(done)
+        })
+    }
+
+    /// Deletes a player's chat presence: every subscription (see [`Store::unsubscribe_all`])
+    /// and their chat profile (reset, marked not valid), with `deleted`, in one transaction.
+    pub async fn delete_chat_user(
+        &self,
+        project_id: &str,
+        user_id: &str,
+        events: impl Fn(&Unsubscribed) -> Vec<NewEvent>,
+        deleted: &NewEvent,
+    ) -> StoreResult<Vec<Unsubscribed>> {
+        let lock_sql = lock_channel_sql(self);
+        with_pool!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let done = remove_all_subscriptions!(tx, lock_sql, project_id, user_id, events);
+            sqlx::query(
+                "INSERT INTO chat_profiles (project_id, user_id, nickname, language_code, valid, updated_at) \
+                 VALUES ($1, $2, NULL, NULL, FALSE, $3) ON CONFLICT (project_id, user_id) DO UPDATE SET \
+                 nickname = NULL, language_code = NULL, valid = FALSE, updated_at = excluded.updated_at",
+            )
+            .bind(project_id)
+            .bind(user_id)
+            .bind(crate::store::now())
+            .execute(&mut *tx)
+            .await?;
+            insert_event!(&mut *tx, deleted)?;
+            tx.commit().await?;
+            self.notify_events();
+            Ok(done)
+        })
     }
 
     /// One page of a channel's subscribers, in subscription order, and the total.
