@@ -1,6 +1,6 @@
 //! One batching primitive for the writers that commit many jobs in one transaction: SQLite's
 //! group commit of scripts (`script.rs`), chat message sends (`chat/writer.rs`) and the
-//! webhook dispatcher's recording of delivery results (`webhooks/results.rs`).
+//! webhook dispatcher's recording of delivery results (`webhooks/dispatcher/results.rs`).
 //!
 //! [`run`] takes every job waiting (up to a cap) and hands them to the [`Writer`] as one
 //! batch. When the batch fails, a failing job never fails or blocks the others:

@@ -75,6 +75,12 @@ struct InHand {
 
 /// Token bucket for an endpoint's `rate_limit` (deliveries per second, per node). Tokens may
 /// go below zero: each is a reservation, and its holder waits until the bucket refills.
+///
+/// Written by hand, not with `governor` (which the API's rate limit uses): each endpoint has
+/// its own rate, changed whenever the endpoint is saved, where governor's keyed limiter holds
+/// one quota for every key; and a delivery reserves its token when it is taken, so the sends
+/// waiting for one endpoint are spaced exactly, where governor only answers "not before t"
+/// without reserving (its `until_ready` waiters wake together and check again).
 struct Bucket {
     tokens: f64,
     at: Instant,
