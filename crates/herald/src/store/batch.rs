@@ -113,8 +113,10 @@ pub(crate) async fn write<W: Writer>(writer: &mut W, jobs: Vec<W::Job>) {
                 queue.push_front((jobs, true));
                 continue;
             }
-            Err(Failure::Job(_, error) | Failure::Batch(error)) => error,
+            Err(Failure::Job(k, error)) => (Some(k), error),
+            Err(Failure::Batch(error)) => (None, error),
         };
+        let (named, error) = error;
         if writer.unavailable(&error) {
             if let Some(wait) = writer.retry_after(unavailable) {
                 unavailable += 1;
@@ -123,9 +125,16 @@ pub(crate) async fn write<W: Writer>(writer: &mut W, jobs: Vec<W::Job>) {
                 queue.push_front((jobs, again));
                 continue;
             }
-            for job in jobs {
-                let copy = writer.copy(&error);
-                writer.answer(job, Err(copy));
+            // The job that met the error (or the first) gets it as it is, so its kind (out of
+            // storage) reaches the caller; the others get copies.
+            let met = named.filter(|k| *k < jobs.len()).unwrap_or(0);
+            let copies: Vec<Option<W::Error>> =
+                (0..jobs.len()).map(|i| (i != met).then(|| writer.copy(&error))).collect();
+            let mut original = Some(error);
+            for (job, copy) in jobs.into_iter().zip(copies) {
+                if let Some(error) = copy.or_else(|| original.take()) {
+                    writer.answer(job, Err(error));
+                }
             }
         } else if jobs.len() == 1 {
             if let Some(job) = jobs.pop() {

@@ -298,8 +298,14 @@ impl batch::Writer for GroupWriter {
         super::is_unavailable(error)
     }
 
+    /// An unavailable database stays unavailable in the copy (a 503, not a 500).
     fn copy(&self, error: &sqlx::Error) -> sqlx::Error {
-        sqlx::Error::Protocol(format!("the batched write failed: {error}"))
+        let message = format!("the batched write failed: {error}");
+        if super::is_unavailable(error) {
+            sqlx::Error::Io(std::io::Error::other(message))
+        } else {
+            sqlx::Error::Protocol(message)
+        }
     }
 }
 

@@ -34,8 +34,15 @@ impl batch::Writer for ResultWriter {
         }
     }
 
+    /// Also a write that lost a race it would win next time (a PostgreSQL deadlock or
+    /// serialization failure: `renew_leases` and claims lock the same rows), so the result is
+    /// written again rather than dropped.
     fn unavailable(&self, error: &StoreError) -> bool {
-        matches!(error, StoreError::Unavailable(_))
+        match error {
+            StoreError::Unavailable(_) => true,
+            StoreError::Db(sqlx::Error::Database(db)) => matches!(db.code().as_deref(), Some("40001" | "40P01")),
+            _ => false,
+        }
     }
 
     fn copy(&self, _: &StoreError) -> StoreError {
