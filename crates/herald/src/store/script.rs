@@ -416,7 +416,6 @@ pub(crate) fn numbered(start: usize, n: usize) -> String {
 /// Whether `$1..$n` each appear exactly once in `sql`, in that order. The SQLite writer turns a
 /// script's `$n` into anonymous `?` only then (binding numbered SQLite parameters is quadratic,
 /// see `store::query_builder`): the `$n` text is what the [`Script`] design stores, so it stays.
-
 fn params_in_order(sql: &str, n: usize) -> bool {
     let mut seen = 0;
     let mut in_order = true;

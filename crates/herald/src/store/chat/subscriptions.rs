@@ -4,7 +4,7 @@ use super::*;
 
 /// What removing one subscription found.
 enum Removed {
-    Done(Unsubscribed),
+    Done(Box<Unsubscribed>),
     NoChannel,
     NoSubscription,
 }
@@ -59,7 +59,7 @@ macro_rules! remove_subscription {
                     for e in $events(&item) {
                         insert_event!(&mut *$tx, &e)?;
                     }
-                    Removed::Done(item)
+                    Removed::Done(Box::new(item))
                 }
             }
         }
@@ -88,7 +88,7 @@ macro_rules! remove_all_subscriptions {
                 if let Removed::Done(item) =
                     remove_subscription!($tx, $lock_sql, $project_id, $user_id, channel_id, $events)
                 {
-                    done.push(item);
+                    done.push(*item);
                 }
             }
         }
@@ -169,7 +169,7 @@ impl Store {
         with_pool!(self, write, |pool| {
             let mut tx = pool.begin().await?;
             let item = match remove_subscription!(tx, lock_sql, project_id, user_id, channel_id, events) {
-                Removed::Done(item) => item,
+                Removed::Done(item) => *item,
                 Removed::NoChannel => return Err(StoreError::NotFound("channel")),
                 Removed::NoSubscription => return Err(StoreError::NotFound("subscription")),
             };
