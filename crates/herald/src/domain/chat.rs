@@ -636,9 +636,7 @@ pub async fn unsubscribe(
 ) -> ChatResult<()> {
     let user_id = user_id.filter(|u| !u.is_empty()).ok_or_else(|| invalid("userId", "is required"))?;
     // The store answers NotFound for a missing channel, then for a missing subscription.
-    store
-        .unsubscribe(project_id, &user_id, Some(channel_id), |u| unsubscribe_events(ctx, app_key, &user_id, u), None)
-        .await?;
+    store.unsubscribe(project_id, &user_id, channel_id, |u| unsubscribe_events(ctx, app_key, &user_id, u)).await?;
     Ok(())
 }
 
@@ -693,7 +691,7 @@ pub async fn delete_user(
 ) -> ChatResult<()> {
     let user = store.get_chat_user(project_id, user_id).await?;
     let e = event(ctx, types::CHAT_USER_DELETED, project_id, "user", user_id, json!({"userId": user.user_id}));
-    store.unsubscribe(project_id, user_id, None, |u| unsubscribe_events(ctx, app_key, user_id, u), Some(e)).await?;
+    store.delete_chat_user(project_id, user_id, |u| unsubscribe_events(ctx, app_key, user_id, u), &e).await?;
     Ok(())
 }
 

@@ -7,16 +7,17 @@ use sqlx::types::Json;
 use super::{Store, StoreError, StoreResult, script::Arg, with_pool};
 use crate::events::NewEvent;
 
-/// `INSERT INTO events (...) VALUES `, for one row or many; the values in [`event_args`] order.
+/// `INSERT INTO events (...) `, for one row or many (`VALUES` follows); the values in
+/// [`event_args`] order.
 macro_rules! insert_events_head {
     () => {
         "INSERT INTO events (id, organization_id, project_id, type, resource_type, resource_id, data, request_id, \
-         actor, idempotency_key, sandbox, occurred_at) VALUES "
+         actor, idempotency_key, sandbox, occurred_at) "
     };
 }
 pub(crate) const INSERT_EVENTS_HEAD: &str = insert_events_head!();
 pub(crate) const INSERT_EVENT: &str =
-    concat!(insert_events_head!(), "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)");
+    concat!(insert_events_head!(), "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)");
 
 /// An event's values for [`INSERT_EVENTS_HEAD`], in column order.
 pub(crate) fn event_args(e: NewEvent) -> [Arg; 12] {

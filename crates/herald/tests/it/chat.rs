@@ -19,6 +19,7 @@ crate::both_backends!(
     history_pages_skip_and_repeat_nothing,
     concurrent_subscribes_count_right,
     concurrent_sends_get_unique_increasing_ids,
+    a_send_that_fails_its_batch_fails_alone,
     concurrent_leaves_delete_an_auto_delete_channel,
     concurrent_updates_of_different_fields_all_stay,
 );
@@ -682,6 +683,52 @@ async fn concurrent_subscribes_count_right(app: TestApp) {
     assert_eq!(got["result"]["subscriberCount"], 50);
     let subs = gt.ok(Method::GET, &format!("/channels/{ch}/subscribes?size=100"), None).await;
     assert_eq!(subs["pagingInfo"]["totalElements"], 50);
+}
+
+/// Sends are written in batches (`store::batch`): a send whose write fails the whole
+/// transaction (here its event reuses an event id) gets its own error, and the sends batched
+/// with it are committed.
+async fn a_send_that_fails_its_batch_fails_alone(app: TestApp) {
+    use herald::{
+        events::{EventContext, NewEvent},
+        store::{StoreError, chat::NewMessage},
+    };
+    let gt = Gt::new(&app).await;
+    let ch = gt.channel(json!({"name": "batched"})).await;
+    let send = |text: String, event_id: Option<&'static str>| {
+        let store = app.store.clone();
+        let (project_id, channel_id) = (app.project_id.clone(), ch.clone());
+        async move {
+            let event = Box::new(move |m: &herald::store::chat::Message| {
+                let mut e = NewEvent::about(
+                    &EventContext::system(),
+                    "test.sent",
+                    (None, Some(&m.project_id)),
+                    "message",
+                    "x",
+                    m,
+                );
+                if let Some(id) = event_id {
+                    e.id = id.to_owned();
+                }
+                e
+            });
+            let message = NewMessage { project_id, channel_id, user_id: None, text, data: None, event };
+            store.insert_message(message).await
+        }
+    };
+    send("first".into(), Some("taken-event-id")).await.expect("the first send");
+    let sends = (0..40).map(|i| send(format!("m{i}"), (i == 20).then_some("taken-event-id")));
+    let results = futures_util::future::join_all(sends).await;
+    for (i, result) in results.iter().enumerate() {
+        match result {
+            Err(StoreError::Db(sqlx::Error::Database(db))) if i == 20 => assert!(db.is_unique_violation(), "{db}"),
+            Ok(m) if i != 20 => assert_eq!(m.text, format!("m{i}")),
+            other => panic!("send {i}: {other:?}"),
+        }
+    }
+    let (_, page) = app.get(&format!("/api/v1/chat/channels/{ch}/messages?limit=100")).await;
+    assert_eq!(page["items"].as_array().expect("items").len(), 40, "the first and the 39 good sends: {page}");
 }
 
 async fn concurrent_sends_get_unique_increasing_ids(app: TestApp) {

@@ -26,62 +26,23 @@ use crate::{
     config::WebhooksConfig,
     events::{EventContext, NewEvent, types},
     store::{
-        Store,
+        Store, StoreError, batch,
         events::EventRow,
         webhooks::{Attempt, AttemptRecord, Delivery, Disable, EndpointHealth, FanOut, Lease, Webhook, WebhookFormat},
     },
 };
 
+mod decide;
+mod liveness;
+mod results;
+use decide::decide;
+pub use decide::retry_delay;
+use liveness::StoppedOnDrop;
+pub use liveness::{Liveness, LoopState};
+use results::write_results;
+
 /// How often a busy dispatcher vacuums the outbox queue (see `Store::vacuum_outbox`).
 const VACUUM_OUTBOX_EVERY: Duration = Duration::from_secs(1);
-
-/// Whether this node's dispatcher loop is alive, for `GET /readyz`: the loop beats once per
-/// round; a stopped (or panicked) loop says so through a drop guard.
-#[derive(Default)]
-pub struct Liveness {
-    /// Unix milliseconds of the last beat; 0 before the first, -1 once stopped.
-    last_beat_ms: std::sync::atomic::AtomicI64,
-}
-
-/// What [`Liveness::state`] found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LoopState {
-    NotStarted,
-    Running,
-    /// No beat for this many seconds: stuck (or starved of the database).
-    Stalled(i64),
-    Stopped,
-}
-
-impl Liveness {
-    fn beat(&self) {
-        self.last_beat_ms.store(Utc::now().timestamp_millis(), std::sync::atomic::Ordering::Relaxed);
-    }
-
-    pub fn state(&self, stale_after: Duration) -> LoopState {
-        match self.last_beat_ms.load(std::sync::atomic::Ordering::Relaxed) {
-            0 => LoopState::NotStarted,
-            -1 => LoopState::Stopped,
-            at => {
-                let silent_ms = Utc::now().timestamp_millis() - at;
-                if silent_ms > stale_after.as_millis() as i64 {
-                    LoopState::Stalled(silent_ms / 1000)
-                } else {
-                    LoopState::Running
-                }
-            }
-        }
-    }
-}
-
-/// Marks the loop stopped however it ends, panics included.
-struct StoppedOnDrop(Arc<Liveness>);
-
-impl Drop for StoppedOnDrop {
-    fn drop(&mut self) {
-        self.0.last_beat_ms.store(-1, std::sync::atomic::Ordering::Relaxed);
-    }
-}
 
 /// One finished attempt on its way to the database.
 struct Finished {
@@ -115,6 +76,12 @@ struct InHand {
 
 /// Token bucket for an endpoint's `rate_limit` (deliveries per second, per node). Tokens may
 /// go below zero: each is a reservation, and its holder waits until the bucket refills.
+///
+/// Written by hand, not with `governor` (which the API's rate limit uses): each endpoint has
+/// its own rate, changed whenever the endpoint is saved, where governor's keyed limiter holds
+/// one quota for every key; and a delivery reserves its token when it is taken, so the sends
+/// waiting for one endpoint are spaced exactly, where governor only answers "not before t"
+/// without reserving (its `until_ready` waiters wake together and check again).
 struct Bucket {
     tokens: f64,
     at: Instant,
@@ -515,213 +482,6 @@ fn dedup(items: impl Iterator<Item = String>) -> Vec<String> {
     v.sort();
     v.dedup();
     v
-}
-
-/// The delay before retry number `attempt` (1-based), with jitter; `None` when retries are
-/// used up.
-pub fn retry_delay(config: &WebhooksConfig, attempt: usize) -> Option<TimeDelta> {
-    let base = *config.retry_schedule_secs.get(attempt.checked_sub(1)?)? as f64;
-    let jitter = config.retry_jitter.clamp(0.0, 1.0);
-    let factor = if jitter > 0.0 { rand::thread_rng().gen_range(1.0 - jitter..=1.0 + jitter) } else { 1.0 };
-    Some(TimeDelta::milliseconds((base * factor * 1000.0) as i64))
-}
-
-/// The longest wait a receiver's `Retry-After` is honoured for.
-fn retry_after_cap(config: &WebhooksConfig) -> TimeDelta {
-    TimeDelta::try_seconds(config.retry_after_cap_secs.min(i64::MAX as u64) as i64).unwrap_or(TimeDelta::MAX)
-}
-
-/// Turns an outcome into the attempt row, the delivery's new state, endpoint health and any
-/// operational events.
-fn decide(
-    config: &WebhooksConfig,
-    delivery: &Delivery,
-    hook: &Webhook,
-    event: &EventRow,
-    outcome: Outcome,
-    now: DateTime<Utc>,
-) -> Finished {
-    let attempt_no = delivery.attempts + 1;
-    // Where this attempt stands in the retry schedule: a manual retry restarts the schedule
-    // without renumbering attempts.
-    let schedule_no = attempt_no - delivery.schedule_from;
-    let ctx = EventContext::system();
-    let mut events = Vec::new();
-    let mut health =
-        EndpointHealth { webhook_id: hook.id.clone(), last_success_at: None, failing_since: None, disable: None };
-    let mut disable = None;
-    // A 2xx whose body says the receiver refused the event (Aghanim's receivers answer so).
-    let refused = format::refusal(hook.format, outcome.status, outcome.body.as_deref());
-    let error =
-        outcome.error.clone().or_else(|| format::answer_error(hook.format, outcome.status?, outcome.body.as_deref()));
-    let final_failure = |events: &mut Vec<NewEvent>| {
-        let data = json!({
-            "webhookId": hook.id, "url": hook.url, "deliveryId": delivery.id, "eventId": event.id,
-            "eventType": event.event_type, "attempts": attempt_no,
-            "lastStatusCode": outcome.status, "lastError": error,
-        });
-        events.push(op_event(&ctx, types::WEBHOOK_DELIVERY_EXHAUSTED, hook, data));
-    };
-    let (new_status, next_attempt_at) = if outcome.succeeded() && refused.is_none() {
-        health.last_success_at = Some(now);
-        health.failing_since = Some(None);
-        (DeliveryStatus::Succeeded, None)
-    } else if outcome.status == Some(410) {
-        disable = Some("the endpoint answered 410 Gone".to_owned());
-        (DeliveryStatus::Failed, None)
-    } else if refused.as_ref().is_some_and(|r| r.permanent) {
-        // The receiver is up and judged this event: sending it again cannot change the
-        // answer, and the endpoint's health is not in question.
-        final_failure(&mut events);
-        (DeliveryStatus::Failed, None)
-    } else {
-        health.failing_since = Some(Some(now));
-        if let Some(since) = hook.failing_since
-            && (now - since).num_seconds() >= config.disable_after_failing_secs as i64
-        {
-            disable = Some(format!("no successful delivery since {}", super::rfc3339(since)));
-        }
-        match retry_delay(config, schedule_no.max(1) as usize) {
-            Some(delay) => {
-                // A 429/503's `Retry-After` may put the retry off (up to the cap), never bring
-                // it forward: honouring `Retry-After: 0` spent all six attempts within a second.
-                let asked = match outcome.status {
-                    Some(429 | 503) => outcome.retry_after.map(|r| r.wait_from(now).min(retry_after_cap(config))),
-                    _ => None,
-                };
-                let wait = asked.map_or(delay, |asked| asked.max(delay));
-                (DeliveryStatus::Pending, Some(now.checked_add_signed(wait).unwrap_or(DateTime::<Utc>::MAX_UTC)))
-            }
-            None => {
-                final_failure(&mut events);
-                (DeliveryStatus::Failed, None)
-            }
-        }
-    };
-    // Its event is written only if this attempt is what turns the endpoint off (see `Disable`).
-    health.disable = disable.map(|reason| {
-        let data = json!({"webhookId": hook.id, "url": hook.url, "reason": reason});
-        Disable { reason, event: op_event(&ctx, types::WEBHOOK_ENDPOINT_DISABLED, hook, data) }
-    });
-    let latency_ms = outcome.latency.as_millis().min(i32::MAX as u128) as i32;
-    let record = AttemptRecord {
-        attempt: Attempt {
-            id: crate::store::new_id(),
-            delivery_id: delivery.id.clone(),
-            attempt: attempt_no,
-            attempted_at: now,
-            status_code: outcome.status.map(i32::from),
-            latency_ms,
-            response_headers: sqlx::types::Json(outcome.headers),
-            response_body: outcome.body,
-            error,
-            next_attempt_at,
-        },
-        webhook_id: hook.id.clone(),
-        new_status,
-    };
-    Finished { record, health: Some(health), events }
-}
-
-fn op_event(ctx: &EventContext, event_type: &'static str, hook: &Webhook, data: serde_json::Value) -> NewEvent {
-    let mut e = NewEvent::about(ctx, event_type, (None, Some(&hook.project_id)), "webhook", &hook.id, &data);
-    e.data = data;
-    e
-}
-
-/// Writes finished attempts in batches: one transaction for many results.
-async fn write_results(store: Store, mut finished: mpsc::Receiver<Finished>) {
-    let mut buf = Vec::with_capacity(1000);
-    while finished.recv_many(&mut buf, 1000).await > 0 {
-        let mut backoff = Duration::from_millis(100);
-        let mut pending: &[Finished] = &buf;
-        while !pending.is_empty() {
-            pending = write_isolating(&store, pending).await;
-            if !pending.is_empty() {
-                // Not lost: the deliveries stay leased and are retried when the lease ends.
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-            }
-        }
-        buf.clear();
-    }
-}
-
-/// Writes `batch` in one transaction; if that fails, one result at a time, so that a result
-/// that can never be written does not hold back the others: its write breaks a constraint
-/// (the usual case: its endpoint was deleted while it was being sent, taking the delivery
-/// with it, so the attempt row has nothing to belong to). Such a result is dropped and
-/// logged; retrying it made the writer retry the same batch forever and record nothing
-/// else. Returns what is left to write after a failure that is not about one result (the
-/// database is unreachable), for the caller to retry after a pause.
-async fn write_isolating<'a>(store: &Store, batch: &'a [Finished]) -> &'a [Finished] {
-    match write_batch(store, batch).await {
-        Ok(()) => return &[],
-        Err(e) if batch.len() > 1 => {
-            tracing::warn!(error = %e, results = batch.len(), "recording delivery results failed; recording them one by one");
-        }
-        Err(e) if e.is_constraint_violation() => {
-            dropped(&batch[0], &e);
-            return &[];
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "recording a delivery result failed; retrying");
-            return batch;
-        }
-    }
-    for (i, one) in batch.iter().enumerate() {
-        match write_batch(store, std::slice::from_ref(one)).await {
-            Ok(()) => {}
-            Err(e) if e.is_constraint_violation() => dropped(one, &e),
-            Err(e) => {
-                tracing::warn!(error = %e, "recording delivery results failed; retrying");
-                return &batch[i..];
-            }
-        }
-    }
-    &[]
-}
-
-fn dropped(result: &Finished, error: &crate::store::StoreError) {
-    let attempt = &result.record.attempt;
-    tracing::warn!(
-        error = %error,
-        delivery_id = %attempt.delivery_id,
-        webhook_id = %result.record.webhook_id,
-        attempt = attempt.attempt,
-        "dropped a delivery result that breaks a database constraint (usually: its endpoint was deleted while it was being sent)"
-    );
-}
-
-async fn write_batch(store: &Store, batch: &[Finished]) -> crate::store::StoreResult<()> {
-    let records: Vec<&AttemptRecord> = batch.iter().map(|f| &f.record).collect();
-    let health = merge_health(batch.iter().filter_map(|f| f.health.clone()));
-    let events: Vec<&NewEvent> = batch.iter().flat_map(|f| &f.events).collect();
-    store.record_attempts(&records, &health, &events).await
-}
-
-/// One health change per endpoint for a batch: the latest success wins over failures before it.
-fn merge_health(items: impl Iterator<Item = EndpointHealth>) -> Vec<EndpointHealth> {
-    let mut by_hook: HashMap<String, EndpointHealth> = HashMap::new();
-    for h in items {
-        match by_hook.get_mut(&h.webhook_id) {
-            None => {
-                by_hook.insert(h.webhook_id.clone(), h);
-            }
-            Some(acc) => {
-                if h.last_success_at.is_some() {
-                    acc.last_success_at = h.last_success_at.max(acc.last_success_at);
-                    acc.failing_since = Some(None);
-                } else if acc.last_success_at.is_none() && acc.failing_since.is_none() {
-                    acc.failing_since = h.failing_since;
-                }
-                if acc.disable.is_none() {
-                    acc.disable = h.disable;
-                }
-            }
-        }
-    }
-    by_hook.into_values().collect()
 }
 
 /// Deletes finished deliveries past retention, and day-old idempotency keys, hourly.

@@ -8,7 +8,7 @@
 //! instead takes every script that is waiting, joins them into one multi-statement command
 //! (`BEGIN IMMEDIATE; ..; COMMIT`) and sends it in one hand-off. One transaction commits many
 //! writes; each write still succeeds or fails on its own: when one fails, the batch is rolled
-//! back and run again without it (see [`run_batch`]).
+//! back and run again without it (the `store::batch` primitive; see [`GroupWriter`]).
 //!
 //! Measured on the 2-core reference machine (`POST /api/v1/users`, 32 clients): 2,100 writes/s
 //! as transactions in code, 5,200 as group-committed scripts (docs/BENCHMARKS.md).
@@ -28,7 +28,7 @@ use serde_json::Value;
 use sqlx::{Executor, SqlitePool, types::Json};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Backend, Store};
+use super::{Backend, Store, batch};
 use crate::events::NewEvent;
 
 /// One argument of a statement, typed as the column it fills (PostgreSQL checks types, and
@@ -109,6 +109,21 @@ macro_rules! bind_arg_impl {
 }
 pub(crate) use bind_arg_impl as bind_arg;
 
+/// Binds one [`Arg`] to a row of a `sqlx::QueryBuilder` (`push_values`) of either backend.
+macro_rules! push_arg_impl {
+    ($row:expr, $arg:expr) => {
+        match $arg {
+            $crate::store::script::Arg::Str(v) => $row.push_bind(v),
+            $crate::store::script::Arg::I32(v) => $row.push_bind(v),
+            $crate::store::script::Arg::I64(v) => $row.push_bind(v),
+            $crate::store::script::Arg::Bool(v) => $row.push_bind(v),
+            $crate::store::script::Arg::Time(v) => $row.push_bind(v),
+            $crate::store::script::Arg::Json(v) => $row.push_bind(sqlx::types::Json(v)),
+        }
+    };
+}
+pub(crate) use push_arg_impl as push_arg;
+
 /// One statement: SQL with `$1..$n` and exactly `n` arguments.
 #[derive(Debug)]
 struct Stmt {
@@ -185,42 +200,16 @@ const MAX_ARGS: usize = 16_000;
 
 /// The SQLite group-commit writer: one task that owns the turn on the write connection for
 /// scripts. Other writes share the same one-connection pool and interleave between batches.
-pub(crate) struct GroupWriter;
+pub(crate) struct GroupWriter {
+    pool: SqlitePool,
+    events_written: Arc<super::EventsWritten>,
+}
 
 impl GroupWriter {
     /// Starts the writer task; it ends when every sender is dropped.
     pub fn spawn(pool: SqlitePool, events_written: Arc<super::EventsWritten>) -> mpsc::Sender<Job> {
-        let (tx, mut rx) = mpsc::channel::<Job>(4096);
-        tokio::spawn(async move {
-            let mut waiting: Vec<Job> = Vec::new();
-            while let Some(first) = rx.recv().await {
-                waiting.push(first);
-                while waiting.len() < MAX_JOBS {
-                    match rx.try_recv() {
-                        Ok(job) => waiting.push(job),
-                        Err(_) => break,
-                    }
-                }
-                // Cut the batch where the argument budget runs out (a lone large script
-                // still goes alone).
-                let mut args = 0;
-                let mut cut = waiting.len();
-                for (i, job) in waiting.iter().enumerate() {
-                    args += job.script.arg_count();
-                    if i > 0 && args > MAX_ARGS {
-                        cut = i;
-                        break;
-                    }
-                }
-                let rest = waiting.split_off(cut);
-                let batch = std::mem::replace(&mut waiting, rest);
-                let wrote_events = batch.iter().any(|j| j.script.has_events);
-                let ok = run_batch(&pool, batch).await;
-                if ok && wrote_events {
-                    events_written.notify();
-                }
-            }
-        });
+        let (tx, rx) = mpsc::channel::<Job>(4096);
+        tokio::spawn(batch::run(GroupWriter { pool, events_written }, rx, MAX_JOBS));
         tx
     }
 }
@@ -233,69 +222,89 @@ enum Part {
     Commit,
 }
 
-/// Runs `jobs` in one transaction and answers each; true if anything was committed.
-///
-/// Optimistic: the scripts run back to back with no savepoints between them (every statement
-/// costs a hand-off of its result from SQLite's thread, so savepoints would double them). If
-/// one fails, the whole transaction rolls back, that script gets its error, and the others run
-/// again without it.
-async fn run_batch(pool: &SqlitePool, jobs: Vec<Job>) -> bool {
-    let mut conn = match pool.acquire().await {
-        Ok(c) => c,
-        Err(e) => {
-            fail_all(jobs.into_iter().map(|j| j.reply), &e);
-            return false;
+impl batch::Writer for GroupWriter {
+    type Job = Job;
+    type Output = ();
+    type Error = sqlx::Error;
+
+    /// Cut the batch where the argument budget runs out (a lone large script still goes alone).
+    fn take(&self, waiting: &[Job]) -> usize {
+        let mut args = 0;
+        for (i, job) in waiting.iter().enumerate() {
+            args += job.script.arg_count();
+            if i > 0 && args > MAX_ARGS {
+                return i;
+            }
         }
-    };
-    let mut jobs = jobs;
-    // First try the batch as multi-row inserts; if anything fails, go statement by statement
-    // to find which script it was.
-    let mut merge = jobs.len() > 1;
-    loop {
-        let (sql, parts, args) = if merge { merged(&jobs).unwrap_or_else(|| join(&jobs)) } else { join(&jobs) };
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for arg in args {
-            query = bind_arg!(query, arg);
-        }
-        let mut done = 0;
-        let mut failure = None;
-        {
-            let mut results = (&mut *conn).fetch_many(query);
-            while let Some(item) = results.next().await {
-                match item {
-                    Ok(sqlx::Either::Left(_)) => done += 1,
-                    Ok(sqlx::Either::Right(_)) => {}
-                    Err(e) => {
-                        failure = Some(e);
-                        break;
+        waiting.len()
+    }
+
+    /// Runs `jobs` in one transaction.
+    ///
+    /// Optimistic: the scripts run back to back with no savepoints between them (every
+    /// statement costs a hand-off of its result from SQLite's thread, so savepoints would
+    /// double them). If one fails, the whole transaction rolls back and that script is named
+    /// ([`batch::Failure::Job`]): it gets its error, and the others run again without it.
+    async fn write(&mut self, jobs: &[Job], again: bool) -> Result<Vec<()>, batch::Failure<sqlx::Error>> {
+        let mut conn = self.pool.acquire().await.map_err(batch::Failure::Batch)?;
+        // First try the batch as multi-row inserts; if anything fails, go statement by
+        // statement to find which script it was (and stay so for what is left of the batch).
+        let mut merge = jobs.len() > 1 && !again;
+        loop {
+            let (sql, parts, args) = if merge { merged(jobs).unwrap_or_else(|| join(jobs)) } else { join(jobs) };
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for arg in args {
+                query = bind_arg!(query, arg);
+            }
+            let mut done = 0;
+            let mut failure = None;
+            {
+                let mut results = (&mut *conn).fetch_many(query);
+                while let Some(item) = results.next().await {
+                    match item {
+                        Ok(sqlx::Either::Left(_)) => done += 1,
+                        Ok(sqlx::Either::Right(_)) => {}
+                        Err(e) => {
+                            failure = Some(e);
+                            break;
+                        }
                     }
                 }
             }
-        }
-        let Some(err) = failure else {
-            for job in jobs {
-                let _ = job.reply.send(Ok(()));
-            }
-            return true;
-        };
-        let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
-        if merge {
-            merge = false;
-            continue;
-        }
-        match parts.get(done).copied() {
-            Some(Part::Job(k)) => {
-                let failed = jobs.remove(k);
-                let _ = failed.reply.send(Err(err));
-                if jobs.is_empty() {
-                    return false;
+            let Some(err) = failure else {
+                if jobs.iter().any(|j| j.script.has_events) {
+                    self.events_written.notify();
                 }
+                return Ok(vec![(); jobs.len()]);
+            };
+            let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+            if merge {
+                merge = false;
+                continue;
             }
-            _ => {
+            return Err(match parts.get(done).copied() {
+                Some(Part::Job(k)) => batch::Failure::Job(k, err),
                 // BEGIN or COMMIT failed: nothing of this batch is written.
-                fail_all(jobs.into_iter().map(|j| j.reply), &err);
-                return false;
-            }
+                _ => batch::Failure::Batch(err),
+            });
+        }
+    }
+
+    fn answer(&mut self, job: Job, result: Result<(), sqlx::Error>) {
+        let _ = job.reply.send(result);
+    }
+
+    fn unavailable(&self, error: &sqlx::Error) -> bool {
+        super::is_unavailable(error)
+    }
+
+    /// An unavailable database stays unavailable in the copy (a 503, not a 500).
+    fn copy(&self, error: &sqlx::Error) -> sqlx::Error {
+        let message = format!("the batched write failed: {error}");
+        if super::is_unavailable(error) {
+            sqlx::Error::Io(std::io::Error::other(message))
+        } else {
+            sqlx::Error::Protocol(message)
         }
     }
 }
@@ -332,7 +341,7 @@ fn join(jobs: &[Job]) -> (String, Vec<Part>, Vec<Arg>) {
 /// statements and each is a plain `INSERT .. VALUES (..)` taking `$1..$n` in order: statement
 /// `i` of every script, in script order, becomes one statement. Far fewer statements for
 /// SQLite to run and hand back (one result each), and anonymous `?` parameters (see
-/// `store::params` on why numbered ones are slow to bind). `None` when the batch
+/// `store::query_builder` on why numbered ones are slow to bind). `None` when the batch
 /// does not have that shape. Parts are all `Begin`: a failure is not attributed to a script.
 fn merged(jobs: &[Job]) -> Option<(String, Vec<Part>, Vec<Arg>)> {
     let first = &jobs.first()?.script.stmts;
@@ -395,7 +404,18 @@ fn scan_params<'a>(sql: &'a str, mut each: impl FnMut(Piece<'a>)) {
     each(Piece::Text(rest));
 }
 
-/// Whether `$1..$n` each appear exactly once in `sql`, in that order.
+/// `n` numbered parameters from `$start`, for a statement of a [`Script`] built at run time
+/// (a multi-row insert). A script's statements are written once, in the common `$n` form that
+/// PostgreSQL runs as they are; the SQLite writer turns them into anonymous `?` (see
+/// [`join`], [`merged`]). `sqlx::QueryBuilder` cannot write them: it binds its values
+/// itself, where a script must hold its arguments as data until the writer joins it.
+pub(crate) fn numbered(start: usize, n: usize) -> String {
+    (start..start + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+/// Whether `$1..$n` each appear exactly once in `sql`, in that order. The SQLite writer turns a
+/// script's `$n` into anonymous `?` only then (binding numbered SQLite parameters is quadratic,
+/// see `store::query_builder`): the `$n` text is what the [`Script`] design stores, so it stays.
 fn params_in_order(sql: &str, n: usize) -> bool {
     let mut seen = 0;
     let mut in_order = true;
@@ -439,57 +459,5 @@ fn max_param(sql: &str) -> usize {
     max
 }
 
-fn fail_all(replies: impl Iterator<Item = oneshot::Sender<Result<(), sqlx::Error>>>, err: &sqlx::Error) {
-    for reply in replies {
-        let _ = reply.send(Err(sqlx::Error::Protocol(format!("the batched write failed: {err}"))));
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn renumbering_shifts_every_parameter() {
-        let mut out = String::new();
-        renumber("INSERT INTO t (a, b) VALUES ($1, $2) -- $10", 12, &mut out);
-        assert_eq!(out, "INSERT INTO t (a, b) VALUES ($13, $14) -- $22");
-        assert_eq!(max_param("VALUES ($1, $12, $3)"), 12);
-    }
-
-    #[test]
-    fn same_shaped_scripts_merge_into_multi_row_inserts() {
-        let script = |a: i32, b: i32| {
-            let mut s = Script::default();
-            s.push("INSERT INTO t (x) VALUES ($1)", vec![a.into()]);
-            s.push("INSERT INTO u (y, z) VALUES ($1, lower($2))", vec![b.into(), b.into()]);
-            Job { script: s, reply: oneshot::channel().0 }
-        };
-        let (sql, _, args) = merged(&[script(1, 2), script(3, 4)]).expect("mergeable");
-        assert_eq!(
-            sql,
-            "BEGIN IMMEDIATE;\nINSERT INTO t (x) VALUES (?), (?);\n\
-             INSERT INTO u (y, z) VALUES (?, lower(?)), (?, lower(?));\nCOMMIT"
-        );
-        let ints: Vec<i32> = args.iter().map(|a| if let Arg::I32(Some(v)) = a { *v } else { -1 }).collect();
-        assert_eq!(ints, vec![1, 3, 2, 2, 4, 4]);
-        let mut other = Script::default();
-        other.push("INSERT INTO t (x) VALUES ($1)", vec![5i32.into()]);
-        assert!(merged(&[script(1, 2), Job { script: other, reply: oneshot::channel().0 }]).is_none());
-        assert!(!params_in_order("($2, $1)", 2) && params_in_order("($1, $2)", 2));
-    }
-
-    #[test]
-    fn joined_scripts_run_in_one_transaction() {
-        let mut a = Script::default();
-        a.push("INSERT INTO t VALUES ($1)", vec![1i32.into()]);
-        let mut b = Script::default();
-        b.push("INSERT INTO t VALUES ($1, $2)", vec![2i32.into(), 3i32.into()]);
-        let jobs: Vec<Job> = [a, b].into_iter().map(|script| Job { script, reply: oneshot::channel().0 }).collect();
-        let (sql, parts, args) = join(&jobs);
-        assert_eq!(sql, "BEGIN IMMEDIATE;\nINSERT INTO t VALUES (?);\nINSERT INTO t VALUES (?, ?);\nCOMMIT");
-        assert_eq!(args.len(), 3);
-        let owners: Vec<_> = parts.iter().map(|p| if let Part::Job(k) = p { *k as i32 } else { -1 }).collect();
-        assert_eq!(owners, vec![-1, 0, 1, -1]);
-    }
-}
+mod tests;

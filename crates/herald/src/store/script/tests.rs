@@ -1,0 +1,45 @@
+use super::*;
+
+#[test]
+fn renumbering_shifts_every_parameter() {
+    let mut out = String::new();
+    renumber("INSERT INTO t (a, b) VALUES ($1, $2) -- $10", 12, &mut out);
+    assert_eq!(out, "INSERT INTO t (a, b) VALUES ($13, $14) -- $22");
+    assert_eq!(max_param("VALUES ($1, $12, $3)"), 12);
+}
+
+#[test]
+fn same_shaped_scripts_merge_into_multi_row_inserts() {
+    let script = |a: i32, b: i32| {
+        let mut s = Script::default();
+        s.push("INSERT INTO t (x) VALUES ($1)", vec![a.into()]);
+        s.push("INSERT INTO u (y, z) VALUES ($1, lower($2))", vec![b.into(), b.into()]);
+        Job { script: s, reply: oneshot::channel().0 }
+    };
+    let (sql, _, args) = merged(&[script(1, 2), script(3, 4)]).expect("mergeable");
+    assert_eq!(
+        sql,
+        "BEGIN IMMEDIATE;\nINSERT INTO t (x) VALUES (?), (?);\n\
+         INSERT INTO u (y, z) VALUES (?, lower(?)), (?, lower(?));\nCOMMIT"
+    );
+    let ints: Vec<i32> = args.iter().map(|a| if let Arg::I32(Some(v)) = a { *v } else { -1 }).collect();
+    assert_eq!(ints, vec![1, 3, 2, 2, 4, 4]);
+    let mut other = Script::default();
+    other.push("INSERT INTO t (x) VALUES ($1)", vec![5i32.into()]);
+    assert!(merged(&[script(1, 2), Job { script: other, reply: oneshot::channel().0 }]).is_none());
+    assert!(!params_in_order("($2, $1)", 2) && params_in_order("($1, $2)", 2));
+}
+
+#[test]
+fn joined_scripts_run_in_one_transaction() {
+    let mut a = Script::default();
+    a.push("INSERT INTO t VALUES ($1)", vec![1i32.into()]);
+    let mut b = Script::default();
+    b.push("INSERT INTO t VALUES ($1, $2)", vec![2i32.into(), 3i32.into()]);
+    let jobs: Vec<Job> = [a, b].into_iter().map(|script| Job { script, reply: oneshot::channel().0 }).collect();
+    let (sql, parts, args) = join(&jobs);
+    assert_eq!(sql, "BEGIN IMMEDIATE;\nINSERT INTO t VALUES (?);\nINSERT INTO t VALUES (?, ?);\nCOMMIT");
+    assert_eq!(args.len(), 3);
+    let owners: Vec<_> = parts.iter().map(|p| if let Part::Job(k) = p { *k as i32 } else { -1 }).collect();
+    assert_eq!(owners, vec![-1, 0, 1, -1]);
+}
