@@ -459,7 +459,7 @@ fn check_ident(name: &str, value: Option<&str>) -> ApiResult<()> {
     if let Some(value) = value {
         let mut c = crate::domain::validate::Checks::default();
         c.ident(name, value, 32, &['+']);
-        c.finish().map_err(|e| ApiError::bad_request("invalid_query", e.message))?;
+        c.finish().map_err(|e| ApiError::bad_request("invalid_query", e.to_string()))?;
     }
     Ok(())
 }
@@ -564,7 +564,7 @@ pub async fn bootstrap(
 ) -> ApiResult<Response> {
     let ask = Ask::new(&s, &headers, q)?;
     caller.allow_channel(ask.channel.as_deref())?;
-    let assemble = async || client::bootstrap(&s.store, &ask.request(&s, &caller.project_id).await?).await;
+    let assemble = async || Ok(client::bootstrap(&s.store, &ask.request(&s, &caller.project_id).await?).await?);
     let shared = cached(&s, ask.key("bootstrap", &caller.project_id), ask.now, assemble()).await?;
     let prepared = for_caller(&s, &caller, ask.now, shared, assemble()).await?;
     Ok(respond(&s, &headers, &prepared, ask.now, true))
@@ -657,7 +657,7 @@ pub async fn maintenance(
     Query(q): Query<LangQuery>,
 ) -> ApiResult<Response> {
     let ask = Ask::lang_only(&s, &headers, q)?;
-    let assemble = async || client::maintenance(&s.store, &ask.request(&s, &caller.project_id).await?).await;
+    let assemble = async || Ok(client::maintenance(&s.store, &ask.request(&s, &caller.project_id).await?).await?);
     let shared = cached(&s, ask.key("maintenance", &caller.project_id), ask.now, assemble()).await?;
     let prepared = for_caller(&s, &caller, ask.now, shared, assemble()).await?;
     Ok(respond(&s, &headers, &prepared, ask.now, false))

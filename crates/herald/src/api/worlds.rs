@@ -53,7 +53,7 @@ pub async fn list(
     if let Some(tag) = &filter.tag {
         let mut c = crate::domain::validate::Checks::default();
         c.ident("tag", tag, 32, &[':']);
-        c.finish().map_err(|e| crate::error::ApiError::bad_request("invalid_query", e.message))?;
+        c.finish().map_err(|e| crate::error::ApiError::bad_request("invalid_query", e.to_string()))?;
     }
     let key = format!(
         "{}|{}|{}|{:?}|{:?}|{:?}",

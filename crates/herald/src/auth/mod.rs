@@ -248,22 +248,3 @@ impl KeyCache {
         })
     }
 }
-
-/// Checks that `scopes` are known and that `granter` may hand each of them out.
-pub fn check_grantable(granter: &Principal, scopes: &[String]) -> ApiResult<()> {
-    if scopes.is_empty() {
-        return Err(ApiError::invalid_field("scopes", "give at least one scope"));
-    }
-    for scope in scopes {
-        if !SCOPES.contains(&scope.as_str()) {
-            return Err(ApiError::invalid_field(
-                "scopes",
-                format!("unknown scope `{scope}`; known scopes: {}", SCOPES.join(", ")),
-            ));
-        }
-        if !granter.has_scope(scope) {
-            return Err(ApiError::forbidden(format!("you cannot grant the scope `{scope}`, which you lack")));
-        }
-    }
-    Ok(())
-}

@@ -1,6 +1,7 @@
 //! Chat: validation and rules for tags, channels, subscriptions, chat profiles and messages,
 //! shared by the GameTalk-compatible API and `/api/v1/chat`. Errors are [`ChatError`], which
-//! each API maps to its own wire form (GameTalk result codes, or HTTP statuses).
+//! each API maps to its own wire form (GameTalk result codes, or, through [`DomainError`], HTTP
+//! statuses and socket answers).
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -12,10 +13,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::validate::nullable;
+use super::{DomainError, FieldError, validate::nullable};
 use crate::{
     config::ChatConfig,
-    error::{ApiError, FieldError},
     events::{EventContext, NewEvent, types},
     store::{
         self, Store, StoreError,
@@ -74,32 +74,29 @@ impl From<StoreError> for ChatError {
     }
 }
 
-impl From<ChatError> for ApiError {
+impl From<ChatError> for DomainError {
     fn from(e: ChatError) -> Self {
         match e {
-            ChatError::Invalid(field, message) => ApiError::validation(vec![FieldError::new(field, message)]),
-            ChatError::InvalidQuery(param, message) => ApiError {
+            ChatError::Invalid(field, message) => DomainError::validation(vec![FieldError::new(field, message)]),
+            ChatError::InvalidQuery(param, message) => DomainError::InvalidQuery {
                 details: vec![FieldError::new(&param, &message)],
-                ..ApiError::bad_request("invalid_query", format!("{param}: {message}"))
+                message: format!("{param}: {message}"),
             },
-            ChatError::ChannelNotFound => ApiError::not_found("channel"),
-            ChatError::TagNotFound => ApiError::not_found("tag"),
-            ChatError::UserNotFound => ApiError::not_found("user"),
-            ChatError::MessageNotFound => ApiError::not_found("message"),
-            ChatError::AlreadySubscribed => ApiError::conflict("the user already subscribes to this channel"),
-            ChatError::NotSubscribed => ApiError::new(
-                axum::http::StatusCode::FORBIDDEN,
-                "not_subscribed",
-                "the user does not subscribe to this channel; subscribe first",
-            ),
-            ChatError::Conflict(m) => ApiError::conflict(m),
-            ChatError::Forbidden(m) => ApiError::forbidden(m),
-            ChatError::RateLimited(secs) => ApiError::new(
-                axum::http::StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                format!("too many messages from this user; retry in {secs} s"),
-            )
-            .with_retry_after(secs),
+            ChatError::ChannelNotFound => DomainError::not_found("channel"),
+            ChatError::TagNotFound => DomainError::not_found("tag"),
+            ChatError::UserNotFound => DomainError::not_found("user"),
+            ChatError::MessageNotFound => DomainError::not_found("message"),
+            ChatError::AlreadySubscribed => DomainError::conflict("the user already subscribes to this channel"),
+            ChatError::NotSubscribed => DomainError::Forbidden {
+                code: "not_subscribed",
+                message: "the user does not subscribe to this channel; subscribe first".into(),
+            },
+            ChatError::Conflict(m) => DomainError::conflict(m),
+            ChatError::Forbidden(m) => DomainError::forbidden(m),
+            ChatError::RateLimited(secs) => DomainError::RateLimited {
+                message: format!("too many messages from this user; retry in {secs} s"),
+                retry_after_secs: secs,
+            },
             ChatError::Store(e) => e.into(),
         }
     }

@@ -15,7 +15,7 @@ use sqlx::types::Json;
 use super::validate::Checks;
 use crate::{
     auth::keys,
-    error::{ApiError, ApiResult},
+    domain::{DomainError, DomainResult},
     events::EventContext,
     store::{
         self, PageRequest, Store,
@@ -53,7 +53,7 @@ pub async fn create_key(
     ctx: &EventContext,
     project_id: &str,
     input: NewClientKey,
-) -> ApiResult<CreatedClientKey> {
+) -> DomainResult<CreatedClientKey> {
     let channels = input.channels.unwrap_or_default();
     let mut c = Checks::default();
     c.text("name", &input.name, 1, 100);
@@ -104,11 +104,11 @@ const MAX_PREFERENCES: usize = 6;
 /// The languages a client reads, best first: its `lang` parameter (400 if malformed), then
 /// its `Accept-Language` list by weight (malformed entries and `*` are skipped, as browsers'
 /// lists are trusted loosely). Lower-cased.
-pub fn preferences(lang: Option<&str>, accept_language: Option<&str>) -> ApiResult<Vec<String>> {
+pub fn preferences(lang: Option<&str>, accept_language: Option<&str>) -> DomainResult<Vec<String>> {
     let mut out = Vec::new();
     if let Some(lang) = lang {
         if !is_language_tag(lang) {
-            return Err(ApiError::bad_request("invalid_query", "lang must be a language code such as `en` or `pt-BR`"));
+            return Err(DomainError::invalid_query("lang must be a language code such as `en` or `pt-BR`"));
         }
         out.push(lang.to_ascii_lowercase());
     }
@@ -289,7 +289,7 @@ pub fn earliest(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<Da
 
 /// Game-wide maintenance of the project (`PUT /api/v1/maintenance`), its messages in the
 /// client's language, and its next window boundary after `req.now`.
-pub async fn game_maintenance(store: &Store, req: &ClientRequest) -> ApiResult<Assembled<GameMaintenance>> {
+pub async fn game_maintenance(store: &Store, req: &ClientRequest) -> DomainResult<Assembled<GameMaintenance>> {
     let game = super::maintenance::get(store, &req.project.id, req.now).await?;
     if !game.enabled {
         return Ok(Assembled { answer: GameMaintenance::off(), next_change: None });
@@ -309,7 +309,7 @@ pub async fn game_maintenance(store: &Store, req: &ClientRequest) -> ApiResult<A
 
 /// The notices active now for the request's channel, sub-channel and version, highest
 /// priority first, in the client's language; and the next time one starts or ends.
-pub async fn active_notices(store: &Store, req: &ClientRequest) -> ApiResult<Assembled<Vec<ClientNotice>>> {
+pub async fn active_notices(store: &Store, req: &ClientRequest) -> DomainResult<Assembled<Vec<ClientNotice>>> {
     let project = &req.project.id;
     let sub_channel = Some(req.sub_channel.as_str()).filter(|s| !s.is_empty());
     let active = super::notices::active_notices(
@@ -346,7 +346,7 @@ pub async fn maintenance_bypass(
     player: Option<&str>,
     address: Option<IpAddr>,
     now: DateTime<Utc>,
-) -> ApiResult<bool> {
+) -> DomainResult<bool> {
     super::maintenance::whitelisted(store, project_id, player, address, now).await
 }
 
@@ -362,7 +362,7 @@ pub fn apply_bypass(answer: &mut ClientBootstrap) {
 /// Most worlds a client answer lists.
 pub const MAX_WORLDS: u32 = 1000;
 
-async fn visible_worlds(store: &Store, req: &ClientRequest) -> ApiResult<Vec<GameWorld>> {
+async fn visible_worlds(store: &Store, req: &ClientRequest) -> DomainResult<Vec<GameWorld>> {
     let filter = WorldFilter { visible: Some(true), maintenance: None, tag: None, now: req.now };
     Ok(store.list_worlds(&req.project.id, &filter, PageRequest { page: 1, limit: MAX_WORLDS }).await?.items)
 }
@@ -372,7 +372,7 @@ pub async fn worlds(
     store: &Store,
     req: &ClientRequest,
     game: &GameMaintenance,
-) -> ApiResult<Assembled<Vec<ClientWorld>>> {
+) -> DomainResult<Assembled<Vec<ClientWorld>>> {
     let rows = visible_worlds(store, req).await?;
     let next_change = rows.iter().filter_map(|w| world_boundary(w, req.now)).min();
     let worlds = rows.into_iter().map(|w| client_world(w, req, game)).collect();
@@ -400,7 +400,7 @@ pub struct ClientMaintenance {
     pub worlds: Vec<WorldMaintenance>,
 }
 
-pub async fn maintenance(store: &Store, req: &ClientRequest) -> ApiResult<Assembled<ClientMaintenance>> {
+pub async fn maintenance(store: &Store, req: &ClientRequest) -> DomainResult<Assembled<ClientMaintenance>> {
     let game = game_maintenance(store, req).await?;
     let rows = visible_worlds(store, req).await?;
     let next_change = earliest(game.next_change, rows.iter().filter_map(|w| world_boundary(w, req.now)).min());
@@ -455,7 +455,7 @@ fn client_world(w: GameWorld, req: &ClientRequest, game: &GameMaintenance) -> Cl
 }
 
 /// The version check for the request's build, if it names `channel` and `version`.
-pub async fn version_check(store: &Store, req: &ClientRequest) -> ApiResult<Option<VersionCheck>> {
+pub async fn version_check(store: &Store, req: &ClientRequest) -> DomainResult<Option<VersionCheck>> {
     let (Some(channel), Some(version)) = (&req.channel, &req.version) else { return Ok(None) };
     let found = super::versions::lookup(store, &req.project.id, channel, &req.sub_channel, version).await?;
     Ok(Some(VersionCheck {
@@ -470,7 +470,7 @@ pub async fn version_check(store: &Store, req: &ClientRequest) -> ApiResult<Opti
 }
 
 /// The bootstrap answer, assembled from its parts.
-pub async fn bootstrap(store: &Store, req: &ClientRequest) -> ApiResult<Assembled<ClientBootstrap>> {
+pub async fn bootstrap(store: &Store, req: &ClientRequest) -> DomainResult<Assembled<ClientBootstrap>> {
     let game = game_maintenance(store, req).await?;
     let worlds = worlds(store, req, &game.answer).await?;
     let notices = active_notices(store, req).await?;
@@ -518,7 +518,7 @@ pub async fn me(
     req: &ClientRequest,
     user_id: &str,
     address: Option<IpAddr>,
-) -> ApiResult<Assembled<ClientMe>> {
+) -> DomainResult<Assembled<ClientMe>> {
     let user = store.get_user(&req.project.id, user_id).await?;
     let mut game = game_maintenance(store, req).await?;
     if game.answer.in_maintenance

@@ -4,6 +4,7 @@
 pub mod bootstrap;
 pub mod chat;
 pub mod client;
+mod error;
 pub mod events;
 pub mod maintenance;
 pub mod notices;
@@ -16,3 +17,5 @@ pub mod validate;
 pub mod versions;
 pub mod webhooks;
 pub mod worlds;
+
+pub use error::{DomainError, DomainResult, FieldError, OUT_OF_STORAGE_RETRY_SECS};

@@ -14,7 +14,7 @@ use super::{
     versions::compare_versions,
 };
 use crate::{
-    error::ApiResult,
+    domain::DomainResult,
     events::{EventContext, types},
     store::{self, Store, StoreError, notices::Notice},
 };
@@ -67,7 +67,7 @@ pub struct NoticePatch {
     pub ends_at: Option<Option<DateTime<Utc>>>,
 }
 
-fn check(n: &Notice) -> ApiResult<()> {
+fn check(n: &Notice) -> DomainResult<()> {
     let mut c = Checks::default();
     c.one_of("kind", &n.kind, KINDS);
     if n.title.0.is_empty() {
@@ -126,7 +126,7 @@ pub async fn create(
     project_id: &str,
     input: NewNotice,
     now: DateTime<Utc>,
-) -> ApiResult<Notice> {
+) -> DomainResult<Notice> {
     let at = store::now();
     let mut n = Notice {
         id: store::new_id(),
@@ -163,7 +163,7 @@ pub async fn update(
     id: &str,
     patch: NoticePatch,
     now: DateTime<Utc>,
-) -> ApiResult<Notice> {
+) -> DomainResult<Notice> {
     loop {
         let current = store.get_notice(project_id, id).await?;
         let mut n = current.clone();
@@ -221,7 +221,7 @@ pub async fn delete(
     project_id: &str,
     id: &str,
     now: DateTime<Utc>,
-) -> ApiResult<Notice> {
+) -> DomainResult<Notice> {
     loop {
         let n = store.get_notice(project_id, id).await?;
         let mut events = Vec::new();
@@ -238,7 +238,7 @@ pub async fn delete(
 }
 
 /// Fires the notice transitions due at `now`; returns how many.
-pub(crate) async fn fire_due(store: &Store, now: DateTime<Utc>) -> ApiResult<usize> {
+pub(crate) async fn fire_due(store: &Store, now: DateTime<Utc>) -> DomainResult<usize> {
     let ctx = EventContext::system();
     let mut fired = 0;
     for current in store.notices_due(now).await? {
@@ -284,7 +284,7 @@ pub async fn active_notices(
     sub_channel: Option<&str>,
     version: Option<&str>,
     now: DateTime<Utc>,
-) -> ApiResult<Vec<Notice>> {
+) -> DomainResult<Vec<Notice>> {
     let all = store.notices_active_at(project_id, now).await?;
     Ok(all.into_iter().filter(|n| targets(n, channel, sub_channel, version)).map(|n| n.at(now)).collect())
 }

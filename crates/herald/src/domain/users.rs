@@ -7,7 +7,7 @@ use sqlx::types::Json;
 
 use super::validate::{Checks, nullable};
 use crate::{
-    error::ApiResult,
+    domain::DomainResult,
     events::{EventContext, types},
     store::{self, Store, StoreError, users::User},
 };
@@ -48,7 +48,7 @@ pub struct UserPatch {
     pub last_login_at: Option<Option<DateTime<Utc>>>,
 }
 
-fn check_user(user: &User) -> ApiResult<()> {
+fn check_user(user: &User) -> DomainResult<()> {
     let mut c = Checks::default();
     c.ident("id", &user.id, 128, &[':', '@']);
     c.username("username", &user.username, 64);
@@ -83,7 +83,7 @@ pub fn check_role(c: &mut Checks, role: &str) {
     }
 }
 
-pub async fn create(store: &Store, ctx: &EventContext, project_id: &str, input: NewUser) -> ApiResult<User> {
+pub async fn create(store: &Store, ctx: &EventContext, project_id: &str, input: NewUser) -> DomainResult<User> {
     let now = store::now();
     let user = User {
         project_id: project_id.to_owned(),
@@ -113,7 +113,7 @@ pub async fn update(
     project_id: &str,
     id: &str,
     patch: UserPatch,
-) -> ApiResult<User> {
+) -> DomainResult<User> {
     loop {
         let current = store.get_user(project_id, id).await?;
         let mut user = current.clone();
@@ -164,7 +164,7 @@ pub async fn update(
 }
 
 /// Records a sign-in now: sets `lastLoginAt` and emits `user.login`.
-pub async fn record_login(store: &Store, ctx: &EventContext, project_id: &str, id: &str) -> ApiResult<User> {
+pub async fn record_login(store: &Store, ctx: &EventContext, project_id: &str, id: &str) -> DomainResult<User> {
     let patch = UserPatch { last_login_at: Some(Some(store::now())), ..Default::default() };
     update(store, ctx, project_id, id, patch).await
 }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::validate::{Checks, nullable};
 use crate::{
-    error::ApiResult,
+    domain::DomainResult,
     events::EventContext,
     store::{self, Store, StoreError, versions::ClientVersion},
 };
@@ -37,7 +37,7 @@ pub struct VersionPatch {
     pub notes: Option<Option<String>>,
 }
 
-fn check_version(v: &ClientVersion) -> ApiResult<()> {
+fn check_version(v: &ClientVersion) -> DomainResult<()> {
     let mut c = Checks::default();
     c.ident("channel", &v.channel, 32, &[]);
     if !v.sub_channel.is_empty() {
@@ -57,7 +57,7 @@ pub async fn create(
     ctx: &EventContext,
     project_id: &str,
     input: NewVersion,
-) -> ApiResult<ClientVersion> {
+) -> DomainResult<ClientVersion> {
     let now = store::now();
     let v = ClientVersion {
         id: store::new_id(),
@@ -84,7 +84,7 @@ pub async fn update(
     project_id: &str,
     id: &str,
     patch: VersionPatch,
-) -> ApiResult<ClientVersion> {
+) -> DomainResult<ClientVersion> {
     loop {
         let current = store.get_client_version(project_id, id).await?;
         let mut v = current.clone();
@@ -281,7 +281,7 @@ pub async fn lookup(
     channel: &str,
     sub_channel: &str,
     version: &str,
-) -> ApiResult<LookupAnswer> {
+) -> DomainResult<LookupAnswer> {
     let all = store.client_versions_of_channel(project_id, channel, sub_channel).await?;
     let asked = VersionKey::parse(version);
     let keyed: Vec<(VersionKey, &ClientVersion)> = all.iter().map(|v| (VersionKey::parse(&v.version), v)).collect();

@@ -11,7 +11,7 @@ use super::{
     validate::{Checks, nullable},
 };
 use crate::{
-    error::ApiResult,
+    domain::DomainResult,
     events::{EventContext, types},
     store::{self, Store, StoreError, worlds::GameWorld},
 };
@@ -58,7 +58,7 @@ pub struct MaintenanceChange {
     pub ends_at: Option<DateTime<Utc>>,
 }
 
-fn check_world(w: &GameWorld) -> ApiResult<()> {
+fn check_world(w: &GameWorld) -> DomainResult<()> {
     let mut c = Checks::default();
     c.ident("worldId", &w.world_id, 64, &[]);
     c.text("name", &w.name, 1, 100);
@@ -110,7 +110,7 @@ pub async fn create(
     project_id: &str,
     input: NewWorld,
     clock_now: DateTime<Utc>,
-) -> ApiResult<GameWorld> {
+) -> DomainResult<GameWorld> {
     let now = store::now();
     let mut world = GameWorld {
         id: store::new_id(),
@@ -150,7 +150,7 @@ async fn modify(
     id: &str,
     now: DateTime<Utc>,
     change: impl Fn(&mut GameWorld),
-) -> ApiResult<GameWorld> {
+) -> DomainResult<GameWorld> {
     loop {
         let current = store.get_world(project_id, id).await?;
         let mut world = current.clone();
@@ -175,7 +175,7 @@ pub async fn update(
     id: &str,
     patch: WorldPatch,
     now: DateTime<Utc>,
-) -> ApiResult<GameWorld> {
+) -> DomainResult<GameWorld> {
     modify(store, ctx, project_id, id, now, |w| {
         if let Some(v) = &patch.world_id {
             w.world_id = v.clone();
@@ -221,7 +221,7 @@ pub async fn set_maintenance(
     id: &str,
     change: MaintenanceChange,
     now: DateTime<Utc>,
-) -> ApiResult<GameWorld> {
+) -> DomainResult<GameWorld> {
     modify(store, ctx, project_id, id, now, |w| {
         w.maintenance = change.enabled;
         if change.enabled {
@@ -240,7 +240,7 @@ pub async fn set_maintenance(
 }
 
 /// Fires the world maintenance transitions due at `now` (see [`schedule`]); returns how many.
-pub(crate) async fn fire_due(store: &Store, now: DateTime<Utc>) -> ApiResult<usize> {
+pub(crate) async fn fire_due(store: &Store, now: DateTime<Utc>) -> DomainResult<usize> {
     let ctx = EventContext::system();
     let mut fired = 0;
     for current in store.worlds_due(now).await? {
@@ -262,7 +262,7 @@ pub(crate) async fn fire_due(store: &Store, now: DateTime<Utc>) -> ApiResult<usi
     Ok(fired)
 }
 
-pub async fn delete(store: &Store, ctx: &EventContext, project_id: &str, id: &str) -> ApiResult<GameWorld> {
+pub async fn delete(store: &Store, ctx: &EventContext, project_id: &str, id: &str) -> DomainResult<GameWorld> {
     // Accept the worldId too, like the other routes.
     let world = store.get_world(project_id, id).await?;
     Ok(store.delete_world(ctx, project_id, &world.id).await?)

@@ -34,11 +34,11 @@ use crate::{
     app::AppState,
     auth::keys,
     domain::{
+        DomainError,
         chat::{self, ChatError, SendMessage},
         maintenance,
         player_session::{self, Player},
     },
-    error::ApiError,
     events::EventContext,
     store::StoreError,
 };
@@ -213,7 +213,7 @@ async fn maintenance_gate(gw: &Gateway, s: &SocketRef, player: &Player) -> Resul
     let ip = socket_address(s, &gw.trusted_proxies);
     let state = maintenance::combine(store, &player.project_id, Some(&game), None, now, Some(&player.user_id), ip)
         .await
-        .map_err(|e| format!("cannot check maintenance now: {}", e.message))?;
+        .map_err(|e| format!("cannot check maintenance now: {e}"))?;
     if !state.in_maintenance {
         return Ok(());
     }
@@ -328,9 +328,12 @@ fn fail(code: &str, message: impl Into<String>) -> Value {
     json!({"ok": false, "error": {"code": code, "message": message.into()}})
 }
 
-fn api_fail(e: ApiError) -> Value {
-    let mut v = fail(e.code, e.message);
-    if let Some(secs) = e.retry_after_secs {
+/// A domain error as a socket answer: its code and message, and `retryAfter` when waiting helps.
+fn domain_fail(e: impl Into<DomainError>) -> Value {
+    let e = e.into();
+    e.log_cause();
+    let mut v = fail(e.code(), e.to_string());
+    if let Some(secs) = e.retry_after_secs() {
         v["error"]["retryAfter"] = json!(secs);
     }
     v
@@ -449,7 +452,7 @@ fn player_ctx(p: &Player) -> EventContext {
 
 /// The project's GameTalk app key, which chat events carry.
 async fn app_key(gw: &Gateway, project_id: &str) -> Result<String, Value> {
-    gw.app.store.get_project(project_id).await.map(|p| p.app_key).map_err(|e| api_fail(e.into()))
+    gw.app.store.get_project(project_id).await.map(|p| p.app_key).map_err(domain_fail)
 }
 
 /// Runs a player's request: counts it, reads its data as `T`, and acknowledges with what
@@ -478,7 +481,7 @@ async fn join_channel(s: SocketRef, TryData(data): TryData<Value>, ack: AckSende
             .await
         {
             Ok(()) | Err(ChatError::AlreadySubscribed) => {}
-            Err(e) => return Err(api_fail(e.into())),
+            Err(e) => return Err(domain_fail(e)),
         }
         s.join(route::channel_room(&p.project_id, &req.channel_id));
         Ok(ok(json!({"channelId": req.channel_id})))
@@ -492,7 +495,7 @@ async fn leave_channel(s: SocketRef, TryData(data): TryData<Value>, ack: AckSend
         let store = &gw.app.store;
         chat::unsubscribe(store, &player_ctx(&p), &key, &p.project_id, &req.channel_id, Some(p.user_id.clone()))
             .await
-            .map_err(|e| api_fail(e.into()))?;
+            .map_err(domain_fail)?;
         s.leave(route::channel_room(&p.project_id, &req.channel_id));
         Ok(ok(json!({"channelId": req.channel_id})))
     })
@@ -513,7 +516,7 @@ async fn send_message(s: SocketRef, TryData(data): TryData<Value>, ack: AckSende
             input,
         )
         .await
-        .map_err(|e| api_fail(e.into()))?;
+        .map_err(domain_fail)?;
         Ok(ok(json!({"id": m.id, "channelId": m.channel_id, "time": m.created_at})))
     })
     .await;
