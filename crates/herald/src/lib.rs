@@ -12,5 +12,6 @@ pub mod metrics;
 pub mod net;
 pub mod realtime;
 pub mod scheduler;
+pub mod state;
 pub mod store;
 pub mod webhooks;

@@ -39,7 +39,6 @@ use super::{
     rate_limit::AddressRateLimiter,
 };
 use crate::{
-    app::{AppState, State},
     auth::{client::ClientKeyCache, keys},
     config::Config,
     domain::{
@@ -51,6 +50,7 @@ use crate::{
     },
     error::{ApiError, ApiResult},
     net::PeerAddr,
+    state::{AppState, State},
     store::{StoreError, client_keys::ClientKey},
 };
 

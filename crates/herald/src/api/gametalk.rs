@@ -21,11 +21,11 @@ use utoipa::{
 };
 
 use crate::{
-    app::{AppState, State},
     domain::chat::{
         self, ChannelInput, ChatError, GameTalkChannel, GameTalkTag, GameTalkUser, PagingInfo, ProfileInput,
     },
     events::EventContext,
+    state::{AppState, State},
     store::{Page, PageRequest, StoreError, orgs::Project},
 };
 

@@ -3,7 +3,6 @@ use serde::Serialize;
 
 use super::extract::{Caller, Json};
 use crate::{
-    app::State,
     auth::PrincipalKind,
     domain::{
         DomainError,
@@ -12,6 +11,7 @@ use crate::{
     error::{ApiError, ApiResult},
     metrics as m,
     net::PeerAddr,
+    state::State,
 };
 
 /// Throttled per account and per client address (`auth::throttle`): a throttled attempt is

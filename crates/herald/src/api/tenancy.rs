@@ -8,9 +8,9 @@ use super::{
     extract::{Json, Paging, Path, Query, Scoped, scopes},
 };
 use crate::{
-    app::State,
     domain::tenancy::{self, NamePatch, NewAdminUser, NewApiKey, NewOrganization, NewProject, ProjectPatch},
     error::{ApiError, ApiResult},
+    state::State,
     store::{StoreError, api_keys::ApiKey, auth::AdminUser, orgs::Organization, orgs::Project},
 };
 

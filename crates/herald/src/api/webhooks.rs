@@ -10,9 +10,9 @@ use super::{
     extract::{Json, Paging, Path, ProjectScope, Query, scopes},
 };
 use crate::{
-    app::State,
     domain::webhooks::{self, NewWebhook, Replay, TestResult, WebhookPatch},
     error::{ApiError, ApiResult},
+    state::State,
     store::webhooks::{Attempt, Delivery, Webhook},
 };
 

@@ -11,9 +11,9 @@ use super::{
     extract::{Json, Paging, Path, ProjectScope, Query, scopes},
 };
 use crate::{
-    app::State,
     domain::worlds::{self, MaintenanceChange, NewWorld, WorldPatch},
     error::ApiResult,
+    state::State,
     store::{self, worlds::GameWorld, worlds::WorldFilter},
 };
 

@@ -31,7 +31,6 @@ use socketioxide::{
 };
 
 use crate::{
-    app::AppState,
     auth::keys,
     domain::{
         DomainError,
@@ -40,6 +39,7 @@ use crate::{
         player_session::{self, Player},
     },
     events::EventContext,
+    state::AppState,
     store::StoreError,
 };
 
