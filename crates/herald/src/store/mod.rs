@@ -31,7 +31,7 @@ pub mod worlds;
 
 use std::{str::FromStr, sync::Arc, time::Duration};
 
-use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use sqlx::{
     Connection as _,
     postgres::{PgConnectOptions, PgPool, PgPoolOptions},
@@ -39,6 +39,10 @@ use sqlx::{
 };
 
 use crate::config::Config;
+pub use crate::{
+    clock::{next_updated_at, now, truncate},
+    ids::new_id,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -372,27 +376,6 @@ impl Store {
             Backend::Postgres(pool) => pool.close().await,
         }
     }
-}
-
-/// The current time at the precision both backends store (microseconds), so a value read
-/// back equals the value written.
-pub fn now() -> DateTime<Utc> {
-    truncate(Utc::now())
-}
-
-/// The `updated_at` for a change of a row last updated at `previous`: now, but always
-/// later than `previous`, so the optimistic check of a concurrent writer never matches.
-pub fn next_updated_at(previous: DateTime<Utc>) -> DateTime<Utc> {
-    now().max(previous + TimeDelta::microseconds(1))
-}
-
-pub fn truncate(t: DateTime<Utc>) -> DateTime<Utc> {
-    t.duration_trunc(TimeDelta::microseconds(1)).unwrap_or(t)
-}
-
-/// A new resource id: a UUIDv7, so ids sort by creation time.
-pub fn new_id() -> String {
-    uuid::Uuid::now_v7().to_string()
 }
 
 /// `n` numbered parameters from `$start`.
