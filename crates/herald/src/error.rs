@@ -97,7 +97,8 @@ impl From<DomainError> for ApiError {
             DomainError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             DomainError::InvalidQuery { .. } => StatusCode::BAD_REQUEST,
             DomainError::NotFound(_) => StatusCode::NOT_FOUND,
-            DomainError::Conflict { .. } => StatusCode::CONFLICT,
+            // Domain code retries stale updates; one reaching here lost too many races.
+            DomainError::Conflict { .. } | DomainError::Store(StoreError::Stale) => StatusCode::CONFLICT,
             DomainError::Forbidden { .. } => StatusCode::FORBIDDEN,
             DomainError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             DomainError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,

@@ -13,7 +13,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{DomainError, FieldError, validate::nullable};
+use super::{DomainError, FieldError, retry_on_stale, validate::nullable};
 use crate::{
     config::ChatConfig,
     events::{EventContext, NewEvent, types},
@@ -30,8 +30,6 @@ const MAX_PAGE_NUMBER: i64 = 10_000_000;
 /// Most tag ids one request may name.
 const MAX_TAG_IDS: usize = 100;
 const MAX_NAME: usize = 100;
-/// Tries of a read-modify-write that keeps losing to concurrent changes.
-const RETRIES: usize = 5;
 const MAX_DESCRIPTION: usize = 1000;
 const MAX_DATA_BYTES: usize = 16 * 1024;
 
@@ -382,7 +380,8 @@ pub async fn update_tag(
         check_opt_text("description", Some(description), MAX_DESCRIPTION)?;
     }
     // Read, change, save if unchanged meanwhile; else again.
-    for _ in 0..RETRIES {
+    let input = &input;
+    retry_on_stale(|| async move {
         let mut tag = store.get_tag(project_id, id).await?;
         let previous = tag.updated_at;
         if let Some(name) = &input.name {
@@ -394,12 +393,10 @@ pub async fn update_tag(
         tag.mod_user = who(ctx);
         tag.updated_at = store::next_updated_at(previous);
         let e = event(ctx, types::CHAT_TAG_UPDATED, project_id, "chat_tag", &id.to_string(), tag_data(&tag));
-        match store.update_tag(&tag, previous, &e).await {
-            Err(StoreError::Stale) => continue,
-            other => return other.map(|()| tag).map_err(Into::into),
-        }
-    }
-    Err(StoreError::Stale.into())
+        store.update_tag(&tag, previous, &e).await?;
+        Ok(tag)
+    })
+    .await
 }
 
 pub async fn delete_tag(store: &Store, ctx: &EventContext, project_id: &str, id: i64) -> ChatResult<Tag> {
@@ -508,7 +505,9 @@ pub async fn update_channel(
         None => None,
     };
     // Read, change, save if unchanged meanwhile; else again.
-    for _ in 0..RETRIES {
+    let input = &input;
+    let tags = &tags;
+    retry_on_stale(|| async move {
         let mut channel = store.get_channel(project_id, id).await?;
         let previous = channel.row.updated_at;
         if let Some(name) = &input.name {
@@ -527,12 +526,10 @@ pub async fn update_channel(
         channel.row.updated_at = store::next_updated_at(previous);
         let e =
             event(ctx, types::CHAT_CHANNEL_UPDATED, project_id, "chat_channel", id, channel_json(app_key, &channel));
-        match store.update_channel(&channel, previous, tags.is_some(), &e).await {
-            Err(StoreError::Stale) => continue,
-            other => return other.map(|()| channel).map_err(Into::into),
-        }
-    }
-    Err(StoreError::Stale.into())
+        store.update_channel(&channel, previous, tags.is_some(), &e).await?;
+        Ok(channel)
+    })
+    .await
 }
 
 pub async fn delete_channel(
@@ -841,7 +838,8 @@ pub async fn edit_message(
     id: i64,
     input: EditMessage,
 ) -> ChatResult<Message> {
-    for _ in 0..RETRIES {
+    let input = &input;
+    retry_on_stale(|| async move {
         let mut m = own_message(store, project_id, channel_id, id, input.user_id.as_deref()).await?;
         let previous = m.updated_at;
         if let Some(text) = &input.text {
@@ -852,12 +850,10 @@ pub async fn edit_message(
         }
         check_message(config, &m.text, m.data.as_ref().map(|d| &d.0))?;
         m.updated_at = store::next_updated_at(previous);
-        match store.update_message(&m, previous, &message_event(ctx, types::CHAT_MESSAGE_UPDATED, &m)).await {
-            Err(StoreError::Stale) => continue,
-            other => return other.map(|()| m).map_err(Into::into),
-        }
-    }
-    Err(StoreError::Stale.into())
+        store.update_message(&m, previous, &message_event(ctx, types::CHAT_MESSAGE_UPDATED, &m)).await?;
+        Ok(m)
+    })
+    .await
 }
 
 /// Soft delete: the message keeps its id and place in the history, without its text and data.
@@ -869,17 +865,15 @@ pub async fn delete_message(
     id: i64,
     acting_for: Option<&str>,
 ) -> ChatResult<Message> {
-    for _ in 0..RETRIES {
+    retry_on_stale(|| async move {
         let mut m = own_message(store, project_id, channel_id, id, acting_for).await?;
         let previous = m.updated_at;
         (m.text, m.data, m.deleted) = (String::new(), None, true);
         m.updated_at = store::next_updated_at(previous);
-        match store.update_message(&m, previous, &message_event(ctx, types::CHAT_MESSAGE_DELETED, &m)).await {
-            Err(StoreError::Stale) => continue,
-            other => return other.map(|()| m).map_err(Into::into),
-        }
-    }
-    Err(StoreError::Stale.into())
+        store.update_message(&m, previous, &message_event(ctx, types::CHAT_MESSAGE_DELETED, &m)).await?;
+        Ok(m)
+    })
+    .await
 }
 
 /// A history position a client can store: `<microseconds since 1970>.<message id>`.

@@ -50,8 +50,9 @@ pub enum DomainError {
     Unauthorized(String),
     /// Too many requests; seconds until the next is accepted (`rate_limited`).
     RateLimited { message: String, retry_after_secs: u64 },
-    /// The database is unreachable or refused a write (`Unavailable`), or failed (`Db`).
-    /// Stores's `NotFound`, `Conflict` and `Stale` become the variants above.
+    /// The database is unreachable or refused a write (`Unavailable`), failed (`Db`), or an
+    /// optimistic update kept losing races (`Stale`, a conflict: [`super::retry_on_stale`]
+    /// retries it first). The store's `NotFound` and `Conflict` become the variants above.
     Store(StoreError),
     /// A fault of the server; the cause is logged, never shown.
     Internal(anyhow::Error),
@@ -99,6 +100,7 @@ impl DomainError {
             DomainError::InvalidQuery { .. } => "invalid_query",
             DomainError::NotFound(_) => "not_found",
             DomainError::Conflict { code, .. } | DomainError::Forbidden { code, .. } => code,
+            DomainError::Store(StoreError::Stale) => "conflict",
             DomainError::Unauthorized(_) => "unauthorized",
             DomainError::RateLimited { .. } => "rate_limited",
             DomainError::Store(StoreError::Unavailable(_)) => "unavailable",
@@ -137,6 +139,7 @@ impl DomainError {
                 tracing::error!(error = %e, "database refused a write: out of storage or resources");
             }
             DomainError::Store(StoreError::Unavailable(e)) => tracing::error!(error = %e, "database unavailable"),
+            DomainError::Store(StoreError::Stale) => {}
             DomainError::Store(e) => tracing::error!(error = format!("{e:#}"), "internal error"),
             DomainError::Internal(e) => tracing::error!(error = format!("{e:#}"), "internal error"),
             _ => {}
@@ -162,6 +165,9 @@ impl fmt::Display for DomainError {
                 f.write_str("the database cannot take writes now (out of storage); try again later")
             }
             DomainError::Store(StoreError::Unavailable(_)) => f.write_str("database unavailable, try again"),
+            DomainError::Store(StoreError::Stale) => {
+                f.write_str("the resource changed while it was being updated; retry")
+            }
             DomainError::Store(_) | DomainError::Internal(_) => f.write_str("internal server error"),
         }
     }
@@ -174,8 +180,6 @@ impl From<StoreError> for DomainError {
         match err {
             StoreError::NotFound(what) => DomainError::NotFound(what),
             StoreError::Conflict(message) => DomainError::conflict(message),
-            // Domain code retries stale updates; one reaching here lost too many races.
-            StoreError::Stale => DomainError::conflict("the resource changed while it was being updated; retry"),
             other => DomainError::Store(other),
         }
     }

@@ -5,7 +5,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::types::Json;
 
-use super::validate::{Checks, nullable};
+use super::{
+    retry_on_stale,
+    validate::{Checks, nullable},
+};
 use crate::{
     domain::{DomainError, DomainResult, FieldError},
     events::{EventContext, NewEvent, types},
@@ -247,13 +250,8 @@ pub async fn publish(
         // A batch shares no header key: each event brings its own.
         events.push(prepare(store, ctx, project_id, input, if batch { None } else { header_key }, &prefix).await?);
     }
-    let mut tries = 0;
-    let published = loop {
-        match store.publish_events(project_id, &events, store::now() - IDEMPOTENCY_WINDOW).await {
-            Err(StoreError::Stale) if tries < 3 => tries += 1,
-            other => break other?,
-        }
-    };
+    let published =
+        retry_on_stale(|| store.publish_events(project_id, &events, store::now() - IDEMPOTENCY_WINDOW)).await?;
     // Read back what was stored (new events get their sequence number on insert).
     let ids: Vec<String> = published
         .iter()

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
 
 use super::{
+    retry_on_stale,
     schedule::{self, Transition},
     validate::Checks,
 };
@@ -89,7 +90,8 @@ pub async fn set(
     }
     check_window(&mut c, change.starts_at, change.ends_at);
     c.finish()?;
-    loop {
+    let change = &change;
+    retry_on_stale(|| async move {
         let stored = store.get_project_maintenance(project_id).await?;
         let read_at = stored.as_ref().map(|m| m.updated_at);
         let current = stored.unwrap_or_else(|| ProjectMaintenance::off(project_id, now));
@@ -112,12 +114,10 @@ pub async fn set(
         next.phase = phase.as_str().to_owned();
         let mut events = vec![(types::MAINTENANCE_UPDATED, None)];
         events.extend(schedule::announce(&transitions, transition_type));
-        match store.put_project_maintenance(ctx, &next, read_at, &events).await {
-            Err(StoreError::Stale) => continue,
-            other => other?,
-        }
-        return Ok(next.at(now));
-    }
+        store.put_project_maintenance(ctx, &next, read_at, &events).await?;
+        Ok(next.at(now))
+    })
+    .await
 }
 
 /// Fires the game-wide maintenance transitions due at `now`; returns how many.

@@ -9,6 +9,7 @@ pub mod events;
 pub mod maintenance;
 pub mod notices;
 pub mod player_session;
+mod retry;
 pub mod schedule;
 pub mod session;
 pub mod tenancy;
@@ -19,3 +20,4 @@ pub mod webhooks;
 pub mod worlds;
 
 pub use error::{DomainError, DomainResult, FieldError, OUT_OF_STORAGE_RETRY_SECS};
+pub use retry::{STALE_TRIES, retry_on_stale};

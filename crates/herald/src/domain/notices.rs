@@ -9,6 +9,7 @@ use serde::Deserialize;
 use sqlx::types::Json;
 
 use super::{
+    retry_on_stale,
     schedule::{self, Announce, Phase, Transition},
     validate::{Checks, nullable},
     versions::compare_versions,
@@ -164,7 +165,8 @@ pub async fn update(
     patch: NoticePatch,
     now: DateTime<Utc>,
 ) -> DomainResult<Notice> {
-    loop {
+    let patch = &patch;
+    retry_on_stale(|| async move {
         let current = store.get_notice(project_id, id).await?;
         let mut n = current.clone();
         if let Some(v) = &patch.title {
@@ -206,12 +208,10 @@ pub async fn update(
         n.phase = phase.as_str().to_owned();
         let mut events = vec![(types::NOTICE_UPDATED, None)];
         events.extend(announce(&transitions));
-        match store.update_notice(ctx, &n, current.updated_at, &events).await {
-            Err(StoreError::Stale) => continue,
-            other => other?,
-        }
-        return Ok(n.at(now));
-    }
+        store.update_notice(ctx, &n, current.updated_at, &events).await?;
+        Ok(n.at(now))
+    })
+    .await
 }
 
 /// Deletes a notice; one that was showing ends (`notice.ended`) first.
@@ -222,19 +222,17 @@ pub async fn delete(
     id: &str,
     now: DateTime<Utc>,
 ) -> DomainResult<Notice> {
-    loop {
+    retry_on_stale(|| async move {
         let n = store.get_notice(project_id, id).await?;
         let mut events = Vec::new();
         if n.phase() == Phase::Active {
             events.push((types::NOTICE_ENDED, Some(now)));
         }
         events.push((types::NOTICE_DELETED, None));
-        match store.delete_notice(ctx, &n, n.updated_at, &events).await {
-            Err(StoreError::Stale) => continue,
-            other => other?,
-        }
-        return Ok(n.at(now));
-    }
+        store.delete_notice(ctx, &n, n.updated_at, &events).await?;
+        Ok(n.at(now))
+    })
+    .await
 }
 
 /// Fires the notice transitions due at `now`; returns how many.

@@ -3,7 +3,10 @@
 use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
 
-use super::validate::{Checks, slugify};
+use super::{
+    retry_on_stale,
+    validate::{Checks, slugify},
+};
 use crate::{
     auth::{self, Principal, keys},
     domain::{DomainError, DomainResult},
@@ -132,7 +135,8 @@ pub async fn update_organization(
     id: &str,
     patch: NamePatch,
 ) -> DomainResult<Organization> {
-    loop {
+    let patch = &patch;
+    retry_on_stale(|| async move {
         let current = reachable_organization(store, caller, id).await?;
         let mut org = current.clone();
         if let Some(name) = &patch.name {
@@ -143,12 +147,10 @@ pub async fn update_organization(
         }
         check_named(&org.name, &org.slug)?;
         org.updated_at = store::next_updated_at(current.updated_at);
-        match store.update_organization(ctx, &org, current.updated_at).await {
-            Err(StoreError::Stale) => continue,
-            other => other?,
-        }
-        return Ok(org);
-    }
+        store.update_organization(ctx, &org, current.updated_at).await?;
+        Ok(org)
+    })
+    .await
 }
 
 /// The project `id`, if the caller reaches it; 404 otherwise (whether or not it exists).
@@ -201,7 +203,8 @@ pub async fn modify_project(
     regenerate_secret: bool,
     patch: ProjectPatch,
 ) -> DomainResult<Project> {
-    loop {
+    let patch = &patch;
+    retry_on_stale(|| async move {
         let current = reachable_project(store, caller, id).await?;
         let mut project = current.clone();
         if let Some(name) = &patch.name {
@@ -222,12 +225,10 @@ pub async fn modify_project(
         } else {
             store.update_project(ctx, &project, current.updated_at).await
         };
-        match written {
-            Err(StoreError::Stale) => continue,
-            other => other?,
-        }
-        return Ok(project);
-    }
+        written?;
+        Ok(project)
+    })
+    .await
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -5,11 +5,14 @@ use serde::Deserialize;
 use serde_json::Value;
 use sqlx::types::Json;
 
-use super::validate::{Checks, nullable};
+use super::{
+    retry_on_stale,
+    validate::{Checks, nullable},
+};
 use crate::{
     domain::DomainResult,
     events::{EventContext, types},
-    store::{self, Store, StoreError, users::User},
+    store::{self, Store, users::User},
 };
 
 pub const STATUSES: &[&str] = &["active", "suspended", "deleted"];
@@ -114,7 +117,8 @@ pub async fn update(
     id: &str,
     patch: UserPatch,
 ) -> DomainResult<User> {
-    loop {
+    let patch = &patch;
+    retry_on_stale(|| async move {
         let current = store.get_user(project_id, id).await?;
         let mut user = current.clone();
         if let Some(v) = &patch.username {
@@ -155,12 +159,10 @@ pub async fn update(
         if user.last_login_at.is_some() && user.last_login_at != current.last_login_at {
             events.push(types::USER_LOGIN);
         }
-        match store.update_user(ctx, &user, current.updated_at, &events).await {
-            Err(StoreError::Stale) => continue,
-            other => other?,
-        }
-        return Ok(user);
-    }
+        store.update_user(ctx, &user, current.updated_at, &events).await?;
+        Ok(user)
+    })
+    .await
 }
 
 /// Records a sign-in now: sets `lastLoginAt` and emits `user.login`.

@@ -4,7 +4,10 @@ use std::cmp::Ordering;
 
 use serde::{Deserialize, Serialize};
 
-use super::validate::{Checks, nullable};
+use super::{
+    retry_on_stale,
+    validate::{Checks, nullable},
+};
 use crate::{
     domain::DomainResult,
     events::EventContext,
@@ -85,7 +88,8 @@ pub async fn update(
     id: &str,
     patch: VersionPatch,
 ) -> DomainResult<ClientVersion> {
-    loop {
+    let patch = &patch;
+    retry_on_stale(|| async move {
         let current = store.get_client_version(project_id, id).await?;
         let mut v = current.clone();
         if let Some(x) = &patch.channel {
@@ -109,12 +113,10 @@ pub async fn update(
         check_version(&v)?;
         v.version_key = Some(version_key(&v.version));
         v.updated_at = store::next_updated_at(current.updated_at);
-        match store.update_client_version(ctx, &v, current.updated_at).await {
-            Err(StoreError::Stale) => continue,
-            other => other?,
-        }
-        return Ok(v);
-    }
+        store.update_client_version(ctx, &v, current.updated_at).await?;
+        Ok(v)
+    })
+    .await
 }
 
 /// A version's place in the order the lookup uses, and (through [`VersionKey::canonical`])

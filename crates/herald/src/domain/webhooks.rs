@@ -6,12 +6,15 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
 
-use super::validate::{Checks, nullable};
+use super::{
+    retry_on_stale,
+    validate::{Checks, nullable},
+};
 use crate::{
     domain::{DomainError, DomainResult},
     events::{EventContext, types},
     store::{
-        self, Store, StoreError,
+        self, Store,
         events::EventRow,
         webhooks::{Attempt, Delivery, Webhook, WebhookFormat},
     },
@@ -188,7 +191,8 @@ pub async fn modify(
     event_type: &'static str,
     change: impl Fn(&mut Webhook) -> DomainResult<()>,
 ) -> DomainResult<Webhook> {
-    loop {
+    let change = &change;
+    retry_on_stale(|| async move {
         let current = store.get_webhook(project_id, id).await?;
         let mut w = current.clone();
         change(&mut w)?;
@@ -200,12 +204,10 @@ pub async fn modify(
         }
         check_webhook(sender.guard(), &w).await?;
         w.updated_at = store::next_updated_at(current.updated_at);
-        match store.update_webhook(ctx, &w, current.updated_at, &[event_type]).await {
-            Err(StoreError::Stale) => continue,
-            other => other?,
-        }
-        return Ok(w);
-    }
+        store.update_webhook(ctx, &w, current.updated_at, &[event_type]).await?;
+        Ok(w)
+    })
+    .await
 }
 
 pub async fn update(

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use sqlx::types::Json;
 
 use super::{
+    retry_on_stale,
     schedule::{self, Announce, Phase, Transition},
     validate::{Checks, nullable},
 };
@@ -151,7 +152,8 @@ async fn modify(
     now: DateTime<Utc>,
     change: impl Fn(&mut GameWorld),
 ) -> DomainResult<GameWorld> {
-    loop {
+    let change = &change;
+    retry_on_stale(|| async move {
         let current = store.get_world(project_id, id).await?;
         let mut world = current.clone();
         change(&mut world);
@@ -160,12 +162,10 @@ async fn modify(
         let events = change_events(&current, &mut world, now);
         // Events carry whether the world is in maintenance as of this change.
         let world = world.at(now);
-        match store.update_world(ctx, &world, current.updated_at, &events).await {
-            Err(StoreError::Stale) => continue,
-            other => other?,
-        }
-        return Ok(world);
-    }
+        store.update_world(ctx, &world, current.updated_at, &events).await?;
+        Ok(world)
+    })
+    .await
 }
 
 pub async fn update(
