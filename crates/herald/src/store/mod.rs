@@ -16,6 +16,7 @@ pub mod chat;
 pub mod client_keys;
 pub mod events;
 pub mod maintenance;
+pub mod nodes;
 pub mod notices;
 pub mod ops;
 pub mod orgs;
