@@ -4,6 +4,14 @@
 use super::*;
 
 /// Per-player send limit: a sliding window of send times, per node.
+///
+/// Written by hand rather than with `governor` (which `api::rate_limit` uses): the setting
+/// promises "at most `rate_limit_messages` in any `rate_window_secs`", and after a burst the
+/// next send waits until the burst's first send leaves the window. `governor` keeps a GCRA
+/// bucket instead, which after a burst of N lets one more through every window/N seconds: up
+/// to nearly twice N in one window, and a `Retry-After` of window/N instead of the time the
+/// window really needs. Keeping the promise takes the send times, which is what this keeps
+/// (at most N per player; idle players are dropped once 100,000 are kept).
 pub struct RateLimiter {
     max: usize,
     window: Duration,
