@@ -1,35 +1,19 @@
 //! The one error type every handler returns, and the one place it becomes an HTTP response:
-//! `{"error": {"code": "...", "message": "...", "details": [...]}}`.
+//! `{"error": {"code": "...", "message": "...", "details": [...]}}`. Domain errors
+//! ([`DomainError`], [`ChatError`]) get their HTTP status here and nowhere else.
 
 use axum::{
     Json,
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use serde::Serialize;
 use serde_json::json;
 
-use crate::store::StoreError;
-
-/// One problem with one input field, listed in `error.details`.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
-pub struct FieldError {
-    /// The field's path in the body: `email`, `events[1]`, `data.amount`.
-    pub field: String,
-    /// Machine-readable: `unknown_field`, `missing_field`, `invalid_type` (a string where a
-    /// number belongs), `invalid_value` (an unknown enum value, a number out of range), or
-    /// `invalid` (a well-formed value this field does not accept).
-    pub code: &'static str,
-    /// For people: says what to fix.
-    pub message: String,
-}
-
-impl FieldError {
-    /// A well-formed value the field does not accept (code `invalid`).
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        FieldError { field: field.into(), code: "invalid", message: message.into() }
-    }
-}
+pub use crate::domain::{FieldError, OUT_OF_STORAGE_RETRY_SECS};
+use crate::{
+    domain::{DomainError, chat::ChatError},
+    store::StoreError,
+};
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -104,36 +88,43 @@ impl ApiError {
     }
 }
 
-/// `Retry-After` when the database is out of storage: freeing space takes an operator, so
-/// clients should not come back every second.
-pub const OUT_OF_STORAGE_RETRY_SECS: u64 = 10;
+/// Every domain error becomes its answer here: the domain names the rule broken and its
+/// code, this picks the HTTP status.
+impl From<DomainError> for ApiError {
+    fn from(err: DomainError) -> Self {
+        err.log_cause();
+        let status = match &err {
+            DomainError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            DomainError::InvalidQuery { .. } => StatusCode::BAD_REQUEST,
+            DomainError::NotFound(_) => StatusCode::NOT_FOUND,
+            // Domain code retries stale updates; one reaching here lost too many races.
+            DomainError::Conflict { .. } | DomainError::Store(StoreError::Stale) => StatusCode::CONFLICT,
+            DomainError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            DomainError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            DomainError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            DomainError::Store(StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            DomainError::Store(_) | DomainError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError {
+            status,
+            code: err.code(),
+            message: err.to_string(),
+            details: err.details().to_vec(),
+            retry_after_secs: err.retry_after_secs(),
+            out_of_storage: err.out_of_storage(),
+        }
+    }
+}
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
-        match err {
-            StoreError::NotFound(what) => ApiError::not_found(what),
-            StoreError::Conflict(message) => ApiError::conflict(message),
-            // Domain code retries stale updates; one reaching here lost too many races.
-            StoreError::Stale => ApiError::conflict("the resource changed while it was being updated; retry"),
-            StoreError::Unavailable(e) if crate::store::out_of_resources(&e) => {
-                tracing::error!(error = %e, "database refused a write: out of storage or resources");
-                ApiError {
-                    out_of_storage: true,
-                    ..ApiError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "unavailable",
-                        "the database cannot take writes now (out of storage); try again later",
-                    )
-                    .with_retry_after(OUT_OF_STORAGE_RETRY_SECS)
-                }
-            }
-            StoreError::Unavailable(e) => {
-                tracing::error!(error = %e, "database unavailable");
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "database unavailable, try again")
-                    .with_retry_after(1)
-            }
-            StoreError::Db(e) => ApiError::internal(e),
-        }
+        DomainError::from(err).into()
+    }
+}
+
+impl From<ChatError> for ApiError {
+    fn from(err: ChatError) -> Self {
+        DomainError::from(err).into()
     }
 }
 

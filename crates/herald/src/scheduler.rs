@@ -26,7 +26,8 @@ pub async fn run(store: Store, clock: Clock) {
             Ok(Some(at)) => (at - clock.now()).to_std().unwrap_or_default().clamp(FLOOR, POLL),
             Ok(None) => POLL,
             Err(e) => {
-                tracing::warn!(error = %e.message, "scheduler cannot fire due transitions; retrying");
+                e.log_cause();
+                tracing::warn!(error = %e, "scheduler cannot fire due transitions; retrying");
                 POLL
             }
         };
@@ -38,7 +39,7 @@ pub async fn run(store: Store, clock: Clock) {
 }
 
 /// Fires what is due now; returns when the next transition is due.
-async fn pass(store: &Store, clock: &Clock) -> crate::error::ApiResult<Option<chrono::DateTime<chrono::Utc>>> {
+async fn pass(store: &Store, clock: &Clock) -> crate::domain::DomainResult<Option<chrono::DateTime<chrono::Utc>>> {
     schedule::fire_due(store, clock.now()).await?;
     schedule::next_due_at(store).await
 }

@@ -8,9 +8,9 @@ use super::{
     extract::{Json, Paging, Path, ProjectScope, Query, scopes},
 };
 use crate::{
-    app::State,
     domain::chat::{self, EditMessage, SendMessage, TagInput},
     error::{ApiError, ApiResult},
+    state::State,
     store::{chat::Message, chat::Tag},
 };
 

@@ -10,9 +10,9 @@ use super::{
     extract::{Json, Paging, Path, ProjectScope, Query, scopes},
 };
 use crate::{
-    app::State,
     domain::events::{self, EventTypePatch, EventView, NewEventType, Publish},
     error::{ApiError, ApiResult},
+    state::State,
     store::{
         catalog::{EventType, TypeFilter},
         webhooks::Delivery,

@@ -12,10 +12,10 @@ use axum::{
 use serde::Deserialize;
 
 use crate::{
-    app::AppState,
     auth::{Principal, PrincipalKind, keys},
     error::{ApiError, ApiResult, FieldError},
     events::EventContext,
+    state::AppState,
     store::{PageRequest, StoreError, orgs::Project},
 };
 

@@ -10,12 +10,12 @@ use super::{
     extract::{Json, Paging, Path, ProjectScope, Query, scopes},
 };
 use crate::{
-    app::State,
     domain::{
         maintenance::{self, GameMaintenanceChange, NewWhitelistEntry},
         notices::{self, NewNotice, NoticePatch},
     },
     error::ApiResult,
+    state::State,
     store::{
         maintenance::{ProjectMaintenance, WhitelistEntry},
         notices::Notice,

@@ -26,8 +26,8 @@ use serde::Serialize;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    app::AppState,
     error::ApiError,
+    state::AppState,
     store::{Page, PageRequest},
 };
 

@@ -17,10 +17,10 @@ use serde_json::json;
 
 use super::extract::Caller;
 use crate::{
-    app::{AppState, State},
     error::ApiResult,
     metrics::{self as m, Metrics},
     net::PeerAddr,
+    state::{AppState, State},
     store::Store,
     webhooks::dispatcher::LoopState,
 };

@@ -3,12 +3,15 @@ use serde::Serialize;
 
 use super::extract::{Caller, Json};
 use crate::{
-    app::State,
     auth::PrincipalKind,
-    domain::session::{self, Login, Refresh, Tokens},
+    domain::{
+        DomainError,
+        session::{self, Login, Refresh, Tokens},
+    },
     error::{ApiError, ApiResult},
     metrics as m,
     net::PeerAddr,
+    state::State,
 };
 
 /// Throttled per account and per client address (`auth::throttle`): a throttled attempt is
@@ -38,7 +41,7 @@ pub async fn login(
             s.login_throttle.succeeded(&account, address);
             Ok(Json(tokens))
         }
-        Err(e) if e.status == StatusCode::UNAUTHORIZED => {
+        Err(e @ DomainError::Unauthorized(_)) => {
             let failures = s.login_throttle.failed(&account, address, s.clock.now());
             metrics.record(|| metrics::counter!(m::ADMIN_LOGIN_FAILURES).increment(1));
             // Never the password, nor the email as typed (a password typed into it by mistake).
@@ -48,9 +51,9 @@ pub async fn login(
                 address_failures = failures.address,
                 "admin login failed: wrong email or password"
             );
-            Err(e)
+            Err(e.into())
         }
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -9,9 +9,9 @@ use super::{
 };
 use crate::secret::ExposeSecret;
 use crate::{
-    app::State,
     domain::tenancy::{self, NamePatch, NewAdminUser, NewApiKey, NewOrganization, NewProject, ProjectPatch},
     error::{ApiError, ApiResult},
+    state::State,
     store::{StoreError, api_keys::ApiKey, orgs::Organization, payload::AdminUser, payload::Project},
 };
 

@@ -6,12 +6,12 @@ use super::{
     extract::{Json, OptionalJson, Paging, Path, ProjectScope, Query, scopes},
 };
 use crate::{
-    app::State,
     domain::{
         player_session::{self, SessionRequest, SessionToken},
         users::{self, NewUser, UserPatch},
     },
     error::{ApiError, ApiResult},
+    state::State,
     store::users::{User, UserFilter},
 };
 

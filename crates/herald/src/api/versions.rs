@@ -6,9 +6,9 @@ use super::{
     extract::{Json, Paging, Path, ProjectScope, Query, scopes},
 };
 use crate::{
-    app::State,
     domain::versions::{self, LookupAnswer, NewVersion, VersionPatch},
     error::{ApiError, ApiResult},
+    state::State,
     store::versions::{ClientVersion, VersionFilter},
 };
 

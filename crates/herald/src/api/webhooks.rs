@@ -12,9 +12,9 @@ use super::{
 use crate::secret::{ExposeSecret, Secret};
 use crate::vocab::DeliveryStatus;
 use crate::{
-    app::State,
     domain::webhooks::{self, NewWebhook, Replay, TestResult, WebhookPatch},
     error::{ApiError, ApiResult},
+    state::State,
     store::webhooks::{Attempt, Delivery, Webhook},
 };
 

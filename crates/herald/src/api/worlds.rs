@@ -11,9 +11,9 @@ use super::{
     extract::{Json, Paging, Path, ProjectScope, Query, scopes},
 };
 use crate::{
-    app::State,
     domain::worlds::{self, MaintenanceChange, NewWorld, WorldPatch},
     error::ApiResult,
+    state::State,
     store::{self, worlds::GameWorld, worlds::WorldFilter},
 };
 
@@ -53,7 +53,7 @@ pub async fn list(
     if let Some(tag) = &filter.tag {
         let mut c = crate::domain::validate::Checks::default();
         c.ident("tag", tag, 32, &[':']);
-        c.finish().map_err(|e| crate::error::ApiError::bad_request("invalid_query", e.message))?;
+        c.finish().map_err(|e| crate::error::ApiError::bad_request("invalid_query", e.to_string()))?;
     }
     let key = format!(
         "{}|{}|{}|{:?}|{:?}|{:?}",

@@ -228,27 +228,6 @@ impl KeyCache {
     }
 }
 
-/// Checks that `scopes` are known and that `granter` may hand each of them out; the scopes.
-pub fn check_grantable(granter: &Principal, scopes: &[String]) -> ApiResult<Vec<Scope>> {
-    if scopes.is_empty() {
-        return Err(ApiError::invalid_field("scopes", "give at least one scope"));
-    }
-    let mut granted = Vec::with_capacity(scopes.len());
-    for name in scopes {
-        let Some(scope) = Scope::parse(name) else {
-            return Err(ApiError::invalid_field(
-                "scopes",
-                format!("unknown scope `{name}`; known scopes: {}", Scope::names()),
-            ));
-        };
-        if !granter.has_scope(scope) {
-            return Err(ApiError::forbidden(format!("you cannot grant the scope `{scope}`, which you lack")));
-        }
-        granted.push(scope);
-    }
-    Ok(granted)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -185,8 +185,8 @@ pub(super) async fn client_keys(cmd: ClientKeysCommand, store: &Store) -> anyhow
             let created =
                 crate::domain::client::create_key(store, &cli_events(), &project, input).await.map_err(|e| {
                     let details: Vec<String> =
-                        e.details.iter().map(|d| format!("{}: {}", d.field, d.message)).collect();
-                    anyhow::anyhow!("{} {}", e.message, details.join("; "))
+                        e.details().iter().map(|d| format!("{}: {}", d.field, d.message)).collect();
+                    anyhow::anyhow!("{} {}", e, details.join("; "))
                 })?;
             let channels =
                 if created.key.channels.0.is_empty() { "any".into() } else { created.key.channels.0.join(",") };
@@ -233,8 +233,8 @@ pub(super) async fn admins(cmd: AdminsCommand, store: &Store) -> anyhow::Result<
                 }
             };
             let admin = tenancy::new_admin_user(&org, &email, &password, Some(role)).map_err(|e| {
-                let details: Vec<String> = e.details.iter().map(|d| format!("{}: {}", d.field, d.message)).collect();
-                anyhow::anyhow!("{} {}", e.message, details.join("; "))
+                let details: Vec<String> = e.details().iter().map(|d| format!("{}: {}", d.field, d.message)).collect();
+                anyhow::anyhow!("{} {}", e, details.join("; "))
             })?;
             store.insert_admin_user(&cli_events(), &admin).await?;
             println!("created admin {} ({}) in organization {org}", admin.email, admin.id);

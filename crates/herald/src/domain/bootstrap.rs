@@ -15,10 +15,10 @@ pub struct Bootstrapped {
 
 /// Creates the defaults if this database was never bootstrapped. `None` if it was.
 pub async fn bootstrap(store: &Store) -> anyhow::Result<Option<Bootstrapped>> {
-    let organization = tenancy::new_organization("Default".into(), Some("default".into()))
-        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let organization =
+        tenancy::new_organization("Default".into(), Some("default".into())).map_err(|e| anyhow::anyhow!("{e}"))?;
     let project = tenancy::new_project(&organization.id, "Default".into(), Some("default".into()))
-        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let (key, key_value) = tenancy::new_api_key(
         "bootstrap admin key".into(),
         Some(organization.id.clone()),

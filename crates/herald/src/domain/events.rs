@@ -5,9 +5,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::types::Json;
 
-use super::validate::{Checks, nullable};
+use super::{
+    retry_on_stale,
+    validate::{Checks, nullable},
+};
 use crate::{
-    error::{ApiError, ApiResult, FieldError},
+    domain::{DomainError, DomainResult, FieldError},
     events::{EventContext, NewEvent, types},
     store::{
         self, Store, StoreError,
@@ -44,7 +47,7 @@ fn is_reserved(name: &str) -> bool {
     types::ALL.contains(&name) || name == types::TEST || name.starts_with("webhook.")
 }
 
-fn check_type(t: &EventType) -> ApiResult<()> {
+fn check_type(t: &EventType) -> DomainResult<()> {
     let mut c = Checks::default();
     if !is_event_name(&t.name) {
         c.fail("name", "must be dot-separated words of letters, digits, `_` or `-`, e.g. `order.completed`");
@@ -62,7 +65,7 @@ fn check_type(t: &EventType) -> ApiResult<()> {
     c.finish()
 }
 
-pub async fn create_type(store: &Store, project_id: &str, input: NewEventType) -> ApiResult<EventType> {
+pub async fn create_type(store: &Store, project_id: &str, input: NewEventType) -> DomainResult<EventType> {
     let now = store::now();
     let t = EventType {
         project_id: project_id.to_owned(),
@@ -77,7 +80,12 @@ pub async fn create_type(store: &Store, project_id: &str, input: NewEventType) -
     Ok(t)
 }
 
-pub async fn update_type(store: &Store, project_id: &str, name: &str, patch: EventTypePatch) -> ApiResult<EventType> {
+pub async fn update_type(
+    store: &Store,
+    project_id: &str,
+    name: &str,
+    patch: EventTypePatch,
+) -> DomainResult<EventType> {
     let mut t = store.get_event_type(project_id, name).await?;
     if let Some(d) = patch.description {
         t.description = d;
@@ -160,11 +168,11 @@ async fn prepare(
     input: Publish,
     header_key: Option<&str>,
     prefix: &str,
-) -> ApiResult<NewEvent> {
+) -> DomainResult<NewEvent> {
     let t = match store.get_event_type(project_id, &input.event_type).await {
         Ok(t) => t,
         Err(StoreError::NotFound(_)) => {
-            return Err(ApiError::invalid_field(
+            return Err(DomainError::invalid_field(
                 &format!("{prefix}type"),
                 format!(
                     "`{}` is not a registered event type; register it with POST /api/v1/event-types",
@@ -184,7 +192,9 @@ async fn prepare(
                     errors.push(FieldError::new(field, e.to_string()));
                 }
             }
-            Err(e) => return Err(ApiError::internal(anyhow::anyhow!("stored schema of {} is invalid: {e}", t.name))),
+            Err(e) => {
+                return Err(DomainError::internal(anyhow::anyhow!("stored schema of {} is invalid: {e}", t.name)));
+            }
         }
     }
     let key = input.idempotency_key.or(header_key.map(str::to_owned));
@@ -200,7 +210,7 @@ async fn prepare(
         errors.push(FieldError::new(format!("{prefix}data"), "must be at most 256 KiB as JSON"));
     }
     if !errors.is_empty() {
-        return Err(ApiError::validation(errors));
+        return Err(DomainError::validation(errors));
     }
     let mut event = NewEvent {
         id: store::new_id(),
@@ -230,9 +240,9 @@ pub async fn publish(
     inputs: Vec<Publish>,
     header_key: Option<&str>,
     batch: bool,
-) -> ApiResult<Vec<(bool, EventView)>> {
+) -> DomainResult<Vec<(bool, EventView)>> {
     if batch && (inputs.is_empty() || inputs.len() > MAX_BATCH) {
-        return Err(ApiError::invalid_field("events", format!("send 1 to {MAX_BATCH} events")));
+        return Err(DomainError::invalid_field("events", format!("send 1 to {MAX_BATCH} events")));
     }
     let mut events = Vec::with_capacity(inputs.len());
     for (i, input) in inputs.into_iter().enumerate() {
@@ -240,13 +250,8 @@ pub async fn publish(
         // A batch shares no header key: each event brings its own.
         events.push(prepare(store, ctx, project_id, input, if batch { None } else { header_key }, &prefix).await?);
     }
-    let mut tries = 0;
-    let published = loop {
-        match store.publish_events(project_id, &events, store::now() - IDEMPOTENCY_WINDOW).await {
-            Err(StoreError::Stale) if tries < 3 => tries += 1,
-            other => break other?,
-        }
-    };
+    let published =
+        retry_on_stale(|| store.publish_events(project_id, &events, store::now() - IDEMPOTENCY_WINDOW)).await?;
     // Read back what was stored (new events get their sequence number on insert).
     let ids: Vec<String> = published
         .iter()

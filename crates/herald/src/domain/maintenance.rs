@@ -9,11 +9,12 @@ use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
 
 use super::{
+    retry_on_stale,
     schedule::{self, Transition},
     validate::Checks,
 };
 use crate::{
-    error::ApiResult,
+    domain::DomainResult,
     events::{EventContext, types},
     store::{
         self, Store, StoreError,
@@ -65,7 +66,7 @@ fn transition_type(t: Transition) -> &'static str {
 }
 
 /// The project's game-wide maintenance at `now` (off if never set).
-pub async fn get(store: &Store, project_id: &str, now: DateTime<Utc>) -> ApiResult<ProjectMaintenance> {
+pub async fn get(store: &Store, project_id: &str, now: DateTime<Utc>) -> DomainResult<ProjectMaintenance> {
     Ok(store
         .get_project_maintenance(project_id)
         .await?
@@ -82,14 +83,15 @@ pub async fn set(
     project_id: &str,
     change: GameMaintenanceChange,
     now: DateTime<Utc>,
-) -> ApiResult<ProjectMaintenance> {
+) -> DomainResult<ProjectMaintenance> {
     let mut c = Checks::default();
     if let Some(m) = &change.messages {
         check_messages(&mut c, m);
     }
     check_window(&mut c, change.starts_at, change.ends_at);
     c.finish()?;
-    loop {
+    let change = &change;
+    retry_on_stale(|| async move {
         let stored = store.get_project_maintenance(project_id).await?;
         let read_at = stored.as_ref().map(|m| m.updated_at);
         let current = stored.unwrap_or_else(|| ProjectMaintenance::off(project_id, now));
@@ -112,16 +114,14 @@ pub async fn set(
         next.phase = phase.as_str().to_owned();
         let mut events = vec![(types::MAINTENANCE_UPDATED, None)];
         events.extend(schedule::announce(&transitions, transition_type));
-        match store.put_project_maintenance(ctx, &next, read_at, &events).await {
-            Err(StoreError::Stale) => continue,
-            other => other?,
-        }
-        return Ok(next.at(now));
-    }
+        store.put_project_maintenance(ctx, &next, read_at, &events).await?;
+        Ok(next.at(now))
+    })
+    .await
 }
 
 /// Fires the game-wide maintenance transitions due at `now`; returns how many.
-pub(crate) async fn fire_due(store: &Store, now: DateTime<Utc>) -> ApiResult<usize> {
+pub(crate) async fn fire_due(store: &Store, now: DateTime<Utc>) -> DomainResult<usize> {
     let ctx = EventContext::system();
     let mut fired = 0;
     for current in store.project_maintenance_due(now).await? {
@@ -177,7 +177,7 @@ pub async fn add_to_whitelist(
     project_id: &str,
     input: NewWhitelistEntry,
     now: DateTime<Utc>,
-) -> ApiResult<WhitelistEntry> {
+) -> DomainResult<WhitelistEntry> {
     let mut c = Checks::default();
     let range = match (&input.player_id, &input.ip_range) {
         (Some(player), None) => {
@@ -224,7 +224,7 @@ pub async fn whitelisted(
     player_id: Option<&str>,
     client_ip: Option<IpAddr>,
     now: DateTime<Utc>,
-) -> ApiResult<bool> {
+) -> DomainResult<bool> {
     if player_id.is_none() && client_ip.is_none() {
         return Ok(false);
     }
@@ -267,7 +267,7 @@ pub async fn maintenance_state(
     now: DateTime<Utc>,
     player_id: Option<&str>,
     client_ip: Option<IpAddr>,
-) -> ApiResult<MaintenanceState> {
+) -> DomainResult<MaintenanceState> {
     let game = store.get_project_maintenance(project_id).await?;
     combine(store, project_id, game.as_ref(), world, now, player_id, client_ip).await
 }
@@ -282,7 +282,7 @@ pub async fn combine(
     now: DateTime<Utc>,
     player_id: Option<&str>,
     client_ip: Option<IpAddr>,
-) -> ApiResult<MaintenanceState> {
+) -> DomainResult<MaintenanceState> {
     let game_window = game.map(ProjectMaintenance::window).unwrap_or(schedule::Window::OFF);
     let world_window = world.map(GameWorld::window).unwrap_or(schedule::Window::OFF);
     let game_now = game_window.active(now);
@@ -317,7 +317,11 @@ pub async fn combine(
 /// The first time after `now` at which anything a client of `project` is shown may change by
 /// the clock alone: a maintenance window (game-wide or a world's) or a notice opens or closes,
 /// or a whitelist entry expires. Answers may be cached until then (`Cache-Control`).
-pub async fn next_change_at(store: &Store, project_id: &str, now: DateTime<Utc>) -> ApiResult<Option<DateTime<Utc>>> {
+pub async fn next_change_at(
+    store: &Store,
+    project_id: &str,
+    now: DateTime<Utc>,
+) -> DomainResult<Option<DateTime<Utc>>> {
     let game = store.get_project_maintenance(project_id).await?;
     let game_next = game
         .filter(|g| g.enabled)

@@ -9,12 +9,13 @@ use serde::Deserialize;
 use sqlx::types::Json;
 
 use super::{
+    retry_on_stale,
     schedule::{self, Announce, Phase, Transition},
     validate::{Checks, nullable},
     versions::compare_versions,
 };
 use crate::{
-    error::ApiResult,
+    domain::DomainResult,
     events::{EventContext, types},
     store::{self, Store, StoreError, notices::Notice},
 };
@@ -67,7 +68,7 @@ pub struct NoticePatch {
     pub ends_at: Option<Option<DateTime<Utc>>>,
 }
 
-fn check(n: &Notice) -> ApiResult<()> {
+fn check(n: &Notice) -> DomainResult<()> {
     let mut c = Checks::default();
     c.one_of("kind", &n.kind, KINDS);
     if n.title.0.is_empty() {
@@ -126,7 +127,7 @@ pub async fn create(
     project_id: &str,
     input: NewNotice,
     now: DateTime<Utc>,
-) -> ApiResult<Notice> {
+) -> DomainResult<Notice> {
     let at = store::now();
     let mut n = Notice {
         id: store::new_id(),
@@ -163,8 +164,9 @@ pub async fn update(
     id: &str,
     patch: NoticePatch,
     now: DateTime<Utc>,
-) -> ApiResult<Notice> {
-    loop {
+) -> DomainResult<Notice> {
+    let patch = &patch;
+    retry_on_stale(|| async move {
         let current = store.get_notice(project_id, id).await?;
         let mut n = current.clone();
         if let Some(v) = &patch.title {
@@ -206,12 +208,10 @@ pub async fn update(
         n.phase = phase.as_str().to_owned();
         let mut events = vec![(types::NOTICE_UPDATED, None)];
         events.extend(announce(&transitions));
-        match store.update_notice(ctx, &n, current.updated_at, &events).await {
-            Err(StoreError::Stale) => continue,
-            other => other?,
-        }
-        return Ok(n.at(now));
-    }
+        store.update_notice(ctx, &n, current.updated_at, &events).await?;
+        Ok(n.at(now))
+    })
+    .await
 }
 
 /// Deletes a notice; one that was showing ends (`notice.ended`) first.
@@ -221,24 +221,22 @@ pub async fn delete(
     project_id: &str,
     id: &str,
     now: DateTime<Utc>,
-) -> ApiResult<Notice> {
-    loop {
+) -> DomainResult<Notice> {
+    retry_on_stale(|| async move {
         let n = store.get_notice(project_id, id).await?;
         let mut events = Vec::new();
         if n.phase() == Phase::Active {
             events.push((types::NOTICE_ENDED, Some(now)));
         }
         events.push((types::NOTICE_DELETED, None));
-        match store.delete_notice(ctx, &n, n.updated_at, &events).await {
-            Err(StoreError::Stale) => continue,
-            other => other?,
-        }
-        return Ok(n.at(now));
-    }
+        store.delete_notice(ctx, &n, n.updated_at, &events).await?;
+        Ok(n.at(now))
+    })
+    .await
 }
 
 /// Fires the notice transitions due at `now`; returns how many.
-pub(crate) async fn fire_due(store: &Store, now: DateTime<Utc>) -> ApiResult<usize> {
+pub(crate) async fn fire_due(store: &Store, now: DateTime<Utc>) -> DomainResult<usize> {
     let ctx = EventContext::system();
     let mut fired = 0;
     for current in store.notices_due(now).await? {
@@ -284,7 +282,7 @@ pub async fn active_notices(
     sub_channel: Option<&str>,
     version: Option<&str>,
     now: DateTime<Utc>,
-) -> ApiResult<Vec<Notice>> {
+) -> DomainResult<Vec<Notice>> {
     let all = store.notices_active_at(project_id, now).await?;
     Ok(all.into_iter().filter(|n| targets(n, channel, sub_channel, version)).map(|n| n.at(now)).collect())
 }

@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::{
     auth::jwt::{JwtKeys, PlayerClaims},
     config::RealtimeConfig,
-    error::{ApiError, ApiResult},
+    domain::{DomainError, DomainResult},
     events::{EventContext, NewEvent, types},
     store::{self, Store, StoreError, player_sessions::PlayerSession},
 };
@@ -44,12 +44,11 @@ pub struct Player {
     pub session_id: String,
 }
 
-fn user_inactive(status: &str) -> ApiError {
-    ApiError::new(
-        axum::http::StatusCode::CONFLICT,
-        "user_not_active",
-        format!("the user's status is `{status}`; only active users get session tokens"),
-    )
+fn user_inactive(status: &str) -> DomainError {
+    DomainError::Conflict {
+        code: "user_not_active",
+        message: format!("the user's status is `{status}`; only active users get session tokens"),
+    }
 }
 
 pub async fn issue(
@@ -59,11 +58,11 @@ pub async fn issue(
     project_id: &str,
     user_id: &str,
     input: SessionRequest,
-) -> ApiResult<SessionToken> {
+) -> DomainResult<SessionToken> {
     let max = config.max_session_token_ttl_secs;
     let ttl = input.ttl_secs.unwrap_or(config.session_token_ttl_secs);
     if !(MIN_TTL_SECS..=max.max(MIN_TTL_SECS)).contains(&ttl) {
-        return Err(ApiError::invalid_field("ttlSecs", format!("must be {MIN_TTL_SECS} to {max} seconds")));
+        return Err(DomainError::invalid_field("ttlSecs", format!("must be {MIN_TTL_SECS} to {max} seconds")));
     }
     let user = store.get_user(project_id, user_id).await?;
     if user.status != "active" {
@@ -88,7 +87,7 @@ pub async fn issue(
         exp: expires_at.timestamp(),
         typ: "player".into(),
     };
-    let token = jwt.issue(&claims).map_err(ApiError::internal)?;
+    let token = jwt.issue(&claims).map_err(DomainError::internal)?;
     Ok(SessionToken {
         token,
         token_type: "Bearer",
@@ -102,7 +101,7 @@ pub async fn issue(
 /// Revokes every live session token of the player: they are refused from now on, and
 /// sockets using them are disconnected (event `user.sessions_revoked`). Returns the ids
 /// revoked.
-pub async fn revoke(store: &Store, ctx: &EventContext, project_id: &str, user_id: &str) -> ApiResult<Vec<String>> {
+pub async fn revoke(store: &Store, ctx: &EventContext, project_id: &str, user_id: &str) -> DomainResult<Vec<String>> {
     let user = store.get_user(project_id, user_id).await?;
     Ok(store
         .revoke_player_sessions(project_id, &user.id, store::now(), |ids| {

@@ -14,7 +14,7 @@
 use chrono::{DateTime, Utc};
 
 pub use crate::store::windows::{Announce, Phase, Window, event_data};
-use crate::{error::ApiResult, store::Store};
+use crate::{domain::DomainResult, store::Store};
 
 /// What is announced, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,7 +106,7 @@ pub struct Fired {
 /// Fires every transition due at `now`, in every project: world and game-wide maintenance,
 /// notices. Safe on every node at once (see the module's comment); what another node fired
 /// first is skipped.
-pub async fn fire_due(store: &Store, now: DateTime<Utc>) -> ApiResult<Fired> {
+pub async fn fire_due(store: &Store, now: DateTime<Utc>) -> DomainResult<Fired> {
     let mut fired = Fired::default();
     fired.transitions += super::worlds::fire_due(store, now).await?;
     fired.transitions += super::maintenance::fire_due(store, now).await?;
@@ -115,7 +115,7 @@ pub async fn fire_due(store: &Store, now: DateTime<Utc>) -> ApiResult<Fired> {
 }
 
 /// The earliest time any window in any project has a transition due, after `now` or not.
-pub async fn next_due_at(store: &Store) -> ApiResult<Option<DateTime<Utc>>> {
+pub async fn next_due_at(store: &Store) -> DomainResult<Option<DateTime<Utc>>> {
     let times = [
         store.next_world_transition().await?,
         store.next_project_maintenance_transition().await?,

@@ -9,7 +9,7 @@ use crate::secret::ExposeSecret;
 use crate::{
     auth::{jwt::Claims, jwt::JwtKeys, keys, password},
     config::AuthConfig,
-    error::{ApiError, ApiResult},
+    domain::{DomainError, DomainResult},
     store::{self, Store, auth::AdminUser, auth::RefreshToken},
 };
 
@@ -37,24 +37,25 @@ pub struct Tokens {
     pub admin: store::payload::AdminUser,
 }
 
-fn bad_login() -> ApiError {
-    ApiError::unauthorized("wrong email or password")
+fn bad_login() -> DomainError {
+    DomainError::unauthorized("wrong email or password")
 }
 
-pub async fn login(store: &Store, jwt: &JwtKeys, cfg: &AuthConfig, input: Login) -> ApiResult<Tokens> {
+pub async fn login(store: &Store, jwt: &JwtKeys, cfg: &AuthConfig, input: Login) -> DomainResult<Tokens> {
     let admin = store.find_admin_by_email(&input.email.trim().to_lowercase()).await?;
     // Verify against a dummy hash for unknown emails so timing does not reveal accounts.
     let stored = admin.as_ref().map_or(password::dummy_hash(), |a| a.password_hash.expose_secret()).to_owned();
     let pw = input.password;
-    let ok = tokio::task::spawn_blocking(move || password::verify(&pw, &stored)).await.map_err(ApiError::internal)?;
+    let ok =
+        tokio::task::spawn_blocking(move || password::verify(&pw, &stored)).await.map_err(DomainError::internal)?;
     match admin {
         Some(admin) if ok => issue(store, jwt, cfg, admin).await,
         _ => Err(bad_login()),
     }
 }
 
-pub async fn refresh(store: &Store, jwt: &JwtKeys, cfg: &AuthConfig, input: Refresh) -> ApiResult<Tokens> {
-    let invalid = || ApiError::unauthorized("invalid or expired refresh token");
+pub async fn refresh(store: &Store, jwt: &JwtKeys, cfg: &AuthConfig, input: Refresh) -> DomainResult<Tokens> {
+    let invalid = || DomainError::unauthorized("invalid or expired refresh token");
     let (id, secret) = input.refresh_token.split_once('.').ok_or_else(invalid)?;
     let token = store.get_refresh_token(id).await?.ok_or_else(invalid)?;
     if !keys::verify(secret, &token.token_hash) {
@@ -72,7 +73,7 @@ pub async fn refresh(store: &Store, jwt: &JwtKeys, cfg: &AuthConfig, input: Refr
     issue(store, jwt, cfg, admin).await
 }
 
-async fn issue(store: &Store, jwt: &JwtKeys, cfg: &AuthConfig, admin: AdminUser) -> ApiResult<Tokens> {
+async fn issue(store: &Store, jwt: &JwtKeys, cfg: &AuthConfig, admin: AdminUser) -> DomainResult<Tokens> {
     let now = store::now();
     let ttl = i64::try_from(cfg.access_token_ttl_secs).unwrap_or(i64::MAX / 2);
     let claims = Claims {
@@ -83,7 +84,7 @@ async fn issue(store: &Store, jwt: &JwtKeys, cfg: &AuthConfig, admin: AdminUser)
         exp: now.timestamp().saturating_add(ttl),
         typ: "access".into(),
     };
-    let access_token = jwt.issue(&claims).map_err(ApiError::internal)?;
+    let access_token = jwt.issue(&claims).map_err(DomainError::internal)?;
     let secret = keys::random_token(32);
     let refresh_ttl = TimeDelta::seconds(i64::try_from(cfg.refresh_token_ttl_secs).unwrap_or(i64::MAX / 2_000_000));
     let token = RefreshToken {

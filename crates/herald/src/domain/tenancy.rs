@@ -3,13 +3,16 @@
 use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
 
-use super::validate::{Checks, slugify};
+use super::{
+    retry_on_stale,
+    validate::{Checks, slugify},
+};
 use crate::auth::Scope;
 use crate::secret::Secret;
 use crate::vocab::AdminRole;
 use crate::{
     auth::{self, Principal, keys},
-    error::{ApiError, ApiResult},
+    domain::{DomainError, DomainResult},
     events::EventContext,
     store::{self, Store, StoreError, api_keys::ApiKey, auth::AdminUser, orgs::Organization, orgs::Project},
 };
@@ -52,18 +55,18 @@ pub struct ProjectPatch {
     pub default_language: Option<String>,
 }
 
-fn check_language(language: &str) -> ApiResult<()> {
+fn check_language(language: &str) -> DomainResult<()> {
     if crate::domain::client::is_language_tag(language) {
         Ok(())
     } else {
-        Err(ApiError::invalid_field(
+        Err(DomainError::invalid_field(
             "defaultLanguage",
             "must be a language code such as `en` or `pt-BR` (letters and digits in parts joined by `-`)",
         ))
     }
 }
 
-fn check_named(name: &str, slug: &str) -> ApiResult<()> {
+fn check_named(name: &str, slug: &str) -> DomainResult<()> {
     let mut c = Checks::default();
     c.text("name", name, 1, 100);
     if slug.is_empty()
@@ -82,14 +85,14 @@ fn slug_for(name: &str, slug: Option<String>) -> String {
     })
 }
 
-pub fn new_organization(name: String, slug: Option<String>) -> ApiResult<Organization> {
+pub fn new_organization(name: String, slug: Option<String>) -> DomainResult<Organization> {
     let now = store::now();
     let org = Organization { id: store::new_id(), slug: slug_for(&name, slug), name, created_at: now, updated_at: now };
     check_named(&org.name, &org.slug)?;
     Ok(org)
 }
 
-pub fn new_project(organization_id: &str, name: String, slug: Option<String>) -> ApiResult<Project> {
+pub fn new_project(organization_id: &str, name: String, slug: Option<String>) -> DomainResult<Project> {
     let now = store::now();
     let project = Project {
         id: store::new_id(),
@@ -111,10 +114,9 @@ pub async fn create_organization(
     caller: &Principal,
     ctx: &EventContext,
     input: NewOrganization,
-) -> ApiResult<Organization> {
-    caller.require(Scope::Admin)?;
+) -> DomainResult<Organization> {
     if !caller.is_instance() {
-        return Err(ApiError::forbidden("only instance credentials can create organizations"));
+        return Err(DomainError::forbidden("only instance credentials can create organizations"));
     }
     let org = new_organization(input.name, input.slug)?;
     store.insert_organization(ctx, &org).await?;
@@ -122,9 +124,9 @@ pub async fn create_organization(
 }
 
 /// The organization `id`, if the caller reaches it as a whole; 404 otherwise.
-pub async fn reachable_organization(store: &Store, caller: &Principal, id: &str) -> ApiResult<Organization> {
+pub async fn reachable_organization(store: &Store, caller: &Principal, id: &str) -> DomainResult<Organization> {
     if !caller.reaches_organization(id) {
-        return Err(ApiError::not_found("organization"));
+        return Err(DomainError::not_found("organization"));
     }
     Ok(store.get_organization(id).await?)
 }
@@ -135,9 +137,9 @@ pub async fn update_organization(
     ctx: &EventContext,
     id: &str,
     patch: NamePatch,
-) -> ApiResult<Organization> {
-    caller.require(Scope::Admin)?;
-    loop {
+) -> DomainResult<Organization> {
+    let patch = &patch;
+    retry_on_stale(|| async move {
         let current = reachable_organization(store, caller, id).await?;
         let mut org = current.clone();
         if let Some(name) = &patch.name {
@@ -148,19 +150,17 @@ pub async fn update_organization(
         }
         check_named(&org.name, &org.slug)?;
         org.updated_at = store::next_updated_at(current.updated_at);
-        match store.update_organization(ctx, &org, current.updated_at).await {
-            Err(StoreError::Stale) => continue,
-            other => other?,
-        }
-        return Ok(org);
-    }
+        store.update_organization(ctx, &org, current.updated_at).await?;
+        Ok(org)
+    })
+    .await
 }
 
 /// The project `id`, if the caller reaches it; 404 otherwise (whether or not it exists).
-pub async fn reachable_project(store: &Store, caller: &Principal, id: &str) -> ApiResult<Project> {
+pub async fn reachable_project(store: &Store, caller: &Principal, id: &str) -> DomainResult<Project> {
     match store.get_project(id).await {
         Ok(project) if caller.reaches_project(&project) => Ok(project),
-        Ok(_) | Err(StoreError::NotFound(_)) => Err(ApiError::not_found("project")),
+        Ok(_) | Err(StoreError::NotFound(_)) => Err(DomainError::not_found("project")),
         Err(e) => Err(e.into()),
     }
 }
@@ -170,18 +170,22 @@ pub async fn create_project(
     caller: &Principal,
     ctx: &EventContext,
     input: NewProject,
-) -> ApiResult<Project> {
-    caller.require(Scope::Admin)?;
+) -> DomainResult<Project> {
     if caller.project_id.is_some() {
-        return Err(ApiError::forbidden("a project key cannot create projects; use an organization-level credential"));
+        return Err(DomainError::forbidden(
+            "a project key cannot create projects; use an organization-level credential",
+        ));
     }
     let org_id = match (&caller.organization_id, input.organization_id) {
         (Some(own), None) => own.clone(),
         (Some(own), Some(named)) if *own == named => named,
-        (Some(_), Some(_)) => return Err(ApiError::not_found("organization")),
+        (Some(_), Some(_)) => return Err(DomainError::not_found("organization")),
         (None, Some(named)) => store.get_organization(&named).await?.id,
         (None, None) => {
-            return Err(ApiError::invalid_field("organizationId", "instance credentials must name the organization"));
+            return Err(DomainError::invalid_field(
+                "organizationId",
+                "instance credentials must name the organization",
+            ));
         }
     };
     let mut project = new_project(&org_id, input.name, input.slug)?;
@@ -201,9 +205,9 @@ pub async fn modify_project(
     id: &str,
     regenerate_secret: bool,
     patch: ProjectPatch,
-) -> ApiResult<Project> {
-    caller.require(Scope::Admin)?;
-    loop {
+) -> DomainResult<Project> {
+    let patch = &patch;
+    retry_on_stale(|| async move {
         let current = reachable_project(store, caller, id).await?;
         let mut project = current.clone();
         if let Some(name) = &patch.name {
@@ -224,12 +228,10 @@ pub async fn modify_project(
         } else {
             store.update_project(ctx, &project, current.updated_at).await
         };
-        match written {
-            Err(StoreError::Stale) => continue,
-            other => other?,
-        }
-        return Ok(project);
-    }
+        written?;
+        Ok(project)
+    })
+    .await
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -279,12 +281,11 @@ pub async fn create_api_key(
     caller: &Principal,
     ctx: &EventContext,
     input: NewApiKey,
-) -> ApiResult<CreatedKey> {
-    caller.require(Scope::Admin)?;
+) -> DomainResult<CreatedKey> {
     let mut c = Checks::default();
     c.text("name", &input.name, 1, 100);
     c.finish()?;
-    let scopes = auth::check_grantable(caller, &input.scopes)?;
+    let scopes = check_grantable(caller, &input.scopes)?;
     let (org_id, project_id) = match (&caller.project_id, input.project_id) {
         // A project key can only make keys for its own project.
         (Some(own), None) => (caller.organization_id.clone(), Some(own.clone())),
@@ -295,10 +296,10 @@ pub async fn create_api_key(
         (None, None) => match (&caller.organization_id, input.organization_id) {
             (Some(own), None) => (Some(own.clone()), None),
             (Some(own), Some(named)) if *own == named => (Some(named), None),
-            (Some(_), Some(_)) => return Err(ApiError::not_found("organization")),
+            (Some(_), Some(_)) => return Err(DomainError::not_found("organization")),
             (None, Some(named)) => (Some(store.get_organization(&named).await?.id), None),
             (None, None) => {
-                return Err(ApiError::invalid_field(
+                return Err(DomainError::invalid_field(
                     "organizationId",
                     "name the organization (instance keys are created with the CLI only)",
                 ));
@@ -320,11 +321,10 @@ pub fn manages_key(caller: &Principal, key: &ApiKey) -> bool {
     }
 }
 
-pub async fn reachable_key(store: &Store, caller: &Principal, id: &str) -> ApiResult<ApiKey> {
-    caller.require(Scope::Admin)?;
+pub async fn reachable_key(store: &Store, caller: &Principal, id: &str) -> DomainResult<ApiKey> {
     match store.get_api_key(id).await {
         Ok(key) if manages_key(caller, &key) => Ok(key),
-        Ok(_) | Err(StoreError::NotFound(_)) => Err(ApiError::not_found("API key")),
+        Ok(_) | Err(StoreError::NotFound(_)) => Err(DomainError::not_found("API key")),
         Err(e) => Err(e.into()),
     }
 }
@@ -345,7 +345,7 @@ pub fn new_admin_user(
     email: &str,
     password: &str,
     role: Option<String>,
-) -> ApiResult<AdminUser> {
+) -> DomainResult<AdminUser> {
     let role = role.as_deref().unwrap_or(AdminRole::Admin.as_str());
     let email = email.trim().to_lowercase();
     let mut c = Checks::default();
@@ -355,13 +355,13 @@ pub fn new_admin_user(
     }
     c.one_of("role", role, AdminRole::NAMES);
     c.finish()?;
-    let role = AdminRole::parse(role).ok_or_else(|| ApiError::invalid_field("role", "unknown role"))?;
+    let role = AdminRole::parse(role).ok_or_else(|| DomainError::invalid_field("role", "unknown role"))?;
     let now = store::now();
     Ok(AdminUser {
         id: store::new_id(),
         organization_id: organization_id.to_owned(),
         email,
-        password_hash: Secret::new(auth::password::hash(password).map_err(ApiError::internal)?),
+        password_hash: Secret::new(auth::password::hash(password).map_err(DomainError::internal)?),
         role,
         created_at: now,
         updated_at: now,
@@ -371,18 +371,36 @@ pub fn new_admin_user(
 
 /// The organization an organization-wide action of `caller` applies to (`named` for
 /// instance callers).
-pub async fn target_organization(store: &Store, caller: &Principal, named: Option<&str>) -> ApiResult<String> {
-    caller.require(Scope::Admin)?;
+pub async fn target_organization(store: &Store, caller: &Principal, named: Option<&str>) -> DomainResult<String> {
     if caller.project_id.is_some() {
-        return Err(ApiError::forbidden("this needs an organization-level credential"));
+        return Err(DomainError::forbidden("this needs an organization-level credential"));
     }
     match (&caller.organization_id, named) {
         (Some(own), None) => Ok(own.clone()),
         (Some(own), Some(named)) if own == named => Ok(own.clone()),
-        (Some(_), Some(_)) => Err(ApiError::not_found("organization")),
+        (Some(_), Some(_)) => Err(DomainError::not_found("organization")),
         (None, Some(named)) => Ok(store.get_organization(named).await?.id),
-        (None, None) => {
-            Err(ApiError::bad_request("invalid_query", "instance credentials must name the organizationId"))
-        }
+        (None, None) => Err(DomainError::invalid_query("instance credentials must name the organizationId")),
     }
+}
+
+/// Checks that `scopes` are known and that `granter` may hand each of them out; the scopes.
+pub fn check_grantable(granter: &Principal, scopes: &[String]) -> DomainResult<Vec<Scope>> {
+    if scopes.is_empty() {
+        return Err(DomainError::invalid_field("scopes", "give at least one scope"));
+    }
+    let mut granted = Vec::with_capacity(scopes.len());
+    for name in scopes {
+        let Some(scope) = Scope::parse(name) else {
+            return Err(DomainError::invalid_field(
+                "scopes",
+                format!("unknown scope `{name}`; known scopes: {}", Scope::names()),
+            ));
+        };
+        if !granter.has_scope(scope) {
+            return Err(DomainError::forbidden(format!("you cannot grant the scope `{scope}`, which you lack")));
+        }
+        granted.push(scope);
+    }
+    Ok(granted)
 }

@@ -5,11 +5,14 @@ use serde::Deserialize;
 use serde_json::Value;
 use sqlx::types::Json;
 
-use super::validate::{Checks, nullable};
+use super::{
+    retry_on_stale,
+    validate::{Checks, nullable},
+};
 use crate::{
-    error::ApiResult,
+    domain::DomainResult,
     events::{EventContext, types},
-    store::{self, Store, StoreError, users::User},
+    store::{self, Store, users::User},
 };
 
 pub const STATUSES: &[&str] = &["active", "suspended", "deleted"];
@@ -48,7 +51,7 @@ pub struct UserPatch {
     pub last_login_at: Option<Option<DateTime<Utc>>>,
 }
 
-fn check_user(user: &User) -> ApiResult<()> {
+fn check_user(user: &User) -> DomainResult<()> {
     let mut c = Checks::default();
     c.ident("id", &user.id, 128, &[':', '@']);
     c.username("username", &user.username, 64);
@@ -83,7 +86,7 @@ pub fn check_role(c: &mut Checks, role: &str) {
     }
 }
 
-pub async fn create(store: &Store, ctx: &EventContext, project_id: &str, input: NewUser) -> ApiResult<User> {
+pub async fn create(store: &Store, ctx: &EventContext, project_id: &str, input: NewUser) -> DomainResult<User> {
     let now = store::now();
     let user = User {
         project_id: project_id.to_owned(),
@@ -113,8 +116,9 @@ pub async fn update(
     project_id: &str,
     id: &str,
     patch: UserPatch,
-) -> ApiResult<User> {
-    loop {
+) -> DomainResult<User> {
+    let patch = &patch;
+    retry_on_stale(|| async move {
         let current = store.get_user(project_id, id).await?;
         let mut user = current.clone();
         if let Some(v) = &patch.username {
@@ -155,16 +159,14 @@ pub async fn update(
         if user.last_login_at.is_some() && user.last_login_at != current.last_login_at {
             events.push(types::USER_LOGIN);
         }
-        match store.update_user(ctx, &user, current.updated_at, &events).await {
-            Err(StoreError::Stale) => continue,
-            other => other?,
-        }
-        return Ok(user);
-    }
+        store.update_user(ctx, &user, current.updated_at, &events).await?;
+        Ok(user)
+    })
+    .await
 }
 
 /// Records a sign-in now: sets `lastLoginAt` and emits `user.login`.
-pub async fn record_login(store: &Store, ctx: &EventContext, project_id: &str, id: &str) -> ApiResult<User> {
+pub async fn record_login(store: &Store, ctx: &EventContext, project_id: &str, id: &str) -> DomainResult<User> {
     let patch = UserPatch { last_login_at: Some(Some(store::now())), ..Default::default() };
     update(store, ctx, project_id, id, patch).await
 }

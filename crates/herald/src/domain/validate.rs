@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Deserializer};
 
-use crate::error::{ApiError, ApiResult, FieldError};
+use super::{DomainError, DomainResult, FieldError};
 
 #[derive(Default)]
 pub struct Checks {
@@ -111,8 +111,8 @@ impl Checks {
         }
     }
 
-    pub fn finish(self) -> ApiResult<()> {
-        if self.errors.is_empty() { Ok(()) } else { Err(ApiError::validation(self.errors)) }
+    pub fn finish(self) -> DomainResult<()> {
+        if self.errors.is_empty() { Ok(()) } else { Err(DomainError::validation(self.errors)) }
     }
 }
 

@@ -4,9 +4,12 @@ use std::cmp::Ordering;
 
 use serde::{Deserialize, Serialize};
 
-use super::validate::{Checks, nullable};
+use super::{
+    retry_on_stale,
+    validate::{Checks, nullable},
+};
 use crate::{
-    error::ApiResult,
+    domain::DomainResult,
     events::EventContext,
     store::{self, Store, StoreError, versions::ClientVersion},
 };
@@ -37,7 +40,7 @@ pub struct VersionPatch {
     pub notes: Option<Option<String>>,
 }
 
-fn check_version(v: &ClientVersion) -> ApiResult<()> {
+fn check_version(v: &ClientVersion) -> DomainResult<()> {
     let mut c = Checks::default();
     c.ident("channel", &v.channel, 32, &[]);
     if !v.sub_channel.is_empty() {
@@ -57,7 +60,7 @@ pub async fn create(
     ctx: &EventContext,
     project_id: &str,
     input: NewVersion,
-) -> ApiResult<ClientVersion> {
+) -> DomainResult<ClientVersion> {
     let now = store::now();
     let v = ClientVersion {
         id: store::new_id(),
@@ -84,8 +87,9 @@ pub async fn update(
     project_id: &str,
     id: &str,
     patch: VersionPatch,
-) -> ApiResult<ClientVersion> {
-    loop {
+) -> DomainResult<ClientVersion> {
+    let patch = &patch;
+    retry_on_stale(|| async move {
         let current = store.get_client_version(project_id, id).await?;
         let mut v = current.clone();
         if let Some(x) = &patch.channel {
@@ -109,12 +113,10 @@ pub async fn update(
         check_version(&v)?;
         v.version_key = Some(version_key(&v.version));
         v.updated_at = store::next_updated_at(current.updated_at);
-        match store.update_client_version(ctx, &v, current.updated_at).await {
-            Err(StoreError::Stale) => continue,
-            other => other?,
-        }
-        return Ok(v);
-    }
+        store.update_client_version(ctx, &v, current.updated_at).await?;
+        Ok(v)
+    })
+    .await
 }
 
 /// A version's place in the order the lookup uses, and (through [`VersionKey::canonical`])
@@ -281,7 +283,7 @@ pub async fn lookup(
     channel: &str,
     sub_channel: &str,
     version: &str,
-) -> ApiResult<LookupAnswer> {
+) -> DomainResult<LookupAnswer> {
     let all = store.client_versions_of_channel(project_id, channel, sub_channel).await?;
     let asked = VersionKey::parse(version);
     let keyed: Vec<(VersionKey, &ClientVersion)> = all.iter().map(|v| (VersionKey::parse(&v.version), v)).collect();

@@ -6,14 +6,17 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
 
-use super::validate::{Checks, nullable};
+use super::{
+    retry_on_stale,
+    validate::{Checks, nullable},
+};
 use crate::secret::{ExposeSecret, Secret};
 use crate::vocab::DeliveryStatus;
 use crate::{
-    error::{ApiError, ApiResult},
+    domain::{DomainError, DomainResult},
     events::{EventContext, types},
     store::{
-        self, Store, StoreError,
+        self, Store,
         events::EventRow,
         webhooks::{Attempt, Delivery, Webhook, WebhookFormat},
     },
@@ -83,7 +86,7 @@ fn check_pattern(c: &mut Checks, pattern: &str) {
     }
 }
 
-async fn check_webhook(guard: &Guard, w: &Webhook) -> ApiResult<()> {
+async fn check_webhook(guard: &Guard, w: &Webhook) -> DomainResult<()> {
     let mut c = Checks::default();
     if let Err(msg) = guard.check_url(&w.url).await {
         c.fail("url", msg);
@@ -135,13 +138,13 @@ async fn check_webhook(guard: &Guard, w: &Webhook) -> ApiResult<()> {
     c.finish()
 }
 
-fn timeout_ms(field_value: Option<f64>, default_ms: u32) -> ApiResult<i32> {
+fn timeout_ms(field_value: Option<f64>, default_ms: u32) -> DomainResult<i32> {
     match field_value {
         None => Ok(default_ms.min(30_000) as i32),
         Some(secs) if secs.is_finite() && secs > 0.0 && secs <= MAX_TIMEOUT_SECS => {
             Ok((secs * 1000.0).round().max(1.0) as i32)
         }
-        Some(_) => Err(ApiError::invalid_field("timeout", "must be more than 0 and at most 30 seconds")),
+        Some(_) => Err(DomainError::invalid_field("timeout", "must be more than 0 and at most 30 seconds")),
     }
 }
 
@@ -152,7 +155,7 @@ pub async fn create(
     ctx: &EventContext,
     project_id: &str,
     input: NewWebhook,
-) -> ApiResult<Webhook> {
+) -> DomainResult<Webhook> {
     let now = store::now();
     let w = Webhook {
         id: store::new_id(),
@@ -190,9 +193,10 @@ pub async fn modify(
     project_id: &str,
     id: &str,
     event_type: &'static str,
-    change: impl Fn(&mut Webhook) -> ApiResult<()>,
-) -> ApiResult<Webhook> {
-    loop {
+    change: impl Fn(&mut Webhook) -> DomainResult<()>,
+) -> DomainResult<Webhook> {
+    let change = &change;
+    retry_on_stale(|| async move {
         let current = store.get_webhook(project_id, id).await?;
         let mut w = current.clone();
         change(&mut w)?;
@@ -204,12 +208,10 @@ pub async fn modify(
         }
         check_webhook(sender.guard(), &w).await?;
         w.updated_at = store::next_updated_at(current.updated_at);
-        match store.update_webhook(ctx, &w, current.updated_at, &[event_type]).await {
-            Err(StoreError::Stale) => continue,
-            other => other?,
-        }
-        return Ok(w);
-    }
+        store.update_webhook(ctx, &w, current.updated_at, &[event_type]).await?;
+        Ok(w)
+    })
+    .await
 }
 
 pub async fn update(
@@ -219,7 +221,7 @@ pub async fn update(
     project_id: &str,
     id: &str,
     patch: WebhookPatch,
-) -> ApiResult<Webhook> {
+) -> DomainResult<Webhook> {
     let timeout = match patch.timeout {
         Some(t) => Some(timeout_ms(Some(t), 0)?),
         None => None,
@@ -266,11 +268,11 @@ pub async fn rotate_secret(
     project_id: &str,
     id: &str,
     new_secret: Option<Secret>,
-) -> ApiResult<Webhook> {
+) -> DomainResult<Webhook> {
     let secret = new_secret.unwrap_or_else(|| Secret::new(herald_webhooks::generate_secret()));
     modify(store, sender, ctx, project_id, id, types::WEBHOOK_SECRET_ROTATED, |w| {
         if w.secret.expose_secret() == secret.expose_secret() {
-            return Err(ApiError::invalid_field("secret", "the new secret must differ from the current one"));
+            return Err(DomainError::invalid_field("secret", "the new secret must differ from the current one"));
         }
         w.previous_secret = Some(std::mem::replace(&mut w.secret, secret.clone()));
         w.previous_secret_expires_at = Some(store::now() + ROTATION_OVERLAP);
@@ -306,7 +308,7 @@ pub struct TestResult {
 
 /// Sends an event of type `test` to the endpoint now (not through the outbox), once, and
 /// records it as a finished delivery marked `test`, so it shows in the delivery log.
-pub async fn send_test(store: &Store, sender: &Sender, hook: &Webhook, now: DateTime<Utc>) -> ApiResult<TestResult> {
+pub async fn send_test(store: &Store, sender: &Sender, hook: &Webhook, now: DateTime<Utc>) -> DomainResult<TestResult> {
     let event = EventRow {
         seq: 0,
         id: store::new_id(),
@@ -396,10 +398,10 @@ pub async fn send_test(store: &Store, sender: &Sender, hook: &Webhook, now: Date
 
 /// Makes a delivery due now again, with a fresh retry schedule. A test ping is not retried:
 /// it is sent once, and another test is another `POST /webhooks/{id}/test`.
-pub async fn retry_delivery(store: &Store, project_id: &str, id: &str, now: DateTime<Utc>) -> ApiResult<Delivery> {
+pub async fn retry_delivery(store: &Store, project_id: &str, id: &str, now: DateTime<Utc>) -> DomainResult<Delivery> {
     let delivery = store.get_delivery(project_id, id).await?;
     if delivery.test {
-        return Err(ApiError::conflict(
+        return Err(DomainError::conflict(
             "a test delivery is sent once and cannot be retried; send another test with POST /webhooks/{id}/test",
         ));
     }
@@ -417,15 +419,15 @@ pub struct Replay {
 }
 
 /// Queues the replay; the new deliveries are due at `now`.
-pub async fn replay(store: &Store, hook: &Webhook, input: Replay, now: DateTime<Utc>) -> ApiResult<usize> {
+pub async fn replay(store: &Store, hook: &Webhook, input: Replay, now: DateTime<Utc>) -> DomainResult<usize> {
     let until = input.until.unwrap_or_else(store::now);
     if until <= input.since {
-        return Err(ApiError::invalid_field("until", "must be after since"));
+        return Err(DomainError::invalid_field("until", "must be after since"));
     }
     let only_failed = match input.status.as_deref() {
         None | Some("all") => false,
         Some("failed") => true,
-        Some(_) => return Err(ApiError::invalid_field("status", "must be `failed` or `all`")),
+        Some(_) => return Err(DomainError::invalid_field("status", "must be `failed` or `all`")),
     };
     Ok(store.replay(hook, input.since, until, only_failed, now, matches).await?)
 }

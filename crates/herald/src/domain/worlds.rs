@@ -7,11 +7,12 @@ use serde::Deserialize;
 use sqlx::types::Json;
 
 use super::{
+    retry_on_stale,
     schedule::{self, Announce, Phase, Transition},
     validate::{Checks, nullable},
 };
 use crate::{
-    error::ApiResult,
+    domain::DomainResult,
     events::{EventContext, types},
     store::{self, Store, StoreError, worlds::GameWorld},
 };
@@ -58,7 +59,7 @@ pub struct MaintenanceChange {
     pub ends_at: Option<DateTime<Utc>>,
 }
 
-fn check_world(w: &GameWorld) -> ApiResult<()> {
+fn check_world(w: &GameWorld) -> DomainResult<()> {
     let mut c = Checks::default();
     c.ident("worldId", &w.world_id, 64, &[]);
     c.text("name", &w.name, 1, 100);
@@ -110,7 +111,7 @@ pub async fn create(
     project_id: &str,
     input: NewWorld,
     clock_now: DateTime<Utc>,
-) -> ApiResult<GameWorld> {
+) -> DomainResult<GameWorld> {
     let now = store::now();
     let mut world = GameWorld {
         id: store::new_id(),
@@ -150,8 +151,9 @@ async fn modify(
     id: &str,
     now: DateTime<Utc>,
     change: impl Fn(&mut GameWorld),
-) -> ApiResult<GameWorld> {
-    loop {
+) -> DomainResult<GameWorld> {
+    let change = &change;
+    retry_on_stale(|| async move {
         let current = store.get_world(project_id, id).await?;
         let mut world = current.clone();
         change(&mut world);
@@ -160,12 +162,10 @@ async fn modify(
         let events = change_events(&current, &mut world, now);
         // Events carry whether the world is in maintenance as of this change.
         let world = world.at(now);
-        match store.update_world(ctx, &world, current.updated_at, &events).await {
-            Err(StoreError::Stale) => continue,
-            other => other?,
-        }
-        return Ok(world);
-    }
+        store.update_world(ctx, &world, current.updated_at, &events).await?;
+        Ok(world)
+    })
+    .await
 }
 
 pub async fn update(
@@ -175,7 +175,7 @@ pub async fn update(
     id: &str,
     patch: WorldPatch,
     now: DateTime<Utc>,
-) -> ApiResult<GameWorld> {
+) -> DomainResult<GameWorld> {
     modify(store, ctx, project_id, id, now, |w| {
         if let Some(v) = &patch.world_id {
             w.world_id = v.clone();
@@ -221,7 +221,7 @@ pub async fn set_maintenance(
     id: &str,
     change: MaintenanceChange,
     now: DateTime<Utc>,
-) -> ApiResult<GameWorld> {
+) -> DomainResult<GameWorld> {
     modify(store, ctx, project_id, id, now, |w| {
         w.maintenance = change.enabled;
         if change.enabled {
@@ -240,7 +240,7 @@ pub async fn set_maintenance(
 }
 
 /// Fires the world maintenance transitions due at `now` (see [`schedule`]); returns how many.
-pub(crate) async fn fire_due(store: &Store, now: DateTime<Utc>) -> ApiResult<usize> {
+pub(crate) async fn fire_due(store: &Store, now: DateTime<Utc>) -> DomainResult<usize> {
     let ctx = EventContext::system();
     let mut fired = 0;
     for current in store.worlds_due(now).await? {
@@ -262,7 +262,7 @@ pub(crate) async fn fire_due(store: &Store, now: DateTime<Utc>) -> ApiResult<usi
     Ok(fired)
 }
 
-pub async fn delete(store: &Store, ctx: &EventContext, project_id: &str, id: &str) -> ApiResult<GameWorld> {
+pub async fn delete(store: &Store, ctx: &EventContext, project_id: &str, id: &str) -> DomainResult<GameWorld> {
     // Accept the worldId too, like the other routes.
     let world = store.get_world(project_id, id).await?;
     Ok(store.delete_world(ctx, project_id, &world.id).await?)

@@ -49,7 +49,7 @@ impl NewEvent {
         state: &impl Serialize,
     ) -> Self {
         NewEvent {
-            id: crate::store::new_id(),
+            id: crate::ids::new_id(),
             organization_id: scope.0.map(str::to_owned),
             project_id: scope.1.map(str::to_owned),
             event_type: event_type.to_owned(),
@@ -60,7 +60,7 @@ impl NewEvent {
             actor: ctx.actor.clone(),
             idempotency_key: None,
             sandbox: false,
-            occurred_at: crate::store::now(),
+            occurred_at: crate::clock::now(),
         }
     }
 }

@@ -4,9 +4,8 @@
 //! Every node reads the whole outbox itself (`Store::feed_next`), so an event written on any
 //! node reaches sockets on all of them, and it is read only after its transaction committed.
 //! Reading is woken three ways: by this node's own commits (`Store::events_written`), by the
-//! PostgreSQL notification `herald_events` that other nodes send after theirs, and by a poll
-//! (`realtime.poll_interval_ms`) should a notification be lost. Notifications carry no data
-//! (events are read from the table), so PostgreSQL's 8000-byte payload limit does not apply.
+//! word other nodes send after theirs (`Store::node_notices`; PostgreSQL notifications, which
+//! carry no data), and by a poll (`realtime.poll_interval_ms`) should a notification be lost.
 //!
 //! Events are handed out one at a time, in outbox order, so a channel's messages reach each
 //! socket in order.
@@ -26,19 +25,16 @@ use tokio::{
 use super::{Gateway, route};
 use crate::{
     store::{
-        Backend,
         events::{EventRow, FeedCursor},
+        nodes::{NodeNotice, NodeNotices},
     },
     webhooks::envelope_body,
 };
 
 /// Events read per query.
 const BATCH: i64 = 500;
-/// PostgreSQL notification channels: "new events were committed" and typing notes.
-const EVENTS_CHANNEL: &str = "herald_events";
-const TYPING_CHANNEL: &str = "herald_typing";
-/// After a wake-up on PostgreSQL, how long to keep looking often: an event is readable only
-/// once every older transaction has ended, which may be a moment after its own commit.
+/// After a wake-up in a cluster, how long to keep looking often: there an event is readable
+/// only once every older transaction has ended, which may be a moment after its own commit.
 const HURRY_FOR: Duration = Duration::from_millis(250);
 const HURRY_EVERY: Duration = Duration::from_millis(10);
 
@@ -52,11 +48,10 @@ async fn run(io: SocketIo, gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
     let poll = Duration::from_millis(gw.app.config.realtime.poll_interval_ms.max(10));
     let local = store.events_written();
     let remote = Arc::new(Notify::new());
-    let postgres = match store.backend() {
-        Backend::Postgres(pool) => Some(pool.clone()),
-        Backend::Sqlite { .. } => None,
-    };
-    let listener = postgres.clone().map(|pool| tokio::spawn(listen(pool, io.clone(), gw.clone(), remote.clone())));
+    // Where other nodes can commit events (one database shared by a cluster), follow their word.
+    let notices = store.node_notices();
+    let clustered = notices.is_some();
+    let follower = notices.map(|n| tokio::spawn(follow(n, io.clone(), gw.clone(), remote.clone())));
     let mut cursor = loop {
         match store.feed_start().await {
             Ok(c) => break c,
@@ -72,22 +67,19 @@ async fn run(io: SocketIo, gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
     let mut hurry_until = Instant::now();
     while !*stop.borrow() {
         cursor = drain(&io, &gw, cursor).await;
-        let wait = if postgres.is_some() && Instant::now() < hurry_until { HURRY_EVERY } else { poll };
+        let wait = if clustered && Instant::now() < hurry_until { HURRY_EVERY } else { poll };
         tokio::select! {
             _ = local.realtime.notified() => {
                 hurry_until = Instant::now() + HURRY_FOR;
-                if let Some(pool) = &postgres {
-                    // Tell the other nodes; they read the events from the table themselves.
-                    let _ = sqlx::query("SELECT pg_notify($1, '')").bind(EVENTS_CHANNEL).execute(pool).await;
-                }
+                store.announce_events().await;
             }
             _ = remote.notified() => hurry_until = Instant::now() + HURRY_FOR,
             _ = tokio::time::sleep(wait) => {}
             _ = stop.changed() => {}
         }
     }
-    if let Some(l) = listener {
-        l.abort();
+    if let Some(f) = follower {
+        f.abort();
     }
 }
 
@@ -247,37 +239,13 @@ pub(crate) async fn emit_to<T: serde::Serialize + ?Sized>(
     gw.stats.messages_out.fetch_add(recipients.saturating_sub(failed), Ordering::Relaxed);
 }
 
-/// Follows PostgreSQL notifications: other nodes' commits wake the feed; their typing notes
-/// are shown to this node's sockets. Reconnects after a lost connection.
-async fn listen(pool: sqlx::PgPool, io: SocketIo, gw: Arc<Gateway>, wake: Arc<Notify>) {
-    while !pool.is_closed() {
-        let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
-            Ok(l) => l,
-            Err(_) if pool.is_closed() => return,
-            Err(e) => {
-                tracing::warn!(error = %e, "real-time feed cannot listen for other nodes; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        if let Err(e) = listener.listen_all([EVENTS_CHANNEL, TYPING_CHANNEL]).await {
-            tracing::warn!(error = %e, "real-time feed cannot listen for other nodes; retrying");
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            continue;
-        }
-        // Whatever was committed while the connection was down is found by this read.
-        wake.notify_one();
-        loop {
-            match listener.recv().await {
-                Ok(n) if n.channel() == EVENTS_CHANNEL => wake.notify_one(),
-                Ok(n) => typing_from_elsewhere(&io, &gw, n.payload()).await,
-                Err(_) if pool.is_closed() => return,
-                Err(e) => {
-                    tracing::warn!(error = %e, "real-time feed lost its notification connection");
-                    wake.notify_one();
-                    break;
-                }
-            }
+/// Follows the other nodes: their commits wake the feed; their typing notes are shown to this
+/// node's sockets. Stops (and stops listening) when aborted.
+async fn follow(mut notices: NodeNotices, io: SocketIo, gw: Arc<Gateway>, wake: Arc<Notify>) {
+    while let Some(notice) = notices.recv().await {
+        match notice {
+            NodeNotice::EventsCommitted => wake.notify_one(),
+            NodeNotice::Typing(note) => typing_from_elsewhere(&io, &gw, &note).await,
         }
     }
 }
@@ -289,13 +257,11 @@ struct TypingNote {
     note: Value,
 }
 
-/// Sends a typing note to the other nodes (PostgreSQL); SQLite has no other nodes.
+/// Sends a typing note to the other nodes, if there are any (`Store::share_typing`).
 pub(crate) async fn share_typing(gw: &Gateway, room: &str, note: &Value) {
-    if let Backend::Postgres(pool) = gw.app.store.backend() {
-        let payload = TypingNote { node: gw.node_id.clone(), room: room.to_owned(), note: note.clone() };
-        let payload = serde_json::to_string(&payload).unwrap_or_default();
-        let _ = sqlx::query("SELECT pg_notify($1, $2)").bind(TYPING_CHANNEL).bind(payload).execute(pool).await;
-    }
+    let payload = TypingNote { node: gw.node_id.clone(), room: room.to_owned(), note: note.clone() };
+    let payload = serde_json::to_string(&payload).unwrap_or_default();
+    gw.app.store.share_typing(&payload).await;
 }
 
 async fn typing_from_elsewhere(io: &SocketIo, gw: &Gateway, payload: &str) {

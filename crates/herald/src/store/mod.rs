@@ -17,6 +17,7 @@ pub mod chat;
 pub mod client_keys;
 pub mod events;
 pub mod maintenance;
+pub mod nodes;
 pub mod notices;
 pub mod ops;
 pub mod orgs;
@@ -34,7 +35,6 @@ pub mod worlds;
 
 use std::{str::FromStr, sync::Arc, time::Duration};
 
-use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use sqlx::{
     Connection as _,
     postgres::{PgConnectOptions, PgPool, PgPoolOptions},
@@ -42,6 +42,10 @@ use sqlx::{
 };
 
 use crate::config::Config;
+pub use crate::{
+    clock::{next_updated_at, now, truncate},
+    ids::new_id,
+};
 
 pub(crate) use paging::{Bind, Counted, Filter, contains_pattern, fetch_page};
 pub use paging::{Page, PageRequest};
@@ -382,27 +386,6 @@ impl Store {
             Backend::Postgres(pool) => pool.close().await,
         }
     }
-}
-
-/// The current time at the precision both backends store (microseconds), so a value read
-/// back equals the value written.
-pub fn now() -> DateTime<Utc> {
-    truncate(Utc::now())
-}
-
-/// The `updated_at` for a change of a row last updated at `previous`: now, but always
-/// later than `previous`, so the optimistic check of a concurrent writer never matches.
-pub fn next_updated_at(previous: DateTime<Utc>) -> DateTime<Utc> {
-    now().max(previous + TimeDelta::microseconds(1))
-}
-
-pub fn truncate(t: DateTime<Utc>) -> DateTime<Utc> {
-    t.duration_trunc(TimeDelta::microseconds(1)).unwrap_or(t)
-}
-
-/// A new resource id: a UUIDv7, so ids sort by creation time.
-pub fn new_id() -> String {
-    uuid::Uuid::now_v7().to_string()
 }
 
 /// A [`sqlx::QueryBuilder`] for `pool`'s backend, starting with `init`: its `push_bind`

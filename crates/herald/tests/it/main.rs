@@ -5,6 +5,7 @@ mod common;
 mod log_capture;
 mod receiver;
 
+mod architecture;
 mod auth_matrix;
 mod chat;
 mod chat_docs;

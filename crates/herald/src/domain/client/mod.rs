@@ -12,10 +12,18 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
 
+mod client_keys;
+mod languages;
+mod me;
+
+pub use client_keys::*;
+pub use languages::*;
+pub use me::*;
+
 use super::validate::Checks;
 use crate::{
     auth::keys,
-    error::{ApiError, ApiResult},
+    domain::{DomainError, DomainResult},
     events::EventContext,
     store::{
         self, PageRequest, Store,
@@ -24,148 +32,6 @@ use crate::{
         worlds::{GameWorld, WorldFilter},
     },
 };
-
-// ---------------------------------------------------------------------------------------
-// Client keys
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct NewClientKey {
-    pub name: String,
-    /// The client channels (`PC`, `iOS`, ...) the key may ask about; absent or empty: any.
-    pub channels: Option<Vec<String>>,
-}
-
-/// A client key as created: the only time its full value (`hc_...`) is shown.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct CreatedClientKey {
-    #[serde(flatten)]
-    pub key: ClientKey,
-    pub key_value: String,
-}
-
-/// Most channels one key may be limited to.
-const MAX_KEY_CHANNELS: usize = 20;
-
-pub async fn create_key(
-    store: &Store,
-    ctx: &EventContext,
-    project_id: &str,
-    input: NewClientKey,
-) -> ApiResult<CreatedClientKey> {
-    let channels = input.channels.unwrap_or_default();
-    let mut c = Checks::default();
-    c.text("name", &input.name, 1, 100);
-    if channels.len() > MAX_KEY_CHANNELS {
-        c.fail("channels", format!("at most {MAX_KEY_CHANNELS} channels"));
-    }
-    for channel in &channels {
-        c.ident("channels", channel, 32, &[]);
-    }
-    c.finish()?;
-    let project = store.get_project(project_id).await?;
-    let (id, key_value, secret_hash) = keys::generate_client();
-    let key = ClientKey {
-        id,
-        organization_id: project.organization_id,
-        project_id: project.id,
-        name: input.name,
-        secret_hash,
-        channels: Json(channels),
-        created_at: store::now(),
-        last_used_at: None,
-        revoked_at: None,
-    };
-    store.insert_client_key(ctx, &key).await?;
-    Ok(CreatedClientKey { key, key_value })
-}
-
-// ---------------------------------------------------------------------------------------
-// Languages
-
-/// Whether `tag` is a language code as clients send them: `en`, `pt-BR`, `zh-Hant-TW`
-/// (letters and digits in parts of 1 to 8, joined by `-`, the first part letters only).
-pub fn is_language_tag(tag: &str) -> bool {
-    tag.len() <= 35
-        && tag.split('-').enumerate().all(|(i, part)| {
-            (1..=8).contains(&part.len())
-                && if i == 0 {
-                    part.bytes().all(|b| b.is_ascii_alphabetic())
-                } else {
-                    part.bytes().all(|b| b.is_ascii_alphanumeric())
-                }
-        })
-}
-
-/// Most languages of a client's preference list that are looked at.
-const MAX_PREFERENCES: usize = 6;
-
-/// The languages a client reads, best first: its `lang` parameter (400 if malformed), then
-/// its `Accept-Language` list by weight (malformed entries and `*` are skipped, as browsers'
-/// lists are trusted loosely). Lower-cased.
-pub fn preferences(lang: Option<&str>, accept_language: Option<&str>) -> ApiResult<Vec<String>> {
-    let mut out = Vec::new();
-    if let Some(lang) = lang {
-        if !is_language_tag(lang) {
-            return Err(ApiError::bad_request("invalid_query", "lang must be a language code such as `en` or `pt-BR`"));
-        }
-        out.push(lang.to_ascii_lowercase());
-    }
-    if let Some(header) = accept_language {
-        let mut weighted: Vec<(u16, String)> = header
-            .split(',')
-            .filter_map(|entry| {
-                let mut parts = entry.split(';');
-                let tag = parts.next()?.trim();
-                let q = parts.find_map(|p| p.trim().strip_prefix("q=")).map_or(Some(1.0), |q| q.trim().parse().ok())?;
-                let q: f32 = q;
-                (is_language_tag(tag) && q > 0.0 && q <= 1.0).then(|| ((q * 1000.0) as u16, tag.to_ascii_lowercase()))
-            })
-            .collect();
-        // Stable: equal weights keep the client's order.
-        weighted.sort_by_key(|w| std::cmp::Reverse(w.0));
-        out.extend(weighted.into_iter().map(|(_, tag)| tag));
-    }
-    let mut seen = std::collections::HashSet::new();
-    out.retain(|tag| seen.insert(tag.clone()));
-    out.truncate(MAX_PREFERENCES);
-    Ok(out)
-}
-
-/// The text of `messages` (keyed by language code) for `language`: the exact language, else
-/// its primary language (`pt-BR` finds `pt`), else a regional form of it (`pt` finds `pt-PT`).
-fn for_language<'a>(messages: &'a BTreeMap<String, String>, language: &str) -> Option<&'a str> {
-    let primary = language.split('-').next().unwrap_or(language);
-    messages
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(language))
-        .or_else(|| messages.iter().find(|(k, _)| k.eq_ignore_ascii_case(primary)))
-        .or_else(|| {
-            messages
-                .iter()
-                .find(|(k, _)| k.split('-').next().is_some_and(|p| p.eq_ignore_ascii_case(primary)) && k.contains('-'))
-        })
-        .map(|(_, v)| v.as_str())
-}
-
-/// Picks a localized text: the client's languages in order, then the project's default
-/// language, then the text given without a language (`untagged`), then any of `messages`.
-pub fn localize(
-    messages: &BTreeMap<String, String>,
-    untagged: Option<&str>,
-    preferences: &[String],
-    default_language: &str,
-) -> Option<String> {
-    preferences
-        .iter()
-        .map(String::as_str)
-        .chain(std::iter::once(default_language))
-        .find_map(|lang| for_language(messages, lang))
-        .or(untagged)
-        .or_else(|| messages.values().next().map(String::as_str))
-        .map(str::to_owned)
-}
 
 // ---------------------------------------------------------------------------------------
 // What a client asks, and the parts of the answer
@@ -289,7 +155,7 @@ pub fn earliest(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<Da
 
 /// Game-wide maintenance of the project (`PUT /api/v1/maintenance`), its messages in the
 /// client's language, and its next window boundary after `req.now`.
-pub async fn game_maintenance(store: &Store, req: &ClientRequest) -> ApiResult<Assembled<GameMaintenance>> {
+pub async fn game_maintenance(store: &Store, req: &ClientRequest) -> DomainResult<Assembled<GameMaintenance>> {
     let game = super::maintenance::get(store, &req.project.id, req.now).await?;
     if !game.enabled {
         return Ok(Assembled { answer: GameMaintenance::off(), next_change: None });
@@ -309,7 +175,7 @@ pub async fn game_maintenance(store: &Store, req: &ClientRequest) -> ApiResult<A
 
 /// The notices active now for the request's channel, sub-channel and version, highest
 /// priority first, in the client's language; and the next time one starts or ends.
-pub async fn active_notices(store: &Store, req: &ClientRequest) -> ApiResult<Assembled<Vec<ClientNotice>>> {
+pub async fn active_notices(store: &Store, req: &ClientRequest) -> DomainResult<Assembled<Vec<ClientNotice>>> {
     let project = &req.project.id;
     let sub_channel = Some(req.sub_channel.as_str()).filter(|s| !s.is_empty());
     let active = super::notices::active_notices(
@@ -346,7 +212,7 @@ pub async fn maintenance_bypass(
     player: Option<&str>,
     address: Option<IpAddr>,
     now: DateTime<Utc>,
-) -> ApiResult<bool> {
+) -> DomainResult<bool> {
     super::maintenance::whitelisted(store, project_id, player, address, now).await
 }
 
@@ -362,7 +228,7 @@ pub fn apply_bypass(answer: &mut ClientBootstrap) {
 /// Most worlds a client answer lists.
 pub const MAX_WORLDS: u32 = 1000;
 
-async fn visible_worlds(store: &Store, req: &ClientRequest) -> ApiResult<Vec<GameWorld>> {
+async fn visible_worlds(store: &Store, req: &ClientRequest) -> DomainResult<Vec<GameWorld>> {
     let filter = WorldFilter { visible: Some(true), maintenance: None, tag: None, now: req.now };
     Ok(store.list_worlds(&req.project.id, &filter, PageRequest { page: 1, limit: MAX_WORLDS }).await?.items)
 }
@@ -372,7 +238,7 @@ pub async fn worlds(
     store: &Store,
     req: &ClientRequest,
     game: &GameMaintenance,
-) -> ApiResult<Assembled<Vec<ClientWorld>>> {
+) -> DomainResult<Assembled<Vec<ClientWorld>>> {
     let rows = visible_worlds(store, req).await?;
     let next_change = rows.iter().filter_map(|w| world_boundary(w, req.now)).min();
     let worlds = rows.into_iter().map(|w| client_world(w, req, game)).collect();
@@ -400,7 +266,7 @@ pub struct ClientMaintenance {
     pub worlds: Vec<WorldMaintenance>,
 }
 
-pub async fn maintenance(store: &Store, req: &ClientRequest) -> ApiResult<Assembled<ClientMaintenance>> {
+pub async fn maintenance(store: &Store, req: &ClientRequest) -> DomainResult<Assembled<ClientMaintenance>> {
     let game = game_maintenance(store, req).await?;
     let rows = visible_worlds(store, req).await?;
     let next_change = earliest(game.next_change, rows.iter().filter_map(|w| world_boundary(w, req.now)).min());
@@ -455,7 +321,7 @@ fn client_world(w: GameWorld, req: &ClientRequest, game: &GameMaintenance) -> Cl
 }
 
 /// The version check for the request's build, if it names `channel` and `version`.
-pub async fn version_check(store: &Store, req: &ClientRequest) -> ApiResult<Option<VersionCheck>> {
+pub async fn version_check(store: &Store, req: &ClientRequest) -> DomainResult<Option<VersionCheck>> {
     let (Some(channel), Some(version)) = (&req.channel, &req.version) else { return Ok(None) };
     let found = super::versions::lookup(store, &req.project.id, channel, &req.sub_channel, version).await?;
     Ok(Some(VersionCheck {
@@ -470,7 +336,7 @@ pub async fn version_check(store: &Store, req: &ClientRequest) -> ApiResult<Opti
 }
 
 /// The bootstrap answer, assembled from its parts.
-pub async fn bootstrap(store: &Store, req: &ClientRequest) -> ApiResult<Assembled<ClientBootstrap>> {
+pub async fn bootstrap(store: &Store, req: &ClientRequest) -> DomainResult<Assembled<ClientBootstrap>> {
     let game = game_maintenance(store, req).await?;
     let worlds = worlds(store, req, &game.answer).await?;
     let notices = active_notices(store, req).await?;
@@ -484,104 +350,4 @@ pub async fn bootstrap(store: &Store, req: &ClientRequest) -> ApiResult<Assemble
             notices: notices.answer,
         },
     })
-}
-
-// ---------------------------------------------------------------------------------------
-// The player's own view
-
-/// A player's own profile: no `metadata` (game servers keep their own data there).
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ClientPlayer {
-    pub id: String,
-    pub username: String,
-    pub display_name: Option<String>,
-    pub avatar_url: Option<String>,
-    pub email: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub last_login_at: Option<DateTime<Utc>>,
-}
-
-/// `GET /client/me`.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ClientMe {
-    pub player: ClientPlayer,
-    /// Game-wide maintenance as it applies to this player (`bypass`: whitelisted).
-    pub maintenance: GameMaintenance,
-    /// Whether maintenance keeps this player out now.
-    pub maintenance_applies: bool,
-}
-
-pub async fn me(
-    store: &Store,
-    req: &ClientRequest,
-    user_id: &str,
-    address: Option<IpAddr>,
-) -> ApiResult<Assembled<ClientMe>> {
-    let user = store.get_user(&req.project.id, user_id).await?;
-    let mut game = game_maintenance(store, req).await?;
-    if game.answer.in_maintenance
-        && maintenance_bypass(store, &req.project.id, Some(&user.id), address, req.now).await?
-    {
-        game.answer.bypass = true;
-        game.answer.in_maintenance = false;
-    }
-    let maintenance_applies = game.answer.in_maintenance;
-    Ok(Assembled {
-        answer: ClientMe {
-            player: ClientPlayer {
-                id: user.id,
-                username: user.username,
-                display_name: user.display_name,
-                avatar_url: user.avatar_url,
-                email: user.email,
-                created_at: user.created_at,
-                last_login_at: user.last_login_at,
-            },
-            maintenance: game.answer,
-            maintenance_applies,
-        },
-        next_change: game.next_change,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn messages(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-    }
-
-    #[test]
-    fn language_tags() {
-        for good in ["en", "pt-BR", "zh-Hant-TW", "es-419"] {
-            assert!(is_language_tag(good), "{good}");
-        }
-        for bad in ["", "-", "en-", "e n", "en_US", "123", "toolongpart9", "en-*"] {
-            assert!(!is_language_tag(bad), "{bad}");
-        }
-    }
-
-    #[test]
-    fn preferences_follow_weights_then_order() {
-        let p = preferences(Some("ko"), Some("fr;q=0.5, de-CH, en;q=0.8, *;q=0.1, bad_tag, it;q=0")).expect("ok");
-        assert_eq!(p, ["ko", "de-ch", "en", "fr"]);
-        assert!(preferences(Some("not a tag"), None).is_err());
-        assert_eq!(preferences(None, None).expect("ok"), Vec::<String>::new());
-    }
-
-    #[test]
-    fn localization_falls_back_in_order() {
-        let m = messages(&[("en", "E"), ("ja", "J"), ("ko", "K"), ("pt-PT", "P")]);
-        let prefs = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(localize(&m, None, &prefs(&["ja"]), "ko").as_deref(), Some("J"), "the client's language");
-        assert_eq!(localize(&m, None, &prefs(&["ja-jp"]), "ko").as_deref(), Some("J"), "its primary language");
-        assert_eq!(localize(&m, None, &prefs(&["pt-br"]), "ko").as_deref(), Some("P"), "a regional form");
-        assert_eq!(localize(&m, None, &prefs(&["de", "fr"]), "ko").as_deref(), Some("K"), "the default");
-        assert_eq!(localize(&m, Some("U"), &prefs(&["de"]), "zh").as_deref(), Some("U"), "the untagged text");
-        assert_eq!(localize(&m, None, &prefs(&["de"]), "zh").as_deref(), Some("E"), "any message");
-        assert_eq!(localize(&BTreeMap::new(), None, &prefs(&["de"]), "zh"), None);
-    }
 }
