@@ -16,6 +16,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$(pwd)"
+# The server under test: this checkout's release build, or BENCH_HERALD (another build, to
+# compare two versions on the same machine in one sitting).
+HERALD_BIN="${BENCH_HERALD:-$ROOT/target/release/herald}"
 SECS="${BENCH_SECONDS:-10}"
 CONNS="${BENCH_CONNECTIONS:-32}"
 CHANNELS="${BENCH_CHANNELS:-1000}"
@@ -38,7 +41,7 @@ bench_backend() {
   dir="$(mktemp -d /tmp/herald-bench.XXXXXX)"
   port="$(free_port)"
   (cd "$dir" && HERALD_LISTEN="127.0.0.1:$port" HERALD_DATABASE_URL="$url" HERALD_LOG=warn HERALD_HTTP__RATE_LIMIT_PER_SEC="${HERALD_HTTP__RATE_LIMIT_PER_SEC:-0}" \
-    exec "$ROOT/target/release/herald" serve >"$dir/out.log" 2>"$dir/err.log") &
+    exec "$HERALD_BIN" serve >"$dir/out.log" 2>"$dir/err.log") &
   SERVER_PID=$!
   for _ in $(seq 1 100); do grep -q "listening" "$dir/out.log" 2>/dev/null && break; sleep 0.1; done
   key="$(grep -oE 'hk_[A-Za-z0-9_-]+' "$dir/out.log" | head -1)"
