@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::types::Json;
 
-use super::{Filter, Page, PageRequest, Store, StoreError, StoreResult, fetch_page, with_pool, write_with_events};
+use super::{Page, PageRequest, Store, StoreError, StoreResult, fetch_page, with_pool, write_with_events};
 use crate::events::{EventContext, NewEvent, types};
 
 #[derive(Debug, Clone, sqlx::FromRow, Serialize, utoipa::ToSchema)]
@@ -82,14 +82,18 @@ impl Store {
         project_id: Option<&str>,
         page: PageRequest,
     ) -> StoreResult<Page<ApiKey>> {
-        let mut filter = Filter::default();
-        if let Some(org) = organization_id {
-            filter.push("organization_id = ?", org);
-        }
-        if let Some(project) = project_id {
-            filter.push("project_id = ?", project);
-        }
-        fetch_page!(self, ApiKey, format!("FROM api_keys WHERE {}", filter.sql()), "created_at, id", filter.binds, page)
+        with_pool!(self, read, |pool| {
+            fetch_page(pool, "created_at, id", page, |q| {
+                q.push("FROM api_keys WHERE 1 = 1");
+                if let Some(org) = organization_id {
+                    q.push(" AND organization_id = ").push_bind(org);
+                }
+                if let Some(project) = project_id {
+                    q.push(" AND project_id = ").push_bind(project);
+                }
+            })
+            .await
+        })
     }
 
     /// Marks a key revoked (idempotent: revoking twice keeps the first time).

@@ -79,14 +79,12 @@ impl Store {
     }
 
     pub async fn list_admin_users(&self, organization_id: &str, page: PageRequest) -> StoreResult<Page<AdminUser>> {
-        fetch_page!(
-            self,
-            AdminUser,
-            "FROM admin_users WHERE organization_id = $1".to_string(),
-            "created_at, id",
-            vec![organization_id.to_string()],
-            page
-        )
+        with_pool!(self, read, |pool| {
+            fetch_page(pool, "created_at, id", page, |q| {
+                q.push("FROM admin_users WHERE organization_id = ").push_bind(organization_id);
+            })
+            .await
+        })
     }
 
     pub async fn delete_admin_user(

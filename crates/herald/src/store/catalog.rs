@@ -80,14 +80,12 @@ impl Store {
     }
 
     pub async fn list_event_types(&self, project_id: &str, page: PageRequest) -> StoreResult<Page<EventType>> {
-        fetch_page!(
-            self,
-            EventType,
-            "FROM event_types WHERE project_id = $1".to_string(),
-            "name",
-            vec![project_id.to_string()],
-            page
-        )
+        with_pool!(self, read, |pool| {
+            fetch_page(pool, "name", page, |q| {
+                q.push("FROM event_types WHERE project_id = ").push_bind(project_id);
+            })
+            .await
+        })
     }
 
     pub async fn delete_event_type(&self, project_id: &str, name: &str) -> StoreResult<EventType> {

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::types::Json;
 
-use super::{Filter, Page, PageRequest, Store, StoreError, StoreResult, fetch_page, with_pool, write_with_events};
+use super::{Page, PageRequest, Store, StoreError, StoreResult, fetch_page, with_pool, write_with_events};
 use crate::events::{EventContext, NewEvent, types};
 
 #[derive(Debug, Clone, sqlx::FromRow, Serialize, utoipa::ToSchema)]
@@ -62,16 +62,12 @@ impl Store {
     }
 
     pub async fn list_client_keys(&self, project_id: &str, page: PageRequest) -> StoreResult<Page<ClientKey>> {
-        let mut filter = Filter::default();
-        filter.push("project_id = ?", project_id);
-        fetch_page!(
-            self,
-            ClientKey,
-            format!("FROM client_keys WHERE {}", filter.sql()),
-            "created_at, id",
-            filter.binds,
-            page
-        )
+        with_pool!(self, read, |pool| {
+            fetch_page(pool, "created_at, id", page, |q| {
+                q.push("FROM client_keys WHERE project_id = ").push_bind(project_id);
+            })
+            .await
+        })
     }
 
     /// Marks the project's key `id` revoked (idempotent: revoking twice keeps the first time).

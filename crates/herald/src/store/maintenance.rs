@@ -205,16 +205,12 @@ impl Store {
     }
 
     pub async fn list_whitelist(&self, project_id: &str, page: PageRequest) -> StoreResult<Page<WhitelistEntry>> {
-        let mut filter = super::Filter::default();
-        filter.push("project_id = ?", project_id);
-        super::fetch_page!(
-            self,
-            WhitelistEntry,
-            format!("FROM maintenance_whitelist WHERE {}", filter.sql()),
-            "created_at, id",
-            filter.binds,
-            page
-        )
+        with_pool!(self, read, |pool| {
+            super::fetch_page(pool, "created_at, id", page, |q| {
+                q.push("FROM maintenance_whitelist WHERE project_id = ").push_bind(project_id);
+            })
+            .await
+        })
     }
 
     /// Entries that apply at `now`: unexpired, naming `player_id` or holding an address range

@@ -47,8 +47,8 @@ pub use crate::{
     ids::new_id,
 };
 
-pub(crate) use paging::{Bind, Counted, Filter, contains_pattern, fetch_page};
 pub use paging::{Page, PageRequest};
+pub(crate) use paging::{contains_pattern, fetch_page};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -7,7 +7,7 @@ use serde::Serialize;
 use sqlx::types::Json;
 
 use super::{
-    Filter, Page, PageRequest, Store, StoreError, StoreResult, expect_one_row, fetch_page,
+    Page, PageRequest, Store, StoreError, StoreResult, expect_one_row, fetch_page,
     windows::{Announce, Phase, Window, WindowColumns, event_data},
     with_pool, write_with_events,
 };
@@ -130,15 +130,16 @@ impl Store {
         active_at: Option<DateTime<Utc>>,
         page: PageRequest,
     ) -> StoreResult<Page<Notice>> {
-        let mut filter = Filter::default();
-        filter.push("project_id = ?", project_id);
-        if let Some(now) = active_at {
-            filter.push(
-                "(enabled = TRUE AND (starts_at IS NULL OR starts_at <= ?) AND (ends_at IS NULL OR ? < ends_at))",
-                now,
-            );
-        }
-        fetch_page!(self, Notice, format!("FROM notices WHERE {}", filter.sql()), "created_at, id", filter.binds, page)
+        with_pool!(self, read, |pool| {
+            fetch_page(pool, "created_at, id", page, |q| {
+                q.push("FROM notices WHERE project_id = ").push_bind(project_id);
+                if let Some(now) = active_at {
+                    q.push(" AND (enabled = TRUE AND (starts_at IS NULL OR starts_at <= ").push_bind(now);
+                    q.push(") AND (ends_at IS NULL OR ").push_bind(now).push(" < ends_at))");
+                }
+            })
+            .await
+        })
     }
 
     /// Every notice of the project shown at `now` (before targeting), highest priority first.

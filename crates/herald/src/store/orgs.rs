@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{
-    Filter, Page, PageRequest, Store, StoreError, StoreResult, conflict_on_unique, expect_one_row, fetch_page,
-    with_pool, write_with_events,
+    Page, PageRequest, Store, StoreError, StoreResult, conflict_on_unique, expect_one_row, fetch_page, with_pool,
+    write_with_events,
 };
 use crate::events::{EventContext, NewEvent, types};
 
@@ -115,18 +115,15 @@ impl Store {
 
     /// Organizations, optionally only `only` (the one an organization-level caller may see).
     pub async fn list_organizations(&self, only: Option<&str>, page: PageRequest) -> StoreResult<Page<Organization>> {
-        let mut filter = Filter::default();
-        if let Some(id) = only {
-            filter.push("id = ?", id);
-        }
-        fetch_page!(
-            self,
-            Organization,
-            format!("FROM organizations WHERE {}", filter.sql()),
-            "created_at, id",
-            filter.binds,
-            page
-        )
+        with_pool!(self, read, |pool| {
+            fetch_page(pool, "created_at, id", page, |q| {
+                q.push("FROM organizations WHERE 1 = 1");
+                if let Some(id) = only {
+                    q.push(" AND id = ").push_bind(id);
+                }
+            })
+            .await
+        })
     }
 
     pub async fn update_organization(
@@ -217,21 +214,18 @@ impl Store {
         only: Option<&str>,
         page: PageRequest,
     ) -> StoreResult<Page<Project>> {
-        let mut filter = Filter::default();
-        if let Some(org) = organization_id {
-            filter.push("organization_id = ?", org);
-        }
-        if let Some(id) = only {
-            filter.push("id = ?", id);
-        }
-        fetch_page!(
-            self,
-            Project,
-            format!("FROM projects WHERE {}", filter.sql()),
-            "created_at, id",
-            filter.binds,
-            page
-        )
+        with_pool!(self, read, |pool| {
+            fetch_page(pool, "created_at, id", page, |q| {
+                q.push("FROM projects WHERE 1 = 1");
+                if let Some(org) = organization_id {
+                    q.push(" AND organization_id = ").push_bind(org);
+                }
+                if let Some(id) = only {
+                    q.push(" AND id = ").push_bind(id);
+                }
+            })
+            .await
+        })
     }
 
     pub async fn update_project(

@@ -7,7 +7,7 @@ use sqlx::types::Json;
 
 use super::script::Script;
 use super::{
-    Filter, Page, PageRequest, Store, StoreError, StoreResult, conflict_on_unique, contains_pattern, expect_one_row,
+    Page, PageRequest, Store, StoreError, StoreResult, conflict_on_unique, contains_pattern, expect_one_row,
     fetch_page, with_pool, write_with_events,
 };
 use crate::events::{EventContext, NewEvent, types};
@@ -95,22 +95,28 @@ impl Store {
     }
 
     pub async fn list_users(&self, project_id: &str, f: &UserFilter, page: PageRequest) -> StoreResult<Page<User>> {
-        let mut filter = Filter::default();
-        filter.push("project_id = ?", project_id);
-        if let Some(role) = &f.role {
-            filter.push("role = ?", role.as_str());
-        }
-        if let Some(status) = &f.status {
-            filter.push("status = ?", status.as_str());
-        }
-        if let Some(q) = &f.q {
-            filter.push(
-                "(lower(username) LIKE ? ESCAPE '\\' OR lower(coalesce(email, '')) LIKE ? ESCAPE '\\' \
-                 OR lower(coalesce(display_name, '')) LIKE ? ESCAPE '\\')",
-                contains_pattern(q),
-            );
-        }
-        fetch_page!(self, User, format!("FROM users WHERE {}", filter.sql()), "created_at, id", filter.binds, page)
+        let pattern = f.q.as_deref().map(contains_pattern);
+        with_pool!(self, read, |pool| {
+            fetch_page(pool, "created_at, id", page, |q| {
+                q.push("FROM users WHERE project_id = ").push_bind(project_id);
+                if let Some(role) = &f.role {
+                    q.push(" AND role = ").push_bind(role.as_str());
+                }
+                if let Some(status) = &f.status {
+                    q.push(" AND status = ").push_bind(status.as_str());
+                }
+                if let Some(pattern) = &pattern {
+                    q.push(" AND (");
+                    let mut any = q.separated(" OR ");
+                    for column in ["username", "coalesce(email, '')", "coalesce(display_name, '')"] {
+                        any.push(format_args!("lower({column}) LIKE "));
+                        any.push_bind_unseparated(pattern.as_str()).push_unseparated(" ESCAPE '\\'");
+                    }
+                    q.push(")");
+                }
+            })
+            .await
+        })
     }
 
     /// Writes `user` if it is unchanged since `read_at`, with one event per `event_types`.

@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{
-    Filter, Page, PageRequest, Store, StoreError, StoreResult, conflict_on_unique, expect_one_row, fetch_page,
-    with_pool, write_with_events,
+    Page, PageRequest, Store, StoreError, StoreResult, conflict_on_unique, expect_one_row, fetch_page, with_pool,
+    write_with_events,
 };
 use crate::events::{EventContext, NewEvent, types};
 
@@ -106,25 +106,21 @@ impl Store {
         f: &VersionFilter,
         page: PageRequest,
     ) -> StoreResult<Page<ClientVersion>> {
-        let mut filter = Filter::default();
-        filter.push("project_id = ?", project_id);
-        if let Some(channel) = &f.channel {
-            filter.push("channel = ?", channel.as_str());
-        }
-        if let Some(sub) = &f.sub_channel {
-            filter.push("sub_channel = ?", sub.as_str());
-        }
-        if let Some(status) = &f.status {
-            filter.push("status = ?", status.as_str());
-        }
-        fetch_page!(
-            self,
-            ClientVersion,
-            format!("FROM client_versions WHERE {}", filter.sql()),
-            "created_at, id",
-            filter.binds,
-            page
-        )
+        with_pool!(self, read, |pool| {
+            fetch_page(pool, "created_at, id", page, |q| {
+                q.push("FROM client_versions WHERE project_id = ").push_bind(project_id);
+                if let Some(channel) = &f.channel {
+                    q.push(" AND channel = ").push_bind(channel.as_str());
+                }
+                if let Some(sub) = &f.sub_channel {
+                    q.push(" AND sub_channel = ").push_bind(sub.as_str());
+                }
+                if let Some(status) = &f.status {
+                    q.push(" AND status = ").push_bind(status.as_str());
+                }
+            })
+            .await
+        })
     }
 
     pub async fn update_client_version(

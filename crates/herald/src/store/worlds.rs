@@ -7,7 +7,7 @@ use serde::Serialize;
 use sqlx::types::Json;
 
 use super::{
-    Filter, Page, PageRequest, Store, StoreError, StoreResult, conflict_on_unique, expect_one_row, fetch_page,
+    Page, PageRequest, Store, StoreError, StoreResult, conflict_on_unique, expect_one_row, fetch_page,
     windows::{Announce, Phase, Window, WindowColumns, event_data},
     with_pool, write_with_events,
 };
@@ -166,32 +166,30 @@ impl Store {
         f: &WorldFilter,
         page: PageRequest,
     ) -> StoreResult<Page<GameWorld>> {
-        let mut filter = Filter::default();
-        filter.push("project_id = ?", project_id);
-        if let Some(visible) = f.visible {
-            filter.raw(if visible { "visible = TRUE" } else { "visible = FALSE" });
-        }
-        if let Some(maintenance) = f.maintenance {
-            // `inMaintenance` at `now`, the rule of `GameWorld::maintenance_active` in SQL, so
-            // the filter agrees with what the items show and paging counts the right set.
-            let in_effect = "(maintenance = TRUE AND (maintenance_starts_at IS NULL OR maintenance_starts_at <= ?) \
-                             AND (maintenance_ends_at IS NULL OR ? < maintenance_ends_at))";
-            let clause = if maintenance { in_effect.to_owned() } else { format!("NOT {in_effect}") };
-            filter.push(&clause, f.now);
-        }
-        if let Some(tag) = &f.tag {
-            // Tags are a JSON array of plain strings (validated: no quotes or escapes), so the
-            // quoted tag appears verbatim in the array's text on both backends.
-            filter.push("lower(CAST(tags AS TEXT)) LIKE ? ESCAPE '\\'", super::contains_pattern(&format!("\"{tag}\"")));
-        }
-        fetch_page!(
-            self,
-            GameWorld,
-            format!("FROM game_worlds WHERE {}", filter.sql()),
-            "display_order, created_at, id",
-            filter.binds,
-            page
-        )
+        // Tags are a JSON array of plain strings (validated: no quotes or escapes), so the
+        // quoted tag appears verbatim in the array's text on both backends.
+        let tag_pattern = f.tag.as_ref().map(|tag| super::contains_pattern(&format!("\"{tag}\"")));
+        with_pool!(self, read, |pool| {
+            fetch_page(pool, "display_order, created_at, id", page, |q| {
+                q.push("FROM game_worlds WHERE project_id = ").push_bind(project_id);
+                if let Some(visible) = f.visible {
+                    q.push(if visible { " AND visible = TRUE" } else { " AND visible = FALSE" });
+                }
+                if let Some(maintenance) = f.maintenance {
+                    // `inMaintenance` at `now`, the rule of `GameWorld::maintenance_active` in
+                    // SQL, so the filter agrees with what the items show and paging counts the
+                    // right set.
+                    q.push(if maintenance { " AND " } else { " AND NOT " });
+                    q.push("(maintenance = TRUE AND (maintenance_starts_at IS NULL OR maintenance_starts_at <= ");
+                    q.push_bind(f.now).push(") AND (maintenance_ends_at IS NULL OR ");
+                    q.push_bind(f.now).push(" < maintenance_ends_at))");
+                }
+                if let Some(pattern) = &tag_pattern {
+                    q.push(" AND lower(CAST(tags AS TEXT)) LIKE ").push_bind(pattern.as_str()).push(" ESCAPE '\\'");
+                }
+            })
+            .await
+        })
     }
 
     /// The first maintenance window start or end after `now` among the project's worlds with

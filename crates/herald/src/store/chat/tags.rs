@@ -58,14 +58,12 @@ impl Store {
 
     /// One page of the project's tags, by id.
     pub async fn list_tags(&self, project_id: &str, page: PageRequest) -> StoreResult<Page<Tag>> {
-        fetch_page!(
-            self,
-            Tag,
-            "FROM chat_tags WHERE project_id = $1".to_string(),
-            "id",
-            vec![project_id.to_owned()],
-            page
-        )
+        with_pool!(self, read, |pool| {
+            fetch_page(pool, "id", page, |q| {
+                q.push("FROM chat_tags WHERE project_id = ").push_bind(project_id);
+            })
+            .await
+        })
     }
 
     /// Saves `tag` if it is still as read (`previous` is its `updated_at` then); `Stale` if not.

@@ -260,14 +260,12 @@ impl Store {
     }
 
     pub async fn list_webhooks(&self, project_id: &str, page: PageRequest) -> StoreResult<Page<Webhook>> {
-        fetch_page!(
-            self,
-            Webhook,
-            "FROM webhooks WHERE project_id = $1".to_string(),
-            "created_at, id",
-            vec![project_id.to_string()],
-            page
-        )
+        with_pool!(self, read, |pool| {
+            fetch_page(pool, "created_at, id", page, |q| {
+                q.push("FROM webhooks WHERE project_id = ").push_bind(project_id);
+            })
+            .await
+        })
     }
 
     /// Every active webhook (any project): for `herald serve`'s start-up check of the profile.
