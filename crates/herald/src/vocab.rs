@@ -64,6 +64,27 @@ text_enum! {
     }
 }
 
+text_enum! {
+    /// A player's account status: `active` players may sign in; `suspended` and `deleted`
+    /// ones may not (session tokens and sockets are refused).
+    pub enum UserStatus {
+        Active = "active",
+        Suspended = "suspended",
+        Deleted = "deleted",
+    }
+}
+
+text_enum! {
+    /// A registered client version's status, which decides the lookup's `action`.
+    pub enum VersionStatus {
+        Online = "online",
+        Offline = "offline",
+        RecommendedUpdate = "recommended_update",
+        ForcedUpdate = "forced_update",
+        Maintenance = "maintenance",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::Scope;

@@ -5,6 +5,7 @@ use super::{
     PageBody, created,
     extract::{Json, OptionalJson, Paging, Path, ProjectScope, Query, scopes},
 };
+use crate::vocab::UserStatus;
 use crate::{
     domain::{
         player_session::{self, SessionRequest, SessionToken},
@@ -38,12 +39,9 @@ pub async fn list(
 ) -> ApiResult<Json<PageBody<User>>> {
     let req = Paging { page: q.page, limit: q.limit }.request()?;
     if let Some(status) = &q.status
-        && !users::STATUSES.contains(&status.as_str())
+        && UserStatus::parse(status).is_none()
     {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            format!("status must be one of: {}", users::STATUSES.join(", ")),
-        ));
+        return Err(ApiError::bad_request("invalid_query", format!("status must be one of: {}", UserStatus::names())));
     }
     if q.q.as_ref().is_some_and(|q| q.chars().count() > 100) {
         return Err(ApiError::bad_request("invalid_query", "q must be at most 100 characters"));

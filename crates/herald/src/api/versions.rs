@@ -5,6 +5,7 @@ use super::{
     PageBody, created,
     extract::{Json, Paging, Path, ProjectScope, Query, scopes},
 };
+use crate::vocab::VersionStatus;
 use crate::{
     domain::versions::{self, LookupAnswer, NewVersion, VersionPatch},
     error::{ApiError, ApiResult},
@@ -31,11 +32,11 @@ pub async fn list(
 ) -> ApiResult<Json<PageBody<ClientVersion>>> {
     let req = Paging { page: q.page, limit: q.limit }.request()?;
     if let Some(status) = &q.status
-        && !versions::STATUSES.contains(&status.as_str())
+        && VersionStatus::parse(status).is_none()
     {
         return Err(ApiError::bad_request(
             "invalid_query",
-            format!("status must be one of: {}", versions::STATUSES.join(", ")),
+            format!("status must be one of: {}", VersionStatus::names()),
         ));
     }
     let filter = VersionFilter { channel: q.channel, sub_channel: q.sub_channel, status: q.status };

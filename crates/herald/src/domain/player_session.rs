@@ -65,8 +65,8 @@ pub async fn issue(
         return Err(DomainError::invalid_field("ttlSecs", format!("must be {MIN_TTL_SECS} to {max} seconds")));
     }
     let user = store.get_user(project_id, user_id).await?;
-    if user.status != "active" {
-        return Err(user_inactive(&user.status));
+    if user.status != crate::vocab::UserStatus::Active {
+        return Err(user_inactive(user.status.as_str()));
     }
     let now = store::now();
     let expires_at = now + TimeDelta::seconds(i64::try_from(ttl).unwrap_or(i64::MAX / 2_000_000));
@@ -133,7 +133,7 @@ pub async fn verify(store: &Store, jwt: &JwtKeys, token: &str) -> Result<Player,
         return Err(INVALID_TOKEN.into());
     }
     match store.get_user(&session.project_id, &session.user_id).await {
-        Ok(user) if user.status == "active" => {}
+        Ok(user) if user.status == crate::vocab::UserStatus::Active => {}
         Ok(user) => return Err(format!("the player's status is `{}`", user.status)),
         Err(StoreError::NotFound(_)) => return Err(INVALID_TOKEN.into()),
         Err(e) => return Err(format!("cannot check the token now: {e}")),

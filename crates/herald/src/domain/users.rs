@@ -9,13 +9,13 @@ use super::{
     retry_on_stale,
     validate::{Checks, nullable},
 };
+use crate::vocab::UserStatus;
 use crate::{
     domain::DomainResult,
     events::{EventContext, types},
     store::{self, Store, users::User},
 };
 
-pub const STATUSES: &[&str] = &["active", "suspended", "deleted"];
 const MAX_METADATA_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -51,7 +51,9 @@ pub struct UserPatch {
     pub last_login_at: Option<Option<DateTime<Utc>>>,
 }
 
-fn check_user(user: &User) -> DomainResult<()> {
+/// Checks `user` as built from a request; `status` is the status the request named, if it
+/// named one (checked here, in the order of the other fields, though the row holds it parsed).
+fn check_user(user: &User, status: Option<&str>) -> DomainResult<()> {
     let mut c = Checks::default();
     c.ident("id", &user.id, 128, &[':', '@']);
     c.username("username", &user.username, 64);
@@ -63,7 +65,9 @@ fn check_user(user: &User) -> DomainResult<()> {
         c.url("avatarUrl", url);
     }
     check_role(&mut c, &user.role);
-    c.one_of("status", &user.status, STATUSES);
+    if let Some(status) = status {
+        c.one_of("status", status, UserStatus::NAMES);
+    }
     if !user.metadata.0.is_object() {
         c.fail("metadata", "must be a JSON object");
     } else if super::validate::json_has_nul(&user.metadata.0) {
@@ -96,13 +100,13 @@ pub async fn create(store: &Store, ctx: &EventContext, project_id: &str, input: 
         display_name: input.display_name,
         avatar_url: input.avatar_url,
         role: input.role.unwrap_or_else(|| "player".into()),
-        status: input.status.unwrap_or_else(|| "active".into()),
+        status: input.status.as_deref().and_then(UserStatus::parse).unwrap_or(UserStatus::Active),
         metadata: Json(input.metadata.unwrap_or_else(|| Value::Object(Default::default()))),
         created_at: now,
         updated_at: now,
         last_login_at: None,
     };
-    check_user(&user)?;
+    check_user(&user, input.status.as_deref())?;
     store.insert_user(ctx, &user).await?;
     Ok(user)
 }
@@ -136,8 +140,8 @@ pub async fn update(
         if let Some(v) = &patch.role {
             user.role = v.clone();
         }
-        if let Some(v) = &patch.status {
-            user.status = v.clone();
+        if let Some(v) = patch.status.as_deref().and_then(UserStatus::parse) {
+            user.status = v;
         }
         if let Some(v) = &patch.metadata {
             user.metadata = Json(v.clone());
@@ -145,7 +149,7 @@ pub async fn update(
         if let Some(v) = patch.last_login_at {
             user.last_login_at = v.map(store::truncate);
         }
-        check_user(&user)?;
+        check_user(&user, patch.status.as_deref())?;
         user.updated_at = store::next_updated_at(current.updated_at);
 
         let mut events = vec![types::USER_UPDATED];

@@ -8,13 +8,12 @@ use super::{
     retry_on_stale,
     validate::{Checks, nullable},
 };
+use crate::vocab::VersionStatus;
 use crate::{
     domain::DomainResult,
     events::EventContext,
     store::{self, Store, StoreError, versions::ClientVersion},
 };
-
-pub const STATUSES: &[&str] = &["online", "offline", "recommended_update", "forced_update", "maintenance"];
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -40,14 +39,18 @@ pub struct VersionPatch {
     pub notes: Option<Option<String>>,
 }
 
-fn check_version(v: &ClientVersion) -> DomainResult<()> {
+/// Checks `v` as built from a request; `status` is the status the request named, if it named
+/// one (checked here, in the order of the other fields, though the row holds it parsed).
+fn check_version(v: &ClientVersion, status: Option<&str>) -> DomainResult<()> {
     let mut c = Checks::default();
     c.ident("channel", &v.channel, 32, &[]);
     if !v.sub_channel.is_empty() {
         c.ident("subChannel", &v.sub_channel, 32, &[]);
     }
     c.ident("version", &v.version, 32, &['+']);
-    c.one_of("status", &v.status, STATUSES);
+    if let Some(status) = status {
+        c.one_of("status", status, VersionStatus::NAMES);
+    }
     if let Some(url) = &v.update_url {
         c.url("updateUrl", url);
     }
@@ -68,7 +71,7 @@ pub async fn create(
         channel: input.channel,
         sub_channel: input.sub_channel.unwrap_or_default(),
         version: input.version,
-        status: input.status.unwrap_or_else(|| "online".into()),
+        status: input.status.as_deref().and_then(VersionStatus::parse).unwrap_or(VersionStatus::Online),
         update_url: input.update_url,
         notes: input.notes,
         version_key: None,
@@ -76,7 +79,7 @@ pub async fn create(
         updated_at: now,
     };
     let v = ClientVersion { version_key: Some(version_key(&v.version)), ..v };
-    check_version(&v)?;
+    check_version(&v, input.status.as_deref())?;
     store.insert_client_version(ctx, &v).await?;
     Ok(v)
 }
@@ -101,8 +104,8 @@ pub async fn update(
         if let Some(x) = &patch.version {
             v.version = x.clone();
         }
-        if let Some(x) = &patch.status {
-            v.status = x.clone();
+        if let Some(x) = patch.status.as_deref().and_then(VersionStatus::parse) {
+            v.status = x;
         }
         if let Some(x) = &patch.update_url {
             v.update_url = x.clone();
@@ -110,7 +113,7 @@ pub async fn update(
         if let Some(x) = &patch.notes {
             v.notes = x.clone();
         }
-        check_version(&v)?;
+        check_version(&v, patch.status.as_deref())?;
         v.version_key = Some(version_key(&v.version));
         v.updated_at = store::next_updated_at(current.updated_at);
         store.update_client_version(ctx, &v, current.updated_at).await?;
@@ -289,17 +292,17 @@ pub async fn lookup(
     let keyed: Vec<(VersionKey, &ClientVersion)> = all.iter().map(|v| (VersionKey::parse(&v.version), v)).collect();
     let latest = keyed
         .iter()
-        .filter(|(_, v)| v.status == "online" || v.status == "recommended_update")
+        .filter(|(_, v)| matches!(v.status, VersionStatus::Online | VersionStatus::RecommendedUpdate))
         .max_by(|a, b| a.0.cmp(&b.0))
         .map(|(_, v)| *v);
     // `1.10` finds `1.10.0`; the exact spelling wins if (from before keys) both exist.
     let this = keyed.iter().filter(|(k, _)| *k == asked).min_by_key(|(_, v)| v.version != version).map(|(_, v)| *v);
-    let action = match this.map(|v| v.status.as_str()) {
-        Some("online") => "play",
-        Some("recommended_update") => "update_available",
-        Some("forced_update") => "update_required",
-        Some("maintenance") => "maintenance",
-        Some(_) => "unavailable",
+    let action = match this.map(|v| v.status) {
+        Some(VersionStatus::Online) => "play",
+        Some(VersionStatus::RecommendedUpdate) => "update_available",
+        Some(VersionStatus::ForcedUpdate) => "update_required",
+        Some(VersionStatus::Maintenance) => "maintenance",
+        Some(VersionStatus::Offline) => "unavailable",
         None => match latest {
             Some(l) if VersionKey::parse(&l.version) > asked => "update_required",
             _ => "unavailable",
@@ -310,7 +313,7 @@ pub async fn lookup(
         sub_channel: sub_channel.to_owned(),
         version: version.to_owned(),
         known: this.is_some(),
-        status: this.map(|v| v.status.clone()),
+        status: this.map(|v| v.status.to_string()),
         action,
         latest_version: latest.map(|l| l.version.clone()),
         update_url: this.and_then(|v| v.update_url.clone()).or_else(|| latest.and_then(|l| l.update_url.clone())),

@@ -23,7 +23,8 @@ pub struct User {
     pub display_name: Option<String>,
     pub avatar_url: Option<String>,
     pub role: String,
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: crate::vocab::UserStatus,
     #[schema(value_type = Object)]
     pub metadata: Json<Value>,
     pub created_at: DateTime<Utc>,
@@ -61,7 +62,7 @@ impl Store {
                 (&user.display_name).into(),
                 (&user.avatar_url).into(),
                 (&user.role).into(),
-                (&user.status).into(),
+                user.status.as_str().into(),
                 (&user.metadata).into(),
                 user.created_at.into(),
                 user.updated_at.into(),

@@ -18,7 +18,8 @@ pub struct ClientVersion {
     pub channel: String,
     pub sub_channel: String,
     pub version: String,
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: crate::vocab::VersionStatus,
     pub update_url: Option<String>,
     pub notes: Option<String>,
     /// The normalized version (`domain::versions::version_key`), unique per channel and
