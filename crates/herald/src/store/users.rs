@@ -140,7 +140,7 @@ impl Store {
             .bind(&user.display_name)
             .bind(&user.avatar_url)
             .bind(&user.role)
-            .bind(&user.status)
+            .bind(user.status)
             .bind(&user.metadata)
             .bind(user.updated_at)
             .bind(user.last_login_at)
