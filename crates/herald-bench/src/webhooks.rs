@@ -196,7 +196,9 @@ pub async fn run(addr: &str, key: &str, args: &WebhookArgs) -> anyhow::Result<()
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
 
-    // Leave no live endpoint behind: the next run registers its own.
+    // Leave no live endpoint behind: the next run registers its own. On a new connection:
+    // the first one sat idle through a long run, past the server's idle timeout.
+    let mut api = Conn::open(addr).await?;
     for id in &hooks {
         api.api("POST", &format!("/api/v1/webhooks/{id}/disable"), key, None).await?;
     }
