@@ -26,6 +26,8 @@ BACKENDS="${BENCH_BACKENDS:-sqlite postgres}"
 
 cargo build --release -q -p herald -p herald-bench
 . scripts/pg.sh
+# Benchmarks run PostgreSQL durable (its defaults); BENCH_PG_DURABLE=0 for fsync off.
+export PG_DURABLE="${BENCH_PG_DURABLE:-1}"
 
 SERVER_PID=""
 cleanup() {

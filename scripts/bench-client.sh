@@ -20,6 +20,8 @@ TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 
 cargo build --release -q -p herald -p herald-bench
 . scripts/pg.sh
+# Benchmarks run PostgreSQL durable (its defaults); BENCH_PG_DURABLE=0 for fsync off.
+export PG_DURABLE="${BENCH_PG_DURABLE:-1}"
 
 SERVER_PID=""
 cleanup() {

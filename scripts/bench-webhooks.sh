@@ -4,6 +4,11 @@
 # release build of Herald on SQLite and on a throwaway PostgreSQL, driven by
 # `herald-bench --scenario webhooks`. Per backend it runs
 #
+#   single-1        BENCH_SINGLE_EVENTS events, one per POST /api/v1/events (as game servers
+#                   publish), 256-byte data, 64 connections, 1 endpoint
+#   single-10       BENCH_SINGLE_EVENTS_FANOUT events the same way, 10 endpoints per event
+#   single-low      BENCH_SINGLE_LOW_EVENTS events the same way over 4 connections (low load:
+#                   the latency a lone publish sees)
 #   throughput-1    BENCH_EVENTS events as fast as possible, 1 endpoint
 #   throughput-10   BENCH_EVENTS_FANOUT events as fast as possible, 10 endpoints per event
 #   latency-1       BENCH_RATE events/s for BENCH_RATE_SECONDS, 1 endpoint
@@ -17,7 +22,12 @@
 # `herald_cpu_us_per_delivery` is the figure least moved by it). Exits 1 if a run lost
 # deliveries or events. Sizes: BENCH_EVENTS, BENCH_EVENTS_FANOUT, BENCH_RATE,
 # BENCH_RATE_SECONDS, BENCH_SUSTAINED_RATE, BENCH_SUSTAINED_SECONDS, BENCH_BATCH,
-# BENCH_RATE_BATCH, BENCH_PUBLISHERS, BENCH_DRAIN_TIMEOUT, BENCH_RUNS (which runs, by name).
+# BENCH_RATE_BATCH, BENCH_PUBLISHERS, BENCH_SINGLE_EVENTS, BENCH_SINGLE_EVENTS_FANOUT,
+# BENCH_SINGLE_LOW_EVENTS, BENCH_DRAIN_TIMEOUT, BENCH_RUNS (which runs, by name).
+#
+# Durability: PostgreSQL runs with its durable defaults (fsync, synchronous_commit on;
+# BENCH_PG_DURABLE=0 turns them off) and SQLite with Herald's default, synchronous = FULL
+# (HERALD_DATABASE__SQLITE_SYNCHRONOUS=normal for the other setting); every line names it.
 #
 #   scripts/bench-webhooks.sh
 #   BENCH_BACKENDS=postgres BENCH_EVENTS=50000 scripts/bench-webhooks.sh
@@ -39,7 +49,11 @@ RATE_BATCH="${BENCH_RATE_BATCH:-10}"
 DRAIN="${BENCH_DRAIN_TIMEOUT:-60}"
 SUSTAINED_RATE="${BENCH_SUSTAINED_RATE:-1100}"
 SUSTAINED_SECS="${BENCH_SUSTAINED_SECONDS:-30}"
-RUNS="${BENCH_RUNS:-throughput-1 throughput-10 latency-1 sustained-10}"
+SINGLE_EVENTS="${BENCH_SINGLE_EVENTS:-20000}"
+SINGLE_EVENTS_FANOUT="${BENCH_SINGLE_EVENTS_FANOUT:-5000}"
+SINGLE_LOW_EVENTS="${BENCH_SINGLE_LOW_EVENTS:-4000}"
+RUNS="${BENCH_RUNS:-single-1 single-10 single-low throughput-1 throughput-10 latency-1 sustained-10}"
+export PG_DURABLE="${BENCH_PG_DURABLE:-1}"
 BACKENDS="${BENCH_BACKENDS:-sqlite postgres}"
 RECEIVER_DIR="${BENCH_RECEIVER_DIR:-$ROOT/../shared/bench/webhook-receiver}"
 RECEIVER="$ROOT/target/bench-receiver/release/webhook-receiver"
@@ -124,6 +138,15 @@ cpu_report() {
     }'
 }
 
+# The durability setting a backend ran with.
+durability() {
+  if [ "$1" = postgres ]; then
+    [ "$PG_DURABLE" = 1 ] && echo "fsync on, synchronous_commit on" || echo "fsync off, synchronous_commit off"
+  else
+    echo "synchronous ${HERALD_DATABASE__SQLITE_SYNCHRONOUS:-full}"
+  fi
+}
+
 run() {
   local backend="$1" url="$2" dir="$3" port="$4" key="$5" name="$6" out since before delivered
   shift 6
@@ -131,13 +154,13 @@ run() {
   since="$(date -u +%Y-%m-%dT%H:%M:%S.%6NZ)"
   before="$(cpu_snapshot)"
   if out="$("$ROOT/target/release/herald-bench" --scenario webhooks --addr "127.0.0.1:$port" --key "$key" \
-    --receiver "127.0.0.1:$RECEIVER_PORT" --publishers "$PUBLISHERS" --drain-timeout "$DRAIN" "$@")"; then
+    --receiver "127.0.0.1:$RECEIVER_PORT" --drain-timeout "$DRAIN" "$@")"; then
     :
   else
     FAILED=1
   fi
   delivered="$(grep -oE '"delivered":[0-9]+' <<<"$out" | cut -d: -f2 || true)"
-  printf '{"backend":"%s","run":"%s","result":%s' "$backend" "$name" "${out:-null}"
+  printf '{"backend":"%s","durability":"%s","run":"%s","result":%s' "$backend" "$(durability "$backend")" "$name" "${out:-null}"
   printf ',"cpu":%s' "$(printf '%s\n%s\n' "$before" "$(cpu_snapshot)" | cpu_report "${delivered:-0}")"
   if [ -n "${BENCH_BREAKDOWN:-}" ]; then
     sleep 1 # the receiver has a delivery a little before Herald has recorded it
@@ -156,12 +179,20 @@ bench_backend() {
   for _ in $(seq 1 100); do grep -q "listening" "$dir/out.log" 2>/dev/null && break; sleep 0.1; done
   key="$(grep -oE 'hk_[A-Za-z0-9_-]+' "$dir/out.log" | head -1)"
   [ -n "$key" ] || { echo "no key from herald serve ($backend)"; cat "$dir/err.log"; exit 1; }
-  run "$backend" "$url" "$dir" "$port" "$key" throughput-1 --events "$EVENTS" --endpoints 1 --batch "$BATCH"
-  run "$backend" "$url" "$dir" "$port" "$key" throughput-10 --events "$EVENTS_FANOUT" --endpoints 10 --batch "$BATCH"
-  run "$backend" "$url" "$dir" "$port" "$key" latency-1 --events "$((RATE * RATE_SECS))" --endpoints 1 \
-    --rate "$RATE" --batch "$RATE_BATCH"
-  run "$backend" "$url" "$dir" "$port" "$key" sustained-10 --events "$((SUSTAINED_RATE * SUSTAINED_SECS))" \
-    --endpoints 10 --rate "$SUSTAINED_RATE" --batch "$BATCH"
+  local single=(--single --batch 1 --payload-bytes 256)
+  run "$backend" "$url" "$dir" "$port" "$key" single-1 "${single[@]}" --publishers 64 --events "$SINGLE_EVENTS" --endpoints 1
+  run "$backend" "$url" "$dir" "$port" "$key" single-10 "${single[@]}" --publishers 64 --events "$SINGLE_EVENTS_FANOUT" \
+    --endpoints 10
+  run "$backend" "$url" "$dir" "$port" "$key" single-low "${single[@]}" --publishers 4 --events "$SINGLE_LOW_EVENTS" \
+    --endpoints 1
+  run "$backend" "$url" "$dir" "$port" "$key" throughput-1 --publishers "$PUBLISHERS" --events "$EVENTS" --endpoints 1 \
+    --batch "$BATCH"
+  run "$backend" "$url" "$dir" "$port" "$key" throughput-10 --publishers "$PUBLISHERS" --events "$EVENTS_FANOUT" \
+    --endpoints 10 --batch "$BATCH"
+  run "$backend" "$url" "$dir" "$port" "$key" latency-1 --publishers "$PUBLISHERS" --events "$((RATE * RATE_SECS))" \
+    --endpoints 1 --rate "$RATE" --batch "$RATE_BATCH"
+  run "$backend" "$url" "$dir" "$port" "$key" sustained-10 --publishers "$PUBLISHERS" \
+    --events "$((SUSTAINED_RATE * SUSTAINED_SECS))" --endpoints 10 --rate "$SUSTAINED_RATE" --batch "$BATCH"
   kill "$SERVER_PID" && wait "$SERVER_PID" 2>/dev/null || true
   SERVER_PID=""
   if grep -q . "$dir/err.log"; then

@@ -17,6 +17,8 @@ CONNS="${BENCH_CONNECTIONS:-32}"
 
 cargo build --release -q -p herald -p herald-bench
 . scripts/pg.sh
+# Benchmarks run PostgreSQL durable (its defaults); BENCH_PG_DURABLE=0 for fsync off.
+export PG_DURABLE="${BENCH_PG_DURABLE:-1}"
 
 SERVER_PID=""
 cleanup() {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Shared by scripts/test.sh and scripts/bench.sh: starts a throwaway PostgreSQL cluster.
 # `start_throwaway_pg` sets PG_URL (a superuser URL on a free loopback port) and stops the
-# cluster and removes its data when the calling script exits.
+# cluster and removes its data when the calling script exits. PG_DURABLE=1: with PostgreSQL's
+# durable defaults (benchmarks); otherwise fsync and synchronous_commit are off (tests).
 
 find_pg_bin() {
   local dir
@@ -40,12 +41,16 @@ start_throwaway_pg() {
   fi
   trap stop_throwaway_pg EXIT
   "${AS_PG[@]}" "$PG_BIN/initdb" -D "$PG_DIR/data" -U postgres --auth=trust -E UTF8 --no-sync >/dev/null
-  # Durability settings are off: this cluster lives for one run.
+  # Durability settings are off for the test suite: this cluster lives for one run. Benchmarks
+  # set PG_DURABLE=1 and get PostgreSQL's defaults (fsync, synchronous_commit and
+  # full_page_writes on), as a production server runs.
+  local durability="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+  [ "${PG_DURABLE:-0}" = 1 ] && durability=""
   "${AS_PG[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/postgres.log" -w -o \
-    "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=400 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+    "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=400 $durability" \
     start >/dev/null
   PG_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
-  echo "PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$PG_PORT" >&2
+  echo "PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$PG_PORT ($([ "${PG_DURABLE:-0}" = 1 ] && echo durable: fsync and synchronous_commit on || echo not durable: fsync off))" >&2
 }
 
 stop_throwaway_pg() {

@@ -2,8 +2,8 @@
 //!
 //! Registers the custom event type `bench.tick` and `--endpoints` webhooks pointing at the
 //! shared benchmark receiver (`/work/shared/bench/webhook-receiver`, endpoint k at `/ep/k`),
-//! clears the receiver, then publishes `--events` events through `POST /api/v1/events/batch`,
-//! as fast as `--publishers` connections go or at a fixed `--rate`. Each event's publish
+//! clears the receiver, then publishes `--events` events, one per `POST /api/v1/events` (`--single`) or
+//! `--batch` per `POST /api/v1/events/batch`, as fast as `--publishers` connections go or at a fixed `--rate`. Each event's publish
 //! request and response times are kept by the event id Herald returns; the receiver records
 //! each delivery's arrival time and `webhook-id` header (the event id). When the receiver
 //! has every delivery (or `--drain-timeout` runs out) the bench pulls its dump and prints one
@@ -48,6 +48,13 @@ pub struct WebhookArgs {
     /// (webhooks) Events per `POST /api/v1/events/batch` request (at most 1000).
     #[arg(long, default_value_t = 100)]
     batch: u64,
+    /// (webhooks) Publish each event alone with `POST /api/v1/events`, as game servers do
+    /// (instead of `--batch` events per `POST /api/v1/events/batch`; needs `--batch 1`).
+    #[arg(long)]
+    single: bool,
+    /// (webhooks) Pad each event's JSON `data` to about this many bytes (0: just `{"n": i}`).
+    #[arg(long, default_value_t = 0)]
+    payload_bytes: usize,
     /// (webhooks) Publish at this many events/s (latency run); absent: as fast as possible.
     #[arg(long)]
     rate: Option<f64>,
@@ -121,6 +128,7 @@ struct Published {
 
 pub async fn run(addr: &str, key: &str, args: &WebhookArgs) -> anyhow::Result<()> {
     anyhow::ensure!((1..=1000).contains(&args.batch), "--batch must be 1 to 1000");
+    anyhow::ensure!(!args.single || args.batch == 1, "--single publishes one event per request: --batch 1");
     anyhow::ensure!(args.endpoints >= 1 && args.events >= 1 && args.publishers >= 1, "nothing to do");
     let mut receiver = Conn::open(&args.receiver).await.context("is the webhook receiver running?")?;
     let mut api = Conn::open(addr).await?;
@@ -236,7 +244,9 @@ pub async fn run(addr: &str, key: &str, args: &WebhookArgs) -> anyhow::Result<()
         ("endpoints", json!(args.endpoints)),
         ("events", json!(events_ok)),
         ("publish_failed", json!(failed_events)),
+        ("request", json!(if args.single { "POST /api/v1/events" } else { "POST /api/v1/events/batch" })),
         ("batch", json!(args.batch)),
+        ("payload_bytes", json!(args.payload_bytes)),
         ("publishers", json!(args.publishers)),
         ("target_rate", json!(args.rate)),
         ("publish_s", json!(round3(publish_s))),
@@ -331,7 +341,7 @@ async fn publish(addr: &str, key: &str, args: &WebhookArgs) -> anyhow::Result<Ve
     for _ in 0..args.publishers {
         let mut conn = Conn::open(addr).await?;
         let (key, next) = (key.to_owned(), next.clone());
-        let (events, batch, rate) = (args.events, args.batch, args.rate);
+        let (events, batch, rate, single, pad) = (args.events, args.batch, args.rate, args.single, args.payload_bytes);
         workers.push(tokio::spawn(async move {
             let mut out = Published::default();
             loop {
@@ -347,10 +357,13 @@ async fn publish(addr: &str, key: &str, args: &WebhookArgs) -> anyhow::Result<Ve
                 let first = k * batch;
                 let count = batch.min(events - first);
                 let items: Vec<Value> =
-                    (first..first + count).map(|i| json!({"type": EVENT_TYPE, "data": {"n": i}})).collect();
-                let body = json!({ "events": items }).to_string().into_bytes();
+                    (first..first + count).map(|i| json!({"type": EVENT_TYPE, "data": data(i, pad)})).collect();
+                let (path, body) = match items.as_slice() {
+                    [one] if single => ("/api/v1/events", one.to_string()),
+                    _ => ("/api/v1/events/batch", json!({ "events": items }).to_string()),
+                };
                 let sent = unix_ns();
-                let (status, bytes) = conn.call("POST", "/api/v1/events/batch", Some(&key), Some(body)).await?;
+                let (status, bytes) = conn.call("POST", path, Some(&key), Some(body.into_bytes())).await?;
                 let got = unix_ns();
                 if !status.is_success() {
                     out.failed_events += count;
@@ -358,6 +371,12 @@ async fn publish(addr: &str, key: &str, args: &WebhookArgs) -> anyhow::Result<Ve
                     continue;
                 }
                 let answer: Value = serde_json::from_slice(&bytes)?;
+                if single {
+                    if let Some(id) = answer["id"].as_str() {
+                        out.events.push((id.to_owned(), sent, got));
+                    }
+                    continue;
+                }
                 for item in answer["items"].as_array().map(Vec::as_slice).unwrap_or_default() {
                     if let Some(id) = item["event"]["id"].as_str() {
                         out.events.push((id.to_owned(), sent, got));
@@ -372,4 +391,11 @@ async fn publish(addr: &str, key: &str, args: &WebhookArgs) -> anyhow::Result<Ve
         out.push(w.await??);
     }
     Ok(out)
+}
+
+/// Event `i`'s data: `{"n": i}`, padded with a `pad` string to about `bytes` bytes of JSON.
+fn data(i: u64, bytes: usize) -> Value {
+    let bare = json!({ "n": i });
+    let room = bytes.saturating_sub(bare.to_string().len() + r#","pad":"""#.len());
+    if room == 0 { bare } else { json!({ "n": i, "pad": "x".repeat(room) }) }
 }

@@ -161,6 +161,22 @@ pub struct DatabaseConfig {
     /// Seconds to wait for a free connection before a request fails.
     #[serde(deserialize_with = "duration::secs")]
     pub acquire_timeout_secs: u64,
+    /// SQLite only: what "committed" means (see [`SqliteSynchronous`]).
+    pub sqlite_synchronous: SqliteSynchronous,
+}
+
+/// When a SQLite commit is acknowledged (SQLite's `PRAGMA synchronous`, in WAL mode).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSynchronous {
+    /// Every commit is flushed to disk (fsync of the WAL) before it is acknowledged, so an
+    /// acknowledged write survives an OS crash or power loss. Group commit shares one flush
+    /// among every write waiting at that moment.
+    #[default]
+    Full,
+    /// Commits are flushed at checkpoints only: an acknowledged write survives `kill -9` of
+    /// Herald but the last ones can be lost to an OS crash or power loss.
+    Normal,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -349,7 +365,7 @@ impl Default for Config {
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        DatabaseConfig { max_connections: 16, acquire_timeout_secs: 10 }
+        DatabaseConfig { max_connections: 16, acquire_timeout_secs: 10, sqlite_synchronous: SqliteSynchronous::Full }
     }
 }
 
@@ -461,6 +477,14 @@ mod tests {
             assert_eq!(config.listen.port(), 9000);
             assert_eq!(config.database.max_connections, 7);
             assert_eq!(config.http.body_limit_bytes, 1024 * 1024);
+            assert_eq!(config.database.sqlite_synchronous, SqliteSynchronous::Full, "durable by default");
+            jail.set_env("HERALD_DATABASE__SQLITE_SYNCHRONOUS", "normal");
+            let config = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(config.database.sqlite_synchronous, SqliteSynchronous::Normal);
+            jail.set_env("HERALD_DATABASE__SQLITE_SYNCHRONOUS", "off");
+            let refused = Config::load(None).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(refused.contains("sqlite_synchronous") && refused.contains("full"), "{refused}");
+            jail.set_env("HERALD_DATABASE__SQLITE_SYNCHRONOUS", "full");
             jail.create_file("bad.toml", "lisen = \"x\"")?;
             assert!(Config::load(Some(std::path::Path::new("bad.toml"))).is_err(), "unknown keys are rejected");
             Ok(())

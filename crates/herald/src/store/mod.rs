@@ -119,8 +119,6 @@ pub enum Backend {
     Sqlite {
         read: SqlitePool,
         write: SqlitePool,
-        /// Group commit for [`script::Script`] writes, on the same write pool.
-        writer: tokio::sync::mpsc::Sender<script::Job>,
     },
     Postgres(PgPool),
 }
@@ -162,6 +160,8 @@ pub struct Store {
     /// (`GET /client/*`: worlds, client versions, projects' languages), so cached client
     /// answers (`api::client`) know they are stale.
     client_generation: Arc<std::sync::atomic::AtomicU64>,
+    /// Group commit for [`script::Script`] writes (on SQLite through the write pool).
+    scripts: Arc<script::Writers>,
     /// Chat message sends, written in batches (see `chat::write_messages`). `None` in the
     /// writer's own copy of the store, so the writer ends when the last outside copy is dropped.
     messages: Option<tokio::sync::mpsc::Sender<chat::MessageJob>>,
@@ -221,7 +221,7 @@ impl Store {
         let url = config.effective_database_url();
         let acquire = Duration::from_secs(config.database.acquire_timeout_secs);
         let events_written = Arc::new(EventsWritten::default());
-        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let (backend, scripts) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             // sqlx keeps prepared statements per connection, and PostgreSQL may settle on a
             // generic plan for one after five runs. On a new database those first runs see
             // empty tables, so the generic plan is a sequential scan, kept (until an ANALYZE)
@@ -252,12 +252,15 @@ impl Store {
                 .connect_with(options.clone())
                 .await
                 .map_err(|e| anyhow::anyhow!("{}", describe_pg_failure(&options, &e)))?;
-            Backend::Postgres(pool)
+            (Backend::Postgres(pool.clone()), script::Writers::postgres(pool, events_written.clone()))
         } else if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(&url)?
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
+                .synchronous(match config.database.sqlite_synchronous {
+                    crate::config::SqliteSynchronous::Full => SqliteSynchronous::Full,
+                    crate::config::SqliteSynchronous::Normal => SqliteSynchronous::Normal,
+                })
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true);
             private_files::prepare(options.get_filename())?;
@@ -281,14 +284,15 @@ impl Store {
                 .acquire_timeout(acquire)
                 .connect_with(options.read_only(true))
                 .await?;
-            let writer = script::GroupWriter::spawn(write.clone(), events_written.clone());
-            Backend::Sqlite { read, write, writer }
+            let scripts = script::Writers::sqlite(write.clone(), events_written.clone());
+            (Backend::Sqlite { read, write }, scripts)
         } else {
             anyhow::bail!("database_url must start with sqlite: or postgres://, got {url:?}");
         };
         let mut store = Store {
             backend: Arc::new(backend),
             events_written,
+            scripts: Arc::new(scripts),
             worlds_generation: Default::default(),
             client_generation: Default::default(),
             messages: None,
@@ -331,6 +335,10 @@ impl Store {
     pub(crate) fn schedule_changed(&self) {
         self.events_written.scheduler.notify_one();
         self.client_view_changed();
+    }
+
+    fn scripts(&self) -> &script::Writers {
+        &self.scripts
     }
 
     pub fn events_written(&self) -> Arc<EventsWritten> {

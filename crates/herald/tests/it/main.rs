@@ -14,6 +14,7 @@ mod cli_ops;
 mod client;
 mod client_liveops;
 mod connections;
+mod durability;
 mod errors;
 mod examples;
 mod formats;

@@ -4,13 +4,17 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
+use herald::store::Backend;
+
 use crate::common::TestApp;
 
 crate::both_backends!(
     failed_writes_leave_no_event,
     committed_writes_always_have_one,
     concurrent_patches_lose_no_field,
-    events_are_listed_by_type_pattern
+    events_are_listed_by_type_pattern,
+    concurrent_publishes_each_get_their_own_answer,
+    an_idempotency_key_is_taken_again_after_its_window
 );
 
 /// `GET /events?type=` takes the patterns webhooks, sockets and the CLI take: an exact type,
@@ -113,4 +117,75 @@ async fn concurrent_patches_lose_no_field(app: TestApp) {
     assert!(after["displayName"].is_string() && after["email"].is_string(), "both kinds of change survived: {after}");
     let updates = app.event_types("user", &id).await.iter().filter(|t| *t == "user.updated").count();
     assert_eq!(updates, 20, "one event per committed update");
+}
+
+/// Publishes arriving together are committed together (group commit); each request still gets
+/// its own answer: every new event its own id and sequence number, and the requests sharing
+/// an idempotency key one event between them (201 for the first, 200 with it for the rest).
+async fn concurrent_publishes_each_get_their_own_answer(app: TestApp) {
+    app.post("/api/v1/event-types", json!({"name": "match.ended"})).await;
+    let before = app.store.count_events().await.expect("count");
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        // Every sixth request names the key "same"; the others name none or their own.
+        let mut event = json!({"type": "match.ended", "data": {"match": i}});
+        match i % 6 {
+            0 => event["idempotencyKey"] = json!("same"),
+            1 => event["idempotencyKey"] = json!(format!("own-{i}")),
+            _ => {}
+        }
+        let req = app.req(reqwest::Method::POST, "/api/v1/events").json(&event);
+        tasks.push(tokio::spawn(crate::common::send(req)));
+    }
+    let (mut created, mut repeats) = (Vec::new(), Vec::new());
+    for (i, task) in tasks.into_iter().enumerate() {
+        let (status, body) = task.await.expect("request task");
+        match status {
+            StatusCode::CREATED => created.push((i, body)),
+            StatusCode::OK => repeats.push((i, body)),
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert_eq!((created.len(), repeats.len()), (51, 9), "one of the ten requests naming `same` stores it");
+    let shared: Vec<&serde_json::Value> =
+        created.iter().filter(|(i, _)| i % 6 == 0).map(|(_, b)| &b["id"]).collect();
+    assert_eq!(shared.len(), 1);
+    for (i, body) in &repeats {
+        assert_eq!(i % 6, 0, "only the shared key repeats");
+        assert_eq!(&body["id"], shared[0], "a repeat answers with the first event");
+    }
+    for (i, body) in &created {
+        assert_eq!(body["data"]["match"], *i, "each answer is its own request's event: {body}");
+    }
+    let mut ids: Vec<&str> = created.iter().map(|(_, b)| b["id"].as_str().expect("id")).collect();
+    let mut sequences: Vec<i64> = created.iter().map(|(_, b)| b["sequence"].as_i64().expect("sequence")).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    sequences.sort_unstable();
+    sequences.dedup();
+    assert_eq!((ids.len(), sequences.len()), (51, 51), "distinct ids and sequence numbers");
+    assert_eq!(app.store.count_events().await.expect("count"), before + 51, "nothing stored twice");
+}
+
+/// A key is one event for 24 hours; after that, publishing with it stores a new event.
+async fn an_idempotency_key_is_taken_again_after_its_window(app: TestApp) {
+    app.post("/api/v1/event-types", json!({"name": "match.ended"})).await;
+    let event = json!({"type": "match.ended", "data": {}, "idempotencyKey": "k"});
+    let (status, first) = app.post("/api/v1/events", event.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let (status, again) = app.post("/api/v1/events", event.clone()).await;
+    assert_eq!((status, &again["id"]), (StatusCode::OK, &first["id"]));
+    // As if 25 hours had passed: the key's first use moves back.
+    let then = chrono::Utc::now() - chrono::TimeDelta::hours(25);
+    let sql = "UPDATE idempotency_keys SET created_at = $1";
+    match app.store.backend() {
+        Backend::Sqlite { write, .. } => sqlx::query(sql).bind(then).execute(write).await.map(drop),
+        Backend::Postgres(pool) => sqlx::query(sql).bind(then).execute(pool).await.map(drop),
+    }
+    .expect("age the key");
+    let (status, later) = app.post("/api/v1/events", event.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{later}");
+    assert_ne!(later["id"], first["id"]);
+    let (status, repeat) = app.post("/api/v1/events", event).await;
+    assert_eq!((status, &repeat["id"]), (StatusCode::OK, &later["id"]), "the key now names the new event");
 }

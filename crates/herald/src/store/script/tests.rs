@@ -1,4 +1,10 @@
-use super::*;
+use tokio::sync::oneshot;
+
+use super::{
+    params::{max_param, params_in_order, renumber},
+    writer::{Job, Part, join, merged, merged_postgres},
+    *,
+};
 
 #[test]
 fn renumbering_shifts_every_parameter() {
@@ -42,4 +48,25 @@ fn joined_scripts_run_in_one_transaction() {
     assert_eq!(args.len(), 3);
     let owners: Vec<_> = parts.iter().map(|p| if let Part::Job(k) = p { *k as i32 } else { -1 }).collect();
     assert_eq!(owners, vec![-1, 0, 1, -1]);
+}
+
+#[test]
+fn same_shaped_scripts_merge_into_numbered_multi_row_inserts_on_postgres() {
+    let script = |a: i32, b: i32| {
+        let mut s = Script::default();
+        s.push("INSERT INTO t (x) VALUES ($1)", vec![a.into()]);
+        s.push("INSERT INTO u (y, z) VALUES ($1, lower($2))", vec![b.into(), b.into()]);
+        Job { script: s, reply: oneshot::channel().0 }
+    };
+    let statements = merged_postgres(&[script(1, 2), script(3, 4)]).expect("mergeable");
+    let sql: Vec<&str> = statements.iter().map(|(sql, _)| sql.as_str()).collect();
+    assert_eq!(
+        sql,
+        ["INSERT INTO t (x) VALUES ($1), ($2)", "INSERT INTO u (y, z) VALUES ($1, lower($2)), ($3, lower($4))"]
+    );
+    let ints = |args: &[Arg]| -> Vec<i32> {
+        args.iter().map(|a| if let Arg::I32(Some(v)) = a { *v } else { -1 }).collect()
+    };
+    assert_eq!(ints(&statements[0].1), [1, 3]);
+    assert_eq!(ints(&statements[1].1), [2, 2, 4, 4]);
 }

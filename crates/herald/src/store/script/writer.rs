@@ -1,0 +1,331 @@
+//! Group commit of scripts, on both backends: one writer task takes every script waiting and
+//! commits them in one transaction (see the module docs of `script` and `store::batch`).
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicUsize, Ordering},
+};
+
+use futures_util::StreamExt;
+use sqlx::{Executor, PgPool, SqlitePool};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    Arg, Script, bind_arg,
+    params::{anonymize, params_in_order, renumber},
+};
+use crate::store::{EventsWritten, batch};
+
+/// A script waiting for a writer, and where its result goes.
+pub struct Job {
+    pub(super) script: Script,
+    pub(super) reply: oneshot::Sender<Result<(), sqlx::Error>>,
+}
+
+/// At most this many scripts, and this many bound arguments, go into one batch (SQLite allows
+/// 32,766 arguments per statement, PostgreSQL 65,535).
+const MAX_JOBS: usize = 128;
+const MAX_ARGS: usize = 16_000;
+
+/// PostgreSQL writer tasks. One would commit one batch at a time, and a durable commit waits
+/// for its WAL flush; with several, one batch is flushed while the next is written. Measured
+/// on the 2-core machine, one event per `POST /api/v1/events`, 64 connections: see
+/// docs/BENCHMARKS.md.
+const PG_WRITERS: usize = 4;
+
+/// The senders to the node's script writers: one on SQLite (it has one writer), several on
+/// PostgreSQL, taken in turn.
+pub(crate) struct Writers {
+    senders: Vec<mpsc::Sender<Job>>,
+    next: AtomicUsize,
+}
+
+impl Writers {
+    /// Starts the SQLite writer on the one-connection write pool.
+    pub fn sqlite(pool: SqlitePool, events_written: Arc<EventsWritten>) -> Writers {
+        Writers::spawn(vec![Pool::Sqlite(pool)], events_written)
+    }
+
+    /// Starts the PostgreSQL writers on the shared pool.
+    pub fn postgres(pool: PgPool, events_written: Arc<EventsWritten>) -> Writers {
+        Writers::spawn(vec![Pool::Postgres(pool); PG_WRITERS], events_written)
+    }
+
+    /// Each writer task ends when every sender is dropped.
+    fn spawn(pools: Vec<Pool>, events_written: Arc<EventsWritten>) -> Writers {
+        let senders = pools
+            .into_iter()
+            .map(|pool| {
+                let (tx, rx) = mpsc::channel::<Job>(4096);
+                tokio::spawn(batch::run(GroupWriter { pool, events_written: events_written.clone() }, rx, MAX_JOBS));
+                tx
+            })
+            .collect();
+        Writers { senders, next: AtomicUsize::new(0) }
+    }
+
+    /// Hands `script` to a writer and waits for its commit (or its own error).
+    pub async fn run(&self, script: Script) -> Result<(), sqlx::Error> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.senders.len();
+        let (reply, answer) = oneshot::channel();
+        self.senders[i].send(Job { script, reply }).await.map_err(|_| sqlx::Error::PoolClosed)?;
+        answer.await.map_err(|_| sqlx::Error::PoolClosed)?
+    }
+}
+
+#[derive(Clone)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// One group-commit writer task. On SQLite it owns the turn on the write connection for
+/// scripts; other writes share the same one-connection pool and interleave between batches.
+struct GroupWriter {
+    pool: Pool,
+    events_written: Arc<EventsWritten>,
+}
+
+/// What statement `i` of a joined command belongs to.
+#[derive(Clone, Copy, PartialEq)]
+pub(super) enum Part {
+    Begin,
+    Job(usize),
+    Commit,
+}
+
+impl batch::Writer for GroupWriter {
+    type Job = Job;
+    type Output = ();
+    type Error = sqlx::Error;
+
+    /// Cut the batch where the argument budget runs out (a lone large script still goes alone).
+    fn take(&self, waiting: &[Job]) -> usize {
+        let mut args = 0;
+        for (i, job) in waiting.iter().enumerate() {
+            args += job.script.arg_count();
+            if i > 0 && args > MAX_ARGS {
+                return i;
+            }
+        }
+        waiting.len()
+    }
+
+    async fn write(&mut self, jobs: &[Job], again: bool) -> Result<Vec<()>, batch::Failure<sqlx::Error>> {
+        match &self.pool {
+            Pool::Sqlite(pool) => write_sqlite(pool, jobs, again).await?,
+            Pool::Postgres(pool) => write_postgres(pool, jobs, again).await?,
+        }
+        if jobs.iter().any(|j| j.script.has_events) {
+            self.events_written.notify();
+        }
+        Ok(vec![(); jobs.len()])
+    }
+
+    fn answer(&mut self, job: Job, result: Result<(), sqlx::Error>) {
+        let _ = job.reply.send(result);
+    }
+
+    fn unavailable(&self, error: &sqlx::Error) -> bool {
+        crate::store::is_unavailable(error)
+    }
+
+    /// An unavailable database stays unavailable in the copy (a 503, not a 500).
+    fn copy(&self, error: &sqlx::Error) -> sqlx::Error {
+        let message = format!("the batched write failed: {error}");
+        if crate::store::is_unavailable(error) {
+            sqlx::Error::Io(std::io::Error::other(message))
+        } else {
+            sqlx::Error::Protocol(message)
+        }
+    }
+}
+
+/// Runs `jobs` in one SQLite transaction, sent as one multi-statement command.
+///
+/// Optimistic: the scripts run back to back with no savepoints between them (every
+/// statement costs a hand-off of its result from SQLite's thread, so savepoints would
+/// double them). If one fails, the whole transaction rolls back and that script is named
+/// ([`batch::Failure::Job`]): it gets its error, and the others run again without it.
+async fn write_sqlite(pool: &SqlitePool, jobs: &[Job], again: bool) -> Result<(), batch::Failure<sqlx::Error>> {
+    let mut conn = pool.acquire().await.map_err(batch::Failure::Batch)?;
+    // First try the batch as multi-row inserts; if anything fails, go statement by
+    // statement to find which script it was (and stay so for what is left of the batch).
+    let mut merge = jobs.len() > 1 && !again;
+    loop {
+        let (sql, parts, args) = if merge { merged(jobs).unwrap_or_else(|| join(jobs)) } else { join(jobs) };
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for arg in args {
+            query = bind_arg!(query, arg);
+        }
+        let mut done = 0;
+        let mut failure = None;
+        {
+            let mut results = (&mut *conn).fetch_many(query);
+            while let Some(item) = results.next().await {
+                match item {
+                    Ok(sqlx::Either::Left(_)) => done += 1,
+                    Ok(sqlx::Either::Right(_)) => {}
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+            }
+        }
+        let Some(err) = failure else { return Ok(()) };
+        let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+        if merge {
+            merge = false;
+            continue;
+        }
+        return Err(match parts.get(done).copied() {
+            Some(Part::Job(k)) => batch::Failure::Job(k, err),
+            // BEGIN or COMMIT failed: nothing of this batch is written.
+            _ => batch::Failure::Batch(err),
+        });
+    }
+}
+
+/// Runs `jobs` in one PostgreSQL transaction: as multi-row inserts when the scripts have the
+/// same shape (one round trip per statement position instead of one per statement), else
+/// statement by statement. A failure of the merged form is run again unmerged, to name the
+/// script at fault.
+async fn write_postgres(pool: &PgPool, jobs: &[Job], again: bool) -> Result<(), batch::Failure<sqlx::Error>> {
+    if jobs.len() > 1
+        && !again
+        && let Some(statements) = merged_postgres(jobs)
+    {
+        let mut tx = pool.begin().await.map_err(batch::Failure::Batch)?;
+        let mut failed = false;
+        for (sql, args) in statements {
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for arg in args {
+                query = bind_arg!(query, arg);
+            }
+            if query.execute(&mut *tx).await.is_err() {
+                failed = true;
+                break;
+            }
+        }
+        if !failed {
+            return tx.commit().await.map_err(batch::Failure::Batch);
+        }
+        // Dropping the transaction rolls it back; find the script at fault below.
+    }
+    let mut tx = pool.begin().await.map_err(batch::Failure::Batch)?;
+    for (k, job) in jobs.iter().enumerate() {
+        for stmt in &job.script.stmts {
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(stmt.sql.clone()));
+            for arg in stmt.args.iter().cloned() {
+                query = bind_arg!(query, arg);
+            }
+            query.execute(&mut *tx).await.map_err(|e| batch::Failure::Job(k, e))?;
+        }
+    }
+    tx.commit().await.map_err(batch::Failure::Batch)
+}
+
+/// Joins the scripts of `jobs` into one command, `BEGIN IMMEDIATE; ..; COMMIT`. Returns the
+/// SQL, what each statement belongs to, and the arguments, renumbered in order.
+///
+/// Parameters become anonymous `?` when every statement takes its `$1..$n` in order (binding
+/// numbered ones is slow, see [`merged`]), else they are renumbered; sqlx cannot mix the two in
+/// one command.
+pub(super) fn join(jobs: &[Job]) -> (String, Vec<Part>, Vec<Arg>) {
+    let anonymous = jobs.iter().flat_map(|j| &j.script.stmts).all(|stmt| params_in_order(&stmt.sql, stmt.args.len()));
+    let mut sql = String::from("BEGIN IMMEDIATE;\n");
+    let mut parts = vec![Part::Begin];
+    let mut args = Vec::new();
+    for (k, job) in jobs.iter().enumerate() {
+        for stmt in &job.script.stmts {
+            if anonymous {
+                sql.push_str(&anonymize(&stmt.sql));
+            } else {
+                renumber(&stmt.sql, args.len(), &mut sql);
+            }
+            sql.push_str(";\n");
+            parts.push(Part::Job(k));
+            args.extend(stmt.args.iter().cloned());
+        }
+    }
+    sql.push_str("COMMIT");
+    parts.push(Part::Commit);
+    (sql, parts, args)
+}
+
+/// Statement position `i` of a batch whose scripts all have the same statements, each a plain
+/// `INSERT .. VALUES (..)` taking `$1..$n` in order: the text before the tuple, the tuple, and
+/// the arguments of every script's statement `i`, in script order.
+struct MergedInsert<'a> {
+    head: &'a str,
+    tuple: &'a str,
+    args: Vec<Arg>,
+}
+
+/// The batch as one multi-row `INSERT` per statement position, or `None` when it does not have
+/// that shape (see [`MergedInsert`]).
+fn merge_shape(jobs: &[Job]) -> Option<Vec<MergedInsert<'_>>> {
+    let first = &jobs.first()?.script.stmts;
+    if jobs
+        .iter()
+        .any(|j| j.script.stmts.len() != first.len() || j.script.stmts.iter().zip(first).any(|(a, b)| a.sql != b.sql))
+    {
+        return None;
+    }
+    let mut out = Vec::with_capacity(first.len());
+    for (i, stmt) in first.iter().enumerate() {
+        let at = stmt.sql.rfind(" VALUES (")? + " VALUES ".len();
+        let (head, tuple) = stmt.sql.split_at(at);
+        if !tuple.ends_with(')') || !params_in_order(tuple, stmt.args.len()) || head.contains('$') {
+            return None;
+        }
+        let args = jobs.iter().flat_map(|job| job.script.stmts[i].args.iter().cloned()).collect();
+        out.push(MergedInsert { head, tuple, args });
+    }
+    Some(out)
+}
+
+/// SQLite: the batch as one multi-row `INSERT` per statement position, in one command. Far
+/// fewer statements for SQLite to run and hand back (one result each), and anonymous `?`
+/// parameters (see `store::query_builder` on why numbered ones are slow to bind). Parts are
+/// all `Begin`: a failure is not attributed to a script.
+pub(super) fn merged(jobs: &[Job]) -> Option<(String, Vec<Part>, Vec<Arg>)> {
+    let shape = merge_shape(jobs)?;
+    let parts = vec![Part::Begin; shape.len() + 2];
+    let mut sql = String::from("BEGIN IMMEDIATE;\n");
+    let mut args = Vec::new();
+    for insert in &shape {
+        let anonymous = anonymize(insert.tuple);
+        sql.push_str(insert.head);
+        sql.push_str(&vec![anonymous; jobs.len()].join(", "));
+        sql.push_str(";\n");
+    }
+    sql.push_str("COMMIT");
+    for insert in shape {
+        args.extend(insert.args);
+    }
+    Some((sql, parts, args))
+}
+
+/// PostgreSQL: the batch as one multi-row `INSERT` per statement position, each its own
+/// statement with its parameters renumbered from `$1`.
+pub(super) fn merged_postgres(jobs: &[Job]) -> Option<Vec<(String, Vec<Arg>)>> {
+    let shape = merge_shape(jobs)?;
+    Some(
+        shape
+            .into_iter()
+            .map(|insert| {
+                let per_row = insert.args.len() / jobs.len();
+                let mut sql = String::from(insert.head);
+                for k in 0..jobs.len() {
+                    if k > 0 {
+                        sql.push_str(", ");
+                    }
+                    renumber(insert.tuple, k * per_row, &mut sql);
+                }
+                (sql, insert.args)
+            })
+            .collect(),
+    )
+}
