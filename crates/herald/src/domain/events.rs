@@ -169,7 +169,7 @@ async fn prepare(
     header_key: Option<&str>,
     prefix: &str,
 ) -> DomainResult<NewEvent> {
-    let t = match store.get_event_type(project_id, &input.event_type).await {
+    let t = match store.get_event_type_for_publish(project_id, &input.event_type).await {
         Ok(t) => t,
         Err(StoreError::NotFound(_)) => {
             return Err(DomainError::invalid_field(
@@ -252,24 +252,32 @@ pub async fn publish(
     }
     let published =
         retry_on_stale(|| store.publish_events(project_id, &events, store::now() - IDEMPOTENCY_WINDOW)).await?;
-    // Read back what was stored (new events get their sequence number on insert).
-    let ids: Vec<String> = published
+    // Events stored now come back as stored; a reused key's first event is read.
+    let existing: Vec<String> = published
         .iter()
-        .map(|p| match p {
-            Published::Created(id) | Published::Existing(id) => id.clone(),
+        .filter_map(|p| match p {
+            Published::Existing(id) => Some(id.clone()),
+            Published::Created(_) => None,
         })
         .collect();
-    let stored: std::collections::HashMap<String, EventRow> =
-        store.events_by_ids(&ids).await?.into_iter().map(|e| (e.id.clone(), e)).collect();
+    let mut stored: std::collections::HashMap<String, EventRow> = if existing.is_empty() {
+        Default::default()
+    } else {
+        store.events_by_ids(&existing).await?.into_iter().map(|e| (e.id.clone(), e)).collect()
+    };
     let mut out = Vec::with_capacity(published.len());
     for p in published {
-        let (created, id) = match p {
-            Published::Created(id) => (true, id),
-            Published::Existing(id) => (false, id),
-        };
-        // A batch may name one idempotency key twice: both answers are the same event.
-        let row = stored.get(&id).cloned().ok_or(StoreError::NotFound("event"))?;
-        out.push((created, EventView::from(row)));
+        out.push(match p {
+            Published::Created(row) => {
+                // A batch may name one key twice: the second answer is the first's event.
+                stored.insert(row.id.clone(), row.clone());
+                (true, EventView::from(row))
+            }
+            Published::Existing(id) => {
+                let row = stored.get(&id).cloned().ok_or(StoreError::NotFound("event"))?;
+                (false, EventView::from(row))
+            }
+        });
     }
     Ok(out)
 }

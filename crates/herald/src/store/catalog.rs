@@ -3,13 +3,13 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::types::Json;
+use sqlx::{Row, types::Json};
 
 use super::{
     Page, PageRequest, Store, StoreError, StoreResult,
     events::{EVENT_COLUMNS, EventRow},
     fetch_page,
-    script::Script,
+    script::{EventSeqs, Script},
     with_pool,
 };
 use crate::events::NewEvent;
@@ -30,11 +30,45 @@ pub struct EventType {
 /// What publishing one event did: stored it, or found the first event of its idempotency key.
 #[derive(Debug)]
 pub enum Published {
-    Created(String),
+    /// Stored now: the row as stored.
+    Created(EventRow),
+    /// Its idempotency key was in use: the id of the event the key names.
     Existing(String),
 }
 
+/// Event types this node read recently, for publishing: every publish names its type, and
+/// reading it each time was one database round trip per event. Bounded, and each entry
+/// expires after [`RecentTypes::TTL`]; a change through this node forgets the type at once,
+/// so through another node sharing the database, a publish sees it within the TTL.
+#[derive(Clone)]
+pub(crate) struct RecentTypes(moka::sync::Cache<(String, String), EventType>);
+
+impl RecentTypes {
+    pub const TTL: std::time::Duration = std::time::Duration::from_secs(1);
+    const MAX: u64 = 10_000;
+
+    pub fn new() -> RecentTypes {
+        RecentTypes(moka::sync::Cache::builder().max_capacity(Self::MAX).time_to_live(Self::TTL).build())
+    }
+}
+
 impl Store {
+    /// [`Store::get_event_type`], served from what this node read in the last
+    /// [`RecentTypes::TTL`] (see there).
+    pub async fn get_event_type_for_publish(&self, project_id: &str, name: &str) -> StoreResult<EventType> {
+        let key = (project_id.to_owned(), name.to_owned());
+        if let Some(t) = self.recent_types().0.get(&key) {
+            return Ok(t);
+        }
+        let t = self.get_event_type(project_id, name).await?;
+        self.recent_types().0.insert(key, t.clone());
+        Ok(t)
+    }
+
+    fn forget_type(&self, project_id: &str, name: &str) {
+        self.recent_types().0.invalidate(&(project_id.to_owned(), name.to_owned()));
+    }
+
     pub async fn insert_event_type(&self, t: &EventType) -> StoreResult<()> {
         with_pool!(self, write, |pool| {
             sqlx::query(
@@ -66,6 +100,7 @@ impl Store {
             .bind(&t.name)
             .execute(pool)
             .await?;
+            self.forget_type(&t.project_id, &t.name);
             if done.rows_affected() == 0 { Err(StoreError::NotFound("event type")) } else { Ok(()) }
         })
     }
@@ -91,14 +126,17 @@ impl Store {
     }
 
     pub async fn delete_event_type(&self, project_id: &str, name: &str) -> StoreResult<EventType> {
-        with_pool!(self, write, |pool| {
+        let deleted = with_pool!(self, write, |pool| {
             sqlx::query_as::<_, EventType>("DELETE FROM event_types WHERE project_id = $1 AND name = $2 RETURNING *")
                 .bind(project_id)
                 .bind(name)
                 .fetch_optional(pool)
                 .await?
                 .ok_or(StoreError::NotFound("event type"))
-        })
+        });
+        // After the commit, so no publish through this node caches it again meanwhile.
+        self.forget_type(project_id, name);
+        deleted
     }
 
     /// Publishes events in one transaction. An event whose idempotency key was used in the
@@ -117,12 +155,31 @@ impl Store {
         let mut keys = std::collections::HashSet::new();
         if events.iter().filter_map(|e| e.idempotency_key.as_deref()).all(|k| keys.insert(k)) {
             match self.run_script(publish_script(project_id, events, keys_since)).await {
-                Ok(()) => return Ok(events.iter().map(|e| Published::Created(e.id.clone())).collect()),
+                Ok(seqs) => return self.stored(events, seqs).await,
                 Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {}
                 Err(e) => return Err(e.into()),
             }
         }
         self.publish_in_transaction(project_id, events, keys_since).await
+    }
+
+    /// `events` as stored by a script, with the sequence numbers its insert returned (any
+    /// missing one is read back).
+    async fn stored(&self, events: &[NewEvent], seqs: EventSeqs) -> StoreResult<Vec<Published>> {
+        let seqs: std::collections::HashMap<String, i64> = seqs.into_iter().collect();
+        let missing: Vec<String> = events.iter().filter(|e| !seqs.contains_key(&e.id)).map(|e| e.id.clone()).collect();
+        let mut read: std::collections::HashMap<String, EventRow> = if missing.is_empty() {
+            Default::default()
+        } else {
+            self.events_by_ids(&missing).await?.into_iter().map(|e| (e.id.clone(), e)).collect()
+        };
+        events
+            .iter()
+            .map(|e| match seqs.get(&e.id) {
+                Some(&seq) => Ok(Published::Created(EventRow::stored(e.clone(), seq))),
+                None => read.remove(&e.id).map(Published::Created).ok_or(StoreError::NotFound("event")),
+            })
+            .collect()
     }
 
     /// [`Store::publish_events`] as code: reads each key's first use inside the transaction.
@@ -174,8 +231,9 @@ impl Store {
                         _ => StoreError::from(err),
                     })?;
                 }
-                super::events::insert_event!(&mut *tx, e)?;
-                out.push(Published::Created(e.id.clone()));
+                let seq: i64 =
+                    super::events::bind_event!(super::events::INSERT_EVENT_RETURNING, e).fetch_one(&mut *tx).await?.get("seq");
+                out.push(Published::Created(EventRow::stored(e.clone(), seq)));
             }
             tx.commit().await?;
             self.notify_events();

@@ -18,6 +18,13 @@ macro_rules! insert_events_head {
 pub(crate) const INSERT_EVENTS_HEAD: &str = insert_events_head!();
 pub(crate) const INSERT_EVENT: &str =
     concat!(insert_events_head!(), "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)");
+/// [`INSERT_EVENT`] answering with the event's id and sequence number (taken at insert), so a
+/// write need not read its events back. By id, because a multi-row insert's `RETURNING` rows
+/// come in no promised order.
+pub(crate) const INSERT_EVENT_RETURNING: &str = concat!(
+    insert_events_head!(),
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id, seq"
+);
 
 /// An event's values for [`INSERT_EVENTS_HEAD`], in column order.
 pub(crate) fn event_args(e: NewEvent) -> [Arg; 12] {
@@ -37,11 +44,12 @@ pub(crate) fn event_args(e: NewEvent) -> [Arg; 12] {
     ]
 }
 
-/// Inserts `$event` (a `&NewEvent`) through `$conn` (a transaction), as part of its change.
-macro_rules! insert_event {
-    ($conn:expr, $event:expr) => {{
+/// `sqlx::query($sql)` (an insert taking [`event_args`]' values) with the values of `$event`
+/// (a `&NewEvent`) bound.
+macro_rules! bind_event {
+    ($sql:expr, $event:expr) => {{
         let e: &$crate::events::NewEvent = $event;
-        sqlx::query($crate::store::events::INSERT_EVENT)
+        sqlx::query($sql)
             .bind(&e.id)
             .bind(&e.organization_id)
             .bind(&e.project_id)
@@ -54,9 +62,15 @@ macro_rules! insert_event {
             .bind(&e.idempotency_key)
             .bind(e.sandbox)
             .bind(e.occurred_at)
-            .execute($conn)
-            .await
     }};
+}
+pub(crate) use bind_event;
+
+/// Inserts `$event` (a `&NewEvent`) through `$conn` (a transaction), as part of its change.
+macro_rules! insert_event {
+    ($conn:expr, $event:expr) => {
+        $crate::store::events::bind_event!($crate::store::events::INSERT_EVENT, $event).execute($conn).await
+    };
 }
 pub(crate) use insert_event;
 
@@ -81,6 +95,27 @@ pub struct EventRow {
     pub idempotency_key: Option<String>,
     pub sandbox: bool,
     pub occurred_at: DateTime<Utc>,
+}
+
+impl EventRow {
+    /// The row `e` became when it was stored with sequence number `seq`.
+    pub fn stored(e: NewEvent, seq: i64) -> EventRow {
+        EventRow {
+            seq,
+            id: e.id,
+            organization_id: e.organization_id,
+            project_id: e.project_id,
+            event_type: e.event_type,
+            resource_type: e.resource_type,
+            resource_id: e.resource_id,
+            data: Json(e.data),
+            request_id: e.request_id,
+            actor: e.actor,
+            idempotency_key: e.idempotency_key,
+            sandbox: e.sandbox,
+            occurred_at: e.occurred_at,
+        }
+    }
 }
 
 impl Store {

@@ -160,6 +160,8 @@ pub struct Store {
     /// (`GET /client/*`: worlds, client versions, projects' languages), so cached client
     /// answers (`api::client`) know they are stale.
     client_generation: Arc<std::sync::atomic::AtomicU64>,
+    /// Event types read recently, for publishing (`catalog::RecentTypes`).
+    recent_types: catalog::RecentTypes,
     /// Group commit for [`script::Script`] writes (on SQLite through the write pool).
     scripts: Arc<script::Writers>,
     /// Chat message sends, written in batches (see `chat::write_messages`). `None` in the
@@ -293,6 +295,7 @@ impl Store {
             backend: Arc::new(backend),
             events_written,
             scripts: Arc::new(scripts),
+            recent_types: catalog::RecentTypes::new(),
             worlds_generation: Default::default(),
             client_generation: Default::default(),
             messages: None,
@@ -335,6 +338,10 @@ impl Store {
     pub(crate) fn schedule_changed(&self) {
         self.events_written.scheduler.notify_one();
         self.client_view_changed();
+    }
+
+    fn recent_types(&self) -> &catalog::RecentTypes {
+        &self.recent_types
     }
 
     fn scripts(&self) -> &script::Writers {

@@ -70,7 +70,7 @@ impl Store {
             ],
         );
         script.event(user_event(ctx, types::USER_CREATED, user));
-        self.run_script(script).await.map_err(|e| match &e {
+        self.run_script(script).await.map(drop).map_err(|e| match &e {
             sqlx::Error::Database(db) if db.is_unique_violation() => {
                 // Tell which key clashed: the primary key (id) or the username.
                 let msg = db.message();

@@ -141,8 +141,13 @@ struct Stmt {
 #[derive(Debug, Default)]
 pub(crate) struct Script {
     stmts: Vec<Stmt>,
-    has_events: bool,
+    /// The ids of the outbox events it inserts.
+    events: Vec<String>,
 }
+
+/// The id and sequence number of each outbox event a script inserted, as its writer read them
+/// from the insert (`RETURNING`). An event missing here is still stored: read it back.
+pub(crate) type EventSeqs = Vec<(String, i64)>;
 
 impl Script {
     pub fn push(&mut self, sql: impl Into<Cow<'static, str>>, args: Vec<Arg>) {
@@ -153,8 +158,8 @@ impl Script {
 
     /// Adds the outbox row of `e`.
     pub fn event(&mut self, e: NewEvent) {
-        self.has_events = true;
-        self.push(super::events::INSERT_EVENT, super::events::event_args(e).into());
+        self.events.push(e.id.clone());
+        self.push(super::events::INSERT_EVENT_RETURNING, super::events::event_args(e).into());
     }
 
     fn arg_count(&self) -> usize {
@@ -167,7 +172,8 @@ impl Store {
     /// (see the module docs). The error is the failing statement's own, so callers can tell
     /// a unique-key clash from other failures. The writer wakes the outbox's readers after a
     /// commit that wrote events.
-    pub(crate) async fn run_script(&self, script: Script) -> Result<(), sqlx::Error> {
+    /// Answers with the sequence numbers of the events it inserted.
+    pub(crate) async fn run_script(&self, script: Script) -> Result<EventSeqs, sqlx::Error> {
         self.scripts().run(script).await
     }
 }

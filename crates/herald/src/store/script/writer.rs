@@ -11,7 +11,7 @@ use sqlx::{Executor, PgPool, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Arg, Script, bind_arg,
+    Arg, EventSeqs, Script, bind_arg,
     params::{anonymize, params_in_order, renumber},
 };
 use crate::store::{EventsWritten, batch};
@@ -19,7 +19,7 @@ use crate::store::{EventsWritten, batch};
 /// A script waiting for a writer, and where its result goes.
 pub struct Job {
     pub(super) script: Script,
-    pub(super) reply: oneshot::Sender<Result<(), sqlx::Error>>,
+    pub(super) reply: oneshot::Sender<Result<EventSeqs, sqlx::Error>>,
 }
 
 /// At most this many scripts, and this many bound arguments, go into one batch (SQLite allows
@@ -65,7 +65,7 @@ impl Writers {
     }
 
     /// Hands `script` to a writer and waits for its commit (or its own error).
-    pub async fn run(&self, script: Script) -> Result<(), sqlx::Error> {
+    pub async fn run(&self, script: Script) -> Result<EventSeqs, sqlx::Error> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.senders.len();
         let (reply, answer) = oneshot::channel();
         self.senders[i].send(Job { script, reply }).await.map_err(|_| sqlx::Error::PoolClosed)?;
@@ -96,7 +96,7 @@ pub(super) enum Part {
 
 impl batch::Writer for GroupWriter {
     type Job = Job;
-    type Output = ();
+    type Output = EventSeqs;
     type Error = sqlx::Error;
 
     /// Cut the batch where the argument budget runs out (a lone large script still goes alone).
@@ -111,18 +111,18 @@ impl batch::Writer for GroupWriter {
         waiting.len()
     }
 
-    async fn write(&mut self, jobs: &[Job], again: bool) -> Result<Vec<()>, batch::Failure<sqlx::Error>> {
-        match &self.pool {
+    async fn write(&mut self, jobs: &[Job], again: bool) -> Result<Vec<EventSeqs>, batch::Failure<sqlx::Error>> {
+        let seqs = match &self.pool {
             Pool::Sqlite(pool) => write_sqlite(pool, jobs, again).await?,
             Pool::Postgres(pool) => write_postgres(pool, jobs, again).await?,
-        }
-        if jobs.iter().any(|j| j.script.has_events) {
+        };
+        if jobs.iter().any(|j| !j.script.events.is_empty()) {
             self.events_written.notify();
         }
-        Ok(vec![(); jobs.len()])
+        Ok(seqs)
     }
 
-    fn answer(&mut self, job: Job, result: Result<(), sqlx::Error>) {
+    fn answer(&mut self, job: Job, result: Result<EventSeqs, sqlx::Error>) {
         let _ = job.reply.send(result);
     }
 
@@ -147,7 +147,11 @@ impl batch::Writer for GroupWriter {
 /// statement costs a hand-off of its result from SQLite's thread, so savepoints would
 /// double them). If one fails, the whole transaction rolls back and that script is named
 /// ([`batch::Failure::Job`]): it gets its error, and the others run again without it.
-async fn write_sqlite(pool: &SqlitePool, jobs: &[Job], again: bool) -> Result<(), batch::Failure<sqlx::Error>> {
+async fn write_sqlite(
+    pool: &SqlitePool,
+    jobs: &[Job],
+    again: bool,
+) -> Result<Vec<EventSeqs>, batch::Failure<sqlx::Error>> {
     let mut conn = pool.acquire().await.map_err(batch::Failure::Batch)?;
     // First try the batch as multi-row inserts; if anything fails, go statement by
     // statement to find which script it was (and stay so for what is left of the batch).
@@ -160,12 +164,14 @@ async fn write_sqlite(pool: &SqlitePool, jobs: &[Job], again: bool) -> Result<()
         }
         let mut done = 0;
         let mut failure = None;
+        let mut returned = Returned::new(jobs);
         {
             let mut results = (&mut *conn).fetch_many(query);
             while let Some(item) = results.next().await {
                 match item {
                     Ok(sqlx::Either::Left(_)) => done += 1,
-                    Ok(sqlx::Either::Right(_)) => {}
+                    // A row of statement `done` (its result comes after its rows).
+                    Ok(sqlx::Either::Right(row)) => returned.row(&row, parts.get(done).copied()),
                     Err(e) => {
                         failure = Some(e);
                         break;
@@ -173,7 +179,7 @@ async fn write_sqlite(pool: &SqlitePool, jobs: &[Job], again: bool) -> Result<()
                 }
             }
         }
-        let Some(err) = failure else { return Ok(()) };
+        let Some(err) = failure else { return Ok(returned.seqs) };
         let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
         if merge {
             merge = false;
@@ -191,39 +197,83 @@ async fn write_sqlite(pool: &SqlitePool, jobs: &[Job], again: bool) -> Result<()
 /// same shape (one round trip per statement position instead of one per statement), else
 /// statement by statement. A failure of the merged form is run again unmerged, to name the
 /// script at fault.
-async fn write_postgres(pool: &PgPool, jobs: &[Job], again: bool) -> Result<(), batch::Failure<sqlx::Error>> {
+async fn write_postgres(
+    pool: &PgPool,
+    jobs: &[Job],
+    again: bool,
+) -> Result<Vec<EventSeqs>, batch::Failure<sqlx::Error>> {
     if jobs.len() > 1
         && !again
         && let Some(statements) = merged_postgres(jobs)
     {
         let mut tx = pool.begin().await.map_err(batch::Failure::Batch)?;
+        let mut returned = Returned::new(jobs);
         let mut failed = false;
         for (sql, args) in statements {
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for arg in args {
                 query = bind_arg!(query, arg);
             }
-            if query.execute(&mut *tx).await.is_err() {
-                failed = true;
-                break;
+            match query.fetch_all(&mut *tx).await {
+                Ok(rows) => rows.iter().for_each(|row| returned.row(row, None)),
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
             }
         }
         if !failed {
-            return tx.commit().await.map_err(batch::Failure::Batch);
+            tx.commit().await.map_err(batch::Failure::Batch)?;
+            return Ok(returned.seqs);
         }
         // Dropping the transaction rolls it back; find the script at fault below.
     }
     let mut tx = pool.begin().await.map_err(batch::Failure::Batch)?;
+    let mut returned = Returned::new(jobs);
     for (k, job) in jobs.iter().enumerate() {
         for stmt in &job.script.stmts {
             let mut query = sqlx::query(sqlx::AssertSqlSafe(stmt.sql.clone()));
             for arg in stmt.args.iter().cloned() {
                 query = bind_arg!(query, arg);
             }
-            query.execute(&mut *tx).await.map_err(|e| batch::Failure::Job(k, e))?;
+            let rows = query.fetch_all(&mut *tx).await.map_err(|e| batch::Failure::Job(k, e))?;
+            rows.iter().for_each(|row| returned.row(row, Some(Part::Job(k))));
         }
     }
-    tx.commit().await.map_err(batch::Failure::Batch)
+    tx.commit().await.map_err(batch::Failure::Batch)?;
+    Ok(returned.seqs)
+}
+
+/// The events' sequence numbers a batch's inserts returned, sorted to their scripts.
+struct Returned<'a> {
+    seqs: Vec<EventSeqs>,
+    /// Which job inserted each event, for rows of a merged insert (which serves them all).
+    owner: std::collections::HashMap<&'a str, usize>,
+}
+
+impl<'a> Returned<'a> {
+    fn new(jobs: &'a [Job]) -> Returned<'a> {
+        let owner = jobs.iter().enumerate().flat_map(|(k, j)| j.script.events.iter().map(move |id| (id.as_str(), k)));
+        Returned { seqs: vec![Vec::new(); jobs.len()], owner: owner.collect() }
+    }
+
+    /// A row of `(id, seq)` from statement `part`'s `RETURNING` (a merged insert: `None` or
+    /// `Part::Begin`). A row that is not an event's is ignored: its script reads back instead.
+    fn row<R: sqlx::Row>(&mut self, row: &R, part: Option<Part>)
+    where
+        for<'r> &'r str: sqlx::ColumnIndex<R>,
+        for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    {
+        let (Ok(id), Ok(seq)) = (row.try_get::<String, _>("id"), row.try_get::<i64, _>("seq")) else { return };
+        let job = match part {
+            Some(Part::Job(k)) => Some(k),
+            _ => self.owner.get(id.as_str()).copied(),
+        };
+        if let Some(seqs) = job.and_then(|k| self.seqs.get_mut(k)) {
+            seqs.push((id, seq));
+        }
+    }
 }
 
 /// Joins the scripts of `jobs` into one command, `BEGIN IMMEDIATE; ..; COMMIT`. Returns the
@@ -255,11 +305,14 @@ pub(super) fn join(jobs: &[Job]) -> (String, Vec<Part>, Vec<Arg>) {
 }
 
 /// Statement position `i` of a batch whose scripts all have the same statements, each a plain
-/// `INSERT .. VALUES (..)` taking `$1..$n` in order: the text before the tuple, the tuple, and
-/// the arguments of every script's statement `i`, in script order.
+/// `INSERT .. VALUES (..)` (or `.. VALUES (..) RETURNING ..`) taking `$1..$n` in order: the
+/// text before the tuple, the tuple, what follows it, and the arguments of every script's
+/// statement `i`, in script order.
 struct MergedInsert<'a> {
     head: &'a str,
     tuple: &'a str,
+    /// `RETURNING ..`, or empty.
+    tail: &'a str,
     args: Vec<Arg>,
 }
 
@@ -276,12 +329,18 @@ fn merge_shape(jobs: &[Job]) -> Option<Vec<MergedInsert<'_>>> {
     let mut out = Vec::with_capacity(first.len());
     for (i, stmt) in first.iter().enumerate() {
         let at = stmt.sql.rfind(" VALUES (")? + " VALUES ".len();
-        let (head, tuple) = stmt.sql.split_at(at);
-        if !tuple.ends_with(')') || !params_in_order(tuple, stmt.args.len()) || head.contains('$') {
+        let (head, rest) = stmt.sql.split_at(at);
+        // `.. VALUES (..)`, or `.. VALUES (..) RETURNING ..`: the tail follows the last row.
+        let (tuple, tail) = match rest.find(") RETURNING ") {
+            Some(end) => rest.split_at(end + 1),
+            None => (rest, ""),
+        };
+        if !tuple.ends_with(')') || !params_in_order(tuple, stmt.args.len()) || head.contains('$') || tail.contains('$')
+        {
             return None;
         }
         let args = jobs.iter().flat_map(|job| job.script.stmts[i].args.iter().cloned()).collect();
-        out.push(MergedInsert { head, tuple, args });
+        out.push(MergedInsert { head, tuple, tail, args });
     }
     Some(out)
 }
@@ -299,6 +358,7 @@ pub(super) fn merged(jobs: &[Job]) -> Option<(String, Vec<Part>, Vec<Arg>)> {
         let anonymous = anonymize(insert.tuple);
         sql.push_str(insert.head);
         sql.push_str(&vec![anonymous; jobs.len()].join(", "));
+        sql.push_str(insert.tail);
         sql.push_str(";\n");
     }
     sql.push_str("COMMIT");
@@ -324,6 +384,7 @@ pub(super) fn merged_postgres(jobs: &[Job]) -> Option<Vec<(String, Vec<Arg>)>> {
                     }
                     renumber(insert.tuple, k * per_row, &mut sql);
                 }
+                sql.push_str(insert.tail);
                 (sql, insert.args)
             })
             .collect(),
