@@ -483,7 +483,7 @@ mod tests {
             assert_eq!(config.database.sqlite_synchronous, SqliteSynchronous::Normal);
             jail.set_env("HERALD_DATABASE__SQLITE_SYNCHRONOUS", "off");
             let refused = Config::load(None).err().map(|e| e.to_string()).unwrap_or_default();
-            assert!(refused.contains("sqlite_synchronous") && refused.contains("full"), "{refused}");
+            assert!(refused.to_lowercase().contains("sqlite_synchronous") && refused.contains("full"), "{refused}");
             jail.set_env("HERALD_DATABASE__SQLITE_SYNCHRONOUS", "full");
             jail.create_file("bad.toml", "lisen = \"x\"")?;
             assert!(Config::load(Some(std::path::Path::new("bad.toml"))).is_err(), "unknown keys are rejected");

@@ -260,7 +260,7 @@ pub async fn publish(
             Published::Created(_) => None,
         })
         .collect();
-    let mut stored: std::collections::HashMap<String, EventRow> = if existing.is_empty() {
+    let stored: std::collections::HashMap<String, EventRow> = if existing.is_empty() {
         Default::default()
     } else {
         store.events_by_ids(&existing).await?.into_iter().map(|e| (e.id.clone(), e)).collect()
@@ -268,11 +268,9 @@ pub async fn publish(
     let mut out = Vec::with_capacity(published.len());
     for p in published {
         out.push(match p {
-            Published::Created(row) => {
-                // A batch may name one key twice: the second answer is the first's event.
-                stored.insert(row.id.clone(), row.clone());
-                (true, EventView::from(row))
-            }
+            Published::Created(row) => (true, EventView::from(*row)),
+            // A batch may name one key twice: the second answer is the first's event, read
+            // back like any other (the publish has committed).
             Published::Existing(id) => {
                 let row = stored.get(&id).cloned().ok_or(StoreError::NotFound("event"))?;
                 (false, EventView::from(row))

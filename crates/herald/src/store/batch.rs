@@ -1,6 +1,7 @@
-//! One batching primitive for the writers that commit many jobs in one transaction: SQLite's
-//! group commit of scripts (`script.rs`), chat message sends (`chat/writer.rs`) and the
-//! webhook dispatcher's recording of delivery results (`webhooks/dispatcher/results.rs`).
+//! One batching primitive for the writers that commit many jobs in one transaction: group
+//! commit of scripts on both backends (`script/writer.rs`), chat message sends
+//! (`chat/writer.rs`) and the webhook dispatcher's recording of delivery results
+//! (`webhooks/dispatcher/results.rs`).
 //!
 //! [`run`] takes every job waiting (up to a cap) and hands them to the [`Writer`] as one
 //! batch. When the batch fails, a failing job never fails or blocks the others:

@@ -31,7 +31,7 @@ pub struct EventType {
 #[derive(Debug)]
 pub enum Published {
     /// Stored now: the row as stored.
-    Created(EventRow),
+    Created(Box<EventRow>),
     /// Its idempotency key was in use: the id of the event the key names.
     Existing(String),
 }
@@ -176,8 +176,10 @@ impl Store {
         events
             .iter()
             .map(|e| match seqs.get(&e.id) {
-                Some(&seq) => Ok(Published::Created(EventRow::stored(e.clone(), seq))),
-                None => read.remove(&e.id).map(Published::Created).ok_or(StoreError::NotFound("event")),
+                Some(&seq) => Ok(Published::Created(Box::new(EventRow::stored(e.clone(), seq)))),
+                None => {
+                    read.remove(&e.id).map(|row| Published::Created(Box::new(row))).ok_or(StoreError::NotFound("event"))
+                }
             })
             .collect()
     }
@@ -231,9 +233,11 @@ impl Store {
                         _ => StoreError::from(err),
                     })?;
                 }
-                let seq: i64 =
-                    super::events::bind_event!(super::events::INSERT_EVENT_RETURNING, e).fetch_one(&mut *tx).await?.get("seq");
-                out.push(Published::Created(EventRow::stored(e.clone(), seq)));
+                let seq: i64 = super::events::bind_event!(super::events::INSERT_EVENT_RETURNING, e)
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .get("seq");
+                out.push(Published::Created(Box::new(EventRow::stored(e.clone(), seq))));
             }
             tx.commit().await?;
             self.notify_events();

@@ -21,10 +21,8 @@ pub(crate) const INSERT_EVENT: &str =
 /// [`INSERT_EVENT`] answering with the event's id and sequence number (taken at insert), so a
 /// write need not read its events back. By id, because a multi-row insert's `RETURNING` rows
 /// come in no promised order.
-pub(crate) const INSERT_EVENT_RETURNING: &str = concat!(
-    insert_events_head!(),
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id, seq"
-);
+pub(crate) const INSERT_EVENT_RETURNING: &str =
+    concat!(insert_events_head!(), "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id, seq");
 
 /// An event's values for [`INSERT_EVENTS_HEAD`], in column order.
 pub(crate) fn event_args(e: NewEvent) -> [Arg; 12] {

@@ -147,8 +147,7 @@ async fn concurrent_publishes_each_get_their_own_answer(app: TestApp) {
         }
     }
     assert_eq!((created.len(), repeats.len()), (51, 9), "one of the ten requests naming `same` stores it");
-    let shared: Vec<&serde_json::Value> =
-        created.iter().filter(|(i, _)| i % 6 == 0).map(|(_, b)| &b["id"]).collect();
+    let shared: Vec<&serde_json::Value> = created.iter().filter(|(i, _)| i % 6 == 0).map(|(_, b)| &b["id"]).collect();
     assert_eq!(shared.len(), 1);
     for (i, body) in &repeats {
         assert_eq!(i % 6, 0, "only the shared key repeats");

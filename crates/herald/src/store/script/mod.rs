@@ -33,8 +33,8 @@ use crate::events::NewEvent;
 
 mod params;
 mod writer;
-pub(crate) use params::numbered;
 use params::max_param;
+pub(crate) use params::numbered;
 pub(crate) use writer::Writers;
 
 /// One argument of a statement, typed as the column it fills (PostgreSQL checks types, and

@@ -82,4 +82,3 @@ pub(super) fn max_param(sql: &str) -> usize {
     });
     max
 }
-

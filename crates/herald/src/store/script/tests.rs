@@ -64,9 +64,8 @@ fn same_shaped_scripts_merge_into_numbered_multi_row_inserts_on_postgres() {
         sql,
         ["INSERT INTO t (x) VALUES ($1), ($2)", "INSERT INTO u (y, z) VALUES ($1, lower($2)), ($3, lower($4))"]
     );
-    let ints = |args: &[Arg]| -> Vec<i32> {
-        args.iter().map(|a| if let Arg::I32(Some(v)) = a { *v } else { -1 }).collect()
-    };
+    let ints =
+        |args: &[Arg]| -> Vec<i32> { args.iter().map(|a| if let Arg::I32(Some(v)) = a { *v } else { -1 }).collect() };
     assert_eq!(ints(&statements[0].1), [1, 3]);
     assert_eq!(ints(&statements[1].1), [2, 2, 4, 4]);
 }

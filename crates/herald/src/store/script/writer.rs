@@ -28,9 +28,9 @@ const MAX_JOBS: usize = 128;
 const MAX_ARGS: usize = 16_000;
 
 /// PostgreSQL writer tasks. One would commit one batch at a time, and a durable commit waits
-/// for its WAL flush; with several, one batch is flushed while the next is written. Measured
-/// on the 2-core machine, one event per `POST /api/v1/events`, 64 connections: see
-/// docs/BENCHMARKS.md.
+/// for its WAL flush; with several, one batch is flushed while the next is written, and each
+/// holds one pooled connection only while it writes. The figures in docs/BENCHMARKS.md (one
+/// event per `POST /api/v1/events`) were measured with this value.
 const PG_WRITERS: usize = 4;
 
 /// The senders to the node's script writers: one on SQLite (it has one writer), several on
