@@ -187,4 +187,11 @@ async fn an_idempotency_key_is_taken_again_after_its_window(app: TestApp) {
     assert_ne!(later["id"], first["id"]);
     let (status, repeat) = app.post("/api/v1/events", event).await;
     assert_eq!((status, &repeat["id"]), (StatusCode::OK, &later["id"]), "the key now names the new event");
+    // One batch naming a new key twice: one event, both answers it.
+    let twice = json!({"type": "match.ended", "data": {}, "idempotencyKey": "twice"});
+    let (status, body) = app.post("/api/v1/events/batch", json!({"events": [twice, twice]})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let items = body["items"].as_array().expect("items");
+    assert_eq!((&items[0]["created"], &items[1]["created"]), (&json!(true), &json!(false)), "{body}");
+    assert_eq!(items[0]["event"]["id"], items[1]["event"]["id"]);
 }
