@@ -931,3 +931,38 @@ async fn gone_disables_the_endpoint_once(app: TestApp) {
         app.event_types("webhook", wid).await.into_iter().filter(|t| t == "webhook.endpoint_disabled").count();
     assert_eq!(disabled, 1, "one endpoint_disabled event for one endpoint disabled once");
 }
+
+/// SQLite sends a fan-out's deliveries while their rows are written (PostgreSQL writes them
+/// first: several nodes share its queue). When the rows cannot be written, the event is sent
+/// again once they can: at least once, nothing lost. In between it is not sent again and
+/// again: after a failed write, rows are written before anything is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fan_out_that_cannot_be_written_is_sent_again_once_it_can_sqlite() {
+    let Some(app) = TestApp::spawn_with(Backend::Sqlite, |c| c.webhooks.poll_interval_ms = 20).await else { return };
+    let rx = Receiver::start().await;
+    let w = hook(&app, json!({"url": rx.url, "events": ["user.created"]})).await;
+    let wid = w["id"].as_str().expect("id");
+    let herald::store::Backend::Sqlite { write, .. } = app.store.backend() else { panic!("not SQLite") };
+    sqlx::query(
+        "CREATE TRIGGER refuse_deliveries BEFORE INSERT ON deliveries BEGIN SELECT RAISE(ABORT, 'refused'); END",
+    )
+    .execute(write)
+    .await
+    .expect("trigger");
+
+    let (status, body) = app.post("/api/v1/users", json!({"username": "unwritten"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let first = rx.wait_for(1).await;
+    // Many rounds (20 ms apart) find the rows still unwritable.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert_eq!(rx.received().len(), 1, "sent once while its rows cannot be written, not at every round");
+    assert!(try_delivery_of(&app, wid).await.is_none(), "no delivery row yet");
+
+    sqlx::query("DROP TRIGGER refuse_deliveries").execute(write).await.expect("drop trigger");
+    let got = rx.wait_for(2).await;
+    assert_eq!(got[1].header("webhook-id"), first[0].header("webhook-id"), "the same event, sent again");
+    let d = wait_attempts(&app, wid, 1).await;
+    assert_eq!(d["status"], "succeeded", "{d}");
+    let (_, page) = app.get(&format!("/api/v1/webhooks/{wid}/deliveries")).await;
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(1), "one delivery: {page}");
+}

@@ -38,6 +38,19 @@ pub struct FanOut {
     pub hooks: Vec<Webhook>,
 }
 
+/// A SQLite fan-out read and planned, its rows not written yet (see [`Store::plan_fan_out`]).
+pub struct PlannedFanOut {
+    pub out: FanOut,
+    /// The last event it covers.
+    pub last_seq: i64,
+    pub script: FanOutScript,
+}
+
+/// The writes of a [`PlannedFanOut`], for [`Store::write_fan_out`].
+pub struct FanOutScript(Script);
+
+const ACTIVE_WEBHOOKS: &str = "SELECT * FROM webhooks WHERE active = TRUE";
+
 struct NewDelivery {
     event: usize,
     hook: usize,
@@ -156,29 +169,13 @@ impl Store {
         lease: &mut Lease<'_>,
         matches: impl Fn(&Webhook, &EventRow) -> bool,
     ) -> StoreResult<FanOut> {
-        const ACTIVE: &str = "SELECT * FROM webhooks WHERE active = TRUE";
         match self.backend() {
-            Backend::Sqlite { read, .. } => {
-                // One node per SQLite database, one writer, and this dispatcher waits for each
-                // fan-out to commit before the next: the events after the cursor are exactly
-                // those not fanned out (migration 0003), they can be read outside the write
-                // transaction, and the writes join the group commit.
-                let select = format!(
-                    "SELECT {EVENT_COLUMNS} FROM events WHERE seq > (SELECT seq FROM fanout_cursor WHERE id = 1) \
-                     ORDER BY seq LIMIT {limit}"
-                );
-                let events = sqlx::query_as::<_, EventRow>(sqlx::AssertSqlSafe(select)).fetch_all(read).await?;
-                let Some(last) = events.last().map(|e| e.seq) else { return Ok(FanOut::default()) };
-                let hooks = sqlx::query_as::<_, Webhook>(ACTIVE).fetch_all(read).await?;
-                let created = plan_deliveries(&events, &hooks, lease, &matches);
-                let mut script = Script::default();
-                for chunk in created.chunks(INSERT_CHUNK) {
-                    let (sql, args) = insert_deliveries(chunk, &events, &hooks, now, lease);
-                    script.push(sql, args);
-                }
-                script.push("UPDATE fanout_cursor SET seq = $1 WHERE id = 1", vec![Arg::from(last)]);
-                self.run_script(script).await?;
-                Ok(fanned_out(events, hooks, created, now, lease))
+            Backend::Sqlite { .. } => {
+                let Some(planned) = self.plan_fan_out(None, limit, now, lease, matches).await? else {
+                    return Ok(FanOut::default());
+                };
+                self.write_fan_out(planned.script).await?;
+                Ok(planned.out)
             }
             Backend::Postgres(pool) => {
                 // Several nodes may share the database: each takes (and removes) the queued
@@ -203,7 +200,7 @@ impl Store {
                     return Ok(FanOut::default());
                 }
                 sqlx::query("SET LOCAL enable_seqscan TO DEFAULT").execute(&mut *tx).await?;
-                let hooks = sqlx::query_as::<_, Webhook>(ACTIVE).fetch_all(&mut *tx).await?;
+                let hooks = sqlx::query_as::<_, Webhook>(ACTIVE_WEBHOOKS).fetch_all(&mut *tx).await?;
                 let created = plan_deliveries(&events, &hooks, lease, &matches);
                 for chunk in created.chunks(INSERT_CHUNK) {
                     let (sql, args) = insert_deliveries(chunk, &events, &hooks, now, lease);
@@ -217,6 +214,54 @@ impl Store {
                 Ok(fanned_out(events, hooks, created, now, lease))
             }
         }
+    }
+
+    /// SQLite only: [`Store::fan_out`] in two steps, so the dispatcher can send the leased
+    /// deliveries while their rows are written ([`Store::write_fan_out`]), not after.
+    ///
+    /// Plans the events after the fan-out cursor, or after `after` when that is further (the
+    /// last event of a plan not written yet). `None` when there is none, or on PostgreSQL.
+    ///
+    /// One node per SQLite database, one writer, and one dispatcher that writes its plans in
+    /// order, one at a time: the events after the cursor are exactly those not fanned out
+    /// (migration 0003), they can be read outside the write transaction, and the writes join
+    /// the group commit.
+    pub async fn plan_fan_out(
+        &self,
+        after: Option<i64>,
+        limit: i64,
+        now: DateTime<Utc>,
+        lease: &mut Lease<'_>,
+        matches: impl Fn(&Webhook, &EventRow) -> bool,
+    ) -> StoreResult<Option<PlannedFanOut>> {
+        let Backend::Sqlite { read, .. } = self.backend() else { return Ok(None) };
+        let select = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE seq > MAX((SELECT seq FROM fanout_cursor WHERE id = 1), $1) \
+             ORDER BY seq LIMIT {limit}"
+        );
+        let events =
+            sqlx::query_as::<_, EventRow>(sqlx::AssertSqlSafe(select)).bind(after.unwrap_or(0)).fetch_all(read).await?;
+        let Some(last_seq) = events.last().map(|e| e.seq) else { return Ok(None) };
+        let hooks = sqlx::query_as::<_, Webhook>(ACTIVE_WEBHOOKS).fetch_all(read).await?;
+        let created = plan_deliveries(&events, &hooks, lease, &matches);
+        let mut script = Script::default();
+        for chunk in created.chunks(INSERT_CHUNK) {
+            let (sql, args) = insert_deliveries(chunk, &events, &hooks, now, lease);
+            script.push(sql, args);
+        }
+        // Never backwards: a plan is written only after the one before it.
+        script.push("UPDATE fanout_cursor SET seq = MAX(seq, $1) WHERE id = 1", vec![Arg::from(last_seq)]);
+        Ok(Some(PlannedFanOut {
+            out: fanned_out(events, hooks, created, now, lease),
+            last_seq,
+            script: FanOutScript(script),
+        }))
+    }
+
+    /// Writes a plan of [`Store::plan_fan_out`]: its deliveries, and the cursor past its events.
+    pub async fn write_fan_out(&self, script: FanOutScript) -> StoreResult<()> {
+        self.run_script(script.0).await?;
+        Ok(())
     }
 
     /// Claims up to `limit` due deliveries for `node` until `lease_until`. A delivery whose

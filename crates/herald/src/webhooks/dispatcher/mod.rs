@@ -1,9 +1,11 @@
 //! The dispatcher: turns outbox events into deliveries, claims due deliveries under a lease,
 //! sends them with bounded concurrency, and records every attempt.
 //!
-//! Nothing lives only in memory: a delivery is a row before it is sent, and its result is a
-//! row after. A node that dies mid-send leaves leased rows that any node claims again once
-//! the lease runs out, so every event is delivered at least once.
+//! Nothing lives only in memory: an event is a row before any of its deliveries is sent, a
+//! delivery is a row before its result is recorded (on PostgreSQL, before it is sent; SQLite
+//! sends while the row is written, see [`TwoStep`]), and the result is a row after. A node
+//! that dies mid-send leaves leased rows that any node claims again once the lease runs out,
+//! or events not yet marked fanned out, so every event is delivered at least once.
 
 use std::{
     collections::HashMap,
@@ -28,7 +30,10 @@ use crate::{
     store::{
         Store, StoreError, batch,
         events::EventRow,
-        webhooks::{Attempt, AttemptRecord, Delivery, Disable, EndpointHealth, FanOut, Lease, Webhook, WebhookFormat},
+        webhooks::{
+            Attempt, AttemptRecord, Delivery, Disable, EndpointHealth, FanOut, FanOutScript, Lease, Webhook,
+            WebhookFormat,
+        },
     },
 };
 
@@ -115,6 +120,33 @@ struct Claims {
     /// Due work is known to be waiting: unleased deliveries were created, or the last claim
     /// was cut short by the room or by busy endpoints.
     owed: bool,
+}
+
+/// SQLite's fan-out in two steps (`Store::plan_fan_out`): a plan's deliveries are sent while
+/// its rows are written.
+#[derive(Default)]
+struct TwoStep {
+    /// The plan being written: the next one starts after its last event, and is written
+    /// after it.
+    writing: Option<Writing>,
+    /// The last write failed: until one succeeds, rows are written before anything is sent,
+    /// so a store that cannot write (a full disk) does not have the same events sent again at
+    /// every round.
+    failed: bool,
+}
+
+struct Writing {
+    last_seq: i64,
+    written: Written,
+}
+
+/// Whether a fan-out's rows were written: `None` while they are being written. A delivery's
+/// result is recorded only once its row exists; if the rows are not written, the events are
+/// fanned out again from the cursor and sent again (at least once, never lost).
+type Written = watch::Receiver<Option<bool>>;
+
+async fn was_written(mut written: Written) -> bool {
+    matches!(written.wait_for(Option::is_some).await.map(|v| *v), Ok(Some(true)))
 }
 
 /// Stops the dispatcher when dropped or asked.
@@ -204,6 +236,7 @@ impl Dispatcher {
         let mut renewed = Instant::now();
         let mut vacuumed = Instant::now();
         let mut claims = Claims { last: None, owed: false };
+        let mut two_step = TwoStep::default();
         let _stopped_on_drop = StoppedOnDrop(self.liveness.clone());
         loop {
             self.liveness.beat();
@@ -214,7 +247,7 @@ impl Dispatcher {
                 renewed = Instant::now();
                 self.renew_leases().await;
             }
-            let (worked, starved) = match self.round(&results, &mut claims).await {
+            let (worked, starved) = match self.round(&results, &mut claims, &mut two_step).await {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(error = format!("{e:#}"), "dispatcher round failed; retrying");
@@ -232,7 +265,9 @@ impl Dispatcher {
             }
             tokio::select! {
                 _ = wake.dispatcher.notified() => {
-                    tokio::time::sleep(Duration::from_millis(self.config.linger_ms)).await;
+                    if self.config.linger_ms > 0 {
+                        tokio::time::sleep(Duration::from_millis(self.config.linger_ms)).await;
+                    }
                 }
                 // Work was left in the database for lack of room: take it when room frees up.
                 _ = self.freed.notified(), if starved => {}
@@ -264,6 +299,7 @@ impl Dispatcher {
         self: &Arc<Self>,
         results: &mpsc::Sender<Finished>,
         claims: &mut Claims,
+        two_step: &mut TwoStep,
     ) -> anyhow::Result<(bool, bool)> {
         let batch = self.config.batch_size.max(1);
         let lease_for = self.lease_for();
@@ -280,12 +316,30 @@ impl Dispatcher {
             };
             let mut take = |hook: &Webhook| budget.take(hook);
             let mut lease = Lease { node: &self.node, until: now + lease_for, take: &mut take };
-            let out = self.store.fan_out(batch, now, &mut lease, matches).await?;
-            worked |= out.events > 0;
-            // Deliveries created without a lease (no room) wait in the database for a claim.
-            claims.owed |= out.created > out.leased.len();
-            let fanned = out.events;
-            self.start_fanned_out(out, results);
+            let fanned = if self.store.fans_out_in_two_steps() {
+                if two_step.writing.as_ref().is_some_and(|w| *w.written.borrow() == Some(false)) {
+                    two_step.writing = None;
+                    two_step.failed = true;
+                }
+                let after = two_step.writing.as_ref().map(|w| w.last_seq);
+                let Some(planned) = self.store.plan_fan_out(after, batch, now, &mut lease, matches).await? else {
+                    break;
+                };
+                if two_step.failed {
+                    self.store.write_fan_out(planned.script).await?;
+                    two_step.failed = false;
+                    self.start_fanned_out(planned.out, results, None, claims)
+                } else {
+                    let (done, written) = watch::channel(None);
+                    let fanned = self.start_fanned_out(planned.out, results, Some(written.clone()), claims);
+                    self.write_in_order(planned.script, planned.last_seq, done, written, two_step).await?;
+                    fanned
+                }
+            } else {
+                let out = self.store.fan_out(batch, now, &mut lease, matches).await?;
+                self.start_fanned_out(out, results, None, claims)
+            };
+            worked |= fanned > 0;
             if (fanned as i64) < batch {
                 break;
             }
@@ -332,17 +386,61 @@ impl Dispatcher {
         for delivery in claimed {
             // A missing endpoint was deleted, its deliveries with it.
             if let (Some(event), Some(hook)) = (events.get(&delivery.event_id), hooks.get(&delivery.webhook_id)) {
-                self.start(delivery, hook.clone(), event.clone(), results);
+                self.start(delivery, hook.clone(), event.clone(), results, None);
             }
         }
         Ok((true, starved))
     }
 
-    /// Starts the deliveries a fan-out leased to this node, from the rows it already read.
-    fn start_fanned_out(self: &Arc<Self>, out: FanOut, results: &mpsc::Sender<Finished>) {
-        if out.leased.is_empty() {
-            return;
+    /// SQLite: writes a fan-out planned by `Store::plan_fan_out` in the background, while its
+    /// deliveries are sent, rather than sending them after the commit (with `synchronous =
+    /// FULL`, a disk flush: most of the time from publish to arrival at low load). Plans are
+    /// written in order, one at a time: this waits for the one before, and when that one
+    /// failed, writes nothing (the cursor must not pass events whose deliveries were not
+    /// written): the next round starts again from the cursor, writing before it sends.
+    async fn write_in_order(
+        &self,
+        script: FanOutScript,
+        last_seq: i64,
+        done: watch::Sender<Option<bool>>,
+        written: Written,
+        two_step: &mut TwoStep,
+    ) -> anyhow::Result<()> {
+        if let Some(before) = two_step.writing.take()
+            && !was_written(before.written).await
+        {
+            let _ = done.send(Some(false));
+            two_step.failed = true;
+            anyhow::bail!("a fan-out was not written; fanning out again from the cursor");
         }
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            let result = store.write_fan_out(script).await;
+            if let Err(e) = &result {
+                tracing::warn!(error = %e, "writing a fan-out failed; its events are fanned out again");
+            }
+            let _ = done.send(Some(result.is_ok()));
+        });
+        two_step.writing = Some(Writing { last_seq, written });
+        Ok(())
+    }
+
+    /// Starts the deliveries a fan-out leased to this node, from the rows it already read.
+    /// Returns how many events it covered. `written`: whether the rows exist yet (see
+    /// [`Written`]); `None` when they were written before.
+    fn start_fanned_out(
+        self: &Arc<Self>,
+        out: FanOut,
+        results: &mpsc::Sender<Finished>,
+        written: Option<Written>,
+        claims: &mut Claims,
+    ) -> usize {
+        // Deliveries created without a lease (no room) wait in the database for a claim.
+        claims.owed |= out.created > out.leased.len();
+        if out.leased.is_empty() {
+            return out.events;
+        }
+        let events = out.events;
         let hooks: Vec<Arc<Webhook>> = out.hooks.into_iter().map(Arc::new).collect();
         let mut rendered: Vec<Option<Arc<Rendered>>> = vec![None; out.event_rows.len()];
         let mut rows: Vec<Option<EventRow>> = out.event_rows.into_iter().map(Some).collect();
@@ -353,8 +451,9 @@ impl Dispatcher {
                     Arc::new(Rendered::new(row))
                 })
                 .clone();
-            self.start(delivery, hooks[h].clone(), event, results);
+            self.start(delivery, hooks[h].clone(), event, results, written.clone());
         }
+        events
     }
 
     /// Holds `delivery` and sends it once its endpoint has a free slot (and a rate token) and
@@ -365,6 +464,7 @@ impl Dispatcher {
         hook: Arc<Webhook>,
         event: Arc<Rendered>,
         results: &mpsc::Sender<Finished>,
+        written: Option<Written>,
     ) {
         {
             let mut held = self.lock_in_hand();
@@ -382,10 +482,16 @@ impl Dispatcher {
             let body = event.body(hook.format);
             let finished = this.attempt(&delivery, &hook, &event.row, body).await;
             drop((endpoint, global));
+            let recorded = match written {
+                Some(written) => was_written(written).await,
+                None => true,
+            };
             if this.release(&hook.id) {
                 this.freed.notify_one();
             }
-            let _ = results.send(finished).await;
+            if recorded {
+                let _ = results.send(finished).await;
+            }
         });
     }
 
