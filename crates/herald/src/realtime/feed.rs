@@ -66,7 +66,11 @@ async fn run(io: SocketIo, gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
     };
     let mut hurry_until = Instant::now();
     while !*stop.borrow() {
-        cursor = drain(&io, &gw, cursor).await;
+        cursor = if gw.stats.connected.load(Ordering::Relaxed) > 0 {
+            drain(&io, &gw, cursor).await
+        } else {
+            skip_to_now(&gw, cursor).await
+        };
         let wait = if clustered && Instant::now() < hurry_until { HURRY_EVERY } else { poll };
         tokio::select! {
             _ = local.realtime.notified() => {
@@ -80,6 +84,20 @@ async fn run(io: SocketIo, gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
     }
     if let Some(f) = follower {
         f.abort();
+    }
+}
+
+/// With no socket on this node, every event's route does nothing: rather than read each one
+/// (a read of every event a game server publishes, on a node that may never have a socket),
+/// moves the cursor to what is committed now. A socket admitted meanwhile is counted before
+/// it joins any room, so it hears every event committed after this read.
+async fn skip_to_now(gw: &Gateway, cursor: FeedCursor) -> FeedCursor {
+    match gw.app.store.feed_start().await {
+        Ok(now) => now,
+        Err(e) => {
+            tracing::warn!(error = %e, "real-time feed cannot read the outbox; retrying");
+            cursor
+        }
     }
 }
 
