@@ -376,12 +376,6 @@ impl Store {
         }
     }
 
-    /// Whether the dispatcher fans out in two steps, sending while the rows are written
-    /// (`Store::plan_fan_out`): SQLite, whose one node and one writer make that exact.
-    pub fn fans_out_in_two_steps(&self) -> bool {
-        matches!(self.backend(), Backend::Sqlite { .. })
-    }
-
     pub fn backend_name(&self) -> &'static str {
         match self.backend() {
             Backend::Sqlite { .. } => "sqlite",

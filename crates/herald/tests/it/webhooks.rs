@@ -932,23 +932,45 @@ async fn gone_disables_the_endpoint_once(app: TestApp) {
     assert_eq!(disabled, 1, "one endpoint_disabled event for one endpoint disabled once");
 }
 
-/// SQLite sends a fan-out's deliveries while their rows are written (PostgreSQL writes them
-/// first: several nodes share its queue). When the rows cannot be written, the event is sent
-/// again once they can: at least once, nothing lost. In between it is not sent again and
-/// again: after a failed write, rows are written before anything is sent.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fan_out_that_cannot_be_written_is_sent_again_once_it_can_sqlite() {
-    let Some(app) = TestApp::spawn_with(Backend::Sqlite, |c| c.webhooks.poll_interval_ms = 20).await else { return };
+/// A fan-out's deliveries are sent while their rows are written (with a durable setting, the
+/// write is a disk flush between publish and arrival). When the rows cannot be written, the
+/// event is sent again once they can: at least once, nothing lost. In between it is not sent
+/// again and again: after a failed write, rows are written before anything is sent.
+async fn a_fan_out_that_cannot_be_written_is_sent_again_once_it_can(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, |c| c.webhooks.poll_interval_ms = 20).await else { return };
     let rx = Receiver::start().await;
     let w = hook(&app, json!({"url": rx.url, "events": ["user.created"]})).await;
     let wid = w["id"].as_str().expect("id");
-    let herald::store::Backend::Sqlite { write, .. } = app.store.backend() else { panic!("not SQLite") };
-    sqlx::query(
-        "CREATE TRIGGER refuse_deliveries BEFORE INSERT ON deliveries BEGIN SELECT RAISE(ABORT, 'refused'); END",
-    )
-    .execute(write)
-    .await
-    .expect("trigger");
+    // Refuses delivery rows when they are written: SQLite writes them in its commit; on
+    // PostgreSQL they are inserted before sending and the commit is what fails.
+    let refuse = |on: bool| {
+        let store = app.store.clone();
+        async move {
+            match store.backend() {
+                herald::store::Backend::Sqlite { write, .. } => {
+                    let sql = if on {
+                        "CREATE TRIGGER refuse_deliveries BEFORE INSERT ON deliveries \
+                         BEGIN SELECT RAISE(ABORT, 'refused'); END"
+                    } else {
+                        "DROP TRIGGER refuse_deliveries"
+                    };
+                    sqlx::query(sql).execute(write).await.expect("trigger");
+                }
+                herald::store::Backend::Postgres(pool) => {
+                    let sql = if on {
+                        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS \
+                         $$ BEGIN RAISE EXCEPTION 'refused'; END $$; \
+                         CREATE CONSTRAINT TRIGGER refuse_deliveries AFTER INSERT ON deliveries \
+                         DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse()"
+                    } else {
+                        "DROP TRIGGER refuse_deliveries ON deliveries"
+                    };
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(pool).await.expect("trigger");
+                }
+            }
+        }
+    };
+    refuse(true).await;
 
     let (status, body) = app.post("/api/v1/users", json!({"username": "unwritten"})).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -958,11 +980,21 @@ async fn a_fan_out_that_cannot_be_written_is_sent_again_once_it_can_sqlite() {
     assert_eq!(rx.received().len(), 1, "sent once while its rows cannot be written, not at every round");
     assert!(try_delivery_of(&app, wid).await.is_none(), "no delivery row yet");
 
-    sqlx::query("DROP TRIGGER refuse_deliveries").execute(write).await.expect("drop trigger");
+    refuse(false).await;
     let got = rx.wait_for(2).await;
     assert_eq!(got[1].header("webhook-id"), first[0].header("webhook-id"), "the same event, sent again");
     let d = wait_attempts(&app, wid, 1).await;
     assert_eq!(d["status"], "succeeded", "{d}");
     let (_, page) = app.get(&format!("/api/v1/webhooks/{wid}/deliveries")).await;
     assert_eq!(page["items"].as_array().map(Vec::len), Some(1), "one delivery: {page}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fan_out_that_cannot_be_written_is_sent_again_once_it_can_sqlite() {
+    a_fan_out_that_cannot_be_written_is_sent_again_once_it_can(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fan_out_that_cannot_be_written_is_sent_again_once_it_can_postgres() {
+    a_fan_out_that_cannot_be_written_is_sent_again_once_it_can(Backend::Postgres).await;
 }

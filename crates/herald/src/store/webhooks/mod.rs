@@ -19,7 +19,7 @@ use crate::events::{EventContext, NewEvent, types};
 
 mod log;
 mod queue;
-pub use queue::{FanOut, FanOutScript, Lease, PlannedFanOut};
+pub use queue::{FanOut, FanOutWrite, Lease, PlannedFanOut};
 
 /// The payload format of an endpoint (`format` in the webhooks API).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, utoipa::ToSchema)]

@@ -38,16 +38,22 @@ pub struct FanOut {
     pub hooks: Vec<Webhook>,
 }
 
-/// A SQLite fan-out read and planned, its rows not written yet (see [`Store::plan_fan_out`]).
+/// A fan-out read and planned, its rows not written yet (see [`Store::plan_fan_out`]).
 pub struct PlannedFanOut {
     pub out: FanOut,
     /// The last event it covers.
     pub last_seq: i64,
-    pub script: FanOutScript,
+    pub write: FanOutWrite,
 }
 
-/// The writes of a [`PlannedFanOut`], for [`Store::write_fan_out`].
-pub struct FanOutScript(Script);
+/// The writes of a [`PlannedFanOut`], for [`Store::write_fan_out`]; dropped unwritten, they
+/// are not written (PostgreSQL: the transaction rolls back, the events go back to the queue).
+pub struct FanOutWrite(Write);
+
+enum Write {
+    Script(Script),
+    Transaction(sqlx::Transaction<'static, sqlx::Postgres>),
+}
 
 const ACTIVE_WEBHOOKS: &str = "SELECT * FROM webhooks WHERE active = TRUE";
 
@@ -169,20 +175,62 @@ impl Store {
         lease: &mut Lease<'_>,
         matches: impl Fn(&Webhook, &EventRow) -> bool,
     ) -> StoreResult<FanOut> {
+        let Some(planned) = self.plan_fan_out(None, limit, now, lease, matches).await? else {
+            return Ok(FanOut::default());
+        };
+        self.write_fan_out(planned.write).await?;
+        Ok(planned.out)
+    }
+
+    /// [`Store::fan_out`] in two steps, so the dispatcher can send the leased deliveries
+    /// while their rows are written ([`Store::write_fan_out`]), not after: with a durable
+    /// setting that write is a disk flush, most of the time from publish to arrival at low
+    /// load. `None` when there is nothing to fan out.
+    ///
+    /// - **SQLite**: one node per database, one writer, and one dispatcher that writes its
+    ///   plans in order, one at a time: the events after the cursor, or after `after` when
+    ///   that is further (the last event of a plan not written yet), are exactly those not
+    ///   fanned out (migration 0003); they are read outside the write transaction, and the
+    ///   writes join the group commit.
+    /// - **PostgreSQL**: several nodes may share the database: each takes (and removes) the
+    ///   queued events it locks (migration postgres/0003); the plan is a transaction left
+    ///   open, which the write commits, and a rollback puts the events back. `after` is not
+    ///   needed: another plan skips the rows this one locked.
+    pub async fn plan_fan_out(
+        &self,
+        after: Option<i64>,
+        limit: i64,
+        now: DateTime<Utc>,
+        lease: &mut Lease<'_>,
+        matches: impl Fn(&Webhook, &EventRow) -> bool,
+    ) -> StoreResult<Option<PlannedFanOut>> {
         match self.backend() {
-            Backend::Sqlite { .. } => {
-                let Some(planned) = self.plan_fan_out(None, limit, now, lease, matches).await? else {
-                    return Ok(FanOut::default());
-                };
-                self.write_fan_out(planned.script).await?;
-                Ok(planned.out)
+            Backend::Sqlite { read, .. } => {
+                let select = format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE seq > MAX((SELECT seq FROM fanout_cursor WHERE id = 1), $1) \
+                     ORDER BY seq LIMIT {limit}"
+                );
+                let events = sqlx::query_as::<_, EventRow>(sqlx::AssertSqlSafe(select))
+                    .bind(after.unwrap_or(0))
+                    .fetch_all(read)
+                    .await?;
+                let Some(last_seq) = events.last().map(|e| e.seq) else { return Ok(None) };
+                let hooks = sqlx::query_as::<_, Webhook>(ACTIVE_WEBHOOKS).fetch_all(read).await?;
+                let created = plan_deliveries(&events, &hooks, lease, &matches);
+                let mut script = Script::default();
+                for chunk in created.chunks(INSERT_CHUNK) {
+                    let (sql, args) = insert_deliveries(chunk, &events, &hooks, now, lease);
+                    script.push(sql, args);
+                }
+                // Never backwards: a plan is written only after the one before it.
+                script.push("UPDATE fanout_cursor SET seq = MAX(seq, $1) WHERE id = 1", vec![Arg::from(last_seq)]);
+                let out = fanned_out(events, hooks, created, now, lease);
+                Ok(Some(PlannedFanOut { out, last_seq, write: FanOutWrite(Write::Script(script)) }))
             }
             Backend::Postgres(pool) => {
-                // Several nodes may share the database: each takes (and removes) the queued
-                // events it locks (migration postgres/0003); a rollback puts them back. The
-                // pick is a materialized CTE, run once: as `DELETE ... WHERE seq IN (SELECT ...
-                // LIMIT n)` the plan could run the subquery again, and a batch of 500 took up
-                // to 3,700 events in one 3.6 s statement (seen in the benchmark's log).
+                // The pick is a materialized CTE, run once: as `DELETE ... WHERE seq IN (SELECT
+                // ... LIMIT n)` the plan could run the subquery again, and a batch of 500 took
+                // up to 3,700 events in one 3.6 s statement (seen in the benchmark's log).
                 let select = format!(
                     "WITH picked AS MATERIALIZED (SELECT seq FROM outbox_pending ORDER BY seq LIMIT {limit} \
                      FOR UPDATE SKIP LOCKED), \
@@ -196,9 +244,7 @@ impl Store {
                 // `seq` is the right path at every size.
                 sqlx::query("SET LOCAL enable_seqscan = off").execute(&mut *tx).await?;
                 let events = sqlx::query_as::<_, EventRow>(sqlx::AssertSqlSafe(select)).fetch_all(&mut *tx).await?;
-                if events.is_empty() {
-                    return Ok(FanOut::default());
-                }
+                let Some(last_seq) = events.last().map(|e| e.seq) else { return Ok(None) };
                 sqlx::query("SET LOCAL enable_seqscan TO DEFAULT").execute(&mut *tx).await?;
                 let hooks = sqlx::query_as::<_, Webhook>(ACTIVE_WEBHOOKS).fetch_all(&mut *tx).await?;
                 let created = plan_deliveries(&events, &hooks, lease, &matches);
@@ -210,57 +256,20 @@ impl Store {
                     }
                     q.execute(&mut *tx).await?;
                 }
-                tx.commit().await?;
-                Ok(fanned_out(events, hooks, created, now, lease))
+                let out = fanned_out(events, hooks, created, now, lease);
+                Ok(Some(PlannedFanOut { out, last_seq, write: FanOutWrite(Write::Transaction(tx)) }))
             }
         }
     }
 
-    /// SQLite only: [`Store::fan_out`] in two steps, so the dispatcher can send the leased
-    /// deliveries while their rows are written ([`Store::write_fan_out`]), not after.
-    ///
-    /// Plans the events after the fan-out cursor, or after `after` when that is further (the
-    /// last event of a plan not written yet). `None` when there is none, or on PostgreSQL.
-    ///
-    /// One node per SQLite database, one writer, and one dispatcher that writes its plans in
-    /// order, one at a time: the events after the cursor are exactly those not fanned out
-    /// (migration 0003), they can be read outside the write transaction, and the writes join
-    /// the group commit.
-    pub async fn plan_fan_out(
-        &self,
-        after: Option<i64>,
-        limit: i64,
-        now: DateTime<Utc>,
-        lease: &mut Lease<'_>,
-        matches: impl Fn(&Webhook, &EventRow) -> bool,
-    ) -> StoreResult<Option<PlannedFanOut>> {
-        let Backend::Sqlite { read, .. } = self.backend() else { return Ok(None) };
-        let select = format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE seq > MAX((SELECT seq FROM fanout_cursor WHERE id = 1), $1) \
-             ORDER BY seq LIMIT {limit}"
-        );
-        let events =
-            sqlx::query_as::<_, EventRow>(sqlx::AssertSqlSafe(select)).bind(after.unwrap_or(0)).fetch_all(read).await?;
-        let Some(last_seq) = events.last().map(|e| e.seq) else { return Ok(None) };
-        let hooks = sqlx::query_as::<_, Webhook>(ACTIVE_WEBHOOKS).fetch_all(read).await?;
-        let created = plan_deliveries(&events, &hooks, lease, &matches);
-        let mut script = Script::default();
-        for chunk in created.chunks(INSERT_CHUNK) {
-            let (sql, args) = insert_deliveries(chunk, &events, &hooks, now, lease);
-            script.push(sql, args);
+    /// Writes a plan of [`Store::plan_fan_out`]: its deliveries, and its events marked fanned out.
+    pub async fn write_fan_out(&self, write: FanOutWrite) -> StoreResult<()> {
+        match write.0 {
+            Write::Script(script) => {
+                self.run_script(script).await?;
+            }
+            Write::Transaction(tx) => tx.commit().await?,
         }
-        // Never backwards: a plan is written only after the one before it.
-        script.push("UPDATE fanout_cursor SET seq = MAX(seq, $1) WHERE id = 1", vec![Arg::from(last_seq)]);
-        Ok(Some(PlannedFanOut {
-            out: fanned_out(events, hooks, created, now, lease),
-            last_seq,
-            script: FanOutScript(script),
-        }))
-    }
-
-    /// Writes a plan of [`Store::plan_fan_out`]: its deliveries, and the cursor past its events.
-    pub async fn write_fan_out(&self, script: FanOutScript) -> StoreResult<()> {
-        self.run_script(script.0).await?;
         Ok(())
     }
 

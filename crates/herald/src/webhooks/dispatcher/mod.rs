@@ -2,8 +2,8 @@
 //! sends them with bounded concurrency, and records every attempt.
 //!
 //! Nothing lives only in memory: an event is a row before any of its deliveries is sent, a
-//! delivery is a row before its result is recorded (on PostgreSQL, before it is sent; SQLite
-//! sends while the row is written, see [`TwoStep`]), and the result is a row after. A node
+//! delivery is a row before its result is recorded (it is sent while the row is written, see
+//! [`TwoStep`]), and the result is a row after. A node
 //! that dies mid-send leaves leased rows that any node claims again once the lease runs out,
 //! or events not yet marked fanned out, so every event is delivered at least once.
 
@@ -31,7 +31,7 @@ use crate::{
         Store, StoreError, batch,
         events::EventRow,
         webhooks::{
-            Attempt, AttemptRecord, Delivery, Disable, EndpointHealth, FanOut, FanOutScript, Lease, Webhook,
+            Attempt, AttemptRecord, Delivery, Disable, EndpointHealth, FanOut, FanOutWrite, Lease, Webhook,
             WebhookFormat,
         },
     },
@@ -122,8 +122,8 @@ struct Claims {
     owed: bool,
 }
 
-/// SQLite's fan-out in two steps (`Store::plan_fan_out`): a plan's deliveries are sent while
-/// its rows are written.
+/// The fan-out in two steps (`Store::plan_fan_out`): a plan's deliveries are sent while its
+/// rows are written.
 #[derive(Default)]
 struct TwoStep {
     /// The plan being written: the next one starts after its last event, and is written
@@ -137,6 +137,10 @@ struct TwoStep {
 
 struct Writing {
     last_seq: i64,
+    /// The events it covers, sorted. On PostgreSQL a failed write rolls back and puts them
+    /// back in the queue, where the next plan can take them before this dispatcher has
+    /// heard of the failure.
+    seqs: Vec<i64>,
     written: Written,
 }
 
@@ -316,28 +320,39 @@ impl Dispatcher {
             };
             let mut take = |hook: &Webhook| budget.take(hook);
             let mut lease = Lease { node: &self.node, until: now + lease_for, take: &mut take };
-            let fanned = if self.store.fans_out_in_two_steps() {
-                if two_step.writing.as_ref().is_some_and(|w| *w.written.borrow() == Some(false)) {
-                    two_step.writing = None;
-                    two_step.failed = true;
-                }
-                let after = two_step.writing.as_ref().map(|w| w.last_seq);
-                let Some(planned) = self.store.plan_fan_out(after, batch, now, &mut lease, matches).await? else {
-                    break;
-                };
-                if two_step.failed {
-                    self.store.write_fan_out(planned.script).await?;
-                    two_step.failed = false;
-                    self.start_fanned_out(planned.out, results, None, claims)
-                } else {
-                    let (done, written) = watch::channel(None);
-                    let fanned = self.start_fanned_out(planned.out, results, Some(written.clone()), claims);
-                    self.write_in_order(planned.script, planned.last_seq, done, written, two_step).await?;
-                    fanned
-                }
+            if two_step.writing.as_ref().is_some_and(|w| *w.written.borrow() == Some(false)) {
+                two_step.writing = None;
+                two_step.failed = true;
+            }
+            let after = two_step.writing.as_ref().map(|w| w.last_seq);
+            let Some(planned) = self.store.plan_fan_out(after, batch, now, &mut lease, matches).await? else {
+                break;
+            };
+            // Events of the plan being written, planned again: that write failed. Learn it
+            // before sending them a second time.
+            if let Some(w) = two_step
+                .writing
+                .take_if(|w| planned.out.event_rows.iter().any(|e| w.seqs.binary_search(&e.seq).is_ok()))
+            {
+                two_step.failed |= !was_written(w.written).await;
+            }
+            let fanned = if two_step.failed {
+                self.store.write_fan_out(planned.write).await?;
+                two_step.failed = false;
+                self.start_fanned_out(planned.out, results, None, claims)
             } else {
-                let out = self.store.fan_out(batch, now, &mut lease, matches).await?;
-                self.start_fanned_out(out, results, None, claims)
+                let (done, written) = watch::channel(None);
+                let mut seqs: Vec<i64> = planned.out.event_rows.iter().map(|e| e.seq).collect();
+                seqs.sort_unstable();
+                let fanned = self.start_fanned_out(planned.out, results, Some(written.clone()), claims);
+                self.write_in_order(
+                    planned.write,
+                    Writing { last_seq: planned.last_seq, seqs, written },
+                    done,
+                    two_step,
+                )
+                .await?;
+                fanned
             };
             worked |= fanned > 0;
             if (fanned as i64) < batch {
@@ -392,18 +407,18 @@ impl Dispatcher {
         Ok((true, starved))
     }
 
-    /// SQLite: writes a fan-out planned by `Store::plan_fan_out` in the background, while its
+    /// Writes a fan-out planned by `Store::plan_fan_out` in the background, while its
     /// deliveries are sent, rather than sending them after the commit (with `synchronous =
-    /// FULL`, a disk flush: most of the time from publish to arrival at low load). Plans are
-    /// written in order, one at a time: this waits for the one before, and when that one
-    /// failed, writes nothing (the cursor must not pass events whose deliveries were not
-    /// written): the next round starts again from the cursor, writing before it sends.
+    /// FULL` or PostgreSQL's defaults, a disk flush: most of the time from publish to arrival
+    /// at low load). Plans are written in order, one at a time: this waits for the one before,
+    /// and when that one failed, writes nothing (SQLite's cursor must not pass events whose
+    /// deliveries were not written; PostgreSQL's transaction rolls back): the next round
+    /// starts again from the events not fanned out, writing before it sends.
     async fn write_in_order(
         &self,
-        script: FanOutScript,
-        last_seq: i64,
+        write: FanOutWrite,
+        writing: Writing,
         done: watch::Sender<Option<bool>>,
-        written: Written,
         two_step: &mut TwoStep,
     ) -> anyhow::Result<()> {
         if let Some(before) = two_step.writing.take()
@@ -415,13 +430,13 @@ impl Dispatcher {
         }
         let store = self.store.clone();
         tokio::spawn(async move {
-            let result = store.write_fan_out(script).await;
+            let result = store.write_fan_out(write).await;
             if let Err(e) = &result {
                 tracing::warn!(error = %e, "writing a fan-out failed; its events are fanned out again");
             }
             let _ = done.send(Some(result.is_ok()));
         });
-        two_step.writing = Some(Writing { last_seq, written });
+        two_step.writing = Some(writing);
         Ok(())
     }
 
