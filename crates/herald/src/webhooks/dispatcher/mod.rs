@@ -146,7 +146,8 @@ struct Writing {
 
 /// Whether a fan-out's rows were written: `None` while they are being written. A delivery's
 /// result is recorded only once its row exists; if the rows are not written, the events are
-/// fanned out again from the cursor and sent again (at least once, never lost).
+/// fanned out again (SQLite: from the cursor; PostgreSQL: from the queue, where the rollback
+/// put them back) and sent again (at least once, never lost).
 type Written = watch::Receiver<Option<bool>>;
 
 async fn was_written(mut written: Written) -> bool {
@@ -378,6 +379,13 @@ impl Dispatcher {
         if !claims.owed && claims.last.is_some_and(|at| at.elapsed() < self.poll_interval()) {
             return Ok((worked, false));
         }
+        // Rows a fan-out did not lease (`owed`) can be claimed only once written: wait for
+        // the write in flight, or the claim finds nothing and forgets them until the next poll.
+        if claims.owed
+            && let Some(w) = two_step.writing.as_ref()
+        {
+            let _ = was_written(w.written.clone()).await;
+        }
         let now = self.clock.now();
         let limit = (room as i64).min(batch);
         claims.last = Some(Instant::now());
@@ -426,7 +434,7 @@ impl Dispatcher {
         {
             let _ = done.send(Some(false));
             two_step.failed = true;
-            anyhow::bail!("a fan-out was not written; fanning out again from the cursor");
+            anyhow::bail!("a fan-out was not written; fanning its events out again");
         }
         let store = self.store.clone();
         tokio::spawn(async move {
@@ -494,8 +502,15 @@ impl Dispatcher {
                 tokio::time::sleep(wait).await;
             }
             let global = this.global.clone().acquire_owned().await;
-            let body = event.body(hook.format);
-            let finished = this.attempt(&delivery, &hook, &event.row, body).await;
+            // Its rows already failed to be written while it waited for a slot: its event is
+            // fanned out again, so sending it now would only be a second copy.
+            let unwritten = written.as_ref().is_some_and(|w| *w.borrow() == Some(false));
+            let finished = if unwritten {
+                None
+            } else {
+                let body = event.body(hook.format);
+                Some(this.attempt(&delivery, &hook, &event.row, body).await)
+            };
             drop((endpoint, global));
             let recorded = match written {
                 Some(written) => was_written(written).await,
@@ -504,7 +519,7 @@ impl Dispatcher {
             if this.release(&hook.id) {
                 this.freed.notify_one();
             }
-            if recorded {
+            if let (true, Some(finished)) = (recorded, finished) {
                 let _ = results.send(finished).await;
             }
         });
