@@ -379,13 +379,6 @@ impl Dispatcher {
         if !claims.owed && claims.last.is_some_and(|at| at.elapsed() < self.poll_interval()) {
             return Ok((worked, false));
         }
-        // Rows a fan-out did not lease (`owed`) can be claimed only once written: wait for
-        // the write in flight, or the claim finds nothing and forgets them until the next poll.
-        if claims.owed
-            && let Some(w) = two_step.writing.as_ref()
-        {
-            let _ = was_written(w.written.clone()).await;
-        }
         let now = self.clock.now();
         let limit = (room as i64).min(batch);
         claims.last = Some(Instant::now());
