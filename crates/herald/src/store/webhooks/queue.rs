@@ -41,8 +41,6 @@ pub struct FanOut {
 /// A fan-out read and planned, its rows not written yet (see [`Store::plan_fan_out`]).
 pub struct PlannedFanOut {
     pub out: FanOut,
-    /// The last event it covers.
-    pub last_seq: i64,
     pub write: FanOutWrite,
 }
 
@@ -161,7 +159,9 @@ fn fanned_out(
 
 impl Store {
     /// Turns up to `limit` not-yet-fanned-out events into deliveries, one per active endpoint
-    /// that `matches`, and marks the events fanned out, all in one transaction.
+    /// that `matches`, and marks the events fanned out, all in one transaction: the one-call
+    /// form of [`Store::plan_fan_out`] and [`Store::write_fan_out`] (the dispatcher uses the
+    /// two steps, to send while the rows are written).
     ///
     /// Each new delivery for which `lease.take` says yes is created already leased to
     /// `lease.node` (the caller sends it at once, from memory, without claiming it again); the
@@ -225,7 +225,7 @@ impl Store {
                 // Never backwards: a plan is written only after the one before it.
                 script.push("UPDATE fanout_cursor SET seq = MAX(seq, $1) WHERE id = 1", vec![Arg::from(last_seq)]);
                 let out = fanned_out(events, hooks, created, now, lease);
-                Ok(Some(PlannedFanOut { out, last_seq, write: FanOutWrite(Write::Script(script)) }))
+                Ok(Some(PlannedFanOut { out, write: FanOutWrite(Write::Script(script)) }))
             }
             Backend::Postgres(pool) => {
                 // The pick is a materialized CTE, run once: as `DELETE ... WHERE seq IN (SELECT
@@ -244,7 +244,9 @@ impl Store {
                 // `seq` is the right path at every size.
                 sqlx::query("SET LOCAL enable_seqscan = off").execute(&mut *tx).await?;
                 let events = sqlx::query_as::<_, EventRow>(sqlx::AssertSqlSafe(select)).fetch_all(&mut *tx).await?;
-                let Some(last_seq) = events.last().map(|e| e.seq) else { return Ok(None) };
+                if events.is_empty() {
+                    return Ok(None);
+                }
                 sqlx::query("SET LOCAL enable_seqscan TO DEFAULT").execute(&mut *tx).await?;
                 let hooks = sqlx::query_as::<_, Webhook>(ACTIVE_WEBHOOKS).fetch_all(&mut *tx).await?;
                 let created = plan_deliveries(&events, &hooks, lease, &matches);
@@ -257,7 +259,7 @@ impl Store {
                     q.execute(&mut *tx).await?;
                 }
                 let out = fanned_out(events, hooks, created, now, lease);
-                Ok(Some(PlannedFanOut { out, last_seq, write: FanOutWrite(Write::Transaction(tx)) }))
+                Ok(Some(PlannedFanOut { out, write: FanOutWrite(Write::Transaction(tx)) }))
             }
         }
     }

@@ -136,10 +136,9 @@ struct TwoStep {
 }
 
 struct Writing {
-    last_seq: i64,
-    /// The events it covers, sorted. On PostgreSQL a failed write rolls back and puts them
-    /// back in the queue, where the next plan can take them before this dispatcher has
-    /// heard of the failure.
+    /// The events it covers, sorted: on SQLite the next plan starts after the last. On
+    /// PostgreSQL a failed write rolls back and puts them back in the queue, where the next
+    /// plan can take them before this dispatcher has heard of the failure.
     seqs: Vec<i64>,
     written: Written,
 }
@@ -325,7 +324,7 @@ impl Dispatcher {
                 two_step.writing = None;
                 two_step.failed = true;
             }
-            let after = two_step.writing.as_ref().map(|w| w.last_seq);
+            let after = two_step.writing.as_ref().and_then(|w| w.seqs.last().copied());
             let Some(planned) = self.store.plan_fan_out(after, batch, now, &mut lease, matches).await? else {
                 break;
             };
@@ -346,13 +345,7 @@ impl Dispatcher {
                 let mut seqs: Vec<i64> = planned.out.event_rows.iter().map(|e| e.seq).collect();
                 seqs.sort_unstable();
                 let fanned = self.start_fanned_out(planned.out, results, Some(written.clone()), claims);
-                self.write_in_order(
-                    planned.write,
-                    Writing { last_seq: planned.last_seq, seqs, written },
-                    done,
-                    two_step,
-                )
-                .await?;
+                self.write_in_order(planned.write, Writing { seqs, written }, done, two_step).await?;
                 fanned
             };
             worked |= fanned > 0;
