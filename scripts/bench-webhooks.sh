@@ -9,6 +9,10 @@
 #   single-10       BENCH_SINGLE_EVENTS_FANOUT events the same way, 10 endpoints per event
 #   single-low      BENCH_SINGLE_LOW_EVENTS events the same way over 4 connections (low load:
 #                   the latency a lone publish sees)
+#   single-10-rated events the same way to 10 endpoints at a steady rate for
+#                   BENCH_SINGLE_RATED_SECONDS: 80% of issue 20's target (14,000 deliveries/s on
+#                   SQLite, 8,000 on PostgreSQL), so 1,120 or 640 events/s; BENCH_SINGLE_RATE
+#                   sets another. The latency a busy server keeps while it keeps up.
 #   throughput-1    BENCH_EVENTS events as fast as possible, 1 endpoint
 #   throughput-10   BENCH_EVENTS_FANOUT events as fast as possible, 10 endpoints per event
 #   latency-1       BENCH_RATE events/s for BENCH_RATE_SECONDS, 1 endpoint
@@ -23,7 +27,8 @@
 # deliveries or events. Sizes: BENCH_EVENTS, BENCH_EVENTS_FANOUT, BENCH_RATE,
 # BENCH_RATE_SECONDS, BENCH_SUSTAINED_RATE, BENCH_SUSTAINED_SECONDS, BENCH_BATCH,
 # BENCH_RATE_BATCH, BENCH_PUBLISHERS, BENCH_SINGLE_EVENTS, BENCH_SINGLE_EVENTS_FANOUT,
-# BENCH_SINGLE_LOW_EVENTS, BENCH_DRAIN_TIMEOUT, BENCH_RUNS (which runs, by name).
+# BENCH_SINGLE_LOW_EVENTS, BENCH_SINGLE_RATE, BENCH_SINGLE_RATED_SECONDS, BENCH_DRAIN_TIMEOUT,
+# BENCH_RUNS (which runs, by name).
 #
 # Durability: PostgreSQL runs with its durable defaults (fsync, synchronous_commit on;
 # BENCH_PG_DURABLE=0 turns them off) and SQLite with Herald's default, synchronous = FULL
@@ -52,7 +57,8 @@ SUSTAINED_SECS="${BENCH_SUSTAINED_SECONDS:-30}"
 SINGLE_EVENTS="${BENCH_SINGLE_EVENTS:-20000}"
 SINGLE_EVENTS_FANOUT="${BENCH_SINGLE_EVENTS_FANOUT:-5000}"
 SINGLE_LOW_EVENTS="${BENCH_SINGLE_LOW_EVENTS:-4000}"
-RUNS="${BENCH_RUNS:-single-1 single-10 single-low throughput-1 throughput-10 latency-1 sustained-10}"
+SINGLE_RATED_SECS="${BENCH_SINGLE_RATED_SECONDS:-15}"
+RUNS="${BENCH_RUNS:-single-1 single-10 single-low single-10-rated throughput-1 throughput-10 latency-1 sustained-10}"
 export PG_DURABLE="${BENCH_PG_DURABLE:-1}"
 BACKENDS="${BENCH_BACKENDS:-sqlite postgres}"
 RECEIVER_DIR="${BENCH_RECEIVER_DIR:-$ROOT/../shared/bench/webhook-receiver}"
@@ -185,6 +191,9 @@ bench_backend() {
     --endpoints 10
   run "$backend" "$url" "$dir" "$port" "$key" single-low "${single[@]}" --publishers 4 --events "$SINGLE_LOW_EVENTS" \
     --endpoints 1
+  local rated="${BENCH_SINGLE_RATE:-$([ "$backend" = postgres ] && echo 640 || echo 1120)}"
+  run "$backend" "$url" "$dir" "$port" "$key" single-10-rated "${single[@]}" --publishers 64 --endpoints 10 \
+    --rate "$rated" --events "$((rated * SINGLE_RATED_SECS))"
   run "$backend" "$url" "$dir" "$port" "$key" throughput-1 --publishers "$PUBLISHERS" --events "$EVENTS" --endpoints 1 \
     --batch "$BATCH"
   run "$backend" "$url" "$dir" "$port" "$key" throughput-10 --publishers "$PUBLISHERS" --events "$EVENTS_FANOUT" \

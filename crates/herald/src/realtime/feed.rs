@@ -65,17 +65,23 @@ async fn run(io: SocketIo, gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
         }
     };
     let mut hurry_until = Instant::now();
+    // This node committed events: the other nodes are told before anything is read.
+    let mut announce = false;
     while !*stop.borrow() {
-        cursor = if gw.stats.connected.load(Ordering::Relaxed) > 0 {
+        cursor = if gw.stats.connected.load(Ordering::SeqCst) > 0 {
+            if announce {
+                store.announce_events().await;
+            }
             drain(&io, &gw, cursor).await
         } else {
-            skip_to_now(&gw, cursor).await
+            skip_to_now(&gw, cursor, announce).await
         };
+        announce = false;
         let wait = if clustered && Instant::now() < hurry_until { HURRY_EVERY } else { poll };
         tokio::select! {
             _ = local.realtime.notified() => {
                 hurry_until = Instant::now() + HURRY_FOR;
-                store.announce_events().await;
+                announce = true;
             }
             _ = remote.notified() => hurry_until = Instant::now() + HURRY_FOR,
             _ = tokio::time::sleep(wait) => {}
@@ -89,10 +95,17 @@ async fn run(io: SocketIo, gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
 
 /// With no socket on this node, every event's route does nothing: rather than read each one
 /// (a read of every event a game server publishes, on a node that may never have a socket),
-/// moves the cursor to what is committed now. A socket admitted meanwhile is counted before
-/// it joins any room, so it hears every event committed after this read.
-async fn skip_to_now(gw: &Gateway, cursor: FeedCursor) -> FeedCursor {
-    match gw.app.store.feed_start().await {
+/// moves the cursor to what is committed now. A socket is counted before it joins any room:
+/// one counted after this read hears every event committed after it; one counted while the
+/// read was under way may already have joined rooms whose events the read passed, so then the
+/// cursor stays where it was (that socket may hear a few events from just before it came,
+/// never miss one). `announce`: tells the other nodes this node committed events, in the same
+/// round trip.
+async fn skip_to_now(gw: &Gateway, cursor: FeedCursor, announce: bool) -> FeedCursor {
+    let store = &gw.app.store;
+    let now = if announce { store.announce_events_from_start().await } else { store.feed_start().await };
+    match now {
+        Ok(_) if gw.stats.connected.load(Ordering::SeqCst) > 0 => cursor,
         Ok(now) => now,
         Err(e) => {
             tracing::warn!(error = %e, "real-time feed cannot read the outbox; retrying");

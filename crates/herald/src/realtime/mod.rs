@@ -134,7 +134,9 @@ impl Gateway {
             return Err(format!("this project already has {limit} connected sockets on this server"));
         }
         *n += 1;
-        self.stats.connected.fetch_add(1, Ordering::Relaxed);
+        // SeqCst: the feed reads it after its outbox reads to tell whether a socket came
+        // meanwhile (`feed::skip_to_now`).
+        self.stats.connected.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
 

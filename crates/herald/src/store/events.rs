@@ -215,8 +215,15 @@ impl Store {
 
 /// The oldest transaction still running anywhere in the cluster: every transaction below it
 /// has committed or aborted.
+pub(super) const SNAPSHOT_XMIN: &str = "pg_snapshot_xmin(pg_current_snapshot())::text";
+
 async fn snapshot_xmin(pool: &sqlx::PgPool) -> StoreResult<u64> {
     let xmin: String =
-        sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text").fetch_one(pool).await?;
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT {SNAPSHOT_XMIN}"))).fetch_one(pool).await?;
+    parse_xmin(&xmin)
+}
+
+/// A [`SNAPSHOT_XMIN`] as read.
+pub(super) fn parse_xmin(xmin: &str) -> StoreResult<u64> {
     xmin.parse().map_err(|_| StoreError::Conflict(format!("unexpected snapshot xmin {xmin:?}")))
 }

@@ -164,6 +164,9 @@ pub struct Store {
     recent_types: catalog::RecentTypes,
     /// Group commit for [`script::Script`] writes (on SQLite through the write pool).
     scripts: Arc<script::Writers>,
+    /// This store's name in its word to other nodes (`nodes.rs`), so it can tell its own
+    /// word when it comes back.
+    node_id: Arc<str>,
     /// Chat message sends, written in batches (see `chat::write_messages`). `None` in the
     /// writer's own copy of the store, so the writer ends when the last outside copy is dropped.
     messages: Option<tokio::sync::mpsc::Sender<chat::MessageJob>>,
@@ -216,6 +219,10 @@ fn describe_pg_failure(options: &PgConnectOptions, err: &sqlx::Error) -> String 
     format!("cannot connect to PostgreSQL at {}: {reason}", pg_address(options))
 }
 
+/// A pooled PostgreSQL connection idle this long is pinged before it is handed out (see
+/// `Store::connect`).
+const PING_IDLE_AFTER: Duration = Duration::from_secs(5);
+
 impl Store {
     /// Connects to the configured database (creating the SQLite file and its directory if
     /// needed). Does not migrate: call [`Store::migrate`].
@@ -232,9 +239,15 @@ impl Store {
             //
             // `client_min_messages = warning`: PostgreSQL's notices (such as "relation
             // _sqlx_migrations already exists, skipping" on every start) are not for users.
-            let options = PgConnectOptions::from_str(&url)
-                .map_err(|e| anyhow::anyhow!("invalid PostgreSQL URL: {e}"))?
-                .options([("plan_cache_mode", "force_custom_plan"), ("client_min_messages", "warning")]);
+            //
+            // `jit = off`: Herald's queries are short, and JIT compiles any whose estimated
+            // cost passes a threshold, whatever it really takes: the fan-out's endpoint list,
+            // estimated huge under `enable_seqscan = off`, took 80 ms to compile per fan-out
+            // for a one-row scan (seen in pg_stat_statements).
+            let options =
+                PgConnectOptions::from_str(&url).map_err(|e| anyhow::anyhow!("invalid PostgreSQL URL: {e}"))?.options(
+                    [("plan_cache_mode", "force_custom_plan"), ("client_min_messages", "warning"), ("jit", "off")],
+                );
             // One connection first, so a refused connection or a missing database is reported
             // as such: the pool would retry until its acquire timeout and then say only "pool
             // timed out".
@@ -251,6 +264,20 @@ impl Store {
             let pool = PgPoolOptions::new()
                 .max_connections(config.database.max_connections)
                 .acquire_timeout(acquire)
+                // sqlx pings every connection it hands out (a round trip to the server) and
+                // again when it comes back: at one event per request that doubled the round
+                // trips of a publish. Only a connection idle for a while is pinged first: it is
+                // the one a database restart or a dropped link may have broken, and a broken
+                // one is replaced before use.
+                .test_before_acquire(false)
+                .before_acquire(|conn, meta| {
+                    Box::pin(async move {
+                        if meta.idle_for >= PING_IDLE_AFTER {
+                            sqlx::Connection::ping(conn).await?;
+                        }
+                        Ok(true)
+                    })
+                })
                 .connect_with(options.clone())
                 .await
                 .map_err(|e| anyhow::anyhow!("{}", describe_pg_failure(&options, &e)))?;
@@ -279,11 +306,16 @@ impl Store {
                 // connection that comes back still counting a transaction is replaced. The
                 // count is read, not queried: sqlx's release ping has run the queued rollback.
                 .before_acquire(|conn, _| Box::pin(async move { Ok(!sqlx::Connection::is_in_transaction(conn)) }))
+                // No ping before use: on SQLite it is a hand-off to the connection's worker
+                // thread and back, for a file that cannot hang up (the write connection is
+                // handed out once per group commit).
+                .test_before_acquire(false)
                 .connect_with(options.clone())
                 .await?;
             let read = SqlitePoolOptions::new()
                 .max_connections(config.database.max_connections)
                 .acquire_timeout(acquire)
+                .test_before_acquire(false)
                 .connect_with(options.read_only(true))
                 .await?;
             let scripts = script::Writers::sqlite(write.clone(), events_written.clone());
@@ -295,6 +327,7 @@ impl Store {
             backend: Arc::new(backend),
             events_written,
             scripts: Arc::new(scripts),
+            node_id: uuid::Uuid::new_v4().to_string().into(),
             recent_types: catalog::RecentTypes::new(),
             worlds_generation: Default::default(),
             client_generation: Default::default(),

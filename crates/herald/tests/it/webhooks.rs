@@ -64,8 +64,18 @@ async fn try_delivery_of(app: &TestApp, webhook_id: &str) -> Option<Value> {
     Some(d)
 }
 
+/// The newest delivery to the endpoint, waiting for fan-out to have written one: a delivery
+/// is sent while its row is written, so its receiver can have it a moment before the row is
+/// committed.
 async fn delivery_of(app: &TestApp, webhook_id: &str) -> Value {
-    try_delivery_of(app, webhook_id).await.expect("a delivery")
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(d) = try_delivery_of(app, webhook_id).await {
+            return d;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no delivery to {webhook_id} within 10 s");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 /// Waits until the delivery's attempts reach `n` (the dispatcher works in the background).

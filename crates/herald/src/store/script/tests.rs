@@ -51,21 +51,42 @@ fn joined_scripts_run_in_one_transaction() {
 }
 
 #[test]
-fn same_shaped_scripts_merge_into_numbered_multi_row_inserts_on_postgres() {
-    let script = |a: i32, b: i32| {
+fn same_shaped_scripts_merge_into_one_numbered_statement_on_postgres() {
+    let script = |a: i32, b: i32, tail: &'static str| {
         let mut s = Script::default();
         s.push("INSERT INTO t (x) VALUES ($1)", vec![a.into()]);
-        s.push("INSERT INTO u (y, z) VALUES ($1, lower($2))", vec![b.into(), b.into()]);
+        s.push(format!("INSERT INTO u (y, z) VALUES ($1, lower($2)){tail}"), vec![b.into(), b.into()]);
         Job { script: s, reply: oneshot::channel().0 }
     };
-    let statements = merged_postgres(&[script(1, 2), script(3, 4)]).expect("mergeable");
-    let sql: Vec<&str> = statements.iter().map(|(sql, _)| sql.as_str()).collect();
-    assert_eq!(
-        sql,
-        ["INSERT INTO t (x) VALUES ($1), ($2)", "INSERT INTO u (y, z) VALUES ($1, lower($2)), ($3, lower($4))"]
-    );
     let ints =
         |args: &[Arg]| -> Vec<i32> { args.iter().map(|a| if let Arg::I32(Some(v)) = a { *v } else { -1 }).collect() };
-    assert_eq!(ints(&statements[0].1), [1, 3]);
-    assert_eq!(ints(&statements[1].1), [2, 2, 4, 4]);
+    let (sql, args) = merged_postgres(&[script(1, 2, ""), script(3, 4, "")]).expect("mergeable");
+    assert_eq!(
+        sql,
+        "WITH s0 AS (INSERT INTO t (x) VALUES ($1), ($2)) \
+         INSERT INTO u (y, z) VALUES ($3, lower($4)), ($5, lower($6))"
+    );
+    assert_eq!(ints(&args), [1, 3, 2, 2, 4, 4]);
+
+    // Rows to return from an insert that is not the last: every insert is a WITH query.
+    let (sql, _) =
+        merged_postgres(&[script(1, 2, " RETURNING id, seq"), script(3, 4, " RETURNING id, seq")]).expect("mergeable");
+    assert_eq!(
+        sql,
+        "WITH s0 AS (INSERT INTO t (x) VALUES ($1), ($2)), \
+         s1 AS (INSERT INTO u (y, z) VALUES ($3, lower($4)), ($5, lower($6)) RETURNING id, seq) SELECT * FROM s1"
+    );
+
+    // One position: the multi-row insert alone.
+    let mut one = Script::default();
+    one.push("INSERT INTO t (x) VALUES ($1) RETURNING id, seq", vec![7i32.into()]);
+    let (sql, args) = merged_postgres(&[Job { script: one, reply: oneshot::channel().0 }]).expect("mergeable");
+    assert_eq!(sql, "INSERT INTO t (x) VALUES ($1) RETURNING id, seq");
+    assert_eq!(ints(&args), [7]);
+
+    // Different columns returned by two inserts cannot come back as one set of rows.
+    let mut two = Script::default();
+    two.push("INSERT INTO t (x) VALUES ($1) RETURNING id", vec![1i32.into()]);
+    two.push("INSERT INTO u (y) VALUES ($1) RETURNING id, seq", vec![2i32.into()]);
+    assert!(merged_postgres(&[Job { script: two, reply: oneshot::channel().0 }]).is_none());
 }

@@ -193,40 +193,28 @@ async fn write_sqlite(
     }
 }
 
-/// Runs `jobs` in one PostgreSQL transaction: as multi-row inserts when the scripts have the
-/// same shape (one round trip per statement position instead of one per statement), else
-/// statement by statement. A failure of the merged form is run again unmerged, to name the
-/// script at fault.
+/// Runs `jobs` in one PostgreSQL transaction. When the scripts have the same shape it is one
+/// statement ([`merged_postgres`]), which PostgreSQL runs as its own transaction: one round
+/// trip for the batch, where `BEGIN`, a statement per position and `COMMIT` took three or
+/// more (at one event per request most batches hold one script, and PostgreSQL's CPU went to
+/// those round trips). Otherwise statement by statement in a transaction. A failure of the
+/// merged form is run again unmerged, to name the script at fault.
 async fn write_postgres(
     pool: &PgPool,
     jobs: &[Job],
     again: bool,
 ) -> Result<Vec<EventSeqs>, batch::Failure<sqlx::Error>> {
-    if jobs.len() > 1
-        && !again
-        && let Some(statements) = merged_postgres(jobs)
-    {
-        let mut tx = pool.begin().await.map_err(batch::Failure::Batch)?;
-        let mut returned = Returned::new(jobs);
-        let mut failed = false;
-        for (sql, args) in statements {
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for arg in args {
-                query = bind_arg!(query, arg);
-            }
-            match query.fetch_all(&mut *tx).await {
-                Ok(rows) => rows.iter().for_each(|row| returned.row(row, None)),
-                Err(_) => {
-                    failed = true;
-                    break;
-                }
-            }
+    if !again && let Some((sql, args)) = merged_postgres(jobs) {
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for arg in args {
+            query = bind_arg!(query, arg);
         }
-        if !failed {
-            tx.commit().await.map_err(batch::Failure::Batch)?;
+        // Nothing of it was written if it failed: find the script at fault below.
+        if let Ok(rows) = query.fetch_all(pool).await {
+            let mut returned = Returned::new(jobs);
+            rows.iter().for_each(|row| returned.row(row, None));
             return Ok(returned.seqs);
         }
-        // Dropping the transaction rolls it back; find the script at fault below.
     }
     let mut tx = pool.begin().await.map_err(batch::Failure::Batch)?;
     let mut returned = Returned::new(jobs);
@@ -368,25 +356,55 @@ pub(super) fn merged(jobs: &[Job]) -> Option<(String, Vec<Part>, Vec<Arg>)> {
     Some((sql, parts, args))
 }
 
-/// PostgreSQL: the batch as one multi-row `INSERT` per statement position, each its own
-/// statement with its parameters renumbered from `$1`.
-pub(super) fn merged_postgres(jobs: &[Job]) -> Option<Vec<(String, Vec<Arg>)>> {
+/// PostgreSQL: the batch as one statement, parameters numbered from `$1`: a multi-row
+/// `INSERT` per statement position, and with several positions, each a data-modifying `WITH`
+/// query of one statement (`WITH s0 AS (INSERT ..), s1 AS (INSERT ..) ..`), which runs in one
+/// transaction. They are all inserts, so none reads what another writes and the order
+/// PostgreSQL runs them in does not matter; constraint checks see every row (they run at the
+/// end of the statement). The rows of every `RETURNING` come back together, so those must
+/// return the same columns; `None` if they do not, or if the batch has no [`MergedInsert`]
+/// shape.
+pub(super) fn merged_postgres(jobs: &[Job]) -> Option<(String, Vec<Arg>)> {
     let shape = merge_shape(jobs)?;
-    Some(
-        shape
-            .into_iter()
-            .map(|insert| {
-                let per_row = insert.args.len() / jobs.len();
-                let mut sql = String::from(insert.head);
-                for k in 0..jobs.len() {
-                    if k > 0 {
-                        sql.push_str(", ");
-                    }
-                    renumber(insert.tuple, k * per_row, &mut sql);
-                }
-                sql.push_str(insert.tail);
-                (sql, insert.args)
-            })
-            .collect(),
-    )
+    let mut tails = shape.iter().map(|insert| insert.tail).filter(|tail| !tail.is_empty());
+    let returning = tails.next();
+    if tails.any(|tail| Some(tail) != returning) {
+        return None;
+    }
+    let last = shape.len() - 1;
+    let mut sql = String::new();
+    let mut args = Vec::with_capacity(shape.iter().map(|insert| insert.args.len()).sum());
+    let mut returns = Vec::new();
+    for (i, insert) in shape.into_iter().enumerate() {
+        // The last insert is the statement's main query, unless rows must come back from
+        // others: then every insert is a `WITH` query and the main query reads their rows.
+        let main = i == last && returning.is_none_or(|_| last == 0);
+        if main && i > 0 {
+            sql.push(' ');
+        } else if !main {
+            sql.push_str(if i == 0 { "WITH " } else { ", " });
+            sql.push_str(&format!("s{i} AS ("));
+        }
+        sql.push_str(insert.head);
+        let per_row = insert.args.len() / jobs.len();
+        for k in 0..jobs.len() {
+            if k > 0 {
+                sql.push_str(", ");
+            }
+            renumber(insert.tuple, args.len() + k * per_row, &mut sql);
+        }
+        sql.push_str(insert.tail);
+        if !main {
+            sql.push(')');
+        }
+        if !insert.tail.is_empty() {
+            returns.push(format!("SELECT * FROM s{i}"));
+        }
+        args.extend(insert.args);
+    }
+    if returning.is_some() && last > 0 {
+        sql.push(' ');
+        sql.push_str(&returns.join(" UNION ALL "));
+    }
+    Some((sql, args))
 }

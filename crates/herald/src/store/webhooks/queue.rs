@@ -157,6 +157,100 @@ fn fanned_out(
     FanOut { events: events.len(), created: created.len(), leased, event_rows: events, hooks }
 }
 
+const INSERT_ATTEMPTS: &str = "INSERT INTO delivery_attempts (id, delivery_id, attempt, attempted_at, status_code, \
+    latency_ms, response_headers, response_body, error, next_attempt_at) ";
+
+/// The `UPDATE` of attempted deliveries, before its `VALUES` (pushed by
+/// [`push_delivery_updates`]); `VALUES` columns are named column1.. on both backends.
+const UPDATE_DELIVERIES: &str = "UPDATE deliveries SET status = v.column2, attempts = v.column3, \
+    next_attempt_at = v.column4, lease_owner = NULL, lease_expires_at = NULL, last_status_code = v.column5, \
+    last_error = v.column6, updated_at = v.column7, completed_at = v.column8 FROM (";
+
+/// Pushes the rows of `records` after [`INSERT_ATTEMPTS`] (a macro: the builder's backend
+/// varies).
+macro_rules! push_attempts {
+    ($q:expr, $records:expr) => {
+        $q.push_values($records, |mut row, r| {
+            let a = &r.attempt;
+            row.push_bind(&a.id)
+                .push_bind(&a.delivery_id)
+                .push_bind(a.attempt)
+                .push_bind(a.attempted_at)
+                .push_bind(a.status_code)
+                .push_bind(a.latency_ms)
+                .push_bind(&a.response_headers)
+                .push_bind(&a.response_body)
+                .push_bind(&a.error)
+                .push_bind(a.next_attempt_at);
+        })
+    };
+}
+
+/// Pushes the new state of each attempted delivery after [`UPDATE_DELIVERIES`], and the rest
+/// of the statement.
+macro_rules! push_delivery_updates {
+    ($q:expr, $records:expr) => {{
+        $q.push_values($records, |mut row, r| {
+            let a = &r.attempt;
+            let completed = (r.new_status != crate::vocab::DeliveryStatus::Pending).then_some(a.attempted_at);
+            row.push_bind(&a.delivery_id)
+                .push_bind(r.new_status)
+                .push_bind(a.attempt)
+                .push_bind(a.next_attempt_at)
+                .push_bind(a.status_code)
+                .push_bind(&a.error)
+                .push_bind(a.attempted_at)
+                .push_bind(completed);
+        });
+        $q.push(") AS v WHERE deliveries.id = v.column1")
+    }};
+}
+
+/// PostgreSQL: a batch of results as one statement (data-modifying `WITH` queries), which runs
+/// as its own transaction: one round trip where `BEGIN`, the insert, the update, a health
+/// update per endpoint and `COMMIT` took five or more, most of the database's work per event
+/// at low load. The usual batch only: `None` when it is too large for one statement's
+/// parameters, disables an endpoint (whose event is written only if the change finds it
+/// active), writes events, or changes one endpoint's health twice (two changes of one row in
+/// one statement would not both hold).
+fn record_attempts_statement<'a>(
+    records: &'a [&AttemptRecord],
+    health: &'a [EndpointHealth],
+    events: &[&NewEvent],
+) -> Option<sqlx::QueryBuilder<sqlx::Postgres>> {
+    let two_changes = |h: &EndpointHealth| h.last_success_at.is_some() && matches!(h.failing_since, Some(Some(_)));
+    if records.len() > INSERT_CHUNK
+        || !events.is_empty()
+        || health.iter().any(|h| h.disable.is_some() || two_changes(h))
+    {
+        return None;
+    }
+    let mut q = sqlx::QueryBuilder::new("WITH attempts AS (");
+    q.push(INSERT_ATTEMPTS);
+    push_attempts!(q, records);
+    q.push(")");
+    for (i, h) in health.iter().enumerate() {
+        if let Some(at) = h.last_success_at {
+            q.push(format_args!(", health{i} AS (UPDATE webhooks SET last_success_at = "))
+                .push_bind(at)
+                .push(", failing_since = NULL WHERE id = ")
+                .push_bind(&h.webhook_id)
+                .push(" AND (last_success_at IS NULL OR last_success_at < ")
+                .push_bind(at)
+                .push("))");
+        } else if let Some(Some(since)) = h.failing_since {
+            q.push(format_args!(", health{i} AS (UPDATE webhooks SET failing_since = "))
+                .push_bind(since)
+                .push(" WHERE id = ")
+                .push_bind(&h.webhook_id)
+                .push(" AND failing_since IS NULL)");
+        }
+    }
+    q.push(" ").push(UPDATE_DELIVERIES);
+    push_delivery_updates!(q, records);
+    Some(q)
+}
+
 impl Store {
     /// Turns up to `limit` not-yet-fanned-out events into deliveries, one per active endpoint
     /// that `matches`, and marks the events fanned out, all in one transaction: the one-call
@@ -237,17 +331,19 @@ impl Store {
                      taken AS (DELETE FROM outbox_pending q USING picked WHERE q.seq = picked.seq RETURNING q.seq) \
                      SELECT {EVENT_COLUMNS} FROM events WHERE seq IN (SELECT seq FROM taken) ORDER BY seq"
                 );
-                let mut tx = pool.begin().await?;
                 // The queue swings from empty to tens of thousands of rows within a second, so
                 // the planner's row count for it is always stale; taking it for small, it
                 // sorted the whole queue for each batch (90 ms at 20,000 rows). The index on
-                // `seq` is the right path at every size.
-                sqlx::query("SET LOCAL enable_seqscan = off").execute(&mut *tx).await?;
+                // `seq` is the right path at every size. Set with `BEGIN`, in its round trip,
+                // and left for the rest of the transaction (resetting it was a round trip of
+                // its own): the inserts and their key checks use indexes anyway, and the
+                // endpoint list, which only a scan can read, is scanned anyway (its cost is
+                // then estimated as huge: see `jit` in `Store::connect`).
+                let mut tx = pool.begin_with("BEGIN; SET LOCAL enable_seqscan = off").await?;
                 let events = sqlx::query_as::<_, EventRow>(sqlx::AssertSqlSafe(select)).fetch_all(&mut *tx).await?;
                 if events.is_empty() {
                     return Ok(None);
                 }
-                sqlx::query("SET LOCAL enable_seqscan TO DEFAULT").execute(&mut *tx).await?;
                 let hooks = sqlx::query_as::<_, Webhook>(ACTIVE_WEBHOOKS).fetch_all(&mut *tx).await?;
                 let created = plan_deliveries(&events, &hooks, lease, &matches);
                 for chunk in created.chunks(INSERT_CHUNK) {
@@ -359,49 +455,22 @@ impl Store {
         health: &[EndpointHealth],
         events: &[&NewEvent],
     ) -> StoreResult<()> {
+        if let Backend::Postgres(pool) = self.backend()
+            && let Some(mut q) = record_attempts_statement(records, health, events)
+        {
+            let _timer = self.metrics().db_timer("write");
+            q.build().persistent(false).execute(pool).await?;
+            self.notify_events();
+            return Ok(());
+        }
         with_pool!(self, write, |pool| {
             let mut tx = pool.begin().await?;
             for chunk in records.chunks(INSERT_CHUNK) {
-                let mut q = query_builder(
-                    pool,
-                    "INSERT INTO delivery_attempts (id, delivery_id, attempt, attempted_at, status_code, latency_ms, \
-                     response_headers, response_body, error, next_attempt_at) ",
-                );
-                q.push_values(chunk, |mut row, r| {
-                    let a = &r.attempt;
-                    row.push_bind(&a.id)
-                        .push_bind(&a.delivery_id)
-                        .push_bind(a.attempt)
-                        .push_bind(a.attempted_at)
-                        .push_bind(a.status_code)
-                        .push_bind(a.latency_ms)
-                        .push_bind(&a.response_headers)
-                        .push_bind(&a.response_body)
-                        .push_bind(&a.error)
-                        .push_bind(a.next_attempt_at);
-                });
+                let mut q = query_builder(pool, INSERT_ATTEMPTS);
+                push_attempts!(q, chunk);
                 q.build().persistent(false).execute(&mut *tx).await?;
-
-                // `VALUES` columns are named column1.. on both backends.
-                let mut q = query_builder(
-                    pool,
-                    "UPDATE deliveries SET status = v.column2, attempts = v.column3, next_attempt_at = v.column4, \
-                     lease_owner = NULL, lease_expires_at = NULL, last_status_code = v.column5, \
-                     last_error = v.column6, updated_at = v.column7, completed_at = v.column8 FROM (",
-                );
-                q.push_values(chunk, |mut row, r| {
-                    let a = &r.attempt;
-                    let completed = (r.new_status != crate::vocab::DeliveryStatus::Pending).then_some(a.attempted_at);
-                    row.push_bind(&a.delivery_id)
-                        .push_bind(r.new_status)
-                        .push_bind(a.attempt)
-                        .push_bind(a.next_attempt_at)
-                        .push_bind(a.status_code)
-                        .push_bind(&a.error)
-                        .push_bind(a.attempted_at)
-                        .push_bind(completed);
-                });
-                q.push(") AS v WHERE deliveries.id = v.column1");
+                let mut q = query_builder(pool, UPDATE_DELIVERIES);
+                push_delivery_updates!(q, chunk);
                 q.build().persistent(false).execute(&mut *tx).await?;
             }
             for h in health {
