@@ -37,6 +37,28 @@ fn same_shaped_scripts_merge_into_multi_row_inserts() {
 }
 
 #[test]
+fn scripts_of_another_shape_run_beside_the_merged_ones() {
+    let publish = |n: i32| {
+        let mut s = Script::default();
+        s.push("INSERT INTO t (x) VALUES ($1)", vec![n.into()]);
+        Job { script: s, reply: oneshot::channel().0 }
+    };
+    let mut fan_out = Script::default();
+    fan_out.push("INSERT INTO d (a) VALUES ($1), ($2)", vec![7i32.into(), 8i32.into()]);
+    fan_out.push("UPDATE c SET seq = MAX(seq, $1)", vec![9i32.into()]);
+    let fan_out = Job { script: fan_out, reply: oneshot::channel().0 };
+    let (sql, parts, args) = merged(&[publish(1), fan_out, publish(2)]).expect("the publishes merge");
+    assert_eq!(
+        sql,
+        "BEGIN IMMEDIATE;\nINSERT INTO t (x) VALUES (?), (?);\nINSERT INTO d (a) VALUES (?), (?);\n\
+         UPDATE c SET seq = MAX(seq, ?);\nCOMMIT"
+    );
+    assert_eq!(parts.len(), 5, "a part per statement, BEGIN and COMMIT included");
+    let ints: Vec<i32> = args.iter().map(|a| if let Arg::I32(Some(v)) = a { *v } else { -1 }).collect();
+    assert_eq!(ints, vec![1, 2, 7, 8, 9]);
+}
+
+#[test]
 fn joined_scripts_run_in_one_transaction() {
     let mut a = Script::default();
     a.push("INSERT INTO t VALUES ($1)", vec![1i32.into()]);

@@ -306,7 +306,7 @@ struct MergedInsert<'a> {
 
 /// The batch as one multi-row `INSERT` per statement position, or `None` when it does not have
 /// that shape (see [`MergedInsert`]).
-fn merge_shape(jobs: &[Job]) -> Option<Vec<MergedInsert<'_>>> {
+fn merge_shape<'a>(jobs: &[&'a Job]) -> Option<Vec<MergedInsert<'a>>> {
     let first = &jobs.first()?.script.stmts;
     if jobs
         .iter()
@@ -333,27 +333,58 @@ fn merge_shape(jobs: &[Job]) -> Option<Vec<MergedInsert<'_>>> {
     Some(out)
 }
 
-/// SQLite: the batch as one multi-row `INSERT` per statement position, in one command. Far
-/// fewer statements for SQLite to run and hand back (one result each), and anonymous `?`
-/// parameters (see `store::query_builder` on why numbered ones are slow to bind). Parts are
-/// all `Begin`: a failure is not attributed to a script.
+/// SQLite: the batch in one command, each group of same-shaped scripts as one multi-row
+/// `INSERT` per statement position. Far fewer statements for SQLite to run and hand back (one
+/// result each), and anonymous `?` parameters (see `store::query_builder` on why numbered ones
+/// are slow to bind). Scripts of another shape (the dispatcher's fan-out among a burst of
+/// publishes) run beside the groups, statement by statement: scripts of one batch do not
+/// depend on each other, so their order does not matter. Parts are all `Begin`: a failure is
+/// not attributed to a script. `None` when nothing merges, or a script's parameters are not
+/// in order (then [`join`]).
 pub(super) fn merged(jobs: &[Job]) -> Option<(String, Vec<Part>, Vec<Arg>)> {
-    let shape = merge_shape(jobs)?;
-    let parts = vec![Part::Begin; shape.len() + 2];
+    let mut groups: Vec<Vec<&Job>> = Vec::new();
+    for job in jobs {
+        let same = |g: &&mut Vec<&Job>| {
+            let first = &g[0].script.stmts;
+            first.len() == job.script.stmts.len() && first.iter().zip(&job.script.stmts).all(|(a, b)| a.sql == b.sql)
+        };
+        match groups.iter_mut().find(same) {
+            Some(group) => group.push(job),
+            None => groups.push(vec![job]),
+        }
+    }
     let mut sql = String::from("BEGIN IMMEDIATE;\n");
     let mut args = Vec::new();
-    for insert in &shape {
-        let anonymous = anonymize(insert.tuple);
-        sql.push_str(insert.head);
-        sql.push_str(&vec![anonymous; jobs.len()].join(", "));
-        sql.push_str(insert.tail);
-        sql.push_str(";\n");
+    let mut statements = 0;
+    let mut any_merged = false;
+    for group in &groups {
+        if let Some(shape) = merge_shape(group).filter(|_| group.len() > 1) {
+            any_merged = true;
+            for insert in shape {
+                sql.push_str(insert.head);
+                sql.push_str(&vec![anonymize(insert.tuple); group.len()].join(", "));
+                sql.push_str(insert.tail);
+                sql.push_str(";\n");
+                args.extend(insert.args);
+                statements += 1;
+            }
+            continue;
+        }
+        for stmt in group.iter().flat_map(|job| &job.script.stmts) {
+            if !params_in_order(&stmt.sql, stmt.args.len()) {
+                return None;
+            }
+            sql.push_str(&anonymize(&stmt.sql));
+            sql.push_str(";\n");
+            args.extend(stmt.args.iter().cloned());
+            statements += 1;
+        }
+    }
+    if !any_merged {
+        return None;
     }
     sql.push_str("COMMIT");
-    for insert in shape {
-        args.extend(insert.args);
-    }
-    Some((sql, parts, args))
+    Some((sql, vec![Part::Begin; statements + 2], args))
 }
 
 /// PostgreSQL: the batch as one statement, parameters numbered from `$1`: a multi-row
@@ -365,7 +396,7 @@ pub(super) fn merged(jobs: &[Job]) -> Option<(String, Vec<Part>, Vec<Arg>)> {
 /// return the same columns; `None` if they do not, or if the batch has no [`MergedInsert`]
 /// shape.
 pub(super) fn merged_postgres(jobs: &[Job]) -> Option<(String, Vec<Arg>)> {
-    let shape = merge_shape(jobs)?;
+    let shape = merge_shape(&jobs.iter().collect::<Vec<_>>())?;
     let mut tails = shape.iter().map(|insert| insert.tail).filter(|tail| !tail.is_empty());
     let returning = tails.next();
     if tails.any(|tail| Some(tail) != returning) {

@@ -50,7 +50,10 @@ pub struct FanOutWrite(Write);
 
 enum Write {
     Script(Script),
-    Transaction(sqlx::Transaction<'static, sqlx::Postgres>),
+    /// The open transaction that took the events from the queue, and the inserts of their
+    /// deliveries: run by the write, after the sends started, so they are not one more round
+    /// trip between publish and arrival.
+    Transaction(sqlx::Transaction<'static, sqlx::Postgres>, Vec<(String, Vec<Arg>)>),
 }
 
 const ACTIVE_WEBHOOKS: &str = "SELECT * FROM webhooks WHERE active = TRUE";
@@ -166,6 +169,13 @@ const UPDATE_DELIVERIES: &str = "UPDATE deliveries SET status = v.column2, attem
     next_attempt_at = v.column4, lease_owner = NULL, lease_expires_at = NULL, last_status_code = v.column5, \
     last_error = v.column6, updated_at = v.column7, completed_at = v.column8 FROM (";
 
+/// An endpoint answered: `(at, id, at)` (parameters in order, so SQLite's group writer can
+/// take it). Never moves `last_success_at` back.
+const HEALTHY: &str = "UPDATE webhooks SET last_success_at = $1, failing_since = NULL WHERE id = $2 \
+    AND (last_success_at IS NULL OR last_success_at < $3)";
+/// An endpoint started failing: `(since, id)`.
+const FAILING: &str = "UPDATE webhooks SET failing_since = $1 WHERE id = $2 AND failing_since IS NULL";
+
 /// Pushes the rows of `records` after [`INSERT_ATTEMPTS`] (a macro: the builder's backend
 /// varies).
 macro_rules! push_attempts {
@@ -206,25 +216,25 @@ macro_rules! push_delivery_updates {
     }};
 }
 
-/// PostgreSQL: a batch of results as one statement (data-modifying `WITH` queries), which runs
-/// as its own transaction: one round trip where `BEGIN`, the insert, the update, a health
-/// update per endpoint and `COMMIT` took five or more, most of the database's work per event
-/// at low load. The usual batch only: `None` when it is too large for one statement's
-/// parameters, disables an endpoint (whose event is written only if the change finds it
-/// active), writes events, or changes one endpoint's health twice (two changes of one row in
-/// one statement would not both hold).
+/// Whether a batch of results is the usual kind, written in one go (see
+/// [`record_attempts_statement`], [`record_attempts_script`]): not too large for one
+/// statement's parameters, disabling no endpoint (its event is written only if the change
+/// finds it active, which needs a transaction in code), writing no event, and changing each
+/// endpoint's health once (two changes of one row in one PostgreSQL statement would not both
+/// hold).
+fn usual_results(records: &[&AttemptRecord], health: &[EndpointHealth], events: &[&NewEvent]) -> bool {
+    let two_changes = |h: &EndpointHealth| h.last_success_at.is_some() && matches!(h.failing_since, Some(Some(_)));
+    records.len() <= INSERT_CHUNK && events.is_empty() && !health.iter().any(|h| h.disable.is_some() || two_changes(h))
+}
+
+/// PostgreSQL: a usual batch of results as one statement (data-modifying `WITH` queries),
+/// which runs as its own transaction: one round trip where `BEGIN`, the insert, the update, a
+/// health update per endpoint and `COMMIT` took five or more, most of the database's work per
+/// event at low load.
 fn record_attempts_statement<'a>(
     records: &'a [&AttemptRecord],
     health: &'a [EndpointHealth],
-    events: &[&NewEvent],
-) -> Option<sqlx::QueryBuilder<sqlx::Postgres>> {
-    let two_changes = |h: &EndpointHealth| h.last_success_at.is_some() && matches!(h.failing_since, Some(Some(_)));
-    if records.len() > INSERT_CHUNK
-        || !events.is_empty()
-        || health.iter().any(|h| h.disable.is_some() || two_changes(h))
-    {
-        return None;
-    }
+) -> sqlx::QueryBuilder<sqlx::Postgres> {
     let mut q = sqlx::QueryBuilder::new("WITH attempts AS (");
     q.push(INSERT_ATTEMPTS);
     push_attempts!(q, records);
@@ -248,7 +258,68 @@ fn record_attempts_statement<'a>(
     }
     q.push(" ").push(UPDATE_DELIVERIES);
     push_delivery_updates!(q, records);
-    Some(q)
+    q
+}
+
+/// SQLite: a usual batch of results as a [`Script`], committed by the group writer with the
+/// publishes and fan-outs waiting beside it: one hand-off to SQLite's thread and a share of one
+/// disk flush, where a transaction of its own took six hand-offs and a flush.
+fn record_attempts_script(records: &[&AttemptRecord], health: &[EndpointHealth]) -> Script {
+    let mut script = Script::default();
+    let mut sql = String::from(INSERT_ATTEMPTS);
+    sql.push_str("VALUES ");
+    let mut args = Vec::with_capacity(records.len() * 10);
+    for (i, r) in records.iter().enumerate() {
+        let a = &r.attempt;
+        sql.push_str(if i == 0 { "(" } else { ", (" });
+        sql.push_str(&script::numbered(i * 10 + 1, 10));
+        sql.push(')');
+        args.extend([
+            Arg::from(&a.id),
+            Arg::from(&a.delivery_id),
+            Arg::from(a.attempt),
+            Arg::from(a.attempted_at),
+            Arg::from(a.status_code),
+            Arg::from(a.latency_ms),
+            Arg::Json(serde_json::to_value(&a.response_headers.0).unwrap_or_default()),
+            Arg::from(&a.response_body),
+            Arg::from(&a.error),
+            Arg::from(a.next_attempt_at),
+        ]);
+    }
+    script.push(sql, args);
+
+    let mut sql = String::from(UPDATE_DELIVERIES);
+    sql.push_str("VALUES ");
+    let mut args = Vec::with_capacity(records.len() * 8);
+    for (i, r) in records.iter().enumerate() {
+        let a = &r.attempt;
+        let completed = (r.new_status != crate::vocab::DeliveryStatus::Pending).then_some(a.attempted_at);
+        sql.push_str(if i == 0 { "(" } else { ", (" });
+        sql.push_str(&script::numbered(i * 8 + 1, 8));
+        sql.push(')');
+        args.extend([
+            Arg::from(&a.delivery_id),
+            Arg::from(r.new_status.as_str()),
+            Arg::from(a.attempt),
+            Arg::from(a.next_attempt_at),
+            Arg::from(a.status_code),
+            Arg::from(&a.error),
+            Arg::from(a.attempted_at),
+            Arg::from(completed),
+        ]);
+    }
+    sql.push_str(") AS v WHERE deliveries.id = v.column1");
+    script.push(sql, args);
+
+    for h in health {
+        if let Some(at) = h.last_success_at {
+            script.push(HEALTHY, vec![at.into(), (&h.webhook_id).into(), at.into()]);
+        } else if let Some(Some(since)) = h.failing_since {
+            script.push(FAILING, vec![since.into(), (&h.webhook_id).into()]);
+        }
+    }
+    script
 }
 
 impl Store {
@@ -288,7 +359,8 @@ impl Store {
     ///   writes join the group commit.
     /// - **PostgreSQL**: several nodes may share the database: each takes (and removes) the
     ///   queued events it locks (migration postgres/0003); the plan is a transaction left
-    ///   open, which the write commits, and a rollback puts the events back. `after` is not
+    ///   open, in which the write inserts the deliveries and commits, and a rollback puts the
+    ///   events back. `after` is not
     ///   needed: another plan skips the rows this one locked.
     pub async fn plan_fan_out(
         &self,
@@ -346,16 +418,12 @@ impl Store {
                 }
                 let hooks = sqlx::query_as::<_, Webhook>(ACTIVE_WEBHOOKS).fetch_all(&mut *tx).await?;
                 let created = plan_deliveries(&events, &hooks, lease, &matches);
-                for chunk in created.chunks(INSERT_CHUNK) {
-                    let (sql, args) = insert_deliveries(chunk, &events, &hooks, now, lease);
-                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
-                    for arg in args {
-                        q = crate::store::script::bind_arg!(q, arg);
-                    }
-                    q.execute(&mut *tx).await?;
-                }
+                let inserts = created
+                    .chunks(INSERT_CHUNK)
+                    .map(|chunk| insert_deliveries(chunk, &events, &hooks, now, lease))
+                    .collect();
                 let out = fanned_out(events, hooks, created, now, lease);
-                Ok(Some(PlannedFanOut { out, write: FanOutWrite(Write::Transaction(tx)) }))
+                Ok(Some(PlannedFanOut { out, write: FanOutWrite(Write::Transaction(tx, inserts)) }))
             }
         }
     }
@@ -366,7 +434,16 @@ impl Store {
             Write::Script(script) => {
                 self.run_script(script).await?;
             }
-            Write::Transaction(tx) => tx.commit().await?,
+            Write::Transaction(mut tx, inserts) => {
+                for (sql, args) in inserts {
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+                    for arg in args {
+                        q = crate::store::script::bind_arg!(q, arg);
+                    }
+                    q.execute(&mut *tx).await?;
+                }
+                tx.commit().await?
+            }
         }
         Ok(())
     }
@@ -455,11 +532,16 @@ impl Store {
         health: &[EndpointHealth],
         events: &[&NewEvent],
     ) -> StoreResult<()> {
-        if let Backend::Postgres(pool) = self.backend()
-            && let Some(mut q) = record_attempts_statement(records, health, events)
-        {
+        if usual_results(records, health, events) {
             let _timer = self.metrics().db_timer("write");
-            q.build().persistent(false).execute(pool).await?;
+            match self.backend() {
+                Backend::Postgres(pool) => {
+                    record_attempts_statement(records, health).build().persistent(false).execute(pool).await?;
+                }
+                Backend::Sqlite { .. } => {
+                    self.run_script(record_attempts_script(records, health)).await?;
+                }
+            }
             self.notify_events();
             return Ok(());
         }
@@ -475,21 +557,10 @@ impl Store {
             }
             for h in health {
                 if let Some(at) = h.last_success_at {
-                    sqlx::query(
-                        "UPDATE webhooks SET last_success_at = $1, failing_since = NULL WHERE id = $2 \
-                         AND (last_success_at IS NULL OR last_success_at < $1)",
-                    )
-                    .bind(at)
-                    .bind(&h.webhook_id)
-                    .execute(&mut *tx)
-                    .await?;
+                    sqlx::query(HEALTHY).bind(at).bind(&h.webhook_id).bind(at).execute(&mut *tx).await?;
                 }
                 if let Some(Some(since)) = h.failing_since {
-                    sqlx::query("UPDATE webhooks SET failing_since = $1 WHERE id = $2 AND failing_since IS NULL")
-                        .bind(since)
-                        .bind(&h.webhook_id)
-                        .execute(&mut *tx)
-                        .await?;
+                    sqlx::query(FAILING).bind(since).bind(&h.webhook_id).execute(&mut *tx).await?;
                 }
                 if let Some(disable) = &h.disable {
                     // Conditional, so exactly one change disables it: concurrent writers (other
