@@ -25,6 +25,7 @@ crate::both_backends!(
     deliveries_are_listed_and_retried_by_hand,
     invalid_endpoints_are_rejected,
     endpoints_failing_for_five_days_are_disabled,
+    health_follows_failures_and_recovery,
     rate_limit_caps_deliveries_per_second,
     retention_removes_old_finished_deliveries,
     manual_retry_continues_attempt_numbers,
@@ -779,6 +780,29 @@ async fn fan_out_takes_at_most_its_batch_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fan_out_takes_at_most_its_batch_postgres() {
     fan_out_takes_at_most_its_batch(Backend::Postgres).await;
+}
+
+/// An endpoint's health follows its answers: a failure sets `failingSince`, a success after it
+/// clears that and sets `lastSuccessAt`. Both are written with the attempt (on PostgreSQL in
+/// the one statement of the batch, on SQLite in its group-committed script).
+async fn health_follows_failures_and_recovery(app: TestApp) {
+    let rx = Receiver::start().await;
+    rx.script([Reply::status(500)]);
+    let w = hook(&app, json!({"url": rx.url, "events": ["user.created"]})).await;
+    let wid = w["id"].as_str().expect("id");
+    app.post("/api/v1/users", json!({"username": "flaky"})).await;
+    wait_attempts(&app, wid, 1).await;
+    let (_, w) = app.get(&format!("/api/v1/webhooks/{wid}")).await;
+    assert!(w["failingSince"].is_string(), "a failure sets failingSince: {w}");
+    assert!(w["lastSuccessAt"].is_null(), "{w}");
+
+    app.advance(TimeDelta::seconds(60));
+    let d = wait_attempts(&app, wid, 2).await;
+    assert_eq!(d["status"], "succeeded", "{d}");
+    let (_, w) = app.get(&format!("/api/v1/webhooks/{wid}")).await;
+    assert!(w["failingSince"].is_null(), "a success clears failingSince: {w}");
+    let last = w["lastSuccessAt"].as_str().expect("a success sets lastSuccessAt");
+    assert_eq!(Some(last), d["attempts"][1]["attemptedAt"].as_str(), "{w} {d}");
 }
 
 async fn endpoints_failing_for_five_days_are_disabled(app: TestApp) {
