@@ -103,7 +103,7 @@ async fn run(io: SocketIo, gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
 /// round trip.
 async fn skip_to_now(gw: &Gateway, cursor: FeedCursor, announce: bool) -> FeedCursor {
     let store = &gw.app.store;
-    let now = if announce { store.announce_events_from_start().await } else { store.feed_start().await };
+    let now = if announce { store.announce_events_and_feed_start().await } else { store.feed_start().await };
     match now {
         Ok(_) if gw.stats.connected.load(Ordering::SeqCst) > 0 => cursor,
         Ok(now) => now,

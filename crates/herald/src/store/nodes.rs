@@ -75,7 +75,7 @@ impl Store {
     /// [`Store::announce_events`] and [`Store::feed_start`] in one round trip: what the feed
     /// of a node with no socket does after this node committed events (at one event per
     /// request, the two statements were a third of the database's statements).
-    pub async fn announce_events_from_start(&self) -> StoreResult<FeedCursor> {
+    pub async fn announce_events_and_feed_start(&self) -> StoreResult<FeedCursor> {
         let Backend::Postgres(pool) = self.backend() else { return self.feed_start().await };
         let sql = format!("SELECT {}, pg_notify($1, $2)", events::SNAPSHOT_XMIN);
         let row =
