@@ -163,8 +163,8 @@ fn fanned_out(
 const INSERT_ATTEMPTS: &str = "INSERT INTO delivery_attempts (id, delivery_id, attempt, attempted_at, status_code, \
     latency_ms, response_headers, response_body, error, next_attempt_at) ";
 
-/// The `UPDATE` of attempted deliveries, before its `VALUES` (pushed by
-/// [`push_delivery_updates`]); `VALUES` columns are named column1.. on both backends.
+/// The `UPDATE` of attempted deliveries, before its `VALUES` ([`delivery_update_row`]) and
+/// [`UPDATE_DELIVERIES_TAIL`]; `VALUES` columns are named column1.. on both backends.
 const UPDATE_DELIVERIES: &str = "UPDATE deliveries SET status = v.column2, attempts = v.column3, \
     next_attempt_at = v.column4, lease_owner = NULL, lease_expires_at = NULL, last_status_code = v.column5, \
     last_error = v.column6, updated_at = v.column7, completed_at = v.column8 FROM (";
@@ -176,44 +176,66 @@ const HEALTHY: &str = "UPDATE webhooks SET last_success_at = $1, failing_since =
 /// An endpoint started failing: `(since, id)`.
 const FAILING: &str = "UPDATE webhooks SET failing_since = $1 WHERE id = $2 AND failing_since IS NULL";
 
-/// Pushes the rows of `records` after [`INSERT_ATTEMPTS`] (a macro: the builder's backend
-/// varies).
-macro_rules! push_attempts {
-    ($q:expr, $records:expr) => {
-        $q.push_values($records, |mut row, r| {
-            let a = &r.attempt;
-            row.push_bind(&a.id)
-                .push_bind(&a.delivery_id)
-                .push_bind(a.attempt)
-                .push_bind(a.attempted_at)
-                .push_bind(a.status_code)
-                .push_bind(a.latency_ms)
-                .push_bind(&a.response_headers)
-                .push_bind(&a.response_body)
-                .push_bind(&a.error)
-                .push_bind(a.next_attempt_at);
+/// A row of [`INSERT_ATTEMPTS`]: the attempt of `r`. One list for every way the row is written
+/// (a `QueryBuilder` on either backend, a SQLite script).
+fn attempt_row(r: &AttemptRecord) -> [Arg; 10] {
+    let a = &r.attempt;
+    [
+        Arg::from(&a.id),
+        Arg::from(&a.delivery_id),
+        Arg::from(a.attempt),
+        Arg::from(a.attempted_at),
+        Arg::from(a.status_code),
+        Arg::from(a.latency_ms),
+        Arg::Json(serde_json::to_value(&a.response_headers.0).unwrap_or_default()),
+        Arg::from(&a.response_body),
+        Arg::from(&a.error),
+        Arg::from(a.next_attempt_at),
+    ]
+}
+
+/// A row of [`UPDATE_DELIVERIES`]'s `VALUES`: the delivery's state after the attempt of `r`.
+fn delivery_update_row(r: &AttemptRecord) -> [Arg; 8] {
+    let a = &r.attempt;
+    let completed = (r.new_status != crate::vocab::DeliveryStatus::Pending).then_some(a.attempted_at);
+    [
+        Arg::from(&a.delivery_id),
+        Arg::from(r.new_status.as_str()),
+        Arg::from(a.attempt),
+        Arg::from(a.next_attempt_at),
+        Arg::from(a.status_code),
+        Arg::from(&a.error),
+        Arg::from(a.attempted_at),
+        Arg::from(completed),
+    ]
+}
+
+/// The `FROM (VALUES ..)` of [`UPDATE_DELIVERIES`] is closed and joined by this.
+const UPDATE_DELIVERIES_TAIL: &str = ") AS v WHERE deliveries.id = v.column1";
+
+/// Pushes `row(r)` for each of `records` as the `VALUES` of a `QueryBuilder` (a macro: the
+/// builder's backend varies).
+macro_rules! push_rows {
+    ($q:expr, $records:expr, $row:expr) => {
+        $q.push_values($records, |mut b, r| {
+            for arg in $row(r) {
+                crate::store::script::push_arg!(b, arg);
+            }
         })
     };
 }
 
-/// Pushes the new state of each attempted delivery after [`UPDATE_DELIVERIES`], and the rest
-/// of the statement.
-macro_rules! push_delivery_updates {
-    ($q:expr, $records:expr) => {{
-        $q.push_values($records, |mut row, r| {
-            let a = &r.attempt;
-            let completed = (r.new_status != crate::vocab::DeliveryStatus::Pending).then_some(a.attempted_at);
-            row.push_bind(&a.delivery_id)
-                .push_bind(r.new_status)
-                .push_bind(a.attempt)
-                .push_bind(a.next_attempt_at)
-                .push_bind(a.status_code)
-                .push_bind(&a.error)
-                .push_bind(a.attempted_at)
-                .push_bind(completed);
-        });
-        $q.push(") AS v WHERE deliveries.id = v.column1")
-    }};
+/// A multi-row `head VALUES (..), (..)` of `rows`, for a [`Script`] (numbered parameters).
+fn multi_row<const N: usize>(head: &str, rows: impl ExactSizeIterator<Item = [Arg; N]>) -> (String, Vec<Arg>) {
+    let mut sql = format!("{head}VALUES ");
+    let mut args = Vec::with_capacity(rows.len() * N);
+    for (i, row) in rows.enumerate() {
+        sql.push_str(if i == 0 { "(" } else { ", (" });
+        sql.push_str(&script::numbered(i * N + 1, N));
+        sql.push(')');
+        args.extend(row);
+    }
+    (sql, args)
 }
 
 /// Whether a batch of results is the usual kind, written in one go (see
@@ -231,13 +253,13 @@ fn usual_results(records: &[&AttemptRecord], health: &[EndpointHealth], events: 
 /// which runs as its own transaction: one round trip where `BEGIN`, the insert, the update, a
 /// health update per endpoint and `COMMIT` took five or more, most of the database's work per
 /// event at low load.
-fn record_attempts_statement<'a>(
-    records: &'a [&AttemptRecord],
-    health: &'a [EndpointHealth],
+fn record_attempts_statement(
+    records: &[&AttemptRecord],
+    health: &[EndpointHealth],
 ) -> sqlx::QueryBuilder<sqlx::Postgres> {
     let mut q = sqlx::QueryBuilder::new("WITH attempts AS (");
     q.push(INSERT_ATTEMPTS);
-    push_attempts!(q, records);
+    push_rows!(q, records, attempt_row);
     q.push(")");
     for (i, h) in health.iter().enumerate() {
         if let Some(at) = h.last_success_at {
@@ -257,7 +279,8 @@ fn record_attempts_statement<'a>(
         }
     }
     q.push(" ").push(UPDATE_DELIVERIES);
-    push_delivery_updates!(q, records);
+    push_rows!(q, records, delivery_update_row);
+    q.push(UPDATE_DELIVERIES_TAIL);
     q
 }
 
@@ -266,52 +289,11 @@ fn record_attempts_statement<'a>(
 /// disk flush, where a transaction of its own took six hand-offs and a flush.
 fn record_attempts_script(records: &[&AttemptRecord], health: &[EndpointHealth]) -> Script {
     let mut script = Script::default();
-    let mut sql = String::from(INSERT_ATTEMPTS);
-    sql.push_str("VALUES ");
-    let mut args = Vec::with_capacity(records.len() * 10);
-    for (i, r) in records.iter().enumerate() {
-        let a = &r.attempt;
-        sql.push_str(if i == 0 { "(" } else { ", (" });
-        sql.push_str(&script::numbered(i * 10 + 1, 10));
-        sql.push(')');
-        args.extend([
-            Arg::from(&a.id),
-            Arg::from(&a.delivery_id),
-            Arg::from(a.attempt),
-            Arg::from(a.attempted_at),
-            Arg::from(a.status_code),
-            Arg::from(a.latency_ms),
-            Arg::Json(serde_json::to_value(&a.response_headers.0).unwrap_or_default()),
-            Arg::from(&a.response_body),
-            Arg::from(&a.error),
-            Arg::from(a.next_attempt_at),
-        ]);
-    }
+    let (sql, args) = multi_row(INSERT_ATTEMPTS, records.iter().map(|r| attempt_row(r)));
     script.push(sql, args);
-
-    let mut sql = String::from(UPDATE_DELIVERIES);
-    sql.push_str("VALUES ");
-    let mut args = Vec::with_capacity(records.len() * 8);
-    for (i, r) in records.iter().enumerate() {
-        let a = &r.attempt;
-        let completed = (r.new_status != crate::vocab::DeliveryStatus::Pending).then_some(a.attempted_at);
-        sql.push_str(if i == 0 { "(" } else { ", (" });
-        sql.push_str(&script::numbered(i * 8 + 1, 8));
-        sql.push(')');
-        args.extend([
-            Arg::from(&a.delivery_id),
-            Arg::from(r.new_status.as_str()),
-            Arg::from(a.attempt),
-            Arg::from(a.next_attempt_at),
-            Arg::from(a.status_code),
-            Arg::from(&a.error),
-            Arg::from(a.attempted_at),
-            Arg::from(completed),
-        ]);
-    }
-    sql.push_str(") AS v WHERE deliveries.id = v.column1");
+    let (mut sql, args) = multi_row(UPDATE_DELIVERIES, records.iter().map(|r| delivery_update_row(r)));
+    sql.push_str(UPDATE_DELIVERIES_TAIL);
     script.push(sql, args);
-
     for h in health {
         if let Some(at) = h.last_success_at {
             script.push(HEALTHY, vec![at.into(), (&h.webhook_id).into(), at.into()]);
@@ -549,10 +531,11 @@ impl Store {
             let mut tx = pool.begin().await?;
             for chunk in records.chunks(INSERT_CHUNK) {
                 let mut q = query_builder(pool, INSERT_ATTEMPTS);
-                push_attempts!(q, chunk);
+                push_rows!(q, chunk, attempt_row);
                 q.build().persistent(false).execute(&mut *tx).await?;
                 let mut q = query_builder(pool, UPDATE_DELIVERIES);
-                push_delivery_updates!(q, chunk);
+                push_rows!(q, chunk, delivery_update_row);
+                q.push(UPDATE_DELIVERIES_TAIL);
                 q.build().persistent(false).execute(&mut *tx).await?;
             }
             for h in health {
