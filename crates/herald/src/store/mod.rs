@@ -19,6 +19,7 @@ pub mod events;
 pub mod maintenance;
 pub mod nodes;
 pub mod notices;
+mod open_transaction;
 pub mod ops;
 pub mod orgs;
 mod paging;

@@ -782,6 +782,57 @@ async fn fan_out_takes_at_most_its_batch_postgres() {
     fan_out_takes_at_most_its_batch(Backend::Postgres).await;
 }
 
+/// A fan-out planned but never written (its write failed, or the node stopped before it)
+/// leaves its events to the next plan: nothing is lost, nothing is fanned out twice. On
+/// PostgreSQL the plan is a transaction begun by hand, in the round trip that reads the events
+/// (`OpenTransaction`), and dropping it must roll it back.
+async fn an_unwritten_fan_out_leaves_its_events(backend: Backend) {
+    let Some(quiet) = TestApp::spawn_with(backend, |c| c.webhooks.dispatcher = false).await else { return };
+    let rx = Receiver::start().await;
+    hook(&quiet, json!({"url": rx.url, "events": ["*"]})).await;
+    quiet.post("/api/v1/event-types", json!({"name": "plan.dropped", "description": "planned, not written"})).await;
+    for i in 0..3 {
+        let (status, body) = quiet.post("/api/v1/events", json!({"type": "plan.dropped", "data": {"i": i}})).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let now = quiet.clock.now();
+    let plan = || async {
+        let mut take = |_: &herald::store::webhooks::Webhook| true;
+        let mut lease = herald::store::webhooks::Lease { node: "n", until: now, take: &mut take };
+        quiet.store.plan_fan_out(None, 100, now, &mut lease, herald::webhooks::matches).await.expect("plan")
+    };
+    let first = plan().await.expect("three events to fan out");
+    let seqs: Vec<i64> = first.out.event_rows.iter().map(|e| e.seq).collect();
+    let deliveries = first.out.leased.len();
+    assert!(deliveries >= 3, "a delivery for each event published: {deliveries}");
+    drop(first);
+    // PostgreSQL rolls the dropped plan back in the background: until then its events are
+    // locked, and skipped.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let again = loop {
+        if let Some(p) = plan().await {
+            break p;
+        }
+        assert!(std::time::Instant::now() < deadline, "the dropped plan's events never came back");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(again.out.event_rows.iter().map(|e| e.seq).collect::<Vec<_>>(), seqs, "the same events, planned again");
+    quiet.store.write_fan_out(again.write).await.expect("write");
+    assert!(plan().await.is_none(), "written once, fanned out once");
+    let (pending, _) = quiet.store.pending_deliveries().await.expect("pending");
+    assert_eq!(pending as usize, deliveries, "each planned delivery, once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritten_fan_out_leaves_its_events_sqlite() {
+    an_unwritten_fan_out_leaves_its_events(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritten_fan_out_leaves_its_events_postgres() {
+    an_unwritten_fan_out_leaves_its_events(Backend::Postgres).await;
+}
+
 /// An endpoint's health follows its answers: a failure sets `failingSince`, a success after it
 /// clears that and sets `lastSuccessAt`. Both are written with the attempt (on PostgreSQL in
 /// the one statement of the batch, on SQLite in its group-committed script).

@@ -1,7 +1,10 @@
 //! The delivery queue: fan-out (events -> deliveries), claiming due deliveries under a lease,
 //! renewing leases, recording attempt results, manual retries and replays.
 
+use sqlx::{FromRow, postgres::PgRow};
+
 use super::*;
+use crate::store::open_transaction::OpenTransaction;
 
 /// A new pending delivery, due at once: `(id, project, webhook, event id, event seq, now)`.
 const INSERT_DELIVERY: &str = "INSERT INTO deliveries (id, project_id, webhook_id, event_id, event_seq, status, \
@@ -53,9 +56,10 @@ enum Write {
     /// The open transaction that took the events from the queue, and the inserts of their
     /// deliveries: run by the write, after the sends started, so they are not one more round
     /// trip between publish and arrival.
-    Transaction(sqlx::Transaction<'static, sqlx::Postgres>, Vec<(String, Vec<Arg>)>),
+    Transaction(OpenTransaction, Vec<(String, Vec<Arg>)>),
 }
 
+/// Inlined `TRUE`: it is also sent in a simple query, which takes no parameters.
 const ACTIVE_WEBHOOKS: &str = "SELECT * FROM webhooks WHERE active = TRUE";
 
 struct NewDelivery {
@@ -393,12 +397,19 @@ impl Store {
                 // its own): the inserts and their key checks use indexes anyway, and the
                 // endpoint list, which only a scan can read, is scanned anyway (its cost is
                 // then estimated as huge: see `jit` in `Store::connect`).
-                let mut tx = pool.begin_with("BEGIN; SET LOCAL enable_seqscan = off").await?;
-                let events = sqlx::query_as::<_, EventRow>(sqlx::AssertSqlSafe(select)).fetch_all(&mut *tx).await?;
+                // `BEGIN`, the setting, the pick and the endpoint list go in one round trip
+                // (see `OpenTransaction`): they are all that stands between a commit and its
+                // first send.
+                let statements = format!("BEGIN; SET LOCAL enable_seqscan = off; {select}; {ACTIVE_WEBHOOKS}");
+                let (tx, results) = OpenTransaction::begin_reading(pool, &statements).await?;
+                let [_, _, events, hooks]: [Vec<PgRow>; 4] = results.try_into().map_err(|r: Vec<_>| {
+                    StoreError::Db(sqlx::Error::Protocol(format!("the fan-out read {} results, not 4", r.len())))
+                })?;
                 if events.is_empty() {
                     return Ok(None);
                 }
-                let hooks = sqlx::query_as::<_, Webhook>(ACTIVE_WEBHOOKS).fetch_all(&mut *tx).await?;
+                let events = events.iter().map(EventRow::from_row).collect::<Result<Vec<_>, _>>()?;
+                let hooks = hooks.iter().map(Webhook::from_row).collect::<Result<Vec<_>, _>>()?;
                 let created = plan_deliveries(&events, &hooks, lease, &matches);
                 let inserts = created
                     .chunks(INSERT_CHUNK)
@@ -407,6 +418,17 @@ impl Store {
                 let out = fanned_out(events, hooks, created, now, lease);
                 Ok(Some(PlannedFanOut { out, write: FanOutWrite(Write::Transaction(tx, inserts)) }))
             }
+        }
+    }
+
+    /// How many plans of [`Store::plan_fan_out`] may be written at once. SQLite: one, in
+    /// order (each starts after the one before, and its cursor must not pass a plan not
+    /// written). PostgreSQL: each is its own transaction on its own connection, so a few,
+    /// bounded to leave the pool to the API.
+    pub fn fan_out_writes_at_once(&self) -> usize {
+        match self.backend() {
+            Backend::Sqlite { .. } => 1,
+            Backend::Postgres(_) => 4,
         }
     }
 
@@ -422,7 +444,7 @@ impl Store {
                     for arg in args {
                         q = crate::store::script::bind_arg!(q, arg);
                     }
-                    q.execute(&mut *tx).await?;
+                    q.execute(tx.conn()).await?;
                 }
                 tx.commit().await?
             }

@@ -126,9 +126,9 @@ struct Claims {
 /// rows are written.
 #[derive(Default)]
 struct TwoStep {
-    /// The plan being written: the next one starts after its last event, and is written
-    /// after it.
-    writing: Option<Writing>,
+    /// The plans being written, oldest first: at most `Store::fan_out_writes_at_once`. On
+    /// SQLite one: the next starts after its last event, and is written after it.
+    writing: Vec<Writing>,
     /// The last write failed: until one succeeds, rows are written before anything is sent,
     /// so a store that cannot write (a full disk) does not have the same events sent again at
     /// every round.
@@ -151,6 +151,17 @@ type Written = watch::Receiver<Option<bool>>;
 
 async fn was_written(mut written: Written) -> bool {
     matches!(written.wait_for(Option::is_some).await.map(|v| *v), Ok(Some(true)))
+}
+
+/// What one [`Dispatcher::round`] did.
+#[derive(Default)]
+struct Round {
+    /// It fanned out events or claimed deliveries.
+    worked: bool,
+    /// It claimed deliveries: there may be more due at once.
+    claimed: bool,
+    /// Due work may have been left for lack of room.
+    starved: bool,
 }
 
 /// Stops the dispatcher when dropped or asked.
@@ -251,22 +262,27 @@ impl Dispatcher {
                 renewed = Instant::now();
                 self.renew_leases().await;
             }
-            let (worked, starved) = match self.round(&results, &mut claims, &mut two_step).await {
+            let round = match self.round(&results, &mut claims, &mut two_step).await {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(error = format!("{e:#}"), "dispatcher round failed; retrying");
-                    (false, false)
+                    Round::default()
                 }
             };
-            if worked {
-                if vacuumed.elapsed() >= VACUUM_OUTBOX_EVERY {
-                    vacuumed = Instant::now();
-                    if let Err(e) = self.store.vacuum_outbox().await {
-                        tracing::warn!(error = %e, "vacuuming the outbox queue failed");
-                    }
+            if round.worked && vacuumed.elapsed() >= VACUUM_OUTBOX_EVERY {
+                vacuumed = Instant::now();
+                if let Err(e) = self.store.vacuum_outbox().await {
+                    tracing::warn!(error = %e, "vacuuming the outbox queue failed");
                 }
+            }
+            // Not after every round that did something: events committed during it left their
+            // permit on `wake`, so the next round starts at once when there are some, and a
+            // round that would find none (a query on a busy database, at one event per
+            // request most rounds were followed by one) is not run.
+            if round.claimed {
                 continue;
             }
+            let starved = round.starved;
             tokio::select! {
                 _ = wake.dispatcher.notified() => {
                     if self.config.linger_ms > 0 {
@@ -297,14 +313,13 @@ impl Dispatcher {
     }
 
     /// One pass: fan out new events (sending at once what this node has room for), then claim
-    /// due deliveries into the room left when there may be some (see [`Claims`]). Returns
-    /// whether anything was done, and whether due work may have been left for lack of room.
+    /// due deliveries into the room left when there may be some (see [`Claims`]).
     async fn round(
         self: &Arc<Self>,
         results: &mpsc::Sender<Finished>,
         claims: &mut Claims,
         two_step: &mut TwoStep,
-    ) -> anyhow::Result<(bool, bool)> {
+    ) -> anyhow::Result<Round> {
         let batch = self.config.batch_size.max(1);
         let lease_for = self.lease_for();
         let mut worked = false;
@@ -320,20 +335,26 @@ impl Dispatcher {
             };
             let mut take = |hook: &Webhook| budget.take(hook);
             let mut lease = Lease { node: &self.node, until: now + lease_for, take: &mut take };
-            if two_step.writing.as_ref().is_some_and(|w| *w.written.borrow() == Some(false)) {
-                two_step.writing = None;
-                two_step.failed = true;
-            }
-            let after = two_step.writing.as_ref().and_then(|w| w.seqs.last().copied());
+            let mut failed = false;
+            two_step.writing.retain(|w| match *w.written.borrow() {
+                Some(ok) => {
+                    failed |= !ok;
+                    false
+                }
+                None => true,
+            });
+            two_step.failed |= failed;
+            let after = two_step.writing.last().and_then(|w| w.seqs.last().copied());
             let Some(planned) = self.store.plan_fan_out(after, batch, now, &mut lease, matches).await? else {
                 break;
             };
-            // Events of the plan being written, planned again: that write failed. Learn it
+            // Events of a plan being written, planned again: that write failed. Learn it
             // before sending them a second time.
-            if let Some(w) = two_step
-                .writing
-                .take_if(|w| planned.out.event_rows.iter().any(|e| w.seqs.binary_search(&e.seq).is_ok()))
-            {
+            let (again, others): (Vec<Writing>, Vec<Writing>) = std::mem::take(&mut two_step.writing)
+                .into_iter()
+                .partition(|w| planned.out.event_rows.iter().any(|e| w.seqs.binary_search(&e.seq).is_ok()));
+            two_step.writing = others;
+            for w in again {
                 two_step.failed |= !was_written(w.written).await;
             }
             let fanned = if two_step.failed {
@@ -367,10 +388,10 @@ impl Dispatcher {
             (self.hand_limit().saturating_sub(held.total), busy)
         };
         if room < self.hand_limit() / 2 {
-            return Ok((worked, claims.owed));
+            return Ok(Round { worked, claimed: false, starved: claims.owed });
         }
         if !claims.owed && claims.last.is_some_and(|at| at.elapsed() < self.poll_interval()) {
-            return Ok((worked, false));
+            return Ok(Round { worked, claimed: false, starved: false });
         }
         let now = self.clock.now();
         let limit = (room as i64).min(batch);
@@ -379,7 +400,7 @@ impl Dispatcher {
         let starved = claimed.len() as i64 == limit || !skip.is_empty();
         claims.owed = starved;
         if claimed.is_empty() {
-            return Ok((worked, starved));
+            return Ok(Round { worked, claimed: false, starved });
         }
         let event_ids: Vec<String> = dedup(claimed.iter().map(|d| d.event_id.clone()));
         let hook_ids: Vec<String> = dedup(claimed.iter().map(|d| d.webhook_id.clone()));
@@ -398,16 +419,19 @@ impl Dispatcher {
                 self.start(delivery, hook.clone(), event.clone(), results, None);
             }
         }
-        Ok((true, starved))
+        Ok(Round { worked: true, claimed: true, starved })
     }
 
     /// Writes a fan-out planned by `Store::plan_fan_out` in the background, while its
     /// deliveries are sent, rather than sending them after the commit (with `synchronous =
     /// FULL` or PostgreSQL's defaults, a disk flush: most of the time from publish to arrival
-    /// at low load). Plans are written in order, one at a time: this waits for the one before,
-    /// and when that one failed, writes nothing (SQLite's cursor must not pass events whose
+    /// at low load). At most `Store::fan_out_writes_at_once` are under way: past that, this
+    /// waits for the oldest, and when that one failed, writes nothing (on SQLite, where plans
+    /// are written one at a time and in order, the cursor must not pass events whose
     /// deliveries were not written; PostgreSQL's transaction rolls back): the next round
-    /// starts again from the events not fanned out, writing before it sends.
+    /// starts again from the events not fanned out, writing before it sends. (On PostgreSQL
+    /// each plan is its own transaction, and waiting for the one before made each round wait
+    /// for a commit: the rounds, and an event's wait for one, were twice as long.)
     async fn write_in_order(
         &self,
         write: FanOutWrite,
@@ -415,12 +439,13 @@ impl Dispatcher {
         done: watch::Sender<Option<bool>>,
         two_step: &mut TwoStep,
     ) -> anyhow::Result<()> {
-        if let Some(before) = two_step.writing.take()
-            && !was_written(before.written).await
-        {
-            let _ = done.send(Some(false));
-            two_step.failed = true;
-            anyhow::bail!("a fan-out was not written; fanning its events out again");
+        while two_step.writing.len() >= self.store.fan_out_writes_at_once() {
+            let oldest = two_step.writing.remove(0);
+            if !was_written(oldest.written).await {
+                let _ = done.send(Some(false));
+                two_step.failed = true;
+                anyhow::bail!("a fan-out was not written; fanning its events out again");
+            }
         }
         let store = self.store.clone();
         tokio::spawn(async move {
@@ -430,7 +455,7 @@ impl Dispatcher {
             }
             let _ = done.send(Some(result.is_ok()));
         });
-        two_step.writing = Some(writing);
+        two_step.writing.push(writing);
         Ok(())
     }
 
