@@ -37,12 +37,6 @@ const BATCH: i64 = 500;
 /// only once every older transaction has ended, which may be a moment after its own commit.
 const HURRY_FOR: Duration = Duration::from_millis(250);
 const HURRY_EVERY: Duration = Duration::from_millis(10);
-/// With no socket on a node no other node hears from (SQLite), how often at most the cursor
-/// is moved to what is committed now. After every commit, that read was 8% of Herald's CPU at
-/// one event per request (1 endpoint, 64 connections: 140 -> 128 µs per event without the
-/// feed). A cursor a moment old costs nothing but this: a first socket may hear the events of
-/// that moment (see [`skip_to_now`]); it never misses one.
-const SKIP_EVERY: Duration = Duration::from_millis(100);
 
 /// Starts the feed; it runs until `stop` turns true.
 pub fn spawn(io: SocketIo, gw: Arc<Gateway>, stop: watch::Receiver<bool>) -> JoinHandle<()> {
@@ -71,7 +65,6 @@ async fn run(io: SocketIo, gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
         }
     };
     let mut hurry_until = Instant::now();
-    let mut skipped: Option<Instant> = None;
     // This node committed events: the other nodes are told before anything is read.
     let mut announce = false;
     while !*stop.borrow() {
@@ -80,11 +73,8 @@ async fn run(io: SocketIo, gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
                 store.announce_events().await;
             }
             drain(&io, &gw, cursor).await
-        } else if (clustered && announce) || skipped.is_none_or(|at| at.elapsed() >= SKIP_EVERY) {
-            skipped = Some(Instant::now());
-            skip_to_now(&gw, cursor, announce).await
         } else {
-            cursor
+            skip_to_now(&gw, cursor, announce).await
         };
         announce = false;
         let wait = if clustered && Instant::now() < hurry_until { HURRY_EVERY } else { poll };
