@@ -386,6 +386,12 @@ impl Store {
         self.events_written.clone()
     }
 
+    /// Whether other nodes may write to this database (PostgreSQL): their commits do not wake
+    /// this node's readers of the outbox, which find them by reading again.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend(), Backend::Postgres(_))
+    }
+
     pub fn backend(&self) -> &Backend {
         &self.backend
     }

@@ -275,11 +275,12 @@ impl Dispatcher {
                     tracing::warn!(error = %e, "vacuuming the outbox queue failed");
                 }
             }
-            // Not after every round that did something: events committed during it left their
-            // permit on `wake`, so the next round starts at once when there are some, and a
-            // round that would find none (a query on a busy database, at one event per
-            // request most rounds were followed by one) is not run.
-            if round.claimed {
+            // On SQLite not after every round that did something: every event is committed on
+            // this node, and those committed during the round left their permit on `wake`, so
+            // the next round starts at once when there are some, and one that would find none
+            // is not run. On PostgreSQL other nodes' events wake no one here: while busy, look
+            // again at once.
+            if round.claimed || (round.worked && self.store.is_shared()) {
                 continue;
             }
             let starved = round.starved;
