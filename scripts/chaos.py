@@ -193,7 +193,7 @@ class Publisher:
 
     def __init__(self, nodes, key):
         self.nodes, self.key = nodes, key
-        self.acked, self.answers, self.examples = [], {}, {}
+        self.acked, self.answers, self.examples, self.messages = [], {}, {}, {}
         self.lock = threading.Lock()
         self.stop_at = 0
 
@@ -218,6 +218,9 @@ class Publisher:
                 self.answers[str(status)] = self.answers.get(str(status), 0) + 1
                 if status not in (201, "refused") and str(status) not in self.examples:
                     self.examples[str(status)] = body
+                if status not in (201, "refused"):
+                    message = ((body or {}).get("error") or {}).get("message") if isinstance(body, dict) else None
+                    self.messages.setdefault(str(status), set()).add(message)
                 if status == 201:
                     self.acked.append(body["id"])
             n += workers
@@ -393,11 +396,15 @@ def disk_full():
             os.path.join(mount, "herald-data", "herald.db"), publisher.acked)
         result["answers"] = publisher.answers
         result["answer_examples"] = publisher.examples
+        result["messages_503"] = sorted(str(m) for m in publisher.messages.get("503", ()))
         result["ready_while_full"] = ready
-        # While the disk is full a write is refused with 503 (retry later), nothing else; and
-        # readiness says so. A write answered 201 must be on disk (lost stays 0).
+        # While the disk is full a write is refused with 503 (retry later), nothing else, and
+        # every such answer says why (out of storage), also for the requests whose write was
+        # batched with the one that met the full disk; readiness says so too. A write
+        # answered 201 must be on disk (lost stays 0).
         result["ok"] = (result["lost"] == 0 and result["missing_from_outbox"] == 0 and result["integrity"] == "ok"
                         and set(publisher.answers) <= {"201", "503"} and "503" in publisher.answers
+                        and all("out of storage" in m for m in result["messages_503"])
                         and ready.get("status") != "ready")
         return result
     finally:

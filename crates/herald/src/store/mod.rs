@@ -87,12 +87,31 @@ pub(crate) fn is_unavailable(err: &sqlx::Error) -> bool {
 /// too_many_connections, 53400 configuration_limit_exceeded). sqlx gives SQLite's extended
 /// code, whose low byte is the primary one.
 pub fn out_of_resources(err: &sqlx::Error) -> bool {
+    // A copy of one, for another job of the batch that met it (`copy_batch_error`).
+    if let sqlx::Error::Io(e) = err {
+        return e.kind() == std::io::ErrorKind::StorageFull;
+    }
     let sqlx::Error::Database(db) = err else { return false };
     let Some(code) = db.code() else { return false };
     if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
         code.parse::<i32>().is_ok_and(|c| c & 0xff == 13)
     } else {
         code.starts_with("53")
+    }
+}
+
+/// `err` again, for another job of a batch that met it (sqlx errors cannot be cloned), with
+/// `what` failed in front: an unavailable database stays unavailable (503, not 500), and out
+/// of storage stays out of storage, so every job of the batch is answered with that message
+/// and its `Retry-After`, not only the one that met it first.
+pub(crate) fn copy_batch_error(err: &sqlx::Error, what: &str) -> sqlx::Error {
+    let message = format!("{what}: {err}");
+    if out_of_resources(err) {
+        sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::StorageFull, message))
+    } else if is_unavailable(err) {
+        sqlx::Error::Io(std::io::Error::other(message))
+    } else {
+        sqlx::Error::Protocol(message)
     }
 }
 

@@ -61,7 +61,9 @@ impl batch::Writer for MessageWriter {
 /// The same failure for each send of a failed batch (a `StoreError` cannot be cloned).
 fn copy_error(e: &StoreError) -> StoreError {
     match e {
-        StoreError::Unavailable(_) => StoreError::Unavailable(sqlx::Error::PoolClosed),
+        StoreError::Unavailable(e) => {
+            StoreError::Unavailable(crate::store::copy_batch_error(e, "writing chat messages failed"))
+        }
         other => StoreError::Db(sqlx::Error::Protocol(format!("writing chat messages failed: {other}"))),
     }
 }

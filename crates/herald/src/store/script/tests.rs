@@ -112,3 +112,24 @@ fn same_shaped_scripts_merge_into_one_numbered_statement_on_postgres() {
     two.push("INSERT INTO u (y) VALUES ($1) RETURNING id, seq", vec![2i32.into()]);
     assert!(merged_postgres(&[Job { script: two, reply: oneshot::channel().0 }]).is_none());
 }
+
+/// Every request of a batch that met a full disk is told the database is out of storage (its
+/// message, its `Retry-After`), not only the one whose write met it: the others get a copy of
+/// the error, which must keep that kind.
+#[tokio::test]
+async fn a_copied_out_of_storage_error_is_still_out_of_storage() {
+    use sqlx::Connection;
+    let mut conn = sqlx::SqliteConnection::connect("sqlite::memory:").await.expect("open");
+    for sql in ["CREATE TABLE t (x BLOB)", "PRAGMA max_page_count = 4"] {
+        sqlx::query(sql).execute(&mut conn).await.expect(sql);
+    }
+    let full = sqlx::query("INSERT INTO t VALUES (zeroblob(100000))")
+        .execute(&mut conn)
+        .await
+        .expect_err("four pages cannot hold 100 kB");
+    assert!(crate::store::out_of_resources(&full), "{full}");
+    let copy = crate::store::copy_batch_error(&full, "the batched write failed");
+    assert!(crate::store::out_of_resources(&copy) && crate::store::is_unavailable(&copy), "{copy}");
+    let broken = crate::store::copy_batch_error(&sqlx::Error::Protocol("bad".into()), "the batched write failed");
+    assert!(!crate::store::is_unavailable(&broken), "a job's own error is not the database's: {broken}");
+}

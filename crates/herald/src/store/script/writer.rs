@@ -130,14 +130,8 @@ impl batch::Writer for GroupWriter {
         crate::store::is_unavailable(error)
     }
 
-    /// An unavailable database stays unavailable in the copy (a 503, not a 500).
     fn copy(&self, error: &sqlx::Error) -> sqlx::Error {
-        let message = format!("the batched write failed: {error}");
-        if crate::store::is_unavailable(error) {
-            sqlx::Error::Io(std::io::Error::other(message))
-        } else {
-            sqlx::Error::Protocol(message)
-        }
+        crate::store::copy_batch_error(error, "the batched write failed")
     }
 }
 
