@@ -702,13 +702,25 @@ async fn migrate_data_moves_an_instance_to_postgres_and_back() {
         assert!(status.is_success(), "{path}: {answer}");
         answer
     };
-    post(&server, "/api/v1/webhooks", json!({"url": receiver.url, "events": ["*"]})).await;
+    let hook = post(&server, "/api/v1/webhooks", json!({"url": receiver.url, "events": ["*"]})).await;
     for name in ["용사", "dörte", "knight"] {
         post(&server, "/api/v1/users", json!({"username": name, "metadata": {"level": 3}})).await;
     }
     post(&server, "/api/v1/game-worlds", json!({"worldId": "w1", "name": "One", "tags": ["pvp"]})).await;
     post(&server, "/api/v1/client-versions", json!({"channel": "PC", "version": "1.0.0"})).await;
     let delivered = receiver.wait_for(5).await.len();
+    // A delivery arrives before Herald records its answer (and the endpoint's `lastSuccessAt`
+    // with it): wait for every result, or the copy holds a later `lastSuccessAt` than the
+    // snapshot.
+    let deliveries = format!("/api/v1/webhooks/{}/deliveries", hook["id"].as_str().expect("webhook id"));
+    for _ in 0..100 {
+        let (_, page) = send(server.request(Method::GET, &deliveries, &key)).await;
+        let items = page["items"].as_array().cloned().unwrap_or_default();
+        if items.len() == delivered && items.iter().all(|d| d["status"] == "succeeded") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let before = snapshot(&server, &key).await;
     let (status, _, stderr) = server.stop().await;
     assert!(status.success(), "{stderr}");
