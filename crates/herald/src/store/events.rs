@@ -149,6 +149,13 @@ pub enum FeedCursor {
     Xid { from_xid: u64, to_xid: u64, after_seq: i64 },
 }
 
+impl FeedCursor {
+    /// PostgreSQL: the present, as of a snapshot whose oldest running transaction is `xmin`.
+    pub(super) fn at_xmin(xmin: u64) -> FeedCursor {
+        FeedCursor::Xid { from_xid: xmin, to_xid: xmin, after_seq: 0 }
+    }
+}
+
 impl Store {
     /// The feed's starting point: the present (events already committed are not read).
     pub async fn feed_start(&self) -> StoreResult<FeedCursor> {
@@ -159,7 +166,7 @@ impl Store {
             }
             super::Backend::Postgres(pool) => {
                 let xmin = snapshot_xmin(pool).await?;
-                Ok(FeedCursor::Xid { from_xid: xmin, to_xid: xmin, after_seq: 0 })
+                Ok(FeedCursor::at_xmin(xmin))
             }
         }
     }

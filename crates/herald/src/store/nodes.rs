@@ -81,7 +81,7 @@ impl Store {
         let row =
             sqlx::query(sqlx::AssertSqlSafe(sql)).bind(EVENTS_CHANNEL).bind(&*self.node_id).fetch_one(pool).await?;
         let xmin = events::parse_xmin(&row.try_get::<String, _>(0)?)?;
-        Ok(FeedCursor::Xid { from_xid: xmin, to_xid: xmin, after_seq: 0 })
+        Ok(FeedCursor::at_xmin(xmin))
     }
 
     /// Sends a typing note to the other nodes; best effort, as typing notes are.

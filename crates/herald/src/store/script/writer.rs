@@ -298,16 +298,20 @@ struct MergedInsert<'a> {
     args: Vec<Arg>,
 }
 
+/// Whether two scripts run the same statements (their arguments aside).
+fn same_statements(a: &Job, b: &Job) -> bool {
+    let (a, b) = (&a.script.stmts, &b.script.stmts);
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.sql == y.sql)
+}
+
 /// The batch as one multi-row `INSERT` per statement position, or `None` when it does not have
 /// that shape (see [`MergedInsert`]).
 fn merge_shape<'a>(jobs: &[&'a Job]) -> Option<Vec<MergedInsert<'a>>> {
-    let first = &jobs.first()?.script.stmts;
-    if jobs
-        .iter()
-        .any(|j| j.script.stmts.len() != first.len() || j.script.stmts.iter().zip(first).any(|(a, b)| a.sql != b.sql))
-    {
+    let first = jobs.first()?;
+    if !jobs.iter().all(|j| same_statements(first, j)) {
         return None;
     }
+    let first = &first.script.stmts;
     let mut out = Vec::with_capacity(first.len());
     for (i, stmt) in first.iter().enumerate() {
         let at = stmt.sql.rfind(" VALUES (")? + " VALUES ".len();
@@ -338,11 +342,7 @@ fn merge_shape<'a>(jobs: &[&'a Job]) -> Option<Vec<MergedInsert<'a>>> {
 pub(super) fn merged(jobs: &[Job]) -> Option<(String, Vec<Part>, Vec<Arg>)> {
     let mut groups: Vec<Vec<&Job>> = Vec::new();
     for job in jobs {
-        let same = |g: &&mut Vec<&Job>| {
-            let first = &g[0].script.stmts;
-            first.len() == job.script.stmts.len() && first.iter().zip(&job.script.stmts).all(|(a, b)| a.sql == b.sql)
-        };
-        match groups.iter_mut().find(same) {
+        match groups.iter_mut().find(|g| same_statements(g[0], job)) {
             Some(group) => group.push(job),
             None => groups.push(vec![job]),
         }

@@ -100,17 +100,9 @@ fn insert_deliveries(
     now: DateTime<Utc>,
     lease: &Lease<'_>,
 ) -> (String, Vec<Arg>) {
-    let mut sql = String::from(
-        "INSERT INTO deliveries (id, project_id, webhook_id, event_id, event_seq, lease_owner, lease_expires_at, \
-         next_attempt_at, created_at, updated_at, status, attempts) VALUES ",
-    );
-    let mut args = Vec::with_capacity(chunk.len() * 10);
-    for (i, d) in chunk.iter().enumerate() {
-        sql.push_str(if i == 0 { "(" } else { ", (" });
-        sql.push_str(&script::numbered(i * 10 + 1, 10));
-        sql.push_str(", 'pending', 0)");
+    let rows = chunk.iter().map(|d| {
         let (event, hook) = (&events[d.event], &hooks[d.hook]);
-        args.extend([
+        [
             Arg::from(&d.id),
             Arg::from(&hook.project_id),
             Arg::from(&hook.id),
@@ -121,9 +113,14 @@ fn insert_deliveries(
             Arg::from(now),
             Arg::from(now),
             Arg::from(now),
-        ]);
-    }
-    (sql, args)
+        ]
+    });
+    multi_row(
+        "INSERT INTO deliveries (id, project_id, webhook_id, event_id, event_seq, lease_owner, lease_expires_at, \
+         next_attempt_at, created_at, updated_at, status, attempts) ",
+        rows,
+        ", 'pending', 0",
+    )
 }
 
 /// The result of a committed fan-out: the leased deliveries as the rows now read.
@@ -229,13 +226,20 @@ macro_rules! push_rows {
     };
 }
 
-/// A multi-row `head VALUES (..), (..)` of `rows`, for a [`Script`] (numbered parameters).
-fn multi_row<const N: usize>(head: &str, rows: impl ExactSizeIterator<Item = [Arg; N]>) -> (String, Vec<Arg>) {
+/// A multi-row `head VALUES (..), (..)` of `rows`, parameters `$1..` in order (for a
+/// [`Script`], whose SQLite form binds them as `?`); `literals` close each row (values every
+/// row shares, written into the statement).
+fn multi_row<const N: usize>(
+    head: &str,
+    rows: impl ExactSizeIterator<Item = [Arg; N]>,
+    literals: &str,
+) -> (String, Vec<Arg>) {
     let mut sql = format!("{head}VALUES ");
     let mut args = Vec::with_capacity(rows.len() * N);
     for (i, row) in rows.enumerate() {
         sql.push_str(if i == 0 { "(" } else { ", (" });
         sql.push_str(&script::numbered(i * N + 1, N));
+        sql.push_str(literals);
         sql.push(')');
         args.extend(row);
     }
@@ -293,9 +297,9 @@ fn record_attempts_statement(
 /// disk flush, where a transaction of its own took six hand-offs and a flush.
 fn record_attempts_script(records: &[&AttemptRecord], health: &[EndpointHealth]) -> Script {
     let mut script = Script::default();
-    let (sql, args) = multi_row(INSERT_ATTEMPTS, records.iter().map(|r| attempt_row(r)));
+    let (sql, args) = multi_row(INSERT_ATTEMPTS, records.iter().map(|r| attempt_row(r)), "");
     script.push(sql, args);
-    let (mut sql, args) = multi_row(UPDATE_DELIVERIES, records.iter().map(|r| delivery_update_row(r)));
+    let (mut sql, args) = multi_row(UPDATE_DELIVERIES, records.iter().map(|r| delivery_update_row(r)), "");
     sql.push_str(UPDATE_DELIVERIES_TAIL);
     script.push(sql, args);
     for h in health {
@@ -392,11 +396,12 @@ impl Store {
                 // The queue swings from empty to tens of thousands of rows within a second, so
                 // the planner's row count for it is always stale; taking it for small, it
                 // sorted the whole queue for each batch (90 ms at 20,000 rows). The index on
-                // `seq` is the right path at every size. Set with `BEGIN`, in its round trip,
-                // and left for the rest of the transaction (resetting it was a round trip of
-                // its own): the inserts and their key checks use indexes anyway, and the
-                // endpoint list, which only a scan can read, is scanned anyway (its cost is
-                // then estimated as huge: see `jit` in `Store::connect`).
+                // `seq` is the right path at every size. The setting is left for the rest of
+                // the transaction (resetting it was a round trip of its own): the inserts and
+                // their key checks use indexes anyway, and the endpoint list, which only a
+                // scan can read, is scanned anyway (its cost is then estimated as huge: see
+                // `jit` in `Store::connect`).
+                //
                 // `BEGIN`, the setting, the pick and the endpoint list go in one round trip
                 // (see `OpenTransaction`): they are all that stands between a commit and its
                 // first send.

@@ -336,15 +336,14 @@ impl Dispatcher {
             };
             let mut take = |hook: &Webhook| budget.take(hook);
             let mut lease = Lease { node: &self.node, until: now + lease_for, take: &mut take };
-            let mut failed = false;
+            // Forget the plans written; one that failed means writing before sending.
             two_step.writing.retain(|w| match *w.written.borrow() {
                 Some(ok) => {
-                    failed |= !ok;
+                    two_step.failed |= !ok;
                     false
                 }
                 None => true,
             });
-            two_step.failed |= failed;
             let after = two_step.writing.last().and_then(|w| w.seqs.last().copied());
             let Some(planned) = self.store.plan_fan_out(after, batch, now, &mut lease, matches).await? else {
                 break;
